@@ -1,0 +1,1 @@
+"""The GPU metrics agent: NVML to CloudWatch and Prometheus."""

@@ -1,0 +1,1 @@
+"""Pulumi components for GPU capacity that scales itself."""

@@ -1,0 +1,1 @@
+"""The gpuscale tools: stack config, offline plan, diff, checks and simulator."""

@@ -1,0 +1,342 @@
+"""The stack's config, validated into typed objects before any resource is declared.
+
+Keys are camelCase under the project namespace (`gpuscale:`), as they appear in `stacks/Pulumi.<stack>.yaml`.
+`load_stack_config` is the only way in: `__main__.py` passes it what `pulumi.Config` holds, and the offline tools
+pass it the stack file's `config:` mapping. Every rule that fails raises a ConfigError naming the key, the value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
+from .reader import REQUIRED, ConfigError, Section
+
+PROJECT = "gpuscale"
+"""The Pulumi project name, and so the config namespace."""
+
+# Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts")
+
+NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
+NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
+REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d"
+
+AMI_TYPES = {
+    # EKS managed node group AMI types with the NVIDIA driver, and the CPU architecture each boots on.
+    "AL2023_x86_64_NVIDIA": "x86_64",
+    "AL2023_ARM_64_NVIDIA": "arm64",
+    "BOTTLEROCKET_x86_64_NVIDIA": "x86_64",
+    "BOTTLEROCKET_ARM_64_NVIDIA": "arm64",
+}
+CAPACITY_TYPES = ("ON_DEMAND", "SPOT")
+SPOT_ALLOCATION_STRATEGIES = ("price-capacity-optimized", "capacity-optimized", "capacity-optimized-prioritized",
+                              "lowest-price")
+WARM_POOL_STATES = ("Stopped", "Hibernated", "Running")
+DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-amazon-linux-2023/latest/ami-id"
+"""Public SSM parameter of AWS's Deep Learning Base AMI (NVIDIA driver, AL2023) for x86_64."""
+SSM_PUBLIC_PARAMETER_PATTERN = r"/aws/service/[A-Za-z0-9_./-]+"
+MAX_GROUP_SIZE = 1000
+
+
+@dataclass(frozen=True)
+class SystemNodesConfig:
+    instance_type: str
+    min_size: int
+    max_size: int
+    desired_size: int
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    mode: str
+    """``create``: a new VPC and EKS cluster; ``existing``: attach to an existing cluster by name."""
+    name: str
+    kubernetes_version: str | None
+    vpc_cidr: str | None
+    availability_zone_count: int
+    system_nodes: SystemNodesConfig | None
+    subnet_ids: tuple[str, ...]
+    """Existing mode: private subnets for GPU nodes (default: the cluster's own subnets)."""
+
+
+@dataclass(frozen=True)
+class NodeGroupConfig:
+    name: str
+    ami_type: str
+    instance_types: tuple[str, ...]
+    capacity_type: str
+    min_size: int
+    max_size: int
+    root_volume_gib: int
+    labels: dict[str, str]
+    gpu: InstanceTypeInfo
+    """The GPUs every instance type of the group carries (they must all agree)."""
+
+
+@dataclass(frozen=True)
+class WarmPoolConfig:
+    min_size: int
+    max_prepared_capacity: int | None
+    pool_state: str
+    reuse_on_scale_in: bool
+
+
+@dataclass(frozen=True)
+class AutoScalingGroupConfig:
+    name: str
+    instance_types: tuple[str, ...]
+    ami_parameter: str
+    on_demand_base_capacity: int
+    on_demand_percentage_above_base: int
+    spot_allocation_strategy: str
+    min_size: int
+    max_size: int
+    root_volume_gib: int
+    health_check_grace_seconds: int
+    instance_warmup_seconds: int
+    warm_pool: WarmPoolConfig | None
+    gpus: tuple[InstanceTypeInfo, ...]
+    """One description per instance type, in preference order."""
+    scaling: Any = None
+    """GPU-metric scaling settings (gpuscale.config.scaling.ScalingConfig), or None for a fixed-size group."""
+    workload: Any = None
+    """The served workload's model (gpuscale.config.workload.WorkloadConfig), for the simulator and checks."""
+
+    @property
+    def uses_mixed_instances(self) -> bool:
+        """Several instance types or any Spot share need a mixed instances policy."""
+        return len(self.instance_types) > 1 or self.on_demand_percentage_above_base < 100
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    sample_interval_seconds: float
+    flush_interval_seconds: float
+    prometheus_port: int
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    stack: str
+    region: str
+    cluster: ClusterConfig
+    agent: AgentConfig
+    node_groups: tuple[NodeGroupConfig, ...] = ()
+    auto_scaling_groups: tuple[AutoScalingGroupConfig, ...] = ()
+    alerts: Any = None
+    """Where alarms notify (gpuscale.config.scaling.AlertsConfig), or None."""
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+
+def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: InstanceTypeCatalog) -> StackConfig:
+    """Validate a stack's config.
+
+    `values` maps full keys (``aws:region``, ``gpuscale:nodeGroups``) to their decoded values, as in the stack
+    file's ``config:`` section. `instance_types` describes instance types (GPU counts come from EC2's data).
+    """
+    unknown = sorted(k for k in values if k.startswith(PROJECT + ":") and k.split(":", 1)[1] not in TOP_LEVEL_KEYS)
+    if unknown:
+        raise ConfigError(unknown[0], values[unknown[0]],
+                          "known keys are " + ", ".join(f"{PROJECT}:{k}" for k in TOP_LEVEL_KEYS))
+    region = values.get("aws:region")
+    if not isinstance(region, str) or not _matches(REGION_PATTERN, region):
+        raise ConfigError("aws:region", region if region is not None else REQUIRED, "an AWS region such as us-west-2")
+
+    cluster = _read_cluster(Section(values.get(f"{PROJECT}:cluster") or {}, f"{PROJECT}:cluster"))
+    agent = _read_agent(Section(values.get(f"{PROJECT}:agent") or {}, f"{PROJECT}:agent"))
+    top = Section({k: values.get(f"{PROJECT}:{k}") for k in ("nodeGroups", "autoScalingGroups")}, PROJECT)
+    top.path = ""  # list keys are reported as gpuscale:nodeGroups[0]..., not gpuscale.nodeGroups
+    node_groups = tuple(_read_node_group(s, instance_types)
+                        for s in _prefixed(top.sections("nodeGroups", default=[])))
+    asgs = tuple(_read_asg(s, instance_types, agent)
+                 for s in _prefixed(top.sections("autoScalingGroups", default=[])))
+    if not node_groups and not asgs:
+        raise ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
+                                                         "gpuscale:autoScalingGroups")
+    _check_unique_names([*node_groups, *asgs])
+    alerts = _read_alerts(values.get(f"{PROJECT}:alerts"))
+    return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
+                       auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
+
+
+def _prefixed(sections: list[Section]) -> list[Section]:
+    for s in sections:
+        s.path = f"{PROJECT}:{s.path}"
+    return sections
+
+
+def _matches(pattern: str, value: str) -> bool:
+    import re
+
+    return re.fullmatch(pattern, value) is not None
+
+
+def _read_cluster(s: Section) -> ClusterConfig:
+    mode = s.str("mode", "create", choices=("create", "existing"))
+    name = s.str("name", pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
+                 describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
+    if mode == "create":
+        version = s.str("kubernetesVersion", "1.33", pattern=r"1\.(2[89]|3\d)",
+                        describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
+        cidr = s.cidr("vpcCidr", "10.0.0.0/16")
+        zones = s.int("availabilityZoneCount", 2, min=2, max=4)
+        sys_s = s.section("systemNodes", {})
+        sys_s = sys_s if isinstance(sys_s, Section) else Section(sys_s, s.key("systemNodes"))
+        system = _read_system_nodes(sys_s)
+        subnet_ids: tuple[str, ...] = ()
+        if s.has("subnetIds"):
+            raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
+                                                            "its own private subnets)")
+    else:
+        version, cidr, zones, system = None, None, 0, None
+        for key in ("kubernetesVersion", "vpcCidr", "availabilityZoneCount", "systemNodes"):
+            if s.has(key):
+                raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
+        subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
+                                describe="subnet ids such as subnet-0123456789abcdef0")
+    s.finish()
+    return ClusterConfig(mode, name, version, cidr, zones, system, subnet_ids)
+
+
+def _read_system_nodes(s: Section) -> SystemNodesConfig:
+    instance_type = s.str("instanceType", "t3.large", pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                          describe="an EC2 instance type such as t3.large")
+    lo, hi = _read_sizes(s, default_min=1, default_max=3)
+    desired = s.int("desiredSize", max(lo, min(2, hi)), min=lo, max=hi)
+    s.finish()
+    return SystemNodesConfig(instance_type, lo, hi, desired)
+
+
+def _read_sizes(s: Section, default_min: int | None = None, default_max: int | None = None) -> tuple[int, int]:
+    lo = s.int("minSize", REQUIRED if default_min is None else default_min, min=0, max=MAX_GROUP_SIZE)
+    hi = s.int("maxSize", REQUIRED if default_max is None else default_max, min=1, max=MAX_GROUP_SIZE)
+    if lo > hi:
+        raise s.fail("minSize", lo, f"minSize <= maxSize ({hi})")
+    return lo, hi
+
+
+def _read_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | None) -> tuple[InstanceTypeInfo, ...]:
+    names = s.str_list("instanceTypes", min_items=1, pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+                       describe="EC2 instance types such as g6.xlarge")
+    infos = []
+    for i, name in enumerate(names):
+        key = f"{s.key('instanceTypes')}[{i}]"
+        info = catalog.describe(name)
+        if info is None:
+            raise ConfigError(key, name, "an EC2 instance type that exists, such as g6.xlarge")
+        if info.gpu_count == 0:
+            raise ConfigError(key, name, "a GPU instance type (for example g4dn, g5, g6, g6e, p4d, p5 families); "
+                                         f"{name} has no GPUs")
+        if info.gpu_manufacturer.upper() != "NVIDIA":
+            raise ConfigError(key, name, f"an instance type with NVIDIA GPUs (its GPUs are {info.gpu_manufacturer} "
+                                         f"{info.gpu_name}); the agent and AMIs use the NVIDIA driver")
+        if arch is not None and arch not in info.architectures:
+            raise ConfigError(key, name, f"an instance type that runs {arch} (the AMI's architecture); {name} runs "
+                                         + ", ".join(info.architectures))
+        infos.append(info)
+    return tuple(infos)
+
+
+def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfig:
+    name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
+    ami_type = s.str("amiType", "AL2023_x86_64_NVIDIA", choices=tuple(AMI_TYPES))
+    gpus = _read_instance_types(s, catalog, AMI_TYPES[ami_type])
+    first = gpus[0]
+    for i, g in enumerate(gpus[1:], start=1):
+        # cluster-autoscaler builds one node template per group from its tags: GPU count and model must agree.
+        if (g.gpu_count, g.gpu_name) != (first.gpu_count, first.gpu_name):
+            raise ConfigError(f"{s.key('instanceTypes')}[{i}]", g.instance_type,
+                              f"instance types carrying the same GPUs as {first.instance_type} "
+                              f"({first.gpu_count}x {first.gpu_name}); {g.instance_type} has "
+                              f"{g.gpu_count}x {g.gpu_name}. Put it in a group of its own")
+    capacity = s.str("capacityType", "ON_DEMAND", choices=CAPACITY_TYPES)
+    lo, hi = _read_sizes(s)
+    root = s.int("rootVolumeGiB", 200, min=50, max=16384)
+    labels = s.str_map("labels", {}, key_pattern=r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
+                       describe="Kubernetes label names to string values")
+    for reserved in ("nvidia.com/gpu.product", "eks.amazonaws.com/capacityType", "gpuscale.io/gpu-class"):
+        if reserved in labels:
+            raise s.fail(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets "
+                                                                 "itself from the instance type and capacity type")
+    s.finish()
+    return NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
+                           first)
+
+
+def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> AutoScalingGroupConfig:
+    name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
+    ami_parameter = s.str("amiParameter", DEFAULT_AMI_PARAMETER, pattern=SSM_PUBLIC_PARAMETER_PATTERN,
+                          describe="a public SSM parameter path under /aws/service/ that holds an AMI id")
+    arch = "arm64" if "/arm64/" in ami_parameter else "x86_64"
+    gpus = _read_instance_types(s, catalog, arch)
+    lo, hi = _read_sizes(s)
+    base = s.int("onDemandBaseCapacity", 0, min=0, max=hi)
+    pct = s.int("onDemandPercentageAboveBase", 100, min=0, max=100)
+    strategy = s.str("spotAllocationStrategy", "price-capacity-optimized", choices=SPOT_ALLOCATION_STRATEGIES)
+    root = s.int("rootVolumeGiB", 200, min=50, max=16384)
+    # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
+    grace = s.int("healthCheckGraceSeconds", 600, min=60, max=7200)
+    warmup = s.int("instanceWarmupSeconds", 300, min=0, max=3600)
+    warm_pool = _read_warm_pool(s, lo, hi)
+    group = AutoScalingGroupConfig(name, tuple(g.instance_type for g in gpus), ami_parameter, base, pct, strategy,
+                                   lo, hi, root, grace, warmup, warm_pool, gpus)
+    if warm_pool is not None and group.uses_mixed_instances:
+        # AWS refuses warm pools on groups with a mixed instances policy or Spot instances.
+        why = ("several instance types" if len(group.instance_types) > 1
+               else f"a Spot share (onDemandPercentageAboveBase {pct})")
+        raise s.fail("warmPool", s.data.get("warmPool"),
+                     f"a warm pool only on a group with one instance type and only on-demand capacity "
+                     f"(onDemandPercentageAboveBase 100); this group has {why}, which AWS refuses")
+    group = _read_group_extensions(s, group, agent)
+    s.finish()
+    return group
+
+
+def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: AgentConfig) -> AutoScalingGroupConfig:
+    """The scaling and workload sections of a group, read by their own modules."""
+    # EXTENSION POINT: gpuscale/config/scaling.py and gpuscale/config/workload.py add their readers here.
+    return group
+
+
+def _read_warm_pool(s: Section, lo: int, hi: int) -> WarmPoolConfig | None:
+    w = s.optional_section("warmPool")
+    if w is None:
+        return None
+    min_size = w.int("minSize", 0, min=0, max=hi)
+    prepared = w.int("maxPreparedCapacity", None, min=0, max=MAX_GROUP_SIZE)
+    if prepared is not None and prepared < min_size:
+        raise w.fail("maxPreparedCapacity", prepared, f"maxPreparedCapacity >= minSize ({min_size}) of the warm pool")
+    state = w.str("poolState", "Stopped", choices=WARM_POOL_STATES)
+    reuse = w.bool("reuseOnScaleIn", True)
+    w.finish()
+    return WarmPoolConfig(min_size, prepared, state, reuse)
+
+
+def _read_agent(s: Section) -> AgentConfig:
+    sample = s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
+    flush = s.float("flushIntervalSeconds", 10.0, min=1, max=60)
+    if flush < sample:
+        raise s.fail("flushIntervalSeconds", flush, f"a flush interval >= the sample interval ({sample})")
+    port = s.int("prometheusPort", 9400, min=1024, max=65535)
+    s.finish()
+    return AgentConfig(sample, flush, port)
+
+
+def _read_alerts(value: Any) -> Any:
+    # EXTENSION POINT: gpuscale/config/scaling.py reads gpuscale:alerts.
+    if value is not None:
+        Section(value, f"{PROJECT}:alerts")
+    return None
+
+
+def _check_unique_names(groups: list[Any]) -> None:
+    seen: set[str] = set()
+    for g in groups:
+        if g.name in seen:
+            raise ConfigError(f"{PROJECT}:*.name", g.name, "a group name used once across nodeGroups and "
+                                                            "autoScalingGroups (names prefix every resource)")
+        seen.add(g.name)

@@ -1,0 +1,106 @@
+"""What an EC2 instance type carries: GPU count, model and memory, from EC2's own instance type descriptions.
+
+GPU counts are never typed by hand. During `pulumi up` they come from the `aws.ec2.getInstanceType` invoke (EC2's
+DescribeInstanceTypes); offline (the plan's mock engine, the simulator) they come from the DescribeInstanceTypes
+records that moto ships, which are the same API's recorded answers.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class InstanceTypeInfo:
+    instance_type: str
+    gpu_count: int
+    """GPUs per instance; 0 for an instance type without GPUs."""
+    gpu_name: str
+    """GPU model as EC2 names it (``L4``, ``A10G``, ``H100``); empty without GPUs."""
+    gpu_manufacturer: str
+    gpu_memory_mib: int
+    """Memory of one GPU, in MiB."""
+    vcpus: int
+    memory_mib: int
+    architectures: tuple[str, ...]
+    """CPU architectures as EC2 names them: ``x86_64``, ``arm64``."""
+
+
+class InstanceTypeCatalog(Protocol):
+    def describe(self, instance_type: str) -> InstanceTypeInfo | None:
+        """The instance type's description, or None when EC2 has no such instance type."""
+
+
+def from_describe_record(record: dict[str, Any]) -> InstanceTypeInfo:
+    """An InstanceTypeInfo from one DescribeInstanceTypes record (PascalCase, as EC2 answers)."""
+    gpus = (record.get("GpuInfo") or {}).get("Gpus") or []
+    first = gpus[0] if gpus else {}
+    return InstanceTypeInfo(
+        instance_type=record["InstanceType"],
+        gpu_count=sum(int(g.get("Count", 0)) for g in gpus),
+        gpu_name=first.get("Name", ""),
+        gpu_manufacturer=first.get("Manufacturer", ""),
+        gpu_memory_mib=int((first.get("MemoryInfo") or {}).get("SizeInMiB", 0)),
+        vcpus=int(record["VCpuInfo"]["DefaultVCpus"]),
+        memory_mib=int(record["MemoryInfo"]["SizeInMiB"]),
+        architectures=tuple(record["ProcessorInfo"]["SupportedArchitectures"]),
+    )
+
+
+class RecordedInstanceTypes:
+    """DescribeInstanceTypes records as moto ships them (loaded once, on first use: ~0.5 s)."""
+
+    def describe(self, instance_type: str) -> InstanceTypeInfo | None:
+        record = _recorded().get(instance_type)
+        return from_describe_record(record) if record else None
+
+    def record(self, instance_type: str) -> dict[str, Any] | None:
+        """The raw DescribeInstanceTypes record, for mocks that answer like EC2."""
+        return _recorded().get(instance_type)
+
+
+@functools.cache
+def _recorded() -> dict[str, dict[str, Any]]:
+    data = (resources.files("moto") / "ec2" / "resources" / "instance_types.json.gz").read_bytes()
+    return json.loads(gzip.decompress(data))
+
+
+class PulumiInstanceTypes:
+    """Looks instance types up through the `aws.ec2.getInstanceType` invoke, in the running Pulumi program."""
+
+    def __init__(self, opts: Any = None):
+        self._opts = opts  # pulumi.InvokeOptions, e.g. with an explicit provider
+        self._cache: dict[str, InstanceTypeInfo | None] = {}
+
+    def describe(self, instance_type: str) -> InstanceTypeInfo | None:
+        if instance_type not in self._cache:
+            self._cache[instance_type] = self._lookup(instance_type)
+        return self._cache[instance_type]
+
+    def _lookup(self, instance_type: str) -> InstanceTypeInfo | None:
+        import pulumi
+        import pulumi_aws as aws
+
+        try:
+            result = aws.ec2.get_instance_type(instance_type=instance_type, opts=self._opts)
+        except Exception as exc:  # the provider answers an unknown type with an invoke error
+            if "InvalidInstanceType" in str(exc) or "not found" in str(exc).lower():
+                return None
+            raise
+        gpus = result.gpuses or []
+        pulumi.log.debug(f"instance type {instance_type}: {len(gpus)} GPU kinds")
+        return InstanceTypeInfo(
+            instance_type=instance_type,
+            gpu_count=sum(g.count for g in gpus),
+            gpu_name=gpus[0].name if gpus else "",
+            gpu_manufacturer=gpus[0].manufacturer if gpus else "",
+            gpu_memory_mib=gpus[0].memory_size if gpus else 0,
+            vcpus=result.default_vcpus,
+            memory_mib=result.memory_size,
+            architectures=tuple(result.supported_architectures or ()),
+        )
