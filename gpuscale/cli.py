@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from . import plan_cli
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gpuscale")
@@ -12,7 +14,8 @@ def cli() -> None:
 
 
 # Subcommands register here, one line each.
-# (plan, diff: gpuscale/plan_cli.py; simulate: gpuscale/sim/cli.py)
+cli.add_command(plan_cli.plan)
+cli.add_command(plan_cli.diff)
 
 
 def main() -> None:

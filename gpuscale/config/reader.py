@@ -43,7 +43,8 @@ class Section:
         self.data, self.path, self._read = data, path, set()
 
     def key(self, name: str) -> str:
-        return f"{self.path}.{name}" if self.path else name
+        # A namespace path ("gpuscale:") is followed directly by the key, as in the stack file.
+        return f"{self.path}{name}" if not self.path or self.path.endswith(":") else f"{self.path}.{name}"
 
     def _get(self, name: str, default: Any) -> Any:
         self._read.add(name)

@@ -148,12 +148,9 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
 
     cluster = _read_cluster(Section(values.get(f"{PROJECT}:cluster") or {}, f"{PROJECT}:cluster"))
     agent = _read_agent(Section(values.get(f"{PROJECT}:agent") or {}, f"{PROJECT}:agent"))
-    top = Section({k: values.get(f"{PROJECT}:{k}") for k in ("nodeGroups", "autoScalingGroups")}, PROJECT)
-    top.path = ""  # list keys are reported as gpuscale:nodeGroups[0]..., not gpuscale.nodeGroups
-    node_groups = tuple(_read_node_group(s, instance_types)
-                        for s in _prefixed(top.sections("nodeGroups", default=[])))
-    asgs = tuple(_read_asg(s, instance_types, agent)
-                 for s in _prefixed(top.sections("autoScalingGroups", default=[])))
+    top = Section({k: values.get(f"{PROJECT}:{k}") for k in ("nodeGroups", "autoScalingGroups")}, f"{PROJECT}:")
+    node_groups = tuple(_read_node_group(s, instance_types) for s in top.sections("nodeGroups", default=[]))
+    asgs = tuple(_read_asg(s, instance_types, agent) for s in top.sections("autoScalingGroups", default=[]))
     if not node_groups and not asgs:
         raise ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
                                                          "gpuscale:autoScalingGroups")
@@ -161,12 +158,6 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     alerts = _read_alerts(values.get(f"{PROJECT}:alerts"))
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
-
-
-def _prefixed(sections: list[Section]) -> list[Section]:
-    for s in sections:
-        s.path = f"{PROJECT}:{s.path}"
-    return sections
 
 
 def _matches(pattern: str, value: str) -> bool:

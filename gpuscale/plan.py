@@ -1,0 +1,150 @@
+"""The offline plan: run the real Pulumi program under Pulumi's mock engine and record what it declares.
+
+No Pulumi CLI, no provider plugins and no cloud account are needed: `pulumi.runtime.set_mocks` stands in for the
+engine, `GpuScaleMocks` answers like AWS would (ids, ARNs, EC2 instance type data), and a recording monitor keeps
+every resource registration: type, name, parent, inputs and the options that matter for review (ignore_changes,
+protect, depends_on). The result is a `Plan`, which renders as a preview-like tree or as JSON for machines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .config import PROJECT, ConfigError, read_stack_values, stack_file_path
+
+PLAN_FORMAT = 1
+"""Version of the JSON plan layout; `gpuscale diff` refuses plans of another version."""
+
+STACK_TYPE = "pulumi:pulumi:Stack"
+
+
+@dataclass(frozen=True)
+class PlannedResource:
+    urn: str
+    type: str
+    name: str
+    parent: str | None
+    """URN of the parent resource; None for the stack itself."""
+    custom: bool
+    """True for a cloud resource, False for a component (a grouping with no cloud object)."""
+    inputs: dict[str, Any]
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
+                "custom": self.custom, "inputs": self.inputs, "options": self.options}
+
+
+@dataclass(frozen=True)
+class Plan:
+    project: str
+    stack: str
+    resources: tuple[PlannedResource, ...]
+    outputs: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"format": PLAN_FORMAT, "project": self.project, "stack": self.stack,
+                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Plan:
+        resources = tuple(PlannedResource(r["urn"], r["type"], r["name"], r.get("parent"), bool(r.get("custom")),
+                                          r.get("inputs") or {}, r.get("options") or {})
+                          for r in doc["resources"])
+        return cls(doc["project"], doc["stack"], resources, doc.get("outputs") or {})
+
+    def by_type(self, type_: str) -> list[PlannedResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def children(self, parent_urn: str | None) -> list[PlannedResource]:
+        return [r for r in self.resources if r.parent == parent_urn]
+
+
+class PlanError(Exception):
+    """The program could not be planned; the message is for the user, without a traceback."""
+
+
+class PlanConfigError(PlanError):
+    """The stack's config was rejected before the program declared any resource."""
+
+    def __init__(self, error: ConfigError, declared: int):
+        super().__init__(str(error))
+        self.error, self.declared = error, declared
+
+
+def find_project_dir(start: Path) -> Path:
+    """The nearest directory at or above `start` holding a Pulumi.yaml."""
+    for d in (start, *start.parents):
+        if (d / "Pulumi.yaml").is_file():
+            return d
+    raise PlanError(f"no Pulumi.yaml in {start} or any parent directory; run from the project or pass --project-dir")
+
+
+def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
+    """Stack file values as the engine hands them to the program: strings, objects JSON-encoded."""
+    out = {}
+    for key, value in values.items():
+        if isinstance(value, dict) and set(value) == {"secure"}:
+            raise PlanError(f"{key} is encrypted in the stack file; the offline plan cannot decrypt it. Use a "
+                            f"plain value in a stack meant for offline planning")
+        out[key] = value if isinstance(value, str) else json.dumps(value)
+    return out
+
+
+def run_plan(project_dir: Path, stack: str) -> Plan:
+    """Run `project_dir/__main__.py` with the stack's config under the mock engine and return what it declared.
+
+    Pulumi's runtime keeps process-wide state, so one process plans one stack; tests and tools that plan several
+    stacks run this in a subprocess (see `plan_in_subprocess`).
+    """
+    import pulumi
+    from pulumi.runtime import stack as runtime_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    from .mocks import GpuScaleMocks
+    from .plan_monitor import RecordingMonitor
+
+    values = read_stack_values(stack_file_path(project_dir, stack))
+    mocks = GpuScaleMocks()
+    monitor = RecordingMonitor(mocks, project_dir)
+    pulumi.runtime.set_all_config(stack_config_strings(values))
+    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
+
+    main = project_dir / "__main__.py"
+    if not main.is_file():
+        raise PlanError(f"{main} does not exist: the program to plan")
+    sys.path.insert(0, str(project_dir))
+    cwd = Path.cwd()
+    os.chdir(project_dir)  # a Pulumi program runs in its project directory (relative asset paths)
+    try:
+        _sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+        root = pulumi.runtime.get_root_resource()
+        outputs = _sync_await(pulumi.Output.from_input(getattr(root, "outputs", {}) or {}).future()) or {}
+    except ConfigError as exc:
+        raise PlanConfigError(exc, monitor.declared_count) from None
+    finally:
+        os.chdir(cwd)
+        sys.path.remove(str(project_dir))
+    from .plan_monitor import to_jsonable
+
+    return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
+
+
+def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executable) -> Plan:
+    """Plan a stack in a fresh interpreter (Pulumi's runtime state is per process)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "plan.json"
+        proc = subprocess.run([python, "-m", "gpuscale", "plan", "--project-dir", str(project_dir), "--stack", stack,
+                               "--json", str(out), "--quiet"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise PlanError(proc.stderr.strip() or proc.stdout.strip())
+        return Plan.from_json(json.loads(out.read_text()))

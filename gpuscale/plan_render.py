@@ -1,0 +1,71 @@
+"""Rendering a Plan for people: a preview-like tree with key inputs, and a count per resource type."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+from .plan import Plan, PlannedResource
+
+KEY_INPUTS_SHOWN = 6
+"""Inputs shown under a resource in the default view; `details=True` shows every one."""
+VALUE_WIDTH = 72
+
+
+def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """Leaves of a JSON value as (dotted.path[index], value) pairs, in key order."""
+    if isinstance(value, dict) and value:
+        for key in sorted(value):
+            yield from flatten(value[key], f"{prefix}.{key}" if prefix else key)
+    elif isinstance(value, list) and value:
+        for i, item in enumerate(value):
+            yield from flatten(item, f"{prefix}[{i}]")
+    else:
+        yield prefix, value
+
+
+def short(value: Any, width: int = VALUE_WIDTH) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    text = text.replace("\n", "\\n")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def render_tree(plan: Plan, details: bool = False) -> str:
+    lines = [f"Plan of stack {plan.stack} (project {plan.project}), under the mock engine:", ""]
+    children: dict[str | None, list[PlannedResource]] = {}
+    for r in plan.resources:
+        children.setdefault(r.parent, []).append(r)
+
+    def walk(parent: str | None, depth: int) -> None:
+        for r in children.get(parent, []):
+            pad = "    " * depth
+            lines.append(f"{pad}+ {r.type}  {r.name}")
+            leaves = [(k, v) for k, v in flatten(r.inputs) if k]
+            shown = leaves if details else [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
+            limit = len(shown) if details else KEY_INPUTS_SHOWN
+            for key, value in shown[:limit]:
+                lines.append(f"{pad}      {key}: {short(value)}")
+            hidden = len(leaves) - min(limit, len(shown))
+            if hidden > 0:
+                lines.append(f"{pad}      … {hidden} more input(s) (--details shows all)")
+            for opt, value in r.options.items():
+                if opt != "dependsOn":
+                    lines.append(f"{pad}      [{opt}: {short(value)}]")
+            walk(r.urn, depth + 1)
+
+    walk(None, 0)
+    lines += ["", render_counts(plan)]
+    return "\n".join(lines)
+
+
+def render_counts(plan: Plan) -> str:
+    counts = Counter(r.type for r in plan.resources if r.parent is not None)
+    components = sum(1 for r in plan.resources if r.parent is not None and not r.custom)
+    width = max((len(t) for t in counts), default=10)
+    lines = ["Resources by type:"]
+    lines += [f"  {t:<{width}}  {n:>4}" for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    total = sum(counts.values())
+    lines.append(f"{total} to create: {total - components} cloud resources in {components} components")
+    return "\n".join(lines)
