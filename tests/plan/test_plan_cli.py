@@ -1,0 +1,149 @@
+"""`gpuscale plan` and `gpuscale diff` through the command line, on the repository's own program and stacks."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def gpuscale(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpuscale", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="session")
+def plans(tmp_path_factory) -> dict[str, dict]:
+    """Both stacks planned once per session: (stdout, JSON plan)."""
+    out = {}
+    for stack in ("dev", "prod"):
+        path = tmp_path_factory.mktemp("plans") / f"{stack}.json"
+        proc = gpuscale("plan", "--stack", stack, "--json", str(path))
+        assert proc.returncode == 0, f"plan of {stack} failed:\n{proc.stderr}"
+        out[stack] = {"stdout": proc.stdout, "path": path, "doc": json.loads(path.read_text())}
+    return out
+
+
+def resources(doc: dict, type_: str) -> list[dict]:
+    return [r for r in doc["resources"] if r["type"] == type_]
+
+
+def test_plan_prints_a_tree_and_counts_per_type(plans):
+    text = plans["dev"]["stdout"]
+    assert "+ pulumi:pulumi:Stack  gpuscale-dev" in text
+    assert "gpuscale:index:GpuNodeGroup  l4-spot" in text
+    assert "Resources by type:" in text
+    node_groups = len(resources(plans["dev"]["doc"], "aws:eks/nodeGroup:NodeGroup"))
+    assert f"aws:eks/nodeGroup:NodeGroup" in text and node_groups >= 2  # system group + GPU group
+    total = len([r for r in plans["dev"]["doc"]["resources"] if r["parent"]])
+    assert f"{total} to create" in text
+
+
+def test_json_plan_holds_type_name_parent_inputs(plans):
+    doc = plans["dev"]["doc"]
+    urns = {r["urn"] for r in doc["resources"]}
+    for r in doc["resources"]:
+        assert set(r) >= {"type", "name", "parent", "inputs"}, r
+        assert r["parent"] is None or r["parent"] in urns, f"{r['name']}: parent not in plan"
+    (stack,) = [r for r in doc["resources"] if r["parent"] is None]
+    assert stack["type"] == "pulumi:pulumi:Stack"
+
+
+def test_managed_group_asg_carries_scale_from_zero_tags(plans):
+    doc = plans["prod"]["doc"]
+    tags = {(t["inputs"]["autoscalingGroupName"], t["inputs"]["tag"]["key"]): t["inputs"]["tag"]["value"]
+            for t in resources(doc, "aws:autoscaling/tag:Tag")}
+    gpu_counts = {v for (asg, key), v in tags.items()
+                  if key == "k8s.io/cluster-autoscaler/node-template/resources/nvidia.com/gpu"}
+    # prod has 1x L4, 4x A10G (g5.12xlarge) and 8x H100 (p5.48xlarge) groups: counts from EC2's data.
+    assert {"1", "4", "8"} <= gpu_counts, tags
+    assert any(k == "k8s.io/cluster-autoscaler/enabled" for _, k in tags)
+    assert all(not asg.startswith("(known") for asg, _ in tags), "the node group's ASG name must be known"
+
+
+def test_desired_capacity_is_left_to_the_autoscaler(plans):
+    doc = plans["prod"]["doc"]
+    for r in resources(doc, "aws:eks/nodeGroup:NodeGroup"):
+        assert "scalingConfig.desiredSize" in r["options"].get("ignoreChanges", []), r["name"]
+    for r in resources(doc, "aws:autoscaling/group:Group"):
+        assert "desiredCapacity" in r["options"].get("ignoreChanges", []), r["name"]
+        assert "desiredCapacity" not in r["inputs"], f"{r['name']} sets desiredCapacity"
+
+
+def test_plans_are_deterministic_and_diff_equal(plans, tmp_path):
+    again = tmp_path / "dev-again.json"
+    assert gpuscale("plan", "--stack", "dev", "--json", str(again), "--quiet").returncode == 0
+    proc = gpuscale("diff", str(plans["dev"]["path"]), str(again))
+    assert proc.returncode == 0, proc.stdout
+    assert "No differences." in proc.stdout
+
+
+def test_diff_reports_added_removed_and_changed(plans, tmp_path):
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    shutil.copy(ROOT / "__main__.py", project)
+    shutil.copytree(ROOT / "stacks", project / "stacks")
+    stack_file = project / "stacks" / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["gpuscale:nodeGroups"][0]["maxSize"] = 4
+    doc["config"]["gpuscale:nodeGroups"].append({"name": "t4", "instanceTypes": ["g4dn.xlarge"],
+                                                 "minSize": 0, "maxSize": 1})
+    stack_file.write_text(yaml.safe_dump(doc))
+    new = tmp_path / "new.json"
+    assert gpuscale("plan", "--stack", "dev", "--project-dir", str(project), "--json", str(new),
+                    "--quiet").returncode == 0
+    proc = gpuscale("diff", str(plans["dev"]["path"]), str(new))
+    assert proc.returncode == 1
+    assert "scalingConfig.maxSize: 2 => 4" in proc.stdout
+    assert "+ gpuscale:index:GpuNodeGroup  t4" in proc.stdout
+    assert " added, 0 removed, " in proc.stdout
+    back = gpuscale("diff", str(new), str(plans["dev"]["path"]))
+    assert back.returncode == 1 and "- gpuscale:index:GpuNodeGroup  t4" in back.stdout
+
+
+def test_invalid_config_exits_nonzero_with_the_message_and_no_traceback(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "stacks", project / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    shutil.copy(ROOT / "__main__.py", project)
+    stack_file = project / "stacks" / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    doc["config"]["gpuscale:nodeGroups"][0]["minSize"] = 5  # above maxSize 2
+    stack_file.write_text(yaml.safe_dump(doc))
+    proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
+    assert proc.returncode == 2
+    assert "gpuscale:nodeGroups[0].minSize: 5 is not allowed; allowed: minSize <= maxSize (2)" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_bad_config_declares_no_resource():
+    """Validation runs before the program declares anything (checked in-process through the engine)."""
+    code = (
+        "import shutil, sys, tempfile, yaml; from pathlib import Path\n"
+        "from gpuscale.plan import run_plan, PlanConfigError\n"
+        f"root = Path({str(ROOT)!r}); project = Path(tempfile.mkdtemp())\n"
+        "shutil.copytree(root / 'stacks', project / 'stacks'); shutil.copy(root / '__main__.py', project)\n"
+        "f = project / 'stacks' / 'Pulumi.prod.yaml'; d = yaml.safe_load(f.read_text())\n"
+        "d['config']['gpuscale:autoScalingGroups'][0]['onDemandPercentageAboveBase'] = 50\n"
+        "f.write_text(yaml.safe_dump(d))\n"
+        "try:\n    run_plan(project, 'prod')\nexcept PlanConfigError as e:\n    print(e.declared, e.error.key)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["0", "gpuscale:autoScalingGroups[0].warmPool"], proc.stderr
+
+
+def test_unknown_stack_and_bad_plan_files_are_clear_errors(tmp_path):
+    proc = gpuscale("plan", "--stack", "staging")
+    assert proc.returncode == 2 and "dev, prod" in proc.stderr and "Traceback" not in proc.stderr
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text(json.dumps({"hello": 1}))
+    proc = gpuscale("diff", str(bogus), str(bogus))
+    assert proc.returncode == 2 and "not a gpuscale plan" in proc.stderr
