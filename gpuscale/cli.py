@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from . import plan_cli
+from .sim import cli as sim_cli
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,7 @@ def cli() -> None:
 # Subcommands register here, one line each.
 cli.add_command(plan_cli.plan)
 cli.add_command(plan_cli.diff)
+cli.add_command(sim_cli.simulate)
 
 
 def main() -> None:

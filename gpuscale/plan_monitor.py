@@ -44,6 +44,8 @@ class RecordingMonitor(MockMonitor):
 
 def to_jsonable(value: Any, project_dir: Path) -> Any:
     """Plain JSON values for a plan: unknowns and secrets as markers, assets by their project-relative path."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # the engine's wire format has only doubles; 2 reads better than 2.0 in a plan
     if value is None or isinstance(value, (bool, int, float, str)):
         return UNKNOWN_TEXT if value == rpc.UNKNOWN else value
     if isinstance(value, dict):

@@ -27,6 +27,10 @@ DIM_GPU_INDEX = "GpuIndex"
 DIM_GPU_UUID = "GpuUuid"
 DIM_MIG_INSTANCE = "MigInstance"
 
+PROM_LABELS: dict[str, str] = {DIM_GPU_INDEX: "gpu", DIM_GPU_UUID: "uuid", DIM_MIG_INSTANCE: "mig_instance"}
+"""Prometheus label for each dimension below the node. The node's own dimensions (group, instance, type) are not
+labels: Prometheus attaches them as target labels from service discovery."""
+
 NODE_DIMENSIONS: tuple[str, ...] = (DIM_ASG, DIM_INSTANCE_ID, DIM_INSTANCE_TYPE)
 """Dimensions of a node-level series: which group, which instance, which instance type."""
 GPU_DIMENSIONS: tuple[str, ...] = NODE_DIMENSIONS + (DIM_GPU_INDEX, DIM_GPU_UUID)
@@ -116,6 +120,9 @@ GPU_XID_ERRORS = _gpu("GpuXidErrors", "Count", "gpu_xid_errors_total",
 GPU_SM_ACTIVITY = _gpu("GpuSmActivity", "Percent", "gpu_sm_activity_ratio",
                        "GPM: fraction of time streaming multiprocessors had a warp resident (Hopper and newer).",
                        prom_scale=0.01)
+GPU_SM_OCCUPANCY = _gpu("GpuSmOccupancy", "Percent", "gpu_sm_occupancy_ratio",
+                        "GPM: resident warps over the theoretical maximum, averaged over the SMs (Hopper and newer).",
+                        prom_scale=0.01)
 GPU_TENSOR_ACTIVITY = _gpu("GpuTensorActivity", "Percent", "gpu_tensor_activity_ratio",
                            "GPM: fraction of time tensor cores were busy (Hopper and newer).", prom_scale=0.01)
 GPU_DRAM_BANDWIDTH = _gpu("GpuDramBandwidthUtilization", "Percent", "gpu_dram_bandwidth_utilization_ratio",

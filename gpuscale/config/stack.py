@@ -9,11 +9,13 @@ and what is allowed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .reader import REQUIRED, ConfigError, Section
+from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
+from .workload import WorkloadConfig, read_workload
 
 PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
@@ -101,10 +103,10 @@ class AutoScalingGroupConfig:
     warm_pool: WarmPoolConfig | None
     gpus: tuple[InstanceTypeInfo, ...]
     """One description per instance type, in preference order."""
-    scaling: Any = None
-    """GPU-metric scaling settings (gpuscale.config.scaling.ScalingConfig), or None for a fixed-size group."""
-    workload: Any = None
-    """The served workload's model (gpuscale.config.workload.WorkloadConfig), for the simulator and checks."""
+    scaling: ScalingConfig | None = None
+    """GPU-metric scaling settings, or None for a group whose size only its min/max bound."""
+    workload: WorkloadConfig | None = None
+    """The served workload's model, for the simulator and the pre-apply checks."""
 
     @property
     def uses_mixed_instances(self) -> bool:
@@ -127,8 +129,8 @@ class StackConfig:
     agent: AgentConfig
     node_groups: tuple[NodeGroupConfig, ...] = ()
     auto_scaling_groups: tuple[AutoScalingGroupConfig, ...] = ()
-    alerts: Any = None
-    """Where alarms notify (gpuscale.config.scaling.AlertsConfig), or None."""
+    alerts: AlertsConfig | None = None
+    """Where alarms notify and how long throttling may last; absent keys give alarms that notify nobody."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -155,7 +157,7 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
         raise ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
                                                          "gpuscale:autoScalingGroups")
     _check_unique_names([*node_groups, *asgs])
-    alerts = _read_alerts(values.get(f"{PROJECT}:alerts"))
+    alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
 
@@ -253,6 +255,7 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
         if reserved in labels:
             raise s.fail(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets "
                                                                  "itself from the instance type and capacity type")
+    reject_scaling_on_node_group(s)
     s.finish()
     return NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
                            first)
@@ -289,8 +292,8 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
 
 def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: AgentConfig) -> AutoScalingGroupConfig:
     """The scaling and workload sections of a group, read by their own modules."""
-    # EXTENSION POINT: gpuscale/config/scaling.py and gpuscale/config/workload.py add their readers here.
-    return group
+    group = replace(group, scaling=read_scaling(s, group, agent))
+    return replace(group, workload=read_workload(s.optional_section("workload"), group))
 
 
 def _read_warm_pool(s: Section, lo: int, hi: int) -> WarmPoolConfig | None:
@@ -315,13 +318,6 @@ def _read_agent(s: Section) -> AgentConfig:
     port = s.int("prometheusPort", 9400, min=1024, max=65535)
     s.finish()
     return AgentConfig(sample, flush, port)
-
-
-def _read_alerts(value: Any) -> Any:
-    # EXTENSION POINT: gpuscale/config/scaling.py reads gpuscale:alerts.
-    if value is not None:
-        Section(value, f"{PROJECT}:alerts")
-    return None
 
 
 def _check_unique_names(groups: list[Any]) -> None:

@@ -1,0 +1,130 @@
+"""The gpuscale Pulumi program: read the stack's config once, validate it, wire the components, export outputs."""
+
+from __future__ import annotations
+
+import pulumi
+
+from gpuscale.components.agent_bundle import AgentBundle
+from gpuscale.components.agent_user_data import AgentSettings
+from gpuscale.components.eks_cluster import EksCluster
+from gpuscale.components.existing_cluster import ExistingCluster
+from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
+from gpuscale.components.gpu_node_group import GpuNodeGroup
+from gpuscale.config import PROJECT, load_stack_config
+from gpuscale.config.stack import TOP_LEVEL_KEYS
+from gpuscale.instance_types import PulumiInstanceTypes
+
+
+def read_config() -> dict[str, object]:
+    """The stack's config as full keys to decoded values; keys that are not set are left out."""
+    project = pulumi.Config(PROJECT)
+    values: dict[str, object] = {"aws:region": pulumi.Config("aws").get("region")}
+    for key in TOP_LEVEL_KEYS:
+        values[f"{PROJECT}:{key}"] = project.get_object(key)
+    return {k: v for k, v in values.items() if v is not None}
+
+
+# Every rule is checked here, before any resource is declared; GPU counts come from EC2's instance type data.
+config = load_stack_config(read_config(), pulumi.get_stack(), PulumiInstanceTypes())
+tags = {"gpuscale:stack": config.stack}
+
+c = config.cluster
+if c.mode == "create":
+    cluster: EksCluster | ExistingCluster = EksCluster(c.name, {
+        "cluster_name": c.name, "kubernetes_version": c.kubernetes_version, "vpc_cidr": c.vpc_cidr,
+        "availability_zone_count": c.availability_zone_count,
+        "system_nodes": {"instance_type": c.system_nodes.instance_type, "min_size": c.system_nodes.min_size,
+                         "max_size": c.system_nodes.max_size, "desired_size": c.system_nodes.desired_size},
+        "tags": tags})
+else:
+    cluster = ExistingCluster(c.name, {"cluster_name": c.name, "subnet_ids": list(c.subnet_ids), "tags": tags})
+
+node_groups: dict[str, GpuNodeGroup] = {
+    g.name: GpuNodeGroup(g.name, {
+        "cluster_name": cluster.cluster_name, "node_role_arn": cluster.node_role_arn,
+        "subnet_ids": cluster.private_subnet_ids, "instance_types": list(g.instance_types),
+        "gpu_count": g.gpu.gpu_count, "gpu_name": g.gpu.gpu_name, "ami_type": g.ami_type,
+        "capacity_type": g.capacity_type, "min_size": g.min_size, "max_size": g.max_size,
+        "root_volume_gib": g.root_volume_gib, "labels": g.labels, "tags": tags})
+    for g in config.node_groups}
+
+asgs: dict[str, GpuAutoScalingGroup] = {}
+if config.auto_scaling_groups:
+    bundle = AgentBundle("gpu-metrics-agent", {"tags": tags})
+    agent = AgentSettings(sample_interval_seconds=config.agent.sample_interval_seconds,
+                          flush_interval_seconds=config.agent.flush_interval_seconds,
+                          prometheus_port=config.agent.prometheus_port, region=config.region)
+    # In a VPC of our own, Prometheus inside it may scrape the agents; an existing VPC's range is not ours to open.
+    scrapers = [c.vpc_cidr] if c.vpc_cidr else []
+    for a in config.auto_scaling_groups:
+        args: GpuAutoScalingGroupArgs = {
+            "vpc_id": cluster.vpc_id, "subnet_ids": cluster.private_subnet_ids,
+            "instance_types": list(a.instance_types), "min_size": a.min_size, "max_size": a.max_size,
+            "agent_bucket_arn": bundle.bucket_arn, "agent_bucket_name": bundle.bucket_name,
+            "agent_object_key": bundle.object_key, "region": config.region, "ami_parameter": a.ami_parameter,
+            "on_demand_base_capacity": a.on_demand_base_capacity,
+            "on_demand_percentage_above_base": a.on_demand_percentage_above_base,
+            "spot_allocation_strategy": a.spot_allocation_strategy, "root_volume_gib": a.root_volume_gib,
+            "health_check_grace_seconds": a.health_check_grace_seconds,
+            "instance_warmup_seconds": a.instance_warmup_seconds, "agent": agent,
+            "metrics_ingress_cidrs": scrapers, "tags": tags}
+        if a.warm_pool is not None:
+            args["warm_pool"] = {"min_size": a.warm_pool.min_size, "pool_state": a.warm_pool.pool_state,
+                                 "reuse_on_scale_in": a.warm_pool.reuse_on_scale_in}
+            if a.warm_pool.max_prepared_capacity is not None:
+                args["warm_pool"]["max_group_prepared_capacity"] = a.warm_pool.max_prepared_capacity
+        asgs[a.name] = GpuAutoScalingGroup(a.name, args)
+
+# --- GPU-metric scaling, alarms and dashboard (issue 5) ---
+# Scaling policies, alarms and the dashboard attach to `asgs` (config name -> GpuAutoScalingGroup) here; the
+# validated settings are in `config.auto_scaling_groups` (and `config.alerts`).
+from dataclasses import asdict  # noqa: E402 (kept inside this block)
+
+from gpuscale.components.gpu_alarms import GpuAlarms  # noqa: E402
+from gpuscale.components.gpu_alert_topic import GpuAlertTopic  # noqa: E402
+from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard  # noqa: E402
+from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies  # noqa: E402
+
+alerts = config.alerts
+topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email}) \
+    if alerts.sns_topic_name or alerts.email else None
+panels: list[DashboardGroupArgs] = []
+for a in config.auto_scaling_groups:
+    group = asgs[a.name]
+    # The scaling config's fields are the policies' argument names, so the validated settings pass straight through.
+    scaling = asdict(a.scaling) if a.scaling is not None else {}
+    alarm_lists = []
+    if scaling:
+        alarm_lists.append(GpuScalingPolicies(f"{a.name}-scaling", {
+            "asg_name": group.asg_name, "asg_arn": group.asg_arn, "instance_role_name": group.instance_role_name,
+            **scaling}).alarm_arns)
+    target = scaling["target"]["target_gpu_utilization"] if scaling else None
+    alarm_lists.append(GpuAlarms(f"{a.name}-alarms", {
+        "asg_name": group.asg_name, "target_gpu_utilization": target, "demand": scaling.get("demand"),
+        "blind_after_seconds": a.health_check_grace_seconds,
+        "sample_interval_seconds": config.agent.sample_interval_seconds,
+        "throttle_minutes": alerts.throttle_minutes, "throttled_fraction": alerts.throttled_fraction,
+        "alarm_topic_arn": topic.topic_arn if topic else None}).alarm_arns)
+    panels.append({"asg_name": group.asg_name, "target_gpu_utilization": target, "warm_pool": a.warm_pool is not None,
+                   "alarm_arns": pulumi.Output.all(*alarm_lists).apply(lambda lists: [x for xs in lists for x in xs])})
+if panels:
+    dashboard = GpuDashboard(f"gpuscale-{config.stack}", {
+        "dashboard_name": f"gpuscale-{config.stack}".replace(".", "-"), "region": config.region, "groups": panels})
+    pulumi.export("dashboardName", dashboard.dashboard_name)
+if topic is not None:
+    pulumi.export("alertTopicArn", topic.topic_arn)
+# --- end of GPU-metric scaling, alarms and dashboard ---
+
+pulumi.export("clusterName", cluster.cluster_name)
+pulumi.export("vpcId", cluster.vpc_id)
+pulumi.export("privateSubnetIds", cluster.private_subnet_ids)
+pulumi.export("nodeRoleArn", cluster.node_role_arn)
+pulumi.export("oidcIssuerUrl", cluster.oidc_issuer_url)
+if isinstance(cluster, EksCluster):
+    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+pulumi.export("nodeGroups", {name: {"nodeGroupName": g.node_group_name, "asgName": g.asg_name}
+                             for name, g in node_groups.items()})
+pulumi.export("autoScalingGroups", {name: {"asgName": g.asg_name, "asgArn": g.asg_arn,
+                                           "launchTemplateId": g.launch_template_id,
+                                           "instanceRoleName": g.instance_role_name}
+                                    for name, g in asgs.items()})

@@ -1,0 +1,186 @@
+"""The CloudWatch publisher: snapshots into the bounded buffer, the buffer out to PutMetricData on its own thread.
+
+A flush falls due every ``flush_interval`` and is started by the first snapshot at or past that time, so a flush
+always carries a fresh sample (a changed reading is sent at most one sample plus one flush interval later). If the
+sampler stalls, the thread still flushes on a timer. Within one call botocore retries (its standard or adaptive
+mode); a call that still fails leaves its datapoints at the front of the buffer for the next flush. Only a request
+CloudWatch refuses as invalid is dropped, counted, because sending it again would block everything behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionError as BotoConnectionError,
+                                 HTTPClientError, NoCredentialsError, PartialCredentialsError)
+
+from . import catalogue as cat
+from .buffer import DatapointBuffer
+from .cloudwatch_batch import MAX_DATUMS, Batch, RequestBuilder, SeriesTable
+from .health import ErrorLog, Health
+from .imds import IdentityError, NodeIdentity
+from .snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+_THROTTLING = {"Throttling", "ThrottlingException", "ThrottledException", "RequestThrottled",
+               "RequestThrottledException", "TooManyRequestsException", "RequestLimitExceeded", "SlowDown"}
+_INVALID = {"InvalidParameterValue", "InvalidParameterCombination", "MissingParameter",
+            "InvalidParameterValueException", "InvalidParameterCombinationException",
+            "MissingRequiredParameterException", "RequestEntityTooLarge"}
+_PEEK_POINTS = MAX_DATUMS * 4  # enough datapoints to fill a request even when the roll-ups merge several into one
+
+
+@dataclass(frozen=True)
+class CloudWatchSettings:
+    flush_interval: float = 10.0
+    buffer_datapoints: int = 640_800
+    endpoint: str | None = None
+    timeout: float = 5.0
+    retry_mode: str = "standard"
+    max_attempts: int = 3
+
+
+def make_client(identity: NodeIdentity, settings: CloudWatchSettings):
+    """A CloudWatch client on its own boto3 session (not boto3's module-level default one)."""
+    # Requests are built by code whose output the tests check against the service model; validating a thousand
+    # datums again on every call cost 40% of the publisher's CPU, so botocore's validation is off.
+    config = Config(retries={"mode": settings.retry_mode, "max_attempts": settings.max_attempts},
+                    connect_timeout=settings.timeout, read_timeout=settings.timeout, parameter_validation=False)
+    return boto3.session.Session().client("cloudwatch", region_name=identity.region,
+                                          endpoint_url=settings.endpoint, config=config)
+
+
+def classify(exc: Exception) -> str:
+    """The health reason for a failed PutMetricData call (see health.PUBLISH_ERROR_REASONS)."""
+    if isinstance(exc, ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in _THROTTLING:
+            return "throttled"
+        if code in _INVALID or status == 413:
+            return "rejected"
+        return "server" if status >= 500 else "client"
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        return "connection"
+    if isinstance(exc, (NoCredentialsError, PartialCredentialsError)):
+        return "credentials"
+    return "other"
+
+
+class CloudWatchPublisher:
+    def __init__(self, settings: CloudWatchSettings, health: Health, identity: Callable[[], NodeIdentity],
+                 client_factory: Callable[[NodeIdentity, CloudWatchSettings], object] = make_client,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.buffer = DatapointBuffer(settings.buffer_datapoints)
+        self._health = health
+        self._identity = identity
+        self._client_factory = client_factory
+        self._clock, self._wall = clock, wall
+        self._table = SeriesTable()
+        self._client = None
+        self._builder: RequestBuilder | None = None
+        self._errors = ErrorLog(log)
+        self._next_due = float("-inf")  # the first snapshot flushes at once: a new node shows up immediately
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._deadline: float | None = None
+        self._thread = threading.Thread(target=self._run, name="gpu-metrics-cloudwatch", daemon=True)
+
+    # --- sampler thread ----------------------------------------------------------------------------------------
+    def offer(self, snapshot: Snapshot) -> None:
+        keys, values = self._table.flatten(snapshot)
+        self.buffer.append(snapshot.timestamp, keys, values)
+        if snapshot.monotonic >= self._next_due:
+            # Flushes stay on a fixed grid; it is re-anchored only when sampling fell a whole interval behind.
+            due = self._next_due + self.settings.flush_interval
+            if due <= snapshot.monotonic:
+                due = snapshot.monotonic + self.settings.flush_interval
+            self._next_due = due
+            self._wake.set()
+
+    # --- lifecycle ---------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> int:
+        """Flush what is buffered for at most ``timeout`` seconds; returns the datapoints left unsent."""
+        self._deadline = self._clock() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+        else:
+            self.flush(self._deadline)
+        return len(self.buffer)
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            # The sampler wakes this thread when a flush is due; the timeout only matters if sampling stalls.
+            self._wake.wait(2 * self.settings.flush_interval)
+            self._wake.clear()
+            if not self._stopping.is_set():
+                self.flush()
+        self.flush(self._deadline)
+
+    # --- publisher thread --------------------------------------------------------------------------------------
+    def flush(self, deadline: float | None = None) -> bool:
+        """Send the buffer, oldest first, until it is empty (True) or a call fails or the deadline passes."""
+        while True:
+            deadline = self._deadline if deadline is None else deadline
+            if deadline is not None and self._clock() >= deadline:
+                return False
+            if not self._connect():
+                return False
+            rows, offset = self.buffer.peek(_PEEK_POINTS)
+            if not rows:
+                return True
+            batch = self._builder.build(rows, offset, now=self._wall())
+            if batch.metric_data and not self._send(batch):
+                self.buffer.release()
+                return False
+            self._health.cw_given_up["expired"] += batch.expired
+            self.buffer.commit(batch.end)
+
+    def _connect(self) -> bool:
+        if self._client is not None:
+            return True
+        try:
+            identity = self._identity()
+            self._client = self._client_factory(identity, self.settings)
+        except IdentityError as exc:
+            self._health.cw_errors["discovery"] += 1
+            self._errors.failing("identity", f"CloudWatch publishing waits for the node's identity: {exc}")
+            return False
+        self._builder = RequestBuilder(identity)
+        self._errors.recovered("identity", "node identity resolved")
+        log.info("publishing to CloudWatch namespace %s as %s", cat.NAMESPACE, identity)
+        return True
+
+    def _send(self, batch: Batch) -> bool:
+        """True when the batch is done with: stored, or refused as invalid (dropped and counted)."""
+        health = self._health
+        try:
+            self._client.put_metric_data(Namespace=cat.NAMESPACE, MetricData=batch.metric_data)
+        except (ClientError, BotoCoreError) as exc:
+            reason = classify(exc)
+            health.cw_errors[reason] += 1
+            if reason == "rejected":
+                health.cw_given_up["rejected"] += batch.datapoints
+                log.error("CloudWatch refused %d datapoints as invalid; dropped them: %s", batch.datapoints, exc)
+                return True
+            self._errors.failing("send", f"PutMetricData failed ({reason}); datapoints stay buffered for the "
+                                         f"next flush", f"{len(self.buffer)} buffered: {exc}")
+            return False
+        health.cw_requests += 1
+        health.cw_sent += batch.datapoints
+        health.cw_last_success_wall = self._wall()
+        self._errors.recovered("send", "PutMetricData succeeds again")
+        return True

@@ -1,0 +1,92 @@
+"""The agent's own health: what /metrics exports about the agent and what /healthz judges.
+
+Each field has one writer: the sampler thread writes the collection fields, the CloudWatch publisher thread the
+``cw_`` fields (the buffer keeps its own size and overflow count). Scrapes only read. Counters kept in dicts have a
+fixed set of keys, so a scrape iterating one never sees it change size.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .snapshot import Snapshot
+
+FAILURE_TIERS = ("device", "lifecycle")
+"""Collection failures by tier: a device skipped for a cycle, or a whole cycle failed."""
+PUBLISH_ERROR_REASONS = ("throttled", "server", "connection", "credentials", "client", "rejected", "discovery",
+                         "other")
+"""Why a PutMetricData call (after botocore's own retries) or the node-identity discovery before it failed."""
+DROP_REASONS = ("overflow", "expired", "rejected")
+"""Why datapoints were given up: the buffer was full (oldest dropped), too old for CloudWatch, or refused by it."""
+
+
+class Health:
+    def __init__(self, sample_interval: float, stale_intervals: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_age_s = sample_interval * stale_intervals
+        self._clock = clock
+        # --- written by the sampler thread ---
+        self.collections = 0
+        self.failures = dict.fromkeys(FAILURE_TIERS, 0)
+        self.nvml_inits = 0
+        self.overruns = 0
+        """Sample deadlines missed because a collection ran past its interval."""
+        self.last_ok = False
+        self.last_duration_s = 0.0
+        self.last_success_wall: float | None = None
+        self.last_success_mono: float | None = None
+        self.last_error = ""
+        self.gpus = 0
+        self.gpus_skipped = 0
+        self.absent_fields = 0
+        # --- written by the CloudWatch publisher thread ---
+        self.cw_sent = 0
+        self.cw_requests = 0
+        self.cw_errors = dict.fromkeys(PUBLISH_ERROR_REASONS, 0)
+        self.cw_given_up = {"expired": 0, "rejected": 0}
+        self.cw_last_success_wall: float | None = None
+
+    def collection_succeeded(self, snapshot: Snapshot) -> None:
+        self.collections += 1
+        self.last_ok = True
+        self.last_duration_s = snapshot.duration_s
+        self.last_success_wall = snapshot.timestamp
+        self.last_success_mono = snapshot.monotonic
+        self.gpus = len(snapshot.gpus)
+        self.gpus_skipped = len(snapshot.skipped)
+        self.absent_fields = sum(len(g.absent) for g in snapshot.gpus)
+
+    def collection_failed(self, tier: str, error: str, duration_s: float) -> None:
+        self.failures[tier] += 1
+        self.last_error = error
+        if tier == "lifecycle":
+            self.last_ok = False
+            self.last_duration_s = duration_s
+
+    def status(self) -> tuple[bool, str]:
+        """(healthy, why): healthy while a collection succeeded within the last ``stale_intervals`` intervals."""
+        if self.last_success_mono is None:
+            detail = f": {self.last_error}" if self.last_error else ""
+            return False, f"no successful collection yet{detail}"
+        age = self._clock() - self.last_success_mono
+        if age > self.max_age_s:
+            return False, f"no successful collection for {age:.1f} s (limit {self.max_age_s:g} s): {self.last_error}"
+        return True, f"last successful collection {age:.1f} s ago, {self.gpus} GPUs"
+
+
+class ErrorLog:
+    """Logs a recurring error when its cause starts or changes, and its recovery once, rather than every time."""
+
+    def __init__(self, logger) -> None:
+        self._logger = logger
+        self._active: dict[object, str] = {}
+
+    def failing(self, key: object, cause: str, detail: str = "") -> None:
+        if self._active.get(key) != cause:
+            self._active[key] = cause
+            self._logger.warning("%s%s", cause, f": {detail}" if detail else "")
+
+    def recovered(self, key: object, message: str) -> None:
+        if self._active.pop(key, None) is not None:
+            self._logger.info(message)

@@ -1,0 +1,86 @@
+"""Who this node is, for CloudWatch dimensions: Auto Scaling group, instance id, instance type and region.
+
+Each comes from an override (flag or environment) or else from EC2 instance metadata through IMDSv2: a session
+token is PUT first, then each item is a GET carrying it. The group's name is the instance's
+``aws:autoscaling:groupName`` tag, which instance metadata shows only when the launch template enables instance
+metadata tags. The standard library's urllib is enough here and keeps the agent light.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, replace
+
+TOKEN_TTL_S = 300
+"""The token is used for a handful of requests at start-up only."""
+_PATHS = {
+    "instance_id": "/latest/meta-data/instance-id",
+    "instance_type": "/latest/meta-data/instance-type",
+    "region": "/latest/meta-data/placement/region",
+    "asg_name": "/latest/meta-data/tags/instance/aws:autoscaling:groupName",
+}
+_FLAGS = {"instance_id": "--instance-id", "instance_type": "--instance-type", "region": "--region",
+          "asg_name": "--asg-name"}
+
+
+class IdentityError(Exception):
+    """The node's identity could not be determined; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class NodeIdentity:
+    asg_name: str | None = None
+    instance_id: str | None = None
+    instance_type: str | None = None
+    region: str | None = None
+
+    def missing(self) -> list[str]:
+        return [name for name in _PATHS if getattr(self, name) in (None, "")]
+
+
+class InstanceMetadata:
+    """A minimal IMDSv2 client."""
+
+    def __init__(self, endpoint: str = "http://169.254.169.254", timeout: float = 1.0) -> None:
+        self._endpoint = endpoint.rstrip("/")
+        self._timeout = timeout
+
+    def token(self) -> str:
+        request = urllib.request.Request(f"{self._endpoint}/latest/api/token", method="PUT",
+                                         headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_S)})
+        with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            return response.read().decode()
+
+    def get(self, path: str, token: str) -> str | None:
+        """The item's text, or None when instance metadata does not have it (404)."""
+        request = urllib.request.Request(f"{self._endpoint}{path}", headers={"X-aws-ec2-metadata-token": token})
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+                return response.read().decode().strip()
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            raise
+
+
+def resolve_identity(overrides: NodeIdentity, metadata: InstanceMetadata) -> NodeIdentity:
+    """``overrides`` completed from instance metadata; raises IdentityError naming what is still unknown."""
+    missing = overrides.missing()
+    if not missing:
+        return overrides
+    try:
+        token = metadata.token()
+        found = {name: metadata.get(_PATHS[name], token) for name in missing}
+    except (OSError, urllib.error.URLError) as exc:
+        flags = ", ".join(_FLAGS[name] for name in missing)
+        raise IdentityError(f"instance metadata request failed ({exc}); not on EC2? set {flags}") from None
+    identity = replace(overrides, **{name: value for name, value in found.items() if value})
+    if identity.asg_name is None:
+        raise IdentityError("the aws:autoscaling:groupName tag is not in instance metadata: enable instance "
+                            "metadata tags in the launch template (instance_metadata_tags), or set --asg-name")
+    still_missing = identity.missing()
+    if still_missing:
+        raise IdentityError("instance metadata has no " + ", ".join(still_missing) + "; set "
+                            + ", ".join(_FLAGS[name] for name in still_missing))
+    return identity

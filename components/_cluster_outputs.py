@@ -1,0 +1,30 @@
+"""What GPU groups need from a cluster, whether the stack created it (EksCluster) or looked it up (ExistingCluster)."""
+
+from __future__ import annotations
+
+import pulumi
+
+CLUSTER_OUTPUTS = ("cluster_name", "cluster_arn", "endpoint", "certificate_authority_data",
+                   "cluster_security_group_id", "oidc_issuer_url", "vpc_id", "private_subnet_ids", "node_role_arn",
+                   "node_role_name")
+
+
+class ClusterOutputs:
+    """The outputs both cluster components have; `__main__.py` wires node groups and ASGs from these alone."""
+
+    cluster_name: pulumi.Output[str]
+    cluster_arn: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
+    certificate_authority_data: pulumi.Output[str]
+    cluster_security_group_id: pulumi.Output[str]
+    oidc_issuer_url: pulumi.Output[str]
+    vpc_id: pulumi.Output[str]
+    private_subnet_ids: pulumi.Output[list[str]]
+    """Subnets for GPU nodes."""
+    node_role_arn: pulumi.Output[str]
+    """Resolves once the worker policies are attached."""
+    node_role_name: pulumi.Output[str]
+
+    def cluster_outputs(self, *extra: str) -> dict[str, pulumi.Output]:
+        """The shared outputs plus `extra` ones, by attribute name, for `register_outputs`."""
+        return {name: getattr(self, name) for name in CLUSTER_OUTPUTS + extra}

@@ -1,0 +1,111 @@
+"""AgentBundle: the GPU metrics agent's source archive in a private, encrypted S3 bucket, for nodes to install."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from typing_extensions import NotRequired
+
+# Left out of the content hash: caches that change without the agent changing.
+_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+
+
+class AgentBundleArgs(TypedDict):
+    agent_dir: NotRequired[str]
+    """Directory of the agent's standalone package (the one holding agent/pyproject.toml). Default: the directory
+    above the installed `gpu_metrics_agent` package (`gpu_metrics_agent.__file__`), which is right for an editable
+    install or a checkout of this repository; pass it explicitly otherwise."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on the bucket and the archive object. Default none."""
+
+
+def find_agent_dir() -> Path:
+    """The repository's `agent/` directory, next to the `gpu_metrics_agent` package it contains."""
+    # Located without importing it: the agent's imports (NVML, boto3) have no business in a Pulumi program.
+    spec = importlib.util.find_spec("gpu_metrics_agent")
+    candidate = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
+    if candidate is None or not (candidate / "pyproject.toml").is_file():
+        raise ValueError("agent_dir: the GPU metrics agent's source directory (holding pyproject.toml) was not "
+                         f"found next to the installed gpu_metrics_agent package ({candidate}); pass agent_dir="
+                         "the path of the repository's agent/ directory in AgentBundleArgs")
+    return candidate
+
+
+def content_hash(directory: Path) -> str:
+    """A digest of every file's path and bytes under `directory` (caches left out), stable across machines."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        rel = path.relative_to(directory)
+        if _IGNORED_PARTS.intersection(rel.parts) or path.suffix == ".pyc":
+            continue
+        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+class AgentBundle(pulumi.ComponentResource):
+    """A bucket only this stack's instance roles read, holding `gpu-metrics-agent/<content hash>.zip`.
+
+    The key changes with the agent's source, so a new agent changes the Auto Scaling groups' user data, which makes
+    a new launch template version and rolls the fleet through instance refresh instead of mixing versions.
+    """
+
+    bucket_name: pulumi.Output[str]
+    bucket_arn: pulumi.Output[str]
+    object_key: pulumi.Output[str]
+    object_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AgentBundleArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:AgentBundle", name, None, opts)
+        agent_dir = Path(args["agent_dir"]) if args.get("agent_dir") else find_agent_dir()
+        if not (agent_dir / "pyproject.toml").is_file():
+            raise ValueError(f"agent_dir: {str(agent_dir)!r} is not allowed; allowed: a directory holding the "
+                             "agent's pyproject.toml")
+        tags = dict(args.get("tags") or {})
+        child = pulumi.ResourceOptions(parent=self)
+
+        bucket = aws.s3.Bucket(f"{name}-bucket", tags=tags, opts=child)
+        block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
+                                               block_public_policy=True, ignore_public_acls=True,
+                                               restrict_public_buckets=True, opts=child)
+        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{name}-encryption", bucket=bucket.id,
+            # SSE-S3: encrypted at rest with no key policy for every reader to be granted.
+            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
+                apply_server_side_encryption_by_default=aws.s3.
+                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
+                    sse_algorithm="AES256"))],
+            opts=child)
+        aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
+                            # S3 rejects policy writes that race the public access block being applied.
+                            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]))
+
+        key = f"gpu-metrics-agent/{content_hash(agent_dir)[:16]}.zip"
+        archive = aws.s3.BucketObjectv2(
+            f"{name}-archive", bucket=bucket.id, key=key, source=pulumi.FileArchive(str(agent_dir)),
+            content_type="application/zip", tags=tags,
+            # Written after default encryption is configured, so the object is stored encrypted.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption]))
+
+        self.bucket_name = bucket.id
+        self.bucket_arn = bucket.arn
+        self.object_key = archive.key
+        self.object_arn = pulumi.Output.concat(bucket.arn, "/", archive.key)
+        self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
+                               "object_key": self.object_key, "object_arn": self.object_arn})
+
+
+def _tls_only_policy(bucket_arn: str) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+            "Resource": [bucket_arn, f"{bucket_arn}/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+        }],
+    })

@@ -1,0 +1,160 @@
+"""User data that installs the GPU metrics agent from its S3 archive and runs it as a systemd service.
+
+The agent reads its options from `GPU_METRICS_AGENT_*` environment variables; its systemd unit
+(`agent/gpu-metrics-agent.service`, shipped in the archive) loads them from ENVIRONMENT_FILE. The variable names
+come from the agent's own option table (`gpu_metrics_agent.config.OPTIONS`), and a test feeds the rendered file to
+the agent's parser.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from gpu_metrics_agent.config import ENV_PREFIX
+from gpu_metrics_agent.config import OPTIONS as AGENT_OPTIONS
+
+ENVIRONMENT_FILE = "/etc/default/gpu-metrics-agent"
+AGENT_HOME = "/opt/gpu-metrics-agent"
+"""The agent's virtual environment; the unit's ExecStart runs AGENT_HOME/bin/gpu-metrics-agent."""
+UNIT_NAME = "gpu-metrics-agent.service"
+INSTALL_LOG = "/var/log/gpu-metrics-agent-install.log"
+LIFECYCLE_HOOK = "gpuscale-agent-ready"
+"""Launch lifecycle hook holding new instances until the agent runs (the group declares it)."""
+READY_UNIT = "gpuscale-instance-ready.service"
+READY_SCRIPT = "/usr/local/sbin/gpuscale-instance-ready"
+
+_ENV_BY_FLAG = {option.flag: option.env for option in AGENT_OPTIONS}
+ENV_NAMES = {
+    # AgentSettings field -> the environment variable of the agent's option (a renamed option fails here).
+    "sample_interval_seconds": _ENV_BY_FLAG["--sample-interval"],
+    "flush_interval_seconds": _ENV_BY_FLAG["--flush-interval"],
+    "prometheus_port": _ENV_BY_FLAG["--prometheus-port"],
+    "region": _ENV_BY_FLAG["--region"],
+}
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What the agent on a node is told; None leaves the agent's own default (see `gpu-metrics-agent --help`).
+
+    Everything else the agent finds itself: its group's name from the instance's tags in instance metadata.
+    """
+
+    sample_interval_seconds: float | None = None
+    flush_interval_seconds: float | None = None
+    prometheus_port: int | None = None
+    region: str | None = None
+    """CloudWatch region; None lets the agent read it from instance metadata."""
+
+    def environment(self) -> dict[str, str]:
+        values = {"sample_interval_seconds": _number(self.sample_interval_seconds),
+                  "flush_interval_seconds": _number(self.flush_interval_seconds),
+                  "prometheus_port": None if self.prometheus_port is None else str(self.prometheus_port),
+                  "region": self.region}
+        return {ENV_NAMES[k]: v for k, v in values.items() if v is not None}
+
+
+def _number(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def render_environment_file(env: Mapping[str, str]) -> str:
+    """A systemd EnvironmentFile: one NAME=value per line (values here never need quoting; checked)."""
+    lines = ["# Written by gpuscale at first boot; options of gpu-metrics-agent (see `gpu-metrics-agent --help`)."]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or any(c in value for c in " \t\n\"'\\$#"):
+            raise ValueError(f"agent environment: {name}={value!r} is not allowed; allowed: {ENV_PREFIX}* names "
+                             "with values free of spaces, quotes, '$', '#' and backslashes")
+        lines.append(f"{name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def render_user_data(archive_bucket: str, archive_key: str, region: str, settings: AgentSettings) -> str:
+    """The boot script (cloud-init runs it once, as root, at first boot).
+
+    It installs the agent, then enables READY_UNIT, which tells the Auto Scaling group the instance is ready on this
+    and every later boot (the group's launch lifecycle hook LIFECYCLE_HOOK holds the instance until then). Warm-pool
+    instances need this: the group stops them as soon as they launch unless a hook holds them, and when they later
+    leave the pool, cloud-init does not run this script again, while the enabled units start.
+    """
+    uri = shlex.quote(f"s3://{archive_bucket}/{archive_key}")
+    env_file = render_environment_file(settings.environment())
+    return f"""#!/bin/bash
+# gpuscale: install the GPU metrics agent from {archive_key} and run it as {UNIT_NAME}.
+set -euo pipefail
+exec > >(tee -a {INSTALL_LOG}) 2>&1
+
+# The agent needs Python >= 3.10: AL2023 (the default Deep Learning AMI) ships 3.9 as python3 and 3.11 as a package.
+if command -v python3.11 >/dev/null; then PY=python3.11
+elif command -v dnf >/dev/null; then dnf install -y -q python3.11 python3.11-pip; PY=python3.11
+elif command -v apt-get >/dev/null; then apt-get update -q && apt-get install -y -q python3-venv; PY=python3
+else PY=python3; fi
+
+src=$(mktemp -d)
+# Retried: a new instance profile's permissions can take a little while to reach EC2.
+for attempt in 1 2 3 4 5 6; do
+  aws s3 cp --only-show-errors --region {shlex.quote(region)} {uri} "$src/agent.zip" && break
+  [ "$attempt" = 6 ] && exit 1; sleep 10
+done
+"$PY" -m zipfile -e "$src/agent.zip" "$src/agent"
+"$PY" -m venv {AGENT_HOME}
+{AGENT_HOME}/bin/pip install --quiet --disable-pip-version-check "$src/agent"
+install -m 0644 "$src/agent/{UNIT_NAME}" /etc/systemd/system/{UNIT_NAME}
+rm -rf "$src"
+
+cat > {ENVIRONMENT_FILE} <<'GPUSCALE_ENV'
+{env_file}GPUSCALE_ENV
+chmod 0644 {ENVIRONMENT_FILE}
+
+cat > {READY_SCRIPT} <<'GPUSCALE_READY'
+{_READY_SCRIPT}GPUSCALE_READY
+chmod 0755 {READY_SCRIPT}
+cat > /etc/systemd/system/{READY_UNIT} <<'GPUSCALE_UNIT'
+{_READY_UNIT}GPUSCALE_UNIT
+
+systemctl daemon-reload
+systemctl enable --now {UNIT_NAME}
+systemctl enable --now {READY_UNIT}
+"""
+
+
+_READY_SCRIPT = f"""#!/bin/bash
+# Complete the Auto Scaling group's launch lifecycle action for this instance, on every boot (gpuscale).
+# Nothing is pending after a plain reboot of an in-service instance: that error is expected and ignored.
+set -u
+md=http://169.254.169.254/latest
+get() {{
+  local token
+  token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$md/api/token") &&
+    curl -sf -H "X-aws-ec2-metadata-token: $token" "$md/meta-data/$1"
+}}
+ready() {{
+  aws autoscaling complete-lifecycle-action --region "$(get placement/region)" \\
+    --auto-scaling-group-name "$(get tags/instance/aws:autoscaling:groupName)" --instance-id "$(get instance-id)" \\
+    --lifecycle-hook-name {LIFECYCLE_HOOK} --lifecycle-action-result CONTINUE || true
+}}
+ready
+# A warm pool kept Running puts the instance in service later without a reboot: answer that transition too.
+warm=0
+while [ "$(get autoscaling/target-lifecycle-state)" = "Warmed:Running" ]; do warm=1; sleep 10; done
+if [ "$warm" = 1 ]; then ready; fi
+"""
+
+_READY_UNIT = f"""[Unit]
+Description=Report this instance ready to its Auto Scaling group once the GPU metrics agent runs (gpuscale)
+Wants=network-online.target {UNIT_NAME}
+After=network-online.target {UNIT_NAME}
+
+[Service]
+# simple, not oneshot: in a Running warm pool the script waits for the instance to enter service, and
+# `systemctl enable --now` must not block the boot script on that.
+Type=simple
+ExecStart={READY_SCRIPT}
+
+[Install]
+WantedBy=multi-user.target
+"""

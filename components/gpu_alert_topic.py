@@ -1,0 +1,32 @@
+"""GpuAlertTopic: the SNS topic a stack's GPU alarms notify, with an optional email subscription."""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from typing_extensions import NotRequired
+
+
+class GpuAlertTopicArgs(TypedDict):
+    topic_name: NotRequired[pulumi.Input[str] | None]
+    """Name of the topic to create. Default: Pulumi's auto-name from the component's name."""
+    email: NotRequired[pulumi.Input[str] | None]
+    """Address subscribed to the topic; AWS mails it a confirmation link first. Default none."""
+
+
+class GpuAlertTopic(pulumi.ComponentResource):
+    """An SNS topic for alarm notifications (CloudWatch alarms in the same account may publish to it)."""
+
+    topic_arn: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GpuAlertTopicArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:GpuAlertTopic", name, None, opts)
+        topic = aws.sns.Topic(f"{name}-topic", name=args.get("topic_name"), opts=pulumi.ResourceOptions(parent=self))
+        email = args.get("email")
+        if email is not None:
+            aws.sns.TopicSubscription(f"{name}-email", topic=topic.arn, protocol="email", endpoint=email,
+                                      opts=pulumi.ResourceOptions(parent=self))
+        self.topic_arn = topic.arn
+        self.register_outputs({"topic_arn": self.topic_arn})

@@ -1,0 +1,273 @@
+"""GpuAutoScalingGroup: a self-managed Auto Scaling group of GPU instances running the GPU metrics agent."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Sequence
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from typing_extensions import NotRequired
+
+from gpu_metrics_agent.catalogue import NAMESPACE
+from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
+from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
+
+from ._iam import assume_role_policy, attach_managed_policies
+from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, render_user_data
+
+GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
+                 "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances",
+                 "WarmPoolWarmedCapacity", "WarmPoolPendingCapacity"]
+"""Group metrics published to CloudWatch (free at one-minute granularity), for dashboards and alarms."""
+GROUP_TAG = "gpuscale:group"
+"""Tag on the group (and its instances): `<stack>/<component name>`. The instance role may complete lifecycle
+actions only on the group carrying its own value (the group's ARN does not exist yet when the role is created)."""
+
+
+class WarmPoolArgs(TypedDict):
+    min_size: NotRequired[int]
+    """Instances kept in the pool even when the group is at its maximum. Default 0."""
+    max_group_prepared_capacity: NotRequired[int]
+    """Cap on instances in the group plus the pool; unset: the pool holds up to max_size minus desired."""
+    pool_state: NotRequired[str]
+    """"Stopped" (pay for EBS only), "Hibernated" or "Running". Default "Stopped"."""
+    reuse_on_scale_in: NotRequired[bool]
+    """Return instances to the pool on scale-in instead of terminating them. Default True."""
+
+
+class GpuAutoScalingGroupArgs(TypedDict):
+    vpc_id: pulumi.Input[str]
+    """VPC of the instances' security group."""
+    subnet_ids: pulumi.Input[Sequence[str]]
+    """Private subnets the instances launch in."""
+    instance_types: Sequence[str]
+    """GPU instance types, most preferred first. More than one, or any Spot share, needs a mixed instances policy."""
+    min_size: int
+    """Floor of the group."""
+    max_size: int
+    """Ceiling of the group."""
+    agent_bucket_arn: pulumi.Input[str]
+    """ARN of the bucket holding the agent archive (AgentBundle.bucket_arn)."""
+    agent_bucket_name: pulumi.Input[str]
+    """Name of that bucket (AgentBundle.bucket_name)."""
+    agent_object_key: pulumi.Input[str]
+    """Key of the agent archive (AgentBundle.object_key); the only object the instances may read."""
+    region: str
+    """Region the stack deploys to: where the user data downloads the archive from."""
+    ami_parameter: NotRequired[str]
+    """Public SSM parameter holding the GPU AMI id. Default: the Deep Learning Base AMI (NVIDIA driver, AL2023)."""
+    on_demand_base_capacity: NotRequired[int]
+    """Instances always bought on demand before any Spot. Default 0."""
+    on_demand_percentage_above_base: NotRequired[int]
+    """Share of on-demand above the base, 0 to 100; the rest is Spot. Default 100 (no Spot)."""
+    spot_allocation_strategy: NotRequired[str]
+    """How Spot capacity is spread over pools. Default "price-capacity-optimized" (fewest interruptions for the
+    price)."""
+    root_volume_gib: NotRequired[int]
+    """Encrypted gp3 root volume size (models and images live here). Default 200."""
+    root_device_name: NotRequired[str]
+    """Root device of the AMI. Default "/dev/xvda" (Amazon Linux)."""
+    health_check_grace_seconds: NotRequired[int]
+    """Time after launch before failed health checks count: GPU instances load drivers and models. Default 600."""
+    instance_warmup_seconds: NotRequired[int]
+    """Time before a new instance's metrics count toward scaling and instance refresh. Default 300."""
+    warm_pool: NotRequired[WarmPoolArgs]
+    """Pre-initialized instances to start instead of launching. Not allowed with Spot or several types (AWS refuses
+    warm pools on groups with a mixed instances policy). Default none."""
+    agent: NotRequired[AgentSettings]
+    """Options of the agent on each instance. Default AgentSettings()."""
+    ssm_access: NotRequired[bool]
+    """Attach AmazonSSMManagedInstanceCore: a shell through Session Manager with no SSH and no open ports.
+    Default True."""
+    metrics_ingress_cidrs: NotRequired[Sequence[str]]
+    """Networks allowed to scrape the agent's Prometheus port. Default none (no inbound traffic at all)."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on every resource and, through the launch template, on instances and volumes. Default none."""
+
+
+def check_args(args: GpuAutoScalingGroupArgs) -> None:
+    """Reject what AWS would refuse, with the argument's name, before any resource is declared."""
+    types = list(args["instance_types"])
+    if not types:
+        raise ValueError("instance_types: [] is not allowed; allowed: at least one GPU instance type")
+    if not 0 <= args["min_size"] <= args["max_size"]:
+        raise ValueError(f"min_size: {args['min_size']} is not allowed; allowed: 0 <= min_size <= max_size "
+                         f"({args['max_size']})")
+    pct = args.get("on_demand_percentage_above_base", 100)
+    if not 0 <= pct <= 100:
+        raise ValueError(f"on_demand_percentage_above_base: {pct} is not allowed; allowed: 0 to 100")
+    if "warm_pool" in args and uses_mixed_instances(args):
+        raise ValueError(f"warm_pool: {args['warm_pool']!r} is not allowed with instance_types {types} and "
+                         f"on_demand_percentage_above_base {pct}; allowed: a warm pool only on a group with one "
+                         "instance type and no Spot (AWS refuses warm pools with a mixed instances policy)")
+
+
+def uses_mixed_instances(args: GpuAutoScalingGroupArgs) -> bool:
+    return len(args["instance_types"]) > 1 or args.get("on_demand_percentage_above_base", 100) < 100
+
+
+class GpuAutoScalingGroup(pulumi.ComponentResource):
+    """GPU instances that install and run the metrics agent, for fleets scaled by CloudWatch policies."""
+
+    asg_name: pulumi.Output[str]
+    asg_arn: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+    instance_role_name: pulumi.Output[str]
+    instance_role_arn: pulumi.Output[str]
+    security_group_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GpuAutoScalingGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        check_args(args)
+        super().__init__("gpuscale:index:GpuAutoScalingGroup", name, None, opts)
+        tags = dict(args.get("tags") or {})
+        child = pulumi.ResourceOptions(parent=self)
+        types = list(args["instance_types"])
+        mixed = uses_mixed_instances(args)
+        group_tag = f"{pulumi.get_stack()}/{name}"
+
+        role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
+                            description=f"GPU instances of {name} (gpuscale)", tags=tags, opts=child)
+        object_arn = pulumi.Output.concat(args["agent_bucket_arn"], "/", args["agent_object_key"])
+        permissions: list[pulumi.Resource] = [aws.iam.RolePolicy(
+            f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag)),
+            opts=child)]
+        if args.get("ssm_access", True):
+            permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
+        profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
+
+        port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
+        cidrs = list(args.get("metrics_ingress_cidrs") or ())
+        security_group = aws.ec2.SecurityGroup(
+            f"{name}-sg", vpc_id=args["vpc_id"], description=f"GPU instances of {name}",
+            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=port, to_port=port, cidr_blocks=cidrs,
+                                                      description="Prometheus scrape of gpu-metrics-agent")]
+            if cidrs else [],
+            # Out to S3, CloudWatch and the package index (through NAT); nothing needs to reach in.
+            egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"],
+                                                    description="all outbound")],
+            tags={**tags, "Name": f"{name}-sg"}, opts=child)
+
+        ami = aws.ssm.get_parameter_output(name=args.get("ami_parameter", DEFAULT_AMI_PARAMETER),
+                                           opts=pulumi.InvokeOutputOptions(parent=self))
+        user_data = pulumi.Output.all(args["agent_bucket_name"], args["agent_object_key"]).apply(
+            lambda v: base64.b64encode(render_user_data(v[0], v[1], args["region"], args.get("agent") or
+                                                        AgentSettings()).encode()).decode())
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            description=f"GPU instances of {name}",
+            image_id=ami.value,
+            # With a mixed instances policy the overrides name the types; otherwise the template does.
+            instance_type=None if mixed else types[0],
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            vpc_security_group_ids=[security_group.id],
+            # IMDSv2 only. Hop limit 2 so containers on the instance reach it too. Instance tags in metadata: the
+            # agent reads its group's name from the aws:autoscaling:groupName tag there, with no API call.
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
+                instance_metadata_tags="enabled"),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=args.get("root_device_name", "/dev/xvda"),
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=args.get("root_volume_gib", 200), volume_type="gp3", encrypted="true",
+                    delete_on_termination="true"))],
+            user_data=user_data,
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                resource_type=kind, tags={**tags, "Name": name}) for kind in ("instance", "volume")],
+            tags=tags,
+            update_default_version=True,
+            opts=child)
+        version = template.latest_version.apply(str)
+
+        group = aws.autoscaling.Group(
+            f"{name}-asg",
+            min_size=args["min_size"],
+            max_size=args["max_size"],
+            # desired_capacity is deliberately not set: AWS starts the group at min_size, and from then on the
+            # scaling policies own it (see ignore_changes below).
+            vpc_zone_identifiers=args["subnet_ids"],
+            launch_template=None if mixed else aws.autoscaling.GroupLaunchTemplateArgs(id=template.id,
+                                                                                       version=version),
+            mixed_instances_policy=_mixed_instances_policy(args, template.id, version) if mixed else None,
+            # Spot: replace an instance at risk of interruption before the two-minute notice, not after.
+            capacity_rebalance=mixed and args.get("on_demand_percentage_above_base", 100) < 100,
+            # New instances wait in Pending:Wait (or Warmed:Pending:Wait) until the boot script reports the agent
+            # running; after the heartbeat timeout they continue anyway (an instance without metrics is better
+            # than GPU instances relaunched in a loop by a persistent install failure).
+            initial_lifecycle_hooks=[aws.autoscaling.GroupInitialLifecycleHookArgs(
+                name=LIFECYCLE_HOOK, lifecycle_transition="autoscaling:EC2_INSTANCE_LAUNCHING",
+                default_result="CONTINUE", heartbeat_timeout=args.get("health_check_grace_seconds", 600))],
+            health_check_type="EC2",
+            health_check_grace_period=args.get("health_check_grace_seconds", 600),
+            default_instance_warmup=args.get("instance_warmup_seconds", 300),
+            # A new launch template version (AMI, user data, agent archive) rolls the fleet gradually.
+            instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
+                strategy="Rolling",
+                preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
+                    min_healthy_percentage=90, skip_matching=True, auto_rollback=True)),
+            warm_pool=_warm_pool(args["warm_pool"]) if "warm_pool" in args else None,
+            enabled_metrics=GROUP_METRICS,
+            metrics_granularity="1Minute",
+            tags=[aws.autoscaling.GroupTagArgs(key=k, value=v, propagate_at_launch=True)
+                  for k, v in {**tags, GROUP_TAG: group_tag}.items()],
+            # The scaling policies own the desired capacity once the group exists: a second `pulumi up` must not
+            # reset it to what the program declared (that would terminate or launch GPU instances behind their back).
+            # depends_on: the first instances' boot script needs the role's permissions (archive download, lifecycle
+            # hook), which nothing else in the group's inputs waits for.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"], depends_on=permissions))
+
+        self.asg_name = group.name
+        self.asg_arn = group.arn
+        self.launch_template_id = template.id
+        self.instance_role_name = role.name
+        self.instance_role_arn = role.arn
+        self.security_group_id = security_group.id
+        self.register_outputs({"asg_name": self.asg_name, "asg_arn": self.asg_arn,
+                               "launch_template_id": self.launch_template_id,
+                               "instance_role_name": self.instance_role_name,
+                               "instance_role_arn": self.instance_role_arn,
+                               "security_group_id": self.security_group_id})
+
+
+def agent_policy(object_arn: str, group: str) -> str:
+    """Least privilege for the instances: publish metrics to our namespace only, read the agent archive only, and
+    report their own group's lifecycle hook."""
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Sid": "PublishGpuMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*",
+             # PutMetricData has no resource ARN to scope; the namespace condition is how it is narrowed.
+             "Condition": {"StringEquals": {"cloudwatch:namespace": NAMESPACE}}},
+            {"Sid": "ReadAgentArchive", "Effect": "Allow", "Action": "s3:GetObject", "Resource": object_arn},
+            {"Sid": "ReportReady", "Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction", "Resource": "*",
+             "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{GROUP_TAG}": group}}},
+        ],
+    })
+
+
+def _mixed_instances_policy(args: GpuAutoScalingGroupArgs, template_id: pulumi.Output[str],
+                            version: pulumi.Output[str]) -> aws.autoscaling.GroupMixedInstancesPolicyArgs:
+    return aws.autoscaling.GroupMixedInstancesPolicyArgs(
+        instances_distribution=aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+            on_demand_base_capacity=args.get("on_demand_base_capacity", 0),
+            on_demand_percentage_above_base_capacity=args.get("on_demand_percentage_above_base", 100),
+            # On-demand follows the listed order (most preferred first).
+            on_demand_allocation_strategy="prioritized",
+            spot_allocation_strategy=args.get("spot_allocation_strategy", "price-capacity-optimized")),
+        launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+            launch_template_specification=aws.autoscaling.
+            GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                launch_template_id=template_id, version=version),
+            overrides=[aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(instance_type=t)
+                       for t in args["instance_types"]]))
+
+
+def _warm_pool(pool: WarmPoolArgs) -> aws.autoscaling.GroupWarmPoolArgs:
+    return aws.autoscaling.GroupWarmPoolArgs(
+        min_size=pool.get("min_size", 0),
+        max_group_prepared_capacity=pool.get("max_group_prepared_capacity"),
+        pool_state=pool.get("pool_state", "Stopped"),
+        instance_reuse_policy=aws.autoscaling.GroupWarmPoolInstanceReusePolicyArgs(
+            reuse_on_scale_in=pool.get("reuse_on_scale_in", True)))

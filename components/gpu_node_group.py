@@ -1,0 +1,184 @@
+"""GpuNodeGroup: an EKS managed node group of GPU instances that cluster-autoscaler can scale up from zero."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from typing_extensions import NotRequired
+
+GPU_RESOURCE = "nvidia.com/gpu"
+"""Extended resource the NVIDIA device plugin advertises; also the taint key keeping non-GPU pods off."""
+GPU_TAINT_VALUE = "true"
+GPU_CLASS_LABEL = "gpuscale.io/gpu-class"
+CAPACITY_TYPE_LABEL = "gpuscale.io/capacity-type"
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
+"""cluster-autoscaler's GPU label on AWS: a node carrying it counts as a GPU node before its device plugin has
+advertised the GPUs, so the autoscaler does not scale up a second time while drivers load."""
+EKS_CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
+"""Set by EKS on every managed node; repeated in the scale-from-zero template so selectors on it work at zero."""
+CA_PREFIX = "k8s.io/cluster-autoscaler"
+
+# Which EBS device holds container images: AL2023's root volume, or Bottlerocket's separate data volume (its root
+# volume is a small, read-only OS image that should stay as the AMI defines it).
+IMAGE_VOLUME_DEVICE = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}
+
+
+class GpuNodeGroupArgs(TypedDict):
+    cluster_name: pulumi.Input[str]
+    """EKS cluster the group joins."""
+    node_role_arn: pulumi.Input[str]
+    """IAM role of the nodes (EksNodeRole)."""
+    subnet_ids: pulumi.Input[Sequence[str]]
+    """Private subnets the nodes launch in."""
+    instance_types: Sequence[str]
+    """GPU instance types, most preferred first, all with the same GPUs, e.g. ["g6.xlarge", "g6.2xlarge"]."""
+    gpu_count: int
+    """GPUs per instance, from EC2's instance type description (p5.48xlarge: 8). Tells cluster-autoscaler what a
+    node will offer while the group is at zero."""
+    gpu_name: str
+    """GPU model as EC2 names it ("L4", "A10G", "H100"); the GPU class label is its lowercase form."""
+    min_size: int
+    """Floor of the group; 0 lets it scale to zero."""
+    max_size: int
+    """Ceiling of the group."""
+    ami_type: NotRequired[str]
+    """EKS AMI type with the NVIDIA driver: AL2023_x86_64_NVIDIA, AL2023_ARM_64_NVIDIA, BOTTLEROCKET_x86_64_NVIDIA or
+    BOTTLEROCKET_ARM_64_NVIDIA. Default "AL2023_x86_64_NVIDIA"."""
+    capacity_type: NotRequired[str]
+    """"ON_DEMAND" or "SPOT". Default "ON_DEMAND"."""
+    root_volume_gib: NotRequired[int]
+    """Size of the volume holding container images (GPU images are often 10-30 GB each). Default 200."""
+    labels: NotRequired[Mapping[str, str]]
+    """Extra Kubernetes labels on the nodes (and in the scale-from-zero template). Default none."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
+
+
+def image_volume_device(ami_type: str) -> str:
+    family = ami_type.split("_", 1)[0]
+    if family not in IMAGE_VOLUME_DEVICE:
+        raise ValueError(f"ami_type: {ami_type!r} is not allowed; allowed: an AL2023_* or BOTTLEROCKET_* NVIDIA type")
+    return IMAGE_VOLUME_DEVICE[family]
+
+
+def node_labels(gpu_name: str, capacity_type: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Labels EKS puts on the nodes: GPU class and capacity type from the spec, then the caller's."""
+    gpu_class = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
+    return {GPU_CLASS_LABEL: gpu_class, ACCELERATOR_LABEL: f"nvidia-{gpu_class}",
+            CAPACITY_TYPE_LABEL: capacity_type.lower().replace("_", "-"), **extra}
+
+
+def scale_from_zero_tags(gpu_count: int, labels: Mapping[str, str], capacity_type: str) -> dict[str, str]:
+    """cluster-autoscaler node-template tags (key suffix after the prefix -> value) describing a node of the group.
+
+    Formats from cluster-autoscaler's AWS provider: `node-template/resources/<resource>` = amount,
+    `node-template/label/<label>` = value, `node-template/taint/<key>` = `<value>:<Effect>`.
+    """
+    tags = {f"node-template/resources/{GPU_RESOURCE}": str(gpu_count),
+            f"node-template/taint/{GPU_RESOURCE}": f"{GPU_TAINT_VALUE}:NoSchedule"}
+    for key, value in {**labels, EKS_CAPACITY_TYPE_LABEL: capacity_type}.items():
+        tags[f"node-template/label/{key}"] = value
+    return tags
+
+
+class GpuNodeGroup(pulumi.ComponentResource):
+    """GPU nodes, tainted for GPU pods only, with IMDSv2 and encrypted gp3 storage, tagged for scale from zero."""
+
+    node_group_name: pulumi.Output[str]
+    node_group_arn: pulumi.Output[str]
+    asg_name: pulumi.Output[str]
+    launch_template_id: pulumi.Output[str]
+
+    def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:GpuNodeGroup", name, None, opts)
+        ami_type = args.get("ami_type", "AL2023_x86_64_NVIDIA")
+        capacity_type = args.get("capacity_type", "ON_DEMAND")
+        if args["gpu_count"] < 1:
+            raise ValueError(f"gpu_count: {args['gpu_count']} is not allowed; allowed: GPUs per instance, >= 1")
+        if not args["instance_types"]:
+            raise ValueError("instance_types: [] is not allowed; allowed: at least one GPU instance type")
+        tags = dict(args.get("tags") or {})
+        labels = node_labels(args["gpu_name"], capacity_type, args.get("labels") or {})
+
+        template = aws.ec2.LaunchTemplate(
+            f"{name}-lt",
+            description=f"GPU node group {name}",
+            # IMDSv2 only. Hop limit 2: pods (one network hop further) still reach IMDS, e.g. the NVIDIA
+            # device plugin or SDKs that fall back to node credentials.
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name=image_volume_device(ami_type),
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=args.get("root_volume_gib", 200), volume_type="gp3", encrypted="true",
+                    delete_on_termination="true"))],
+            tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
+                resource_type=kind, tags={**tags, "Name": name}) for kind in ("instance", "volume")],
+            tags=tags,
+            # A changed template becomes a new version that the node group rolls out; keep it the default one.
+            update_default_version=True,
+            opts=pulumi.ResourceOptions(parent=self))
+
+        group = aws.eks.NodeGroup(
+            f"{name}-ng",
+            cluster_name=args["cluster_name"],
+            node_role_arn=args["node_role_arn"],
+            subnet_ids=args["subnet_ids"],
+            ami_type=ami_type,
+            instance_types=list(args["instance_types"]),
+            capacity_type=capacity_type,
+            scaling_config=aws.eks.NodeGroupScalingConfigArgs(
+                min_size=args["min_size"], max_size=args["max_size"], desired_size=args["min_size"]),
+            labels=labels,
+            taints=[aws.eks.NodeGroupTaintArgs(key=GPU_RESOURCE, value=GPU_TAINT_VALUE, effect="NO_SCHEDULE")],
+            launch_template=aws.eks.NodeGroupLaunchTemplateArgs(
+                id=template.id, version=template.latest_version.apply(str)),
+            # Replace GPU nodes one at a time on updates: they are few and expensive to have missing.
+            update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
+            tags=tags,
+            # cluster-autoscaler owns the desired size once the group exists: it starts at min_size, and a later
+            # `pulumi up` must not reset it (that would drain running GPU nodes or undo a scale-up).
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]))
+
+        # Managed node groups do not copy their tags to the Auto Scaling group EKS creates, and cluster-autoscaler
+        # reads the ASG's tags to discover the group and to picture its nodes while it has none: tag the ASG itself.
+        asg_name = group.resources.apply(lambda rs: rs[0].autoscaling_groups[0].name)
+        ca_tags: dict[str, pulumi.Input[str]] = {"enabled": "true"}
+        ca_tags.update(scale_from_zero_tags(args["gpu_count"], labels, capacity_type))
+        self.ca_tags: list[aws.autoscaling.Tag] = []
+        seen: set[str] = set()
+        for suffix, value in ca_tags.items():
+            child_name = f"{name}-ca-{_slug(suffix)}"
+            if child_name in seen:
+                raise ValueError(f"labels: {suffix!r} reads like another label in resource names; rename one")
+            seen.add(child_name)
+            self.ca_tags.append(aws.autoscaling.Tag(
+                child_name, autoscaling_group_name=asg_name,
+                # Not propagated: these describe the group to the autoscaler, not the instances.
+                tag=aws.autoscaling.TagTagArgs(key=f"{CA_PREFIX}/{suffix}", value=value, propagate_at_launch=False),
+                opts=pulumi.ResourceOptions(parent=self)))
+        # The auto-discovery tag naming the cluster (`--node-group-auto-discovery=asg:tag=...,k8s.io/
+        # cluster-autoscaler/<cluster>`) keeps one cluster's autoscaler off another cluster's groups.
+        self.ca_tags.append(aws.autoscaling.Tag(
+            f"{name}-ca-cluster", autoscaling_group_name=asg_name,
+            tag=aws.autoscaling.TagTagArgs(key=pulumi.Output.concat(CA_PREFIX, "/", args["cluster_name"]),
+                                           value="owned", propagate_at_launch=False),
+            opts=pulumi.ResourceOptions(parent=self)))
+
+        self.node_group_name = group.node_group_name
+        self.node_group_arn = group.arn
+        self.asg_name = asg_name
+        self.launch_template_id = template.id
+        self.register_outputs({"node_group_name": self.node_group_name, "node_group_arn": self.node_group_arn,
+                               "asg_name": self.asg_name, "launch_template_id": self.launch_template_id})
+
+
+def _slug(text: str) -> str:
+    """A resource-name-safe form of a tag key suffix: `node-template/label/gpuscale.io/gpu-class` ->
+    `label-gpuscale-io-gpu-class`."""
+    text = text.removeprefix("node-template/")
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower()

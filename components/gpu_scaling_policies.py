@@ -1,0 +1,274 @@
+"""GpuScalingPolicies: scale a self-managed GPU Auto Scaling group on the agent's GPU metrics and on demand."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+from typing_extensions import NotRequired
+
+from gpu_metrics_agent.catalogue import NODE_GPU_COUNT, NODE_GPU_UTILIZATION_SUM
+
+from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, SQS_IN_FLIGHT, SQS_VISIBLE, Expr, Query, agent_group_stat,
+                            demand_per_instance, fleet_gpu_utilization, for_target_tracking, group_stat, queue_stat,
+                            threshold_alarm)
+
+
+class TargetTrackingArgs(TypedDict):
+    target_gpu_utilization: float
+    """Fleet mean per-GPU utilization to hold, in percent (0, 100]."""
+    disable_scale_in: NotRequired[bool]
+    """Only add capacity; removal is left to the idle policy or to people. Default False."""
+    period_seconds: NotRequired[int]
+    """Period of the tracked metric: 10, 30 or 60 (below 60 it is a high-resolution policy). Default 60."""
+
+
+class DemandSignalArgs(TypedDict):
+    kind: str
+    """"sqs": a queue's visible messages; "alb": requests per target of a load balancer's target group."""
+    queue_name: NotRequired[str | None]
+    """SQS: the queue's name."""
+    load_balancer: NotRequired[str | None]
+    """ALB: final portion of the load balancer's ARN, app/<name>/<id>."""
+    target_group: NotRequired[str | None]
+    """ALB: final portion of the target group's ARN, targetgroup/<name>/<id>."""
+
+
+class DemandTargetArgs(TypedDict):
+    signal: DemandSignalArgs
+    """Where the demand is measured."""
+    target_per_instance: float
+    """Queue messages per in-service instance, or requests per target per minute, to hold."""
+
+
+class BurstStepArgs(TypedDict):
+    lower_bound_above_target: float
+    """Percent points of fleet utilization above the target where this step starts."""
+    adjustment_percent: int
+    """Capacity to add, in percent of the current capacity; at least one instance."""
+
+
+class BurstArgs(TypedDict):
+    steps: Sequence[BurstStepArgs]
+    """Steps from the smallest overshoot to the largest; the first one's bound is the alarm's threshold."""
+    period_seconds: NotRequired[int]
+    """Alarm period: 10, 20, 30 or a multiple of 60, and no shorter than the agent's flush interval. Default 10."""
+    evaluation_periods: NotRequired[int]
+    """Consecutive breaching periods before the burst fires. Default 3."""
+
+
+class ScaleToZeroArgs(TypedDict):
+    idle_minutes: int
+    """Minutes with an empty queue and idle GPUs before the group goes to zero."""
+    wake: DemandSignalArgs
+    """The demand that wakes the group; must be "sqs" (a load balancer reports nothing with zero targets)."""
+    warm_minimum: NotRequired[int]
+    """Capacity the wake policy sets when demand arrives at zero instances. Default 1."""
+    idle_gpu_utilization: NotRequired[float]
+    """Fleet utilization (percent) at or below which GPUs count as idle. Default 5."""
+
+
+class GpuScalingPoliciesArgs(TypedDict):
+    asg_name: pulumi.Input[str]
+    """Name of the Auto Scaling group (GpuAutoScalingGroup.asg_name). It must collect group metrics."""
+    asg_arn: pulumi.Input[str]
+    """Its ARN: the instances' lifecycle permissions are scoped to it."""
+    target: TargetTrackingArgs
+    """Target tracking on the fleet's mean per-GPU utilization."""
+    demand: NotRequired[DemandTargetArgs | None]
+    """A second target on demand per instance, for latency-sensitive fleets. Default none."""
+    burst: NotRequired[BurstArgs | None]
+    """Step scaling on high-resolution alarms for spikes. Default none."""
+    scale_to_zero: NotRequired[ScaleToZeroArgs | None]
+    """Go to zero when idle, wake on demand. The group's min_size must be 0. Default none."""
+    scale_in_protection: NotRequired[bool]
+    """Let instances protect themselves from scale-in while busy (SetInstanceProtection on this group only).
+    Needs instance_role_name. Default False."""
+    drain_timeout_seconds: NotRequired[int]
+    """Seconds an instance picked for termination may drain before it is terminated anyway (30 to 7200).
+    Default 300."""
+    instance_role_name: NotRequired[pulumi.Input[str] | None]
+    """Role of the group's instances; when given, it may complete the drain hook itself. Default none."""
+    instance_warmup_seconds: NotRequired[int | None]
+    """Overrides the group's default instance warmup for these policies. Default: the group's."""
+
+
+_PolicyAlarm = tuple[aws.autoscaling.Policy, aws.cloudwatch.MetricAlarm]
+
+
+def check_args(args: GpuScalingPoliciesArgs) -> None:
+    """Refuse what cannot work, naming the argument, before any resource is declared."""
+    if args.get("scale_in_protection", False) and args.get("instance_role_name") is None:
+        raise ValueError("scale_in_protection: True needs instance_role_name: the instances protect themselves "
+                         "while busy, so their role must be allowed to call SetInstanceProtection")
+    zero = args.get("scale_to_zero")
+    if zero and zero["wake"]["kind"] != "sqs":
+        raise ValueError(f"scale_to_zero.wake.kind: {zero['wake']['kind']!r} is not allowed; allowed: 'sqs' (a load "
+                         "balancer reports no requests while it has no targets, so it could never wake the group)")
+
+
+class GpuScalingPolicies(pulumi.ComponentResource):
+    """Target tracking, burst, scale-to-zero and wake policies, their alarms, and a drain lifecycle hook."""
+
+    target_policy_arn: pulumi.Output[str]
+    demand_policy_arn: pulumi.Output[str] | None = None
+    burst_policy_arn: pulumi.Output[str] | None = None
+    burst_alarm_arn: pulumi.Output[str] | None = None
+    idle_policy_arn: pulumi.Output[str] | None = None
+    idle_alarm_arn: pulumi.Output[str] | None = None
+    wake_policy_arn: pulumi.Output[str] | None = None
+    wake_alarm_arn: pulumi.Output[str] | None = None
+    lifecycle_hook_name: pulumi.Output[str]
+    alarm_arns: pulumi.Output[list[str]]
+    """The alarms that drive the step policies (burst, idle, wake), for dashboards."""
+
+    def __init__(self, name: str, args: GpuScalingPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
+        check_args(args)
+        super().__init__("gpuscale:index:GpuScalingPolicies", name, None, opts)
+        self._name, self._asg = name, args["asg_name"]
+        self._warmup = args.get("instance_warmup_seconds")
+        target = args["target"]
+        utilization = target["target_gpu_utilization"]
+
+        gpu_target = self._target_tracking(
+            "gpu-target", utilization, target.get("disable_scale_in", False),
+            fleet_gpu_utilization(self._asg, target.get("period_seconds", AWS_PERIOD)))
+        outputs: dict[str, pulumi.Output] = {"target_policy_arn": gpu_target.arn}
+        alarms: list[aws.cloudwatch.MetricAlarm] = []
+
+        demand = args.get("demand")
+        if demand:
+            # With two target tracking policies AWS scales out when either asks and in only when both agree.
+            outputs["demand_policy_arn"] = self._target_tracking(
+                "demand-target", demand["target_per_instance"], target.get("disable_scale_in", False),
+                demand_per_instance(demand["signal"], self._asg)).arn
+
+        burst = args.get("burst")
+        if burst:
+            policy, alarm = self._burst(burst, utilization)
+            outputs.update(burst_policy_arn=policy.arn, burst_alarm_arn=alarm.arn)
+            alarms.append(alarm)
+
+        zero = args.get("scale_to_zero")
+        if zero:
+            idle, wake = self._scale_to_zero(zero)
+            outputs.update(idle_policy_arn=idle[0].arn, idle_alarm_arn=idle[1].arn, wake_policy_arn=wake[0].arn,
+                           wake_alarm_arn=wake[1].arn)
+            alarms += [idle[1], wake[1]]
+
+        drain = args.get("drain_timeout_seconds", 300)
+        # CONTINUE: after the drain timeout the instance terminates anyway; a stuck drainer must not pin capacity.
+        hook = aws.autoscaling.LifecycleHook(
+            f"{name}-drain", autoscaling_group_name=self._asg,
+            lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING", heartbeat_timeout=drain,
+            default_result="CONTINUE", opts=pulumi.ResourceOptions(parent=self))
+        role = args.get("instance_role_name")
+        if role is not None:
+            self._instance_permissions(role, args["asg_arn"], args.get("scale_in_protection", False))
+
+        for key, value in outputs.items():
+            setattr(self, key, value)
+        self.lifecycle_hook_name = hook.name
+        self.alarm_arns = pulumi.Output.all(*[a.arn for a in alarms]).apply(list)
+        self.register_outputs({**outputs, "lifecycle_hook_name": self.lifecycle_hook_name,
+                               "alarm_arns": self.alarm_arns})
+
+    def _target_tracking(self, suffix: str, value: float, disable_scale_in: bool,
+                         queries: list[Query]) -> aws.autoscaling.Policy:
+        return aws.autoscaling.Policy(
+            f"{self._name}-{suffix}", autoscaling_group_name=self._asg, policy_type="TargetTrackingScaling",
+            estimated_instance_warmup=self._warmup,
+            target_tracking_configuration=aws.autoscaling.PolicyTargetTrackingConfigurationArgs(
+                target_value=value, disable_scale_in=disable_scale_in,
+                customized_metric_specification=aws.autoscaling.
+                PolicyTargetTrackingConfigurationCustomizedMetricSpecificationArgs(
+                    metrics=for_target_tracking(queries))),
+            opts=pulumi.ResourceOptions(parent=self))
+
+    def _burst(self, burst: BurstArgs, utilization: float) -> _PolicyAlarm:
+        steps = list(burst["steps"])
+        first = steps[0]["lower_bound_above_target"]
+        # Step bounds are relative to the alarm's threshold (target + first bound); the last step is open-ended.
+        uppers = [s["lower_bound_above_target"] - first for s in steps[1:]] + [None]
+        adjustments = [aws.autoscaling.PolicyStepAdjustmentArgs(
+            scaling_adjustment=step["adjustment_percent"],
+            metric_interval_lower_bound=_bound(step["lower_bound_above_target"] - first),
+            metric_interval_upper_bound=_bound(upper)) for step, upper in zip(steps, uppers)]
+        policy = aws.autoscaling.Policy(
+            f"{self._name}-burst", autoscaling_group_name=self._asg, policy_type="StepScaling",
+            adjustment_type="PercentChangeInCapacity",
+            # 25 % of one instance rounds to nothing; a burst always adds at least one.
+            min_adjustment_magnitude=1, metric_aggregation_type="Average",
+            estimated_instance_warmup=self._warmup, step_adjustments=adjustments,
+            opts=pulumi.ResourceOptions(parent=self))
+        alarm = self._alarm(
+            "burst-alarm", fleet_gpu_utilization(self._asg, burst.get("period_seconds", 10)),
+            threshold=utilization + first, periods=burst.get("evaluation_periods", 3), policy=policy,
+            # missing: a late flush leaves the newest period empty; the alarm keeps its state instead of flapping.
+            treat_missing_data="missing",
+            description=f"Fleet GPU utilization at least {first:g} points above the {utilization:g} % target: "
+                        f"add capacity in steps.")
+        return policy, alarm
+
+    def _scale_to_zero(self, zero: ScaleToZeroArgs) -> tuple[_PolicyAlarm, _PolicyAlarm]:
+        wake = zero["wake"]
+        queue, idle_util = wake["queue_name"], zero.get("idle_gpu_utilization", 5.0)
+        idle_queries: list[Query] = [
+            queue_stat("visible", SQS_VISIBLE, queue), queue_stat("in_flight", SQS_IN_FLIGHT, queue),
+            agent_group_stat("util_sum", NODE_GPU_UTILIZATION_SUM, self._asg, "Sum", AWS_PERIOD),
+            agent_group_stat("gpus", NODE_GPU_COUNT, self._asg, "Sum", AWS_PERIOD),
+            # Idle: nothing queued, nothing in flight, and mean GPU utilization at or below the idle level
+            # (util_sum <= level x gpus avoids dividing by zero GPUs; FILL counts a silent series as zero).
+            Expr("idle", f"IF((FILL(visible, 0) + FILL(in_flight, 0)) == 0 AND "
+                         f"FILL(util_sum, 0) <= {idle_util:g} * FILL(gpus, 0), 1, 0)",
+                 "1 while the queue is empty and the GPUs idle")]
+        idle_policy = self._exact_capacity("idle", 0)
+        idle_alarm = self._alarm(
+            "idle-alarm", idle_queries, threshold=1, periods=zero["idle_minutes"], policy=idle_policy,
+            # No data at all (queue and agents silent) proves nothing: do not remove capacity on it.
+            treat_missing_data="notBreaching",
+            description=f"Queue {queue} empty and GPUs idle for {zero['idle_minutes']} minutes: scale to zero.")
+        warm = zero.get("warm_minimum", 1)
+        wake_queries: list[Query] = [
+            queue_stat("visible", SQS_VISIBLE, queue), group_stat("desired", GROUP_DESIRED, self._asg),
+            # Only from zero: ExactCapacity on a running group would cut it down to the warm minimum.
+            Expr("wake", "IF(visible >= 1 AND desired == 0, 1, 0)", "1 while messages wait at zero capacity")]
+        wake_policy = self._exact_capacity("wake", warm)
+        wake_alarm = self._alarm(
+            "wake-alarm", wake_queries, threshold=1, periods=1, policy=wake_policy,
+            # Without the group's desired capacity we cannot tell "at zero" from "running": do not act.
+            treat_missing_data="notBreaching",
+            description=f"Messages on {queue} while the group is at zero: start {warm} instance(s).")
+        return (idle_policy, idle_alarm), (wake_policy, wake_alarm)
+
+    def _exact_capacity(self, suffix: str, capacity: int) -> aws.autoscaling.Policy:
+        return aws.autoscaling.Policy(
+            f"{self._name}-{suffix}", autoscaling_group_name=self._asg, policy_type="StepScaling",
+            adjustment_type="ExactCapacity",
+            step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=capacity,
+                                                                        metric_interval_lower_bound="0")],
+            opts=pulumi.ResourceOptions(parent=self))
+
+    def _alarm(self, suffix: str, queries: list[Query], *, threshold: float, periods: int,
+               policy: aws.autoscaling.Policy, treat_missing_data: str, description: str) -> aws.cloudwatch.MetricAlarm:
+        return threshold_alarm(f"{self._name}-{suffix}", queries, threshold=threshold, periods=periods,
+                               treat_missing_data=treat_missing_data, description=description, actions=[policy.arn],
+                               notify_ok=False, parent=self)
+
+    def _instance_permissions(self, role: pulumi.Input[str], asg_arn: pulumi.Input[str], protection: bool) -> None:
+        actions = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]
+        if protection:
+            actions.append("autoscaling:SetInstanceProtection")
+        policy = pulumi.Output.from_input(asg_arn).apply(lambda arn: json.dumps({
+            "Version": "2012-10-17",
+            "Statement": [{"Sid": "DrainAndProtectSelf", "Effect": "Allow", "Action": actions, "Resource": arn}]}))
+        aws.iam.RolePolicy(f"{self._name}-instance-scaling", role=role, policy=policy,
+                           opts=pulumi.ResourceOptions(parent=self))
+
+
+def _bound(value: float | None) -> str | None:
+    """Step bounds are strings in the provider (an empty bound means infinity)."""
+    return None if value is None else f"{value:g}"

@@ -1,0 +1,210 @@
+"""Pre-apply checks: settings that validate one by one but will misbehave together, found before `pulumi up`.
+
+`gpuscale plan` calls `run_checks(config, plan)`. Most checks need only the validated stack config; the plan, when
+given, adds what only the declared resources show (a scaling policy on a group that cluster-autoscaler also
+sizes). Each `Finding` names the settings involved by their full keys, so the fix is one search away.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from .config import PROJECT, StackConfig
+from .config.scaling import AWS_METRIC_PERIOD
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+CA_TAG_PREFIX = "k8s.io/cluster-autoscaler/"
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: str
+    """``error`` (will not work as configured), ``warning`` (works, but not as intended) or ``info``."""
+    check: str
+    """Which check found it, e.g. ``cold-start``."""
+    settings: tuple[str, ...]
+    """Full keys of the settings involved, e.g. ``gpuscale:autoScalingGroups[0].scaling.burst.periodSeconds``."""
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.severity}: [{self.check}] {self.message} ({', '.join(self.settings)})"
+
+
+def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
+    """Every finding for the stack, errors first."""
+    findings: list[Finding] = []
+    for i, group in enumerate(config.auto_scaling_groups):
+        key = f"{PROJECT}:autoScalingGroups[{i}]"
+        findings += _metric_periods(key, group, config.agent)
+        findings += _wake_path(key, group)
+        findings += _cold_start(key, group, config.agent)
+        findings += _time_to_capacity(key, group, config.agent)
+    findings += _shared_queues(config)
+    if plan is not None:
+        findings += _autoscalers_in_plan(plan)
+    order = {ERROR: 0, WARNING: 1, INFO: 2}
+    return sorted(findings, key=lambda f: order[f.severity])
+
+
+def _periods(key: str, scaling: Any) -> Iterator[tuple[str, int]]:
+    """(key, seconds) of every period over the agent's metrics."""
+    yield f"{key}.scaling.target.periodSeconds", scaling.target.period_seconds
+    if scaling.burst is not None:
+        yield f"{key}.scaling.burst.periodSeconds", scaling.burst.period_seconds
+
+
+def _metric_periods(key: str, group: Any, agent: Any) -> list[Finding]:
+    if group.scaling is None:
+        return []
+    flush = agent.flush_interval_seconds
+    return [Finding(ERROR, "metric-period", (period_key, f"{PROJECT}:agent.flushIntervalSeconds"),
+                    f"a {period} s period is shorter than the agent's {flush:g} s flush: most periods are evaluated "
+                    "before their datapoints arrive, so the alarm flaps or reads low")
+            for period_key, period in _periods(key, group.scaling) if period < flush]
+
+
+def _wake_path(key: str, group: Any) -> list[Finding]:
+    scaling = group.scaling
+    sizes = (f"{key}.minSize",)
+    if group.min_size != 0:
+        return []
+    if scaling is None:
+        if group.workload is None:
+            return []
+        return [Finding(WARNING, "wake", (*sizes, f"{key}.scaling"),
+                        "the group has a workload but no scaling section and minSize 0: it stays at zero and "
+                        "serves nothing")]
+    if scaling.scale_to_zero is None and not scaling.target.disable_scale_in:
+        return [Finding(ERROR, "wake", (*sizes, f"{key}.scaling.target.disableScaleIn", f"{key}.scaling.scaleToZero"),
+                        "target tracking may scale this group in to zero, and at zero the GPU metrics it tracks are "
+                        "empty: nothing would ever scale it out again. Add scaling.scaleToZero with a wake signal, "
+                        "or minSize >= 1")]
+    zero = scaling.scale_to_zero
+    if zero is not None and scaling.demand is not None and zero.wake != scaling.demand.signal:
+        return [Finding(WARNING, "wake", (f"{key}.scaling.scaleToZero.wake", f"{key}.scaling.demand"),
+                        "the wake signal and the demand signal differ: requests on the demand signal alone never "
+                        "wake the group from zero")]
+    return []
+
+
+def _cold_start(key: str, group: Any, agent: Any) -> list[Finding]:
+    w = group.workload
+    if w is None:
+        return []
+    cs = w.cold_start
+    found = []
+    cold, warm = cs.cold_seconds, cs.warm_seconds
+    boot_to_serve = cs.image_pull_seconds + cs.model_load_seconds
+    phases = tuple(f"{key}.workload.coldStart.{k}" for k in ("nodeProvisioningSeconds", "imagePullSeconds",
+                                                             "modelLoadSeconds"))
+    from_zero = _first_capacity_seconds(group, agent)
+    if from_zero is not None and w.request_timeout_seconds < from_zero:
+        found.append(Finding(WARNING, "cold-start", (f"{key}.workload.requestTimeoutSeconds", *phases),
+                             f"requests arriving at zero capacity wait about {from_zero:.0f} s (wake plus cold start) "
+                             f"for the first instance, longer than the {w.request_timeout_seconds:g} s request "
+                             "timeout: the first requests after idle time out"))
+    if w.readiness_deadline_seconds is not None and w.readiness_deadline_seconds < cold:
+        found.append(Finding(ERROR, "cold-start", (f"{key}.workload.readinessDeadlineSeconds", *phases),
+                             f"a new instance needs about {cold:.0f} s to serve, more than its "
+                             f"{w.readiness_deadline_seconds:g} s readiness deadline: it is failed before it is ready"))
+    if group.health_check_grace_seconds < boot_to_serve:
+        found.append(Finding(ERROR, "cold-start", (f"{key}.healthCheckGraceSeconds", *phases[1:]),
+                             f"after boot an instance needs about {boot_to_serve:.0f} s (image pull and model load) "
+                             f"to become healthy, more than the {group.health_check_grace_seconds} s health check "
+                             "grace period: the group replaces instances before they ever serve"))
+    if group.scaling is not None and group.instance_warmup_seconds < boot_to_serve:
+        found.append(Finding(WARNING, "cold-start", (f"{key}.instanceWarmupSeconds", *phases[1:]),
+                             f"the {group.instance_warmup_seconds} s instance warmup ends before the instance serves "
+                             f"(about {boot_to_serve:.0f} s after boot): its idle GPUs pull the group's utilisation "
+                             "down and hold back scale-out"))
+    if warm is not None and group.warm_pool is None:
+        found.append(Finding(INFO, "cold-start", (f"{key}.workload.coldStart.warmPoolResumeSeconds", f"{key}.warmPool"),
+                             "warmPoolResumeSeconds is set but the group has no warm pool; it is not used"))
+    return found
+
+
+def _first_capacity_seconds(group: Any, agent: Any) -> float | None:
+    """From a request at zero capacity to the first instance serving: wake alarm (one minute period, evaluated
+    when it closes) plus the cold start; None when the group never sits at zero."""
+    scaling, w = group.scaling, group.workload
+    if group.min_size > 0 or scaling is None or scaling.scale_to_zero is None:
+        return None
+    start = w.cold_start.warm_seconds if group.warm_pool is not None and w.cold_start.warm_seconds is not None \
+        else w.cold_start.cold_seconds
+    return AWS_METRIC_PERIOD + start
+
+
+def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
+    """The simulator's answer for a burst of 100 requests onto the group at zero, with the group's own scaling."""
+    if group.scaling is None or group.workload is None:
+        return []
+    from .sim.results import simulate_group
+    from .sim.traces import burst
+
+    result = simulate_group(group, agent, burst(), ["stack"]).results[0]
+    cs = group.workload.cold_start
+    start = f"cold start {cs.cold_seconds:.0f} s"
+    if group.warm_pool is not None and cs.warm_seconds is not None:
+        start += f", {cs.warm_seconds:.0f} s from the warm pool"
+    if result.time_to_capacity is None:
+        text = "a burst of 100 requests onto the group at zero never gets enough capacity within an hour"
+    else:
+        text = (f"a burst of 100 requests onto the group at zero has capacity for all of them after about "
+                f"{result.time_to_capacity} s ({start}) and is served after "
+                f"{_seconds(result.completion)}; see `gpuscale simulate` for the comparison")
+    return [Finding(INFO, "time-to-capacity", (f"{key}.scaling", f"{key}.workload"), text)]
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{math.ceil(value)} s"
+
+
+def _shared_queues(config: StackConfig) -> list[Finding]:
+    """Two groups scaling on one queue both see the whole backlog: together they add twice what it needs."""
+    users: dict[str, list[str]] = {}
+    for i, g in enumerate(config.auto_scaling_groups):
+        s = g.scaling
+        if s is None:
+            continue
+        key = f"{PROJECT}:autoScalingGroups[{i}].scaling"
+        for path, signal in ((f"{key}.demand", s.demand.signal if s.demand else None),
+                             (f"{key}.scaleToZero.wake", s.scale_to_zero.wake if s.scale_to_zero else None)):
+            if signal is not None and signal.kind == "sqs":
+                users.setdefault(signal.queue_name, []).append(path)
+    found = []
+    for queue, paths in users.items():
+        groups = {p.split(".scaling")[0] for p in paths}
+        if len(groups) > 1:
+            found.append(Finding(WARNING, "two-autoscalers", tuple(paths),
+                                 f"queue {queue} drives {len(groups)} groups: each scales for the whole backlog, so "
+                                 "together they add capacity several times over"))
+    return found
+
+
+def _autoscalers_in_plan(plan: Any) -> list[Finding]:
+    """A scaling policy on an Auto Scaling group that cluster-autoscaler also sizes (its discovery tags are on it,
+    or EKS created it for a managed node group): two controllers setting one desired capacity."""
+    resources = list(getattr(plan, "resources", ()))
+    groups = {}
+    for r in resources:
+        if r.type == "aws:autoscaling/group:Group":
+            names = {r.name, str(r.inputs.get("name", "")), str(r.inputs.get("namePrefix", ""))} - {""}
+            ca = any(str(t.get("key", "")).startswith(CA_TAG_PREFIX) for t in r.inputs.get("tags") or []
+                     if isinstance(t, dict))
+            for n in names:
+                groups[n] = (r, ca)
+    found = []
+    for r in resources:
+        if r.type != "aws:autoscaling/policy:Policy":
+            continue
+        target = str(r.inputs.get("autoscalingGroupName", ""))
+        group = groups.get(target)
+        managed_by_ca = (group is not None and group[1]) or target.startswith("eks-")
+        if managed_by_ca:
+            found.append(Finding(ERROR, "two-autoscalers", (r.name, target),
+                                 f"scaling policy {r.name} sets the desired capacity of {target}, which "
+                                 "cluster-autoscaler also sizes: the two overwrite each other"))
+    return found

@@ -1,0 +1,150 @@
+"""Named ways to scale one group, each with its source, to run side by side on the same hardware and workload.
+
+Every preset serves the group's workload on the group's instances (same cold start, same price, same maximum
+size), so the comparison is about scaling decisions only. Sources (see docs/simulate.md):
+- static: a fixed fleet, the "no autoscaling" scenario of the cost article (25 pods at all times).
+- hf-like: a hosted endpoint platform: scale-up decisions every 3 minutes and scale-down every 5 on accelerator
+  utilisation, scale to zero after 15 minutes without requests, 502 while a replica starts from zero.
+- coreweave-kpa: Knative KPA with the values a GPU cloud publishes for its inference service.
+- hpa-example: the behavior of the HPA manifest in the LLM autoscaling article (75% GPU utilisation, up by
+  max(50%, 2 pods) per 30 s, down 1 pod per 60 s after 300 s), with Kubernetes' default minReplicas of 1 (the
+  article's manifest keeps 2, which would hold two GPUs all day).
+- stack: the group's own `scaling:` section as EC2 Auto Scaling runs it.
+- ideal: instant, perfect decisions with the same cold start; a bound, not a policy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .ec2 import FixedScaler, IdealScaler, StackScaler, agent_delay, instance_fleet
+from .engine import Engine, Scaler
+from .fleet import InstanceFleet, PodCluster
+from .kubernetes import HpaPolicy, HpaRules, HpaScaler, KpaScaler, KpaSettings
+from .service import ServiceModel
+
+HF_UP_EVERY = 180
+HF_DOWN_EVERY = 300
+HF_IDLE_TO_ZERO = 900
+HF_UTILIZATION_THRESHOLD = 80.0
+"""Our assumption: the platform's page lists per-accelerator criteria that our copy does not include."""
+
+# The GPU cloud's KPA table: tick 15 s, stable window 180 s, target 90%, max scale up 1.5, max scale down 1.01,
+# scale-to-zero grace 30 min; its prose puts the panic check on a 30 s window at 200%.
+COREWEAVE_KPA = KpaSettings(stable_window=180, panic_window=30, panic_threshold=2.0, tick=15, target_utilization=0.9,
+                            max_scale_up_rate=1.5, max_scale_down_rate=1.01, scale_to_zero_grace=1800)
+
+# The article's manifest: up by max(50%, 2 pods) per 30 s after a 60 s window, down 1 pod per 60 s after 300 s.
+HPA_EXAMPLE_UP = HpaRules(60, (HpaPolicy("Percent", 50, 30), HpaPolicy("Pods", 2, 30)), "Max")
+HPA_EXAMPLE_DOWN = HpaRules(300, (HpaPolicy("Pods", 1, 60),), "Max")
+HPA_EXAMPLE_TARGET = 75.0
+HPA_EXAMPLE_MIN_REPLICAS = 1
+
+
+class HostedScaler:
+    """A hosted endpoint platform: periodic decisions on mean utilisation, zero after idle, wake on a request."""
+
+    def __init__(self, replicas_per_instance: int):
+        self.per_instance = replicas_per_instance
+        self._util_sum = [0.0]
+        self._util_n = [0]
+        self._last_request = -HF_IDLE_TO_ZERO
+
+    def _mean(self, t: int, window: int) -> float | None:
+        lo = max(0, t + 1 - window)
+        n = self._util_n[t + 1] - self._util_n[lo]
+        return (self._util_sum[t + 1] - self._util_sum[lo]) / n if n else None
+
+    def step(self, t: int, sim: Engine) -> None:
+        fleet: InstanceFleet = sim.fleet
+        util = sim.util[t]
+        self._util_sum.append(self._util_sum[-1] + (util or 0.0))
+        self._util_n.append(self._util_n[-1] + (util is not None))
+        if sim.received_now > 0 or sim.outstanding > 0:
+            self._last_request = t  # idle means no request received and none being processed
+        replicas = fleet.desired * self.per_instance
+        wanted = replicas
+        if replicas == 0 and sim.received_now > 0:
+            wanted = 1  # a request to an endpoint at zero starts one replica
+        elif replicas and t - self._last_request >= HF_IDLE_TO_ZERO:
+            wanted = 0
+        elif replicas and t % HF_UP_EVERY == 0 and (mean := self._mean(t, HF_UP_EVERY)) is not None \
+                and mean > HF_UTILIZATION_THRESHOLD:
+            wanted = math.ceil(replicas * mean / HF_UTILIZATION_THRESHOLD)
+        elif replicas > 1 and t % HF_DOWN_EVERY == 0 and (mean := self._mean(t, HF_DOWN_EVERY)) is not None \
+                and mean < HF_UTILIZATION_THRESHOLD:
+            wanted = max(1, math.ceil(replicas * mean / HF_UTILIZATION_THRESHOLD))
+        if wanted != replicas:
+            fleet.set_desired(t, math.ceil(wanted / self.per_instance))
+
+
+@dataclass(frozen=True)
+class Setup:
+    fleet: InstanceFleet | PodCluster
+    scaler: Scaler
+    at_zero_capacity: str | None
+    """Overrides the workload's front end where the preset's platform documents its own; None keeps it."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    source: str
+    build: Callable[[ServiceModel, Any, Any, int | None, bool], Setup]
+    """(service, group, agent config, static replicas, start at zero) -> the fleet and its scaler."""
+
+
+def _static(svc: ServiceModel, group: Any, agent: Any, replicas: int | None, at_zero: bool) -> Setup:
+    # A fixed fleet is provisioned ahead of demand by definition: it never starts at zero.
+    count = group.max_size if replicas is None else math.ceil(replicas / svc.replicas_per_instance)
+    fleet = InstanceFleet(svc, count, count, count)
+    return Setup(fleet, FixedScaler(), None)
+
+
+def _hosted(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+    fleet = InstanceFleet(svc, 0, group.max_size, 0)
+    return Setup(fleet, HostedScaler(svc.replicas_per_instance), "refuse")
+
+
+def _pods(svc: ServiceModel, group: Any, min_pods: int, at_zero: bool) -> PodCluster:
+    max_pods = group.max_size * svc.replicas_per_instance
+    return PodCluster(svc, 0, group.max_size, min(min_pods, max_pods), max_pods, start_at_zero=at_zero)
+
+
+def _coreweave(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+    cluster = _pods(svc, group, 0, at_zero)
+    # Knative's activator buffers requests while a revision is at zero: they queue, they are not refused.
+    return Setup(cluster, KpaScaler(svc.concurrency, 0, cluster.max_pods, COREWEAVE_KPA), "queue")
+
+
+def _hpa(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+    cluster = _pods(svc, group, HPA_EXAMPLE_MIN_REPLICAS, at_zero)
+    scaler = HpaScaler(HPA_EXAMPLE_TARGET, cluster.min_pods, cluster.max_pods, scale_up=HPA_EXAMPLE_UP,
+                       scale_down=HPA_EXAMPLE_DOWN, metric_delay=agent_delay(agent))
+    return Setup(cluster, scaler, None)
+
+
+def _stack(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+    fleet = instance_fleet(svc, group, scaling=group.scaling, start_at_zero=at_zero)
+    scaler = FixedScaler() if group.scaling is None else StackScaler(group, group.scaling, agent)
+    return Setup(fleet, scaler, None)
+
+
+def _ideal(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+    return Setup(instance_fleet(svc, group, ideal=True, start_at_zero=at_zero), IdealScaler(), None)
+
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (
+    Preset("static", "fixed fleet at the group's maxSize (or --static-replicas); cost article, scenario 1", _static),
+    Preset("hf-like", "hosted endpoints: up every 3 min, down every 5, zero after 15 min idle, 502 at zero",
+           _hosted),
+    Preset("coreweave-kpa", "Knative KPA, GPU cloud values: stable 180 s, target 90%, up 1.5x, down 1.01x, "
+                            "zero after 30 min; cluster-autoscaler adds nodes", _coreweave),
+    Preset("hpa-example", "HPA at 75% GPU utilization, up max(50%, 2 pods)/30 s, down 1 pod/60 s after 300 s, "
+                          "min 1 pod; cluster-autoscaler adds nodes", _hpa),
+    Preset("stack", "the group's own scaling: section on EC2 Auto Scaling", _stack),
+    Preset("ideal", "instant, perfect decisions, same cold start: the bound", _ideal),
+)}
