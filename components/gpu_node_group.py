@@ -10,16 +10,11 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired
 
+from .labels import ACCELERATOR_LABEL, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL
+
 GPU_RESOURCE = "nvidia.com/gpu"
 """Extended resource the NVIDIA device plugin advertises; also the taint key keeping non-GPU pods off."""
 GPU_TAINT_VALUE = "true"
-GPU_CLASS_LABEL = "gpuscale.io/gpu-class"
-CAPACITY_TYPE_LABEL = "gpuscale.io/capacity-type"
-ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"
-"""cluster-autoscaler's GPU label on AWS: a node carrying it counts as a GPU node before its device plugin has
-advertised the GPUs, so the autoscaler does not scale up a second time while drivers load."""
-EKS_CAPACITY_TYPE_LABEL = "eks.amazonaws.com/capacityType"
-"""Set by EKS on every managed node; repeated in the scale-from-zero template so selectors on it work at zero."""
 CA_PREFIX = "k8s.io/cluster-autoscaler"
 
 # Which EBS device holds container images: AL2023's root volume, or Bottlerocket's separate data volume (its root

@@ -29,6 +29,10 @@ class Finding:
     """Full keys of the settings involved, e.g. ``gpuscale:autoScalingGroups[0].scaling.burst.periodSeconds``."""
     message: str
 
+    def to_json(self) -> dict[str, Any]:
+        return {"severity": self.severity, "check": self.check, "settings": list(self.settings),
+                "message": self.message}
+
     def __str__(self) -> str:
         return f"{self.severity}: [{self.check}] {self.message} ({', '.join(self.settings)})"
 

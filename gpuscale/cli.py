@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
+import importlib
+
 import click
 
-from . import plan_cli
-from .sim import cli as sim_cli
+# Subcommands by name, as "module:attribute". Each loads only when it runs: the plan must not pay for the
+# simulator's imports, nor the simulator for Pulumi's (click's documented lazy-loading pattern).
+SUBCOMMANDS = {
+    "plan": "gpuscale.plan_cli:plan",
+    "diff": "gpuscale.plan_cli:diff",
+    "simulate": "gpuscale.sim.cli:simulate",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return None
+        module, attr = SUBCOMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="gpuscale")
 def cli() -> None:
     """GPU autoscaling as code: see what a stack will create and how it will scale, before `pulumi up`."""
-
-
-# Subcommands register here, one line each.
-cli.add_command(plan_cli.plan)
-cli.add_command(plan_cli.diff)
-cli.add_command(sim_cli.simulate)
 
 
 def main() -> None:

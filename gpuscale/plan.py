@@ -128,6 +128,9 @@ def run_plan(project_dir: Path, stack: str) -> Plan:
         outputs = _sync_await(pulumi.Output.from_input(getattr(root, "outputs", {}) or {}).future()) or {}
     except ConfigError as exc:
         raise PlanConfigError(exc, monitor.declared_count) from None
+    except ValueError as exc:
+        # Components check their Args and raise ValueError naming the argument: a user error, not a crash.
+        raise PlanError(f"the program rejected its input: {exc}") from None
     finally:
         os.chdir(cwd)
         sys.path.remove(str(project_dir))

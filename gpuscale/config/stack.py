@@ -12,6 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
+
+from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
@@ -251,7 +254,7 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
     root = s.int("rootVolumeGiB", 200, min=50, max=16384)
     labels = s.str_map("labels", {}, key_pattern=r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
                        describe="Kubernetes label names to string values")
-    for reserved in ("nvidia.com/gpu.product", "eks.amazonaws.com/capacityType", "gpuscale.io/gpu-class"):
+    for reserved in LABELS_SET_BY_GPUSCALE:
         if reserved in labels:
             raise s.fail(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets "
                                                                  "itself from the instance type and capacity type")
@@ -315,7 +318,7 @@ def _read_agent(s: Section) -> AgentConfig:
     flush = s.float("flushIntervalSeconds", 10.0, min=1, max=60)
     if flush < sample:
         raise s.fail("flushIntervalSeconds", flush, f"a flush interval >= the sample interval ({sample})")
-    port = s.int("prometheusPort", 9400, min=1024, max=65535)
+    port = s.int("prometheusPort", DEFAULT_PROMETHEUS_PORT, min=1024, max=65535)
     s.finish()
     return AgentConfig(sample, flush, port)
 

@@ -147,3 +147,27 @@ def test_unknown_stack_and_bad_plan_files_are_clear_errors(tmp_path):
     bogus.write_text(json.dumps({"hello": 1}))
     proc = gpuscale("diff", str(bogus), str(bogus))
     assert proc.returncode == 2 and "not a gpuscale plan" in proc.stderr
+
+
+def test_plan_runs_pre_apply_checks(plans):
+    assert "Pre-apply checks:" in plans["prod"]["stdout"]
+    checks = plans["prod"]["doc"]["checks"]
+    assert any(c["check"] == "time-to-capacity" for c in checks), checks
+    assert all(c["settings"] and c["severity"] in {"error", "warning", "info"} for c in checks)
+
+
+def test_check_errors_fail_the_plan_naming_the_settings(tmp_path):
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "stacks", project / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    shutil.copy(ROOT / "__main__.py", project)
+    stack_file = project / "stacks" / "Pulumi.dev.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    # Valid on its own, but shorter than the image pull and model load the workload declares.
+    doc["config"]["gpuscale:autoScalingGroups"][0]["healthCheckGraceSeconds"] = 60
+    stack_file.write_text(yaml.safe_dump(doc))
+    proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
+    assert proc.returncode == 3, proc.stderr
+    assert "error: [cold-start]" in proc.stdout
+    assert "gpuscale:autoScalingGroups[0].healthCheckGraceSeconds" in proc.stdout
+    assert "Traceback" not in proc.stderr
