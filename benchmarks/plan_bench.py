@@ -1,8 +1,10 @@
 """Wall time of `gpuscale plan --stack prod` beside a bare import of the Pulumi SDKs it stands on.
 
-The SDK import is the floor any offline plan pays; the ratio says what the program, the mocks and the rendering
-add on top of it. Target: ratio <= 1.5. Each command runs in a fresh interpreter, several times; medians are
-compared, after one untimed warm-up run of each to fill the OS file cache.
+The issue's target is plan / bare import <= 1.5. pulumi_aws loads its submodules lazily, so the bare import loads
+almost nothing; a third figure, the import of exactly the SDK submodules the plan's resources come from (read off
+the plan itself), shows the floor any program declaring those resources pays, and a second ratio against it says
+what the program, the mocks, the checks and the rendering add. Each command runs in a fresh interpreter, several
+times; medians are compared, after one untimed warm-up run of each to fill the OS file cache.
 
     python benchmarks/plan_bench.py [--runs N] [--stack prod]
 """
@@ -10,7 +12,9 @@ compared, after one untimed warm-up run of each to fill the OS file cache.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import tempfile
 import subprocess
 import sys
 import time
@@ -34,17 +38,35 @@ def main() -> None:
 
     plan_cmd = [sys.executable, "-m", "gpuscale", "plan", "--stack", args.stack]
     import_cmd = [sys.executable, "-c", "import pulumi_aws, pulumi_kubernetes"]
-    for cmd in (plan_cmd, import_cmd):
+    # pulumi_aws's submodules are lazy: an import alone only registers them; touching an attribute loads them.
+    modules = sdk_modules(args.stack)
+    sdk_cmd = [sys.executable, "-c", "import importlib\n" + "".join(
+        f"hasattr(importlib.import_module({m!r}), 'load')\n" for m in modules)]
+    commands = {f"gpuscale plan --stack {args.stack}": plan_cmd, "import pulumi_aws, pulumi_kubernetes": import_cmd,
+                f"loading the {len(modules) - 1} pulumi_aws submodules the plan uses": sdk_cmd}
+    medians = {}
+    for label, cmd in commands.items():
         wall(cmd)  # warm-up
-    plan_times = [wall(plan_cmd) for _ in range(args.runs)]
-    import_times = [wall(import_cmd) for _ in range(args.runs)]
-    plan_s, import_s = statistics.median(plan_times), statistics.median(import_times)
+        times = [wall(cmd) for _ in range(args.runs)]
+        medians[label] = statistics.median(times)
+        print(f"{label}: median {medians[label]:.2f} s over {args.runs} runs "
+              f"(min {min(times):.2f}, max {max(times):.2f})")
+    plan_s, import_s, sdk_s = medians.values()
     ratio = plan_s / import_s
-    print(f"gpuscale plan --stack {args.stack}: median {plan_s:.2f} s over {args.runs} runs "
-          f"(min {min(plan_times):.2f}, max {max(plan_times):.2f})")
-    print(f"import pulumi_aws, pulumi_kubernetes: median {import_s:.2f} s over {args.runs} runs "
-          f"(min {min(import_times):.2f}, max {max(import_times):.2f})")
-    print(f"ratio: {ratio:.2f} (target <= {TARGET_RATIO}) -> {'met' if ratio <= TARGET_RATIO else 'NOT met'}")
+    print(f"ratio plan / bare import: {ratio:.2f} (target <= {TARGET_RATIO}) -> "
+          f"{'met' if ratio <= TARGET_RATIO else 'NOT met'}")
+    print(f"ratio plan / SDK submodules it uses: {plan_s / sdk_s:.2f}")
+
+
+def sdk_modules(stack: str) -> list[str]:
+    """pulumi_aws submodules behind the plan's resource types (aws:ec2/... -> pulumi_aws.ec2), plus the bare SDKs."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "plan.json"
+        subprocess.run([sys.executable, "-m", "gpuscale", "plan", "--stack", stack, "--json", str(path), "--quiet"],
+                       cwd=ROOT, check=True)
+        types = {r["type"] for r in json.loads(path.read_text())["resources"]}
+    modules = sorted({f"pulumi_aws.{t.split(':')[1].split('/')[0]}" for t in types if t.startswith("aws:")})
+    return ["pulumi_kubernetes", *modules]
 
 
 if __name__ == "__main__":

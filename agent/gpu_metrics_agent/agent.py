@@ -1,4 +1,5 @@
-"""The agent assembled: collector and sampler, the CloudWatch publisher, the Prometheus endpoint."""
+"""The agent assembled: collector and sampler, the CloudWatch publisher, the Prometheus endpoint, and (opt-in)
+scale-in protection and drain."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from .collector import Collector
 from .config import AgentConfig
 from .health import Health
 from .imds import InstanceMetadata, NodeIdentity, resolve_identity
+from .lifecycle import Lifecycle, LifecycleSettings
 from .prometheus import AgentCollector, MetricsServer, make_registry
 from .sampler import Sampler
 
@@ -34,10 +36,22 @@ class Agent:
             self.cloudwatch = CloudWatchPublisher(settings, self.health, self._identity)
         subscribers = [self.cloudwatch.offer] if self.cloudwatch else []
         self.sampler = Sampler(self.collector, self.health, config.sample_interval, subscribers)
+        self.lifecycle: Lifecycle | None = None
+        if config.scale_in_protection or config.drain:
+            settings = LifecycleSettings(
+                protection=config.scale_in_protection, drain=config.drain, hook_name=config.drain_hook_name,
+                busy_utilization=config.busy_utilization, busy_hold=config.busy_hold, idle_hold=config.idle_hold,
+                drain_timeout=config.drain_timeout, poll_interval=config.lifecycle_poll_interval,
+                tick=config.sample_interval, flush_timeout=config.shutdown_timeout,
+                endpoint=config.autoscaling_endpoint)
+            self.lifecycle = Lifecycle(settings, self.health, lambda: self.sampler.latest, self._identity,
+                                       InstanceMetadata(config.imds_endpoint),
+                                       self.cloudwatch.flush_now if self.cloudwatch else None)
         self.server: MetricsServer | None = None
         if config.prometheus:
             collector = AgentCollector(lambda: self.sampler.latest, self.health,
-                                       self.cloudwatch.buffer if self.cloudwatch else None)
+                                       self.cloudwatch.buffer if self.cloudwatch else None,
+                                       lifecycle=self.lifecycle is not None)
             self.server = MetricsServer(make_registry(collector), self.health, config.prometheus_address,
                                         config.prometheus_port)
 
@@ -50,12 +64,16 @@ class Agent:
         if self.cloudwatch:
             self.cloudwatch.start()
         self.sampler.start()
+        if self.lifecycle:
+            self.lifecycle.start()
 
     def stop(self) -> int:
         """Stop sampling, flush CloudWatch within the shutdown timeout; returns datapoints left unsent."""
         if self._unsent is not None:
             return self._unsent
         deadline = time.monotonic() + self.config.shutdown_timeout
+        if self.lifecycle:  # a call in flight is left to finish on its daemon thread; the flush matters more
+            self.lifecycle.stop(timeout=min(1.0, self.config.shutdown_timeout))
         self.sampler.stop(timeout=max(0.0, deadline - time.monotonic()))
         unsent = 0
         if self.cloudwatch:

@@ -92,6 +92,9 @@ class CloudWatchPublisher:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline: float | None = None
+        self._flushes = threading.Condition()
+        self._flush_requested = self._flushed = 0
+        """flush_now() requests, and the last request the publisher thread saw through to an empty buffer."""
         self._thread = threading.Thread(target=self._run, name="gpu-metrics-cloudwatch", daemon=True)
 
     # --- sampler thread ----------------------------------------------------------------------------------------
@@ -127,8 +130,26 @@ class CloudWatchPublisher:
             self._wake.wait(2 * self.settings.flush_interval)
             self._wake.clear()
             if not self._stopping.is_set():
-                self.flush()
+                with self._flushes:
+                    requested = self._flush_requested
+                if self.flush():
+                    with self._flushes:
+                        self._flushed = requested
+                        self._flushes.notify_all()
         self.flush(self._deadline)
+
+    def flush_now(self, timeout: float) -> bool:
+        """From another thread: have the publisher thread send what is buffered now; True once the buffer was empty.
+
+        The send stays on the publisher thread (the buffer has one reader); a node about to be terminated uses this
+        so its last minutes reach CloudWatch before the instance goes.
+        """
+        with self._flushes:
+            self._flush_requested += 1
+            wanted = self._flush_requested
+        self._wake.set()
+        with self._flushes:
+            return self._flushes.wait_for(lambda: self._flushed >= wanted, timeout)
 
     # --- publisher thread --------------------------------------------------------------------------------------
     def flush(self, deadline: float | None = None) -> bool:

@@ -66,6 +66,13 @@ def _url(text: str) -> str:
     return text
 
 
+def _percent(text: str) -> float:
+    value = _number(0, inclusive=True)(text)
+    if value >= 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage >= 0 and < 100, got {text!r}")
+    return value
+
+
 def _bool(text: str) -> bool:
     lowered = text.strip().lower()
     if lowered in ("1", "true", "yes", "on"):
@@ -97,6 +104,15 @@ class AgentConfig:
     prometheus: bool = True
     prometheus_address: str = "0.0.0.0"
     prometheus_port: int = DEFAULT_PROMETHEUS_PORT
+    scale_in_protection: bool = False
+    busy_utilization: float = 10.0
+    busy_hold: float = 10.0
+    idle_hold: float = 60.0
+    drain: bool = False
+    drain_hook_name: str | None = None
+    drain_timeout: float = 285.0
+    lifecycle_poll_interval: float = 5.0
+    autoscaling_endpoint: str | None = None
     log_level: str = "info"
     fake_gpus: int = 0
     once: bool = False
@@ -146,6 +162,23 @@ OPTIONS: tuple[Option, ...] = (
     Option("--prometheus", None, "serve /metrics and /healthz"),
     Option("--prometheus-address", str, "address /metrics and /healthz listen on"),
     Option("--prometheus-port", _port, "port of /metrics and /healthz (0: any free port)"),
+    Option("--scale-in-protection", None,
+           "protect this instance from scale-in (SetInstanceProtection) while its GPUs are busy, and remove the "
+           "protection once they are idle"),
+    Option("--busy-utilization", _percent,
+           "node mean GPU utilization, in percent, above which the node is busy; at or below it, idle"),
+    Option("--busy-hold", _number(0, inclusive=True), "seconds busy before scale-in protection is set"),
+    Option("--idle-hold", _number(0, inclusive=True),
+           "seconds idle before scale-in protection is removed, and before a draining node counts as done"),
+    Option("--drain", None,
+           "when the instance is terminating (instance metadata target-lifecycle-state Terminated), wait for the "
+           "GPUs to go idle, flush CloudWatch, then complete the termination lifecycle action"),
+    Option("--drain-hook-name", str, "the group's termination lifecycle hook (needed by --drain)"),
+    Option("--drain-timeout", _number(0, inclusive=True),
+           "most seconds to wait for idle GPUs once terminating; keep it below the hook's heartbeat timeout so the "
+           "flush and the completion land first (default fits a 300 s hook)"),
+    Option("--lifecycle-poll-interval", _number(0), "seconds between reads of the target lifecycle state"),
+    Option("--autoscaling-endpoint", _url, "Auto Scaling endpoint URL (default: the region's)"),
     Option("--log-level", _choice("debug", "info", "warning", "error"), "log level"),
     Option("--fake-gpus", _number(0, integer=True, inclusive=True),
            "read N simulated GPUs instead of NVML, for demos and tests (0: the real NVML)"),
@@ -183,4 +216,8 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         except argparse.ArgumentTypeError as exc:
             parser.error(f"environment variable {option.env} (option {option.flag}): {exc}")
         parser.set_defaults(**{option.dest: value})
-    return AgentConfig(**vars(parser.parse_args(argv)))
+    config = AgentConfig(**vars(parser.parse_args(argv)))
+    if config.drain and not config.drain_hook_name:
+        parser.error(f"option --drain ({ENV_PREFIX}DRAIN) needs --drain-hook-name ({ENV_PREFIX}DRAIN_HOOK_NAME): "
+                     "the name of the group's termination lifecycle hook, which the agent completes")
+    return config

@@ -1,7 +1,7 @@
 """The agent's own health: what /metrics exports about the agent and what /healthz judges.
 
 Each field has one writer: the sampler thread writes the collection fields, the CloudWatch publisher thread the
-``cw_`` fields (the buffer keeps its own size and overflow count). Scrapes only read. Counters kept in dicts have a
+``cw_`` fields (the buffer keeps its own size and overflow count), the lifecycle thread the ``lc_`` fields. Scrapes only read. Counters kept in dicts have a
 fixed set of keys, so a scrape iterating one never sees it change size.
 """
 
@@ -19,6 +19,8 @@ PUBLISH_ERROR_REASONS = ("throttled", "server", "connection", "credentials", "cl
 """Why a PutMetricData call (after botocore's own retries) or the node-identity discovery before it failed."""
 DROP_REASONS = ("overflow", "expired", "rejected")
 """Why datapoints were given up: the buffer was full (oldest dropped), too old for CloudWatch, or refused by it."""
+LIFECYCLE_CALLS = ("identity", "target_lifecycle_state", "set_instance_protection", "complete_lifecycle_action")
+"""What the lifecycle thread calls that can fail (after botocore's retries): each failure is counted under its call."""
 
 
 class Health:
@@ -46,6 +48,14 @@ class Health:
         self.cw_errors = dict.fromkeys(PUBLISH_ERROR_REASONS, 0)
         self.cw_given_up = {"expired": 0, "rejected": 0}
         self.cw_last_success_wall: float | None = None
+        # --- written by the lifecycle thread (scale-in protection and drain) ---
+        self.lc_protected: bool | None = None
+        """Scale-in protection as last set by the agent; None until it has set it once."""
+        self.lc_protection_changes = 0
+        self.lc_errors = dict.fromkeys(LIFECYCLE_CALLS, 0)
+        self.lc_draining = False
+        """True from the termination notice until the lifecycle action is completed."""
+        self.lc_actions_completed = 0
 
     def collection_succeeded(self, snapshot: Snapshot) -> None:
         self.collections += 1

@@ -8,9 +8,11 @@ metadata tags. The standard library's urllib is enough here and keeps the agent 
 
 from __future__ import annotations
 
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, replace
+from typing import Callable
 
 TOKEN_TTL_S = 300
 """The token is used for a handful of requests at start-up only."""
@@ -20,6 +22,8 @@ _PATHS = {
     "region": "/latest/meta-data/placement/region",
     "asg_name": "/latest/meta-data/tags/instance/aws:autoscaling:groupName",
 }
+TARGET_LIFECYCLE_STATE = "/latest/meta-data/autoscaling/target-lifecycle-state"
+"""InService, Terminated, Detached, Standby or Warmed:*: where Auto Scaling is taking the instance (no API call)."""
 _FLAGS = {"instance_id": "--instance-id", "instance_type": "--instance-type", "region": "--region",
           "asg_name": "--asg-name"}
 
@@ -61,6 +65,26 @@ class InstanceMetadata:
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
+            raise
+
+
+class TargetLifecycleState:
+    """Reads TARGET_LIFECYCLE_STATE every few seconds, renewing the IMDSv2 token before it expires or when refused."""
+
+    def __init__(self, metadata: InstanceMetadata, clock: Callable[[], float] = time.monotonic) -> None:
+        self._metadata, self._clock = metadata, clock
+        self._token: str | None = None
+        self._token_at = 0.0
+
+    def read(self) -> str | None:
+        """The state, or None where instance metadata has none (not in an Auto Scaling group). Raises OSError."""
+        if self._token is None or self._clock() - self._token_at > TOKEN_TTL_S / 2:
+            self._token, self._token_at = self._metadata.token(), self._clock()
+        try:
+            return self._metadata.get(TARGET_LIFECYCLE_STATE, self._token)
+        except urllib.error.HTTPError as exc:
+            if exc.code == 401:  # the token expired early (IMDS restarted): take a new one next time
+                self._token = None
             raise
 
 

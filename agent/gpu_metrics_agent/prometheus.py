@@ -20,7 +20,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import catalogue as cat
 from .buffer import DatapointBuffer
-from .health import DROP_REASONS, FAILURE_TIERS, PUBLISH_ERROR_REASONS, Health
+from .health import DROP_REASONS, FAILURE_TIERS, LIFECYCLE_CALLS, PUBLISH_ERROR_REASONS, Health
 from .snapshot import Snapshot
 
 log = logging.getLogger(__name__)
@@ -53,8 +53,9 @@ class AgentCollector:
     """A prometheus_client custom collector over the sampler's latest snapshot and the agent's health."""
 
     def __init__(self, latest: Callable[[], Snapshot | None], health: Health, buffer: DatapointBuffer | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, lifecycle: bool = False) -> None:
         self._latest, self._health, self._buffer, self._clock = latest, health, buffer, clock
+        self._lifecycle = lifecycle
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._latest()
@@ -63,6 +64,8 @@ class AgentCollector:
         yield from self._agent_health()
         if self._buffer is not None:
             yield from self._cloudwatch_health(self._buffer)
+        if self._lifecycle:
+            yield from self._lifecycle_health()
 
     @staticmethod
     def _readings(snapshot: Snapshot) -> Iterator[Metric]:
@@ -127,6 +130,23 @@ class AgentCollector:
             yield _single("gauge", cw + "last_success_timestamp_seconds",
                           "When CloudWatch last accepted a request, in seconds since the epoch.",
                           h.cw_last_success_wall)
+
+    def _lifecycle_health(self) -> Iterator[Metric]:
+        h = self._health
+        if h.lc_protected is not None:
+            yield _single("gauge", _AGENT + "scale_in_protected",
+                          "1 while the agent has this instance protected from scale-in, 0 once it removed that.",
+                          1.0 if h.lc_protected else 0.0)
+        yield _single("counter", _AGENT + "scale_in_protection_changes_total",
+                      "Scale-in protection set or removed (successful SetInstanceProtection calls).",
+                      h.lc_protection_changes)
+        yield _single("gauge", _AGENT + "draining", "1 while the instance is terminating and the agent waits for "
+                      "idle GPUs before completing the lifecycle action.", 1.0 if h.lc_draining else 0.0)
+        yield _single("counter", _AGENT + "lifecycle_actions_completed_total",
+                      "Termination lifecycle actions the agent completed.", h.lc_actions_completed)
+        yield _labelled("counter", _AGENT + "lifecycle_errors_total",
+                        "Failed identity look-ups, instance metadata reads and Auto Scaling calls, by call.",
+                        "call", {call: h.lc_errors[call] for call in LIFECYCLE_CALLS})
 
 
 def make_registry(collector: AgentCollector) -> CollectorRegistry:
