@@ -19,6 +19,19 @@ def gpuscale(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def project_copy(tmp_path: Path, stack: str, mutate) -> Path:
+    """The program and stacks copied to a separate project, with `mutate(config)` applied to one stack file."""
+    project = tmp_path / "project"
+    shutil.copytree(ROOT / "stacks", project / "stacks")
+    shutil.copy(ROOT / "Pulumi.yaml", project)
+    shutil.copy(ROOT / "__main__.py", project)
+    stack_file = project / "stacks" / f"Pulumi.{stack}.yaml"
+    doc = yaml.safe_load(stack_file.read_text())
+    mutate(doc["config"])
+    stack_file.write_text(yaml.safe_dump(doc))
+    return project
+
+
 @pytest.fixture(scope="session")
 def plans(tmp_path_factory) -> dict[str, dict]:
     """Both stacks planned once per session: (stdout, JSON plan)."""
@@ -86,17 +99,12 @@ def test_plans_are_deterministic_and_diff_equal(plans, tmp_path):
 
 
 def test_diff_reports_added_removed_and_changed(plans, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    shutil.copy(ROOT / "Pulumi.yaml", project)
-    shutil.copy(ROOT / "__main__.py", project)
-    shutil.copytree(ROOT / "stacks", project / "stacks")
-    stack_file = project / "stacks" / "Pulumi.dev.yaml"
-    doc = yaml.safe_load(stack_file.read_text())
-    doc["config"]["gpuscale:nodeGroups"][0]["maxSize"] = 4
-    doc["config"]["gpuscale:nodeGroups"].append({"name": "t4", "instanceTypes": ["g4dn.xlarge"],
-                                                 "minSize": 0, "maxSize": 1})
-    stack_file.write_text(yaml.safe_dump(doc))
+    def grow(config):
+        config["gpuscale:nodeGroups"][0]["maxSize"] = 4
+        config["gpuscale:nodeGroups"].append({"name": "t4", "instanceTypes": ["g4dn.xlarge"], "minSize": 0,
+                                              "maxSize": 1})
+
+    project = project_copy(tmp_path, "dev", grow)
     new = tmp_path / "new.json"
     assert gpuscale("plan", "--stack", "dev", "--project-dir", str(project), "--json", str(new),
                     "--quiet").returncode == 0
@@ -110,31 +118,21 @@ def test_diff_reports_added_removed_and_changed(plans, tmp_path):
 
 
 def test_invalid_config_exits_nonzero_with_the_message_and_no_traceback(tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "stacks", project / "stacks")
-    shutil.copy(ROOT / "Pulumi.yaml", project)
-    shutil.copy(ROOT / "__main__.py", project)
-    stack_file = project / "stacks" / "Pulumi.dev.yaml"
-    doc = yaml.safe_load(stack_file.read_text())
-    doc["config"]["gpuscale:nodeGroups"][0]["minSize"] = 5  # above maxSize 2
-    stack_file.write_text(yaml.safe_dump(doc))
+    project = project_copy(tmp_path, "dev", lambda c: c["gpuscale:nodeGroups"][0].update(minSize=5))  # max is 2
     proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
     assert proc.returncode == 2
     assert "gpuscale:nodeGroups[0].minSize: 5 is not allowed; allowed: minSize <= maxSize (2)" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_bad_config_declares_no_resource():
+def test_bad_config_declares_no_resource(tmp_path):
     """Validation runs before the program declares anything (checked in-process through the engine)."""
+    project = project_copy(tmp_path, "prod",
+                           lambda c: c["gpuscale:autoScalingGroups"][0].update(onDemandPercentageAboveBase=50))
     code = (
-        "import shutil, sys, tempfile, yaml; from pathlib import Path\n"
-        "from gpuscale.plan import run_plan, PlanConfigError\n"
-        f"root = Path({str(ROOT)!r}); project = Path(tempfile.mkdtemp())\n"
-        "shutil.copytree(root / 'stacks', project / 'stacks'); shutil.copy(root / '__main__.py', project)\n"
-        "f = project / 'stacks' / 'Pulumi.prod.yaml'; d = yaml.safe_load(f.read_text())\n"
-        "d['config']['gpuscale:autoScalingGroups'][0]['onDemandPercentageAboveBase'] = 50\n"
-        "f.write_text(yaml.safe_dump(d))\n"
-        "try:\n    run_plan(project, 'prod')\nexcept PlanConfigError as e:\n    print(e.declared, e.error.key)\n"
+        "from pathlib import Path; from gpuscale.plan import run_plan, PlanConfigError\n"
+        f"try:\n    run_plan(Path({str(project)!r}), 'prod')\n"
+        "except PlanConfigError as e:\n    print(e.declared, e.error.key)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.stdout.split() == ["0", "gpuscale:autoScalingGroups[0].warmPool"], proc.stderr
@@ -157,15 +155,9 @@ def test_plan_runs_pre_apply_checks(plans):
 
 
 def test_check_errors_fail_the_plan_naming_the_settings(tmp_path):
-    project = tmp_path / "project"
-    shutil.copytree(ROOT / "stacks", project / "stacks")
-    shutil.copy(ROOT / "Pulumi.yaml", project)
-    shutil.copy(ROOT / "__main__.py", project)
-    stack_file = project / "stacks" / "Pulumi.dev.yaml"
-    doc = yaml.safe_load(stack_file.read_text())
     # Valid on its own, but shorter than the image pull and model load the workload declares.
-    doc["config"]["gpuscale:autoScalingGroups"][0]["healthCheckGraceSeconds"] = 60
-    stack_file.write_text(yaml.safe_dump(doc))
+    project = project_copy(tmp_path, "dev",
+                           lambda c: c["gpuscale:autoScalingGroups"][0].update(healthCheckGraceSeconds=60))
     proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
     assert proc.returncode == 3, proc.stderr
     assert "error: [cold-start]" in proc.stdout
