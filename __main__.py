@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pulumi
 
 from gpuscale.components.agent_bundle import AgentBundle
@@ -66,7 +68,10 @@ if config.auto_scaling_groups:
             "on_demand_percentage_above_base": a.on_demand_percentage_above_base,
             "spot_allocation_strategy": a.spot_allocation_strategy, "root_volume_gib": a.root_volume_gib,
             "health_check_grace_seconds": a.health_check_grace_seconds,
-            "instance_warmup_seconds": a.instance_warmup_seconds, "agent": agent,
+            "instance_warmup_seconds": a.instance_warmup_seconds,
+            # With scaling, the group has a termination hook (and maybe protection) that the agent acts on.
+            "agent": replace(agent, scale_in_protection=a.scaling.scale_in_protection,
+                             drain_timeout_seconds=a.scaling.drain_timeout_seconds) if a.scaling else agent,
             "metrics_ingress_cidrs": scrapers, "tags": tags}
         if a.warm_pool is not None:
             args["warm_pool"] = {"min_size": a.warm_pool.min_size, "pool_state": a.warm_pool.pool_state,

@@ -22,6 +22,9 @@ UNIT_NAME = "gpu-metrics-agent.service"
 INSTALL_LOG = "/var/log/gpu-metrics-agent-install.log"
 LIFECYCLE_HOOK = "gpuscale-agent-ready"
 """Launch lifecycle hook holding new instances until the agent runs (the group declares it)."""
+DRAIN_MARGIN_S = 15
+"""The agent stops waiting for idle GPUs this long before the termination hook times out: its instance metadata poll
+(5 s), the CloudWatch flush (its 5 s shutdown timeout) and the CompleteLifecycleAction call must land before that."""
 READY_UNIT = "gpuscale-instance-ready.service"
 READY_SCRIPT = "/usr/local/sbin/gpuscale-instance-ready"
 
@@ -32,7 +35,9 @@ ENV_NAMES = {
     "flush_interval_seconds": _ENV_BY_FLAG["--flush-interval"],
     "prometheus_port": _ENV_BY_FLAG["--prometheus-port"],
     "region": _ENV_BY_FLAG["--region"],
+    "scale_in_protection": _ENV_BY_FLAG["--scale-in-protection"],
 }
+DRAIN_ENV = (_ENV_BY_FLAG["--drain"], _ENV_BY_FLAG["--drain-timeout"])
 
 
 @dataclass(frozen=True)
@@ -47,13 +52,25 @@ class AgentSettings:
     prometheus_port: int | None = None
     region: str | None = None
     """CloudWatch region; None lets the agent read it from instance metadata."""
+    scale_in_protection: bool | None = None
+    """The agent protects its instance from scale-in while the GPUs are busy (the group's scaling
+    `scale_in_protection`; the instance role must allow SetInstanceProtection)."""
+    drain_timeout_seconds: int | None = None
+    """Heartbeat timeout of the group's termination lifecycle hook (GpuScalingPolicies declares it). When set, the
+    agent drains on termination and completes the hook, which it finds itself: Pulumi auto-names it. None: no drain."""
 
     def environment(self) -> dict[str, str]:
         values = {"sample_interval_seconds": _number(self.sample_interval_seconds),
                   "flush_interval_seconds": _number(self.flush_interval_seconds),
                   "prometheus_port": None if self.prometheus_port is None else str(self.prometheus_port),
-                  "region": self.region}
-        return {ENV_NAMES[k]: v for k, v in values.items() if v is not None}
+                  "region": self.region,
+                  "scale_in_protection": None if self.scale_in_protection is None
+                  else str(self.scale_in_protection).lower()}
+        env = {ENV_NAMES[k]: v for k, v in values.items() if v is not None}
+        if self.drain_timeout_seconds is not None:
+            wait = max(0, self.drain_timeout_seconds - DRAIN_MARGIN_S)
+            env.update(zip(DRAIN_ENV, ("true", str(wait))))
+        return env
 
 
 def _number(value: float | None) -> str | None:

@@ -11,6 +11,7 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired
 
 from gpu_metrics_agent.catalogue import NODE_GPU_COUNT, NODE_GPU_UTILIZATION_SUM
+from gpuscale.config.wake import WAKE_THRESHOLD, wake_steps
 
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, SQS_IN_FLIGHT, SQS_VISIBLE, Expr, Query, agent_group_stat,
                             demand_per_instance, fleet_gpu_utilization, for_target_tracking, group_stat, queue_stat,
@@ -42,6 +43,8 @@ class DemandTargetArgs(TypedDict):
     """Where the demand is measured."""
     target_per_instance: float
     """Queue messages per in-service instance, or requests per target per minute, to hold."""
+    disable_scale_in: NotRequired[bool]
+    """Only add capacity on demand; scale-in is then left to the GPU target. Default: the GPU target's setting."""
 
 
 class BurstStepArgs(TypedDict):
@@ -66,9 +69,14 @@ class ScaleToZeroArgs(TypedDict):
     wake: DemandSignalArgs
     """The demand that wakes the group; must be "sqs" (a load balancer reports nothing with zero targets)."""
     warm_minimum: NotRequired[int]
-    """Capacity the wake policy sets when demand arrives at zero instances. Default 1."""
+    """Least capacity the wake policy sets when demand arrives at zero instances. Default 1."""
     idle_gpu_utilization: NotRequired[float]
     """Fleet utilization (percent) at or below which GPUs count as idle. Default 5."""
+    wake_messages_per_instance: NotRequired[float | None]
+    """Size the wake to the backlog: ceil(visible messages / this) instances, from warm_minimum up to wake_maximum
+    (ExactCapacity steps on the queue's visible messages). Default none: every wake sets warm_minimum."""
+    wake_maximum: NotRequired[int | None]
+    """Most capacity a wake sets, normally the group's max size; required with wake_messages_per_instance."""
 
 
 class GpuScalingPoliciesArgs(TypedDict):
@@ -108,6 +116,16 @@ def check_args(args: GpuScalingPoliciesArgs) -> None:
     if zero and zero["wake"]["kind"] != "sqs":
         raise ValueError(f"scale_to_zero.wake.kind: {zero['wake']['kind']!r} is not allowed; allowed: 'sqs' (a load "
                          "balancer reports no requests while it has no targets, so it could never wake the group)")
+    per_instance = zero.get("wake_messages_per_instance") if zero else None
+    if per_instance is not None:
+        warm, maximum = zero.get("warm_minimum", 1), zero.get("wake_maximum")
+        if not per_instance > 0:
+            raise ValueError(f"scale_to_zero.wake_messages_per_instance: {per_instance!r} is not allowed; allowed: "
+                             "a number > 0")
+        if maximum is None or maximum < warm:
+            raise ValueError(f"scale_to_zero.wake_maximum: {maximum!r} is not allowed; allowed: an integer >= "
+                             f"warm_minimum ({warm}), normally the group's max size: a wake sized to the backlog "
+                             "needs the most capacity it may set")
 
 
 class GpuScalingPolicies(pulumi.ComponentResource):
@@ -141,9 +159,11 @@ class GpuScalingPolicies(pulumi.ComponentResource):
 
         demand = args.get("demand")
         if demand:
-            # With two target tracking policies AWS scales out when either asks and in only when both agree.
+            # With two target tracking policies AWS scales out when either asks, and in only when every one whose
+            # scale-in is enabled agrees.
             outputs["demand_policy_arn"] = self._target_tracking(
-                "demand-target", demand["target_per_instance"], target.get("disable_scale_in", False),
+                "demand-target", demand["target_per_instance"],
+                demand.get("disable_scale_in", target.get("disable_scale_in", False)),
                 demand_per_instance(demand["signal"], self._asg)).arn
 
         burst = args.get("burst")
@@ -225,31 +245,45 @@ class GpuScalingPolicies(pulumi.ComponentResource):
             Expr("idle", f"IF((FILL(visible, 0) + FILL(in_flight, 0)) == 0 AND "
                          f"FILL(util_sum, 0) <= {idle_util:g} * FILL(gpus, 0), 1, 0)",
                  "1 while the queue is empty and the GPUs idle")]
-        idle_policy = self._exact_capacity("idle", 0)
+        idle_policy = self._exact_capacity("idle", [(0, None, 0)])
         idle_alarm = self._alarm(
             "idle-alarm", idle_queries, threshold=1, periods=zero["idle_minutes"], policy=idle_policy,
             # No data at all (queue and agents silent) proves nothing: do not remove capacity on it.
             treat_missing_data="notBreaching",
             description=f"Queue {queue} empty and GPUs idle for {zero['idle_minutes']} minutes: scale to zero.")
-        warm = zero.get("warm_minimum", 1)
+        warm, per_instance = zero.get("warm_minimum", 1), zero.get("wake_messages_per_instance")
+        steps = wake_steps(warm, per_instance, zero.get("wake_maximum"))
         wake_queries: list[Query] = [
             queue_stat("visible", SQS_VISIBLE, queue), group_stat("desired", GROUP_DESIRED, self._asg),
-            # Only from zero: ExactCapacity on a running group would cut it down to the warm minimum.
-            Expr("wake", "IF(visible >= 1 AND desired == 0, 1, 0)", "1 while messages wait at zero capacity")]
-        wake_policy = self._exact_capacity("wake", warm)
+            # The backlog, but only at zero: ExactCapacity on a running group would set it to the step's size, up
+            # or down, whatever the other policies decided.
+            Expr("wake", "IF(desired == 0, visible, 0)", "Visible messages while the group is at zero")]
+        # Step bounds are relative to the alarm's threshold.
+        wake_policy = self._exact_capacity("wake", [
+            (step.messages_from - WAKE_THRESHOLD,
+             None if step.messages_below is None else step.messages_below - WAKE_THRESHOLD, step.capacity)
+            for step in steps])
+        size = f"{warm}" if len(steps) == 1 else \
+            f"ceil(messages / {per_instance:g}), {steps[0].capacity} to {steps[-1].capacity},"
         wake_alarm = self._alarm(
-            "wake-alarm", wake_queries, threshold=1, periods=1, policy=wake_policy,
+            "wake-alarm", wake_queries, threshold=WAKE_THRESHOLD, periods=1, policy=wake_policy,
             # Without the group's desired capacity we cannot tell "at zero" from "running": do not act.
             treat_missing_data="notBreaching",
-            description=f"Messages on {queue} while the group is at zero: start {warm} instance(s).")
+            description=f"Messages on {queue} while the group is at zero: start {size} instance(s).")
         return (idle_policy, idle_alarm), (wake_policy, wake_alarm)
 
-    def _exact_capacity(self, suffix: str, capacity: int) -> aws.autoscaling.Policy:
+    def _exact_capacity(self, suffix: str,
+                        steps: Sequence[tuple[float, float | None, int]]) -> aws.autoscaling.Policy:
+        """A policy that sets the capacity of the step the alarm's value falls in: (lower bound, upper bound,
+        capacity), bounds relative to the alarm's threshold, none below it, the last one open-ended."""
         return aws.autoscaling.Policy(
             f"{self._name}-{suffix}", autoscaling_group_name=self._asg, policy_type="StepScaling",
             adjustment_type="ExactCapacity",
-            step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(scaling_adjustment=capacity,
-                                                                        metric_interval_lower_bound="0")],
+            # One datapoint per evaluation; if there were more, size to the largest backlog among them.
+            metric_aggregation_type="Maximum",
+            step_adjustments=[aws.autoscaling.PolicyStepAdjustmentArgs(
+                scaling_adjustment=capacity, metric_interval_lower_bound=_bound(lower),
+                metric_interval_upper_bound=_bound(upper)) for lower, upper, capacity in steps],
             opts=pulumi.ResourceOptions(parent=self))
 
     def _alarm(self, suffix: str, queries: list[Query], *, threshold: float, periods: int,

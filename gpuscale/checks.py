@@ -81,8 +81,11 @@ def _wake_path(key: str, group: Any) -> list[Finding]:
         return [Finding(WARNING, "wake", (*sizes, f"{key}.scaling"),
                         "the group has a workload but no scaling section and minSize 0: it stays at zero and "
                         "serves nothing")]
-    if scaling.scale_to_zero is None and not scaling.target.disable_scale_in:
-        return [Finding(ERROR, "wake", (*sizes, f"{key}.scaling.target.disableScaleIn", f"{key}.scaling.scaleToZero"),
+    scaling_in = [f"{key}.scaling.target.disableScaleIn"] if not scaling.target.disable_scale_in else []
+    if scaling.demand is not None and not scaling.demand.disable_scale_in:
+        scaling_in.append(f"{key}.scaling.demand.disableScaleIn")
+    if scaling.scale_to_zero is None and scaling_in:
+        return [Finding(ERROR, "wake", (*sizes, *scaling_in, f"{key}.scaling.scaleToZero"),
                         "target tracking may scale this group in to zero, and at zero the GPU metrics it tracks are "
                         "empty: nothing would ever scale it out again. Add scaling.scaleToZero with a wake signal, "
                         "or minSize >= 1")]

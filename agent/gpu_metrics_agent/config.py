@@ -173,7 +173,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("--drain", None,
            "when the instance is terminating (instance metadata target-lifecycle-state Terminated), wait for the "
            "GPUs to go idle, flush CloudWatch, then complete the termination lifecycle action"),
-    Option("--drain-hook-name", str, "the group's termination lifecycle hook (needed by --drain)"),
+    Option("--drain-hook-name", str, "the termination lifecycle hook --drain completes (default: the group's only "
+                                     "EC2_INSTANCE_TERMINATING hook, found with DescribeLifecycleHooks)"),
     Option("--drain-timeout", _number(0, inclusive=True),
            "most seconds to wait for idle GPUs once terminating; keep it below the hook's heartbeat timeout so the "
            "flush and the completion land first (default fits a 300 s hook)"),
@@ -216,8 +217,4 @@ def parse_config(argv: Sequence[str] | None = None, environ: Mapping[str, str] |
         except argparse.ArgumentTypeError as exc:
             parser.error(f"environment variable {option.env} (option {option.flag}): {exc}")
         parser.set_defaults(**{option.dest: value})
-    config = AgentConfig(**vars(parser.parse_args(argv)))
-    if config.drain and not config.drain_hook_name:
-        parser.error(f"option --drain ({ENV_PREFIX}DRAIN) needs --drain-hook-name ({ENV_PREFIX}DRAIN_HOOK_NAME): "
-                     "the name of the group's termination lifecycle hook, which the agent completes")
-    return config
+    return AgentConfig(**vars(parser.parse_args(argv)))

@@ -1,8 +1,8 @@
 """The agent's own health: what /metrics exports about the agent and what /healthz judges.
 
 Each field has one writer: the sampler thread writes the collection fields, the CloudWatch publisher thread the
-``cw_`` fields (the buffer keeps its own size and overflow count), the lifecycle thread the ``lc_`` fields. Scrapes only read. Counters kept in dicts have a
-fixed set of keys, so a scrape iterating one never sees it change size.
+``cw_`` fields (the buffer keeps its own size and overflow count), the lifecycle thread the ``lc_`` fields. Scrapes
+only read. Counters kept in dicts have a fixed set of keys, so a scrape iterating one never sees it change size.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ PUBLISH_ERROR_REASONS = ("throttled", "server", "connection", "credentials", "cl
 """Why a PutMetricData call (after botocore's own retries) or the node-identity discovery before it failed."""
 DROP_REASONS = ("overflow", "expired", "rejected")
 """Why datapoints were given up: the buffer was full (oldest dropped), too old for CloudWatch, or refused by it."""
-LIFECYCLE_CALLS = ("identity", "target_lifecycle_state", "set_instance_protection", "complete_lifecycle_action")
+LIFECYCLE_CALLS = ("identity", "target_lifecycle_state", "set_instance_protection", "describe_lifecycle_hooks",
+                   "complete_lifecycle_action")
 """What the lifecycle thread calls that can fail (after botocore's retries): each failure is counted under its call."""
 
 

@@ -9,11 +9,12 @@ or instance metadata call never delays a sample, and sampling never waits for th
   no calls. A failed call is counted and tried again one hold time later. A node whose readings are stale or that
   has no utilization (no GPU read, MIG only) is not judged: its protection stays as it is.
 - **Drain.** The target lifecycle state in instance metadata reads ``Terminated`` while the instance waits in
-  ``Terminating:Wait`` on the group's termination hook. The agent then waits until the GPUs have been idle for
-  ``idle_hold`` (or ``drain_timeout`` passes), has CloudWatch flush what is buffered, and completes the lifecycle
-  action with CONTINUE. An instance going into a warm pool (``Warmed:*``) is not drained: it is stopped or kept
-  running, not terminated; one terminated out of the pool (``Warmed:Terminated``) runs no work, so it completes at
-  once.
+  ``Terminating:Wait`` on the group's termination hook (``hook_name``, else the group's only EC2_INSTANCE_TERMINATING
+  hook, found with DescribeLifecycleHooks: the components auto-name theirs). The agent then waits until the GPUs have
+  been idle for ``idle_hold`` (or ``drain_timeout`` passes), has CloudWatch flush what is buffered, and completes the
+  lifecycle action with CONTINUE. An instance going into a warm pool (``Warmed:*``) is not drained: it is stopped
+  or kept running, not terminated; one terminated out of the pool (``Warmed:Terminated``) runs no work, so it
+  completes at once.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .snapshot import Snapshot
 log = logging.getLogger(__name__)
 
 TERMINATED = "Terminated"
+TERMINATING_TRANSITION = "autoscaling:EC2_INSTANCE_TERMINATING"
 WARMED_TERMINATED = "Warmed:Terminated"
 _UTILIZATION = cat.NODE_GPU_UTILIZATION.name
 _CALL_TIMEOUT_S = 5.0
@@ -112,6 +114,7 @@ class Lifecycle:
         self._retry_at = float("-inf")
         self._drain_started: float | None = None
         self._drain_deadline: float | None = None
+        self._hook: str | None = settings.hook_name
         self._flushed = False
         self._completed = False
         self._stop = threading.Event()
@@ -134,7 +137,11 @@ class Lifecycle:
 
     def step(self) -> None:
         """Judge the latest snapshot, read the target lifecycle state when due, and act on both."""
-        now = self._clock()
+        if self._client is None and self._clock() >= self._retry_at:
+            # At start, not at the first need: a missing identity shows at once, and a termination notice (with
+            # only seconds to spare) does not wait for botocore to load its service model.
+            self._connect(self._clock())
+        now = self._clock()  # after the connection, which can take a second: deadlines start from the real time
         self._busy.observe(self._latest(), now, self._health.max_age_s)
         if self.settings.drain and now >= self._next_poll:
             self._next_poll = now + self.settings.poll_interval
@@ -160,9 +167,9 @@ class Lifecycle:
         if self._drain_deadline is not None:
             return  # once draining, the instance is going; nothing brings it back
         if state == TERMINATED:
-            self._begin_drain(now, self.settings.drain_timeout)
+            self._begin_drain(self._clock(), self.settings.drain_timeout)  # the read may have taken its timeout
         elif state == WARMED_TERMINATED:
-            self._begin_drain(now, 0.0)
+            self._begin_drain(self._clock(), 0.0)
         elif state and state.startswith("Warmed:"):
             log.info("going into the warm pool (%s): nothing to drain; the instance is stopped or kept, not lost",
                      state)
@@ -171,11 +178,14 @@ class Lifecycle:
         self._drain_started, self._drain_deadline = now, now + timeout
         self._retry_at = float("-inf")  # a protection call's back-off must not delay the drain
         self._health.lc_draining = True
-        log.info("terminating: waiting up to %g s for the GPUs to be idle for %g s, then completing lifecycle hook "
-                 "%s", timeout, self.settings.idle_hold, self.settings.hook_name)
+        log.info("terminating: waiting up to %g s for the GPUs to be idle for %g s, then completing the lifecycle "
+                 "action", timeout, self.settings.idle_hold)
 
     def _drain(self, now: float) -> None:
         if self._completed or now < self._retry_at:
+            return
+        client = self._connect(now)
+        if client is None or not self._find_hook(client, now):
             return
         idle = self._busy.held("idle", self.settings.idle_hold, now)
         if not idle and now < self._drain_deadline:
@@ -185,24 +195,47 @@ class Lifecycle:
             if self._flush is not None and not self._flush(self.settings.flush_timeout):
                 log.warning("CloudWatch flush before termination did not finish within %g s; the rest is sent on "
                             "SIGTERM if CloudWatch allows", self.settings.flush_timeout)
-        client = self._connect(now)
-        if client is None:
-            return
         try:
             client.complete_lifecycle_action(
-                LifecycleHookName=self.settings.hook_name, AutoScalingGroupName=self._identity.asg_name,
+                LifecycleHookName=self._hook, AutoScalingGroupName=self._identity.asg_name,
                 InstanceId=self._identity.instance_id, LifecycleActionResult="CONTINUE")
         except (ClientError, BotoCoreError) as exc:
             if _no_action_pending(exc):  # the hook timed out already, or someone else completed it: done either way
                 log.info("no lifecycle action pending for %s on hook %s: %s", self._identity.instance_id,
-                         self.settings.hook_name, exc)
+                         self._hook, exc)
             else:
                 self._failed("complete_lifecycle_action", now, self.settings.poll_interval, exc)
                 return
         else:
             self._health.lc_actions_completed += 1
-            log.info("completed lifecycle hook %s (CONTINUE) after %.1f s: %s", self.settings.hook_name,
+            log.info("completed lifecycle hook %s (CONTINUE) after %.1f s: %s", self._hook,
                      now - self._drain_started, "GPUs idle" if idle else "drain timeout reached")
+        self._finish()
+
+    def _find_hook(self, client, now: float) -> bool:
+        """True once the hook to complete is known; the drain ends here if the group has none, or several."""
+        if self._hook is not None:
+            return True
+        try:
+            hooks = client.describe_lifecycle_hooks(AutoScalingGroupName=self._identity.asg_name)["LifecycleHooks"]
+        except (ClientError, BotoCoreError) as exc:
+            self._failed("describe_lifecycle_hooks", now, self.settings.poll_interval, exc)
+            return False
+        names = sorted(h["LifecycleHookName"] for h in hooks if h["LifecycleTransition"] == TERMINATING_TRANSITION)
+        if len(names) == 1:
+            self._hook = names[0]
+            return True
+        if names:  # completing someone else's hook would cut their drain short; which one is ours is not ours to guess
+            self._health.lc_errors["describe_lifecycle_hooks"] += 1
+            log.error("group %s has termination hooks %s: set --drain-hook-name; not draining",
+                      self._identity.asg_name, ", ".join(names))
+        else:
+            log.info("group %s has no termination hook: nothing holds the instance, nothing to complete",
+                     self._identity.asg_name)
+        self._finish()
+        return False
+
+    def _finish(self) -> None:
         self._completed = True
         self._health.lc_draining = False
 

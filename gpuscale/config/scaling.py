@@ -2,9 +2,10 @@
 
 A group with `scaling:` gets (components/gpu_scaling_policies.py): target tracking on the fleet's mean per-GPU
 utilization, optionally a second target on a demand signal, burst step scaling on 10-second alarms, scale to zero
-after an idle window with a wake-up from the demand signal, and a termination lifecycle hook that gives instances
-time to drain. Everything AWS would refuse, and every pair of policies that would fight, is refused here with the
-key, the value and what is allowed (see docs/scaling.md for the reasoning behind each rule).
+after an idle window with a wake-up from a queue sized to its backlog (gpuscale/config/wake.py), and a termination
+lifecycle hook that gives instances time to drain. Everything AWS would refuse, and every pair of policies that
+would fight, is refused here with the key, the value and what is allowed (see docs/scaling.md for the reasoning
+behind each rule).
 """
 
 from __future__ import annotations
@@ -64,6 +65,9 @@ class DemandTargetConfig:
     signal: DemandSignalConfig
     target_per_instance: float
     """Queue messages per in-service instance, or requests per target per minute, to hold."""
+    disable_scale_in: bool = False
+    """Only add capacity on demand. AWS scales in when every target tracking policy whose scale-in is enabled
+    agrees, so with this set the GPU target alone decides scale-in."""
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,14 @@ class ScaleToZeroConfig:
     idle_minutes: int
     wake: DemandSignalConfig
     warm_minimum: int
-    """Capacity the wake policy sets when demand arrives at zero instances."""
+    """Least capacity the wake policy sets when demand arrives at zero instances."""
     idle_gpu_utilization: float = 5.0
     """Fleet utilization (percent) at or below which the group counts as idle while the queue is empty."""
+    wake_messages_per_instance: float | None = None
+    """Size the wake to the backlog: ceil(visible messages / this) instances, from warm_minimum up to wake_maximum.
+    None: every wake sets warm_minimum."""
+    wake_maximum: int | None = None
+    """Most capacity a wake sets (the group's maxSize); needed with wake_messages_per_instance."""
 
 
 @dataclass(frozen=True)
@@ -119,7 +128,7 @@ def read_scaling(group_section: Section, group: AutoScalingGroupConfig, agent: A
     if s is None:
         return None
     target = _read_target(s.section("target"), agent)
-    demand = _read_demand(s.optional_section("demand"))
+    demand = _read_demand(s.optional_section("demand"), target)
     burst = _read_burst(s.optional_section("burst"), target, agent)
     scale_to_zero = _read_scale_to_zero(s.optional_section("scaleToZero"), group, demand)
     protection = s.bool("scaleInProtection", False)
@@ -193,13 +202,14 @@ def _read_signal(s: Section) -> DemandSignalConfig:
     return DemandSignalConfig(kind, None, lb, tg)
 
 
-def _read_demand(s: Section | None) -> DemandTargetConfig | None:
+def _read_demand(s: Section | None, target: TargetTrackingConfig) -> DemandTargetConfig | None:
     if s is None:
         return None
     signal = _read_signal(s)
     per_instance = s.float("targetPerInstance", min=0, min_exclusive=True)
+    disable_scale_in = s.bool("disableScaleIn", target.disable_scale_in)
     s.finish()
-    return DemandTargetConfig(signal, per_instance)
+    return DemandTargetConfig(signal, per_instance, disable_scale_in)
 
 
 def _read_burst(s: Section | None, target: TargetTrackingConfig, agent: AgentConfig) -> BurstConfig | None:
@@ -255,8 +265,12 @@ def _read_scale_to_zero(s: Section | None, group: AutoScalingGroupConfig,
         raise s.fail("wake.kind" if wake_section is not None else "wake", wake.kind,
                      "kind: sqs. A load balancer counts RequestCount only for requests it could route to a target, "
                      "so with zero instances it reports no demand and could never wake the group")
+    per_instance = s.float("wakeMessagesPerInstance", None, min=0, min_exclusive=True)
+    if per_instance is None and demand is not None and demand.signal == wake:
+        # The demand target already says how many queued messages one instance should hold: wake to that.
+        per_instance = demand.target_per_instance
     s.finish()
-    return ScaleToZeroConfig(idle, wake, warm, idle_utilization)
+    return ScaleToZeroConfig(idle, wake, warm, idle_utilization, per_instance, group.max_size)
 
 
 # --- Policies that would fight -----------------------------------------------------------------------------------
@@ -312,7 +326,7 @@ def scaling_triggers(config: ScalingConfig, path: str = "scaling") -> list[Trigg
         name = f"demand per instance ({_describe(config.demand.signal)})"
         dkey = f"{path}.demand.targetPerInstance"
         triggers.append(Trigger(dkey, per_instance, name, +1, Interval(per_instance, inf, closed_low=False)))
-        if not config.target.disable_scale_in:  # the demand target follows the GPU target's scale-in setting
+        if not config.demand.disable_scale_in:
             triggers.append(Trigger(dkey, per_instance, name, -1, Interval(0, per_instance, closed_high=False)))
     if config.scale_to_zero is not None:
         z = config.scale_to_zero

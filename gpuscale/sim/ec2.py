@@ -13,8 +13,13 @@ What the model follows, from the EC2 Auto Scaling and CloudWatch documentation:
 - An alarm with an Auto Scaling action invokes the policy when it enters ALARM and again every minute it stays
   there (CloudWatch: "Alarm actions").
 - Scale to zero and wake (the stack's own alarms): the group goes to zero after `idleMinutes` one-minute periods
-  with the queue empty, nothing in flight and GPU utilisation at or below the idle level, and goes to its warm
-  minimum when messages wait while the desired capacity is zero.
+  with the queue empty, nothing in flight and GPU utilisation at or below the idle level. The wake alarm reads the
+  queue's visible messages while the desired capacity was zero all minute (one datapoint of one minute: SQS
+  publishes its metrics once a minute, "Monitoring Amazon SQS queues using CloudWatch"), and its ExactCapacity
+  policy sets the capacity of the step that backlog falls in (gpuscale.config.wake.wake_steps, the steps the
+  component deploys). SQS and group datapoints count as visible when their minute closes: real delivery adds
+  seconds, and a queue inactive for six hours (no API call) publishes again only up to 15 minutes after it is
+  used (same page), which the simulator does not model; it is optimistic there.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..config.scaling import AWS_METRIC_PERIOD
+from ..config.wake import WAKE_THRESHOLD, wake_capacity, wake_steps
 from .engine import Engine
 from .fleet import InstanceFleet, busy_units
 from .service import ServiceModel
@@ -133,11 +139,11 @@ class StackScaler:
         self.demand = None
         if s.demand is not None:
             # SQS: queue depth per in-service instance, a gauge SQS samples once a minute. ALB: requests per target
-            # summed over the minute. The demand target follows the GPU target's scale-in setting.
+            # summed over the minute.
             sqs = s.demand.signal.kind == "sqs"
             per_instance = _PerInstance(sim.waiting if sqs else sim.received, sim.in_service)
             self.demand = _TargetTracking(PeriodMetric(per_instance, AWS_METRIC_PERIOD, 0, "last" if sqs else "sum"),
-                                          s.demand.target_per_instance, not target.disable_scale_in)
+                                          s.demand.target_per_instance, not s.demand.disable_scale_in)
         self.burst = None
         if s.burst is not None:
             threshold = target.target_gpu_utilization + s.burst.steps[0].lower_bound_above_target
@@ -151,10 +157,13 @@ class StackScaler:
             self.idle_queue = PeriodMetric(sim.outstanding_at, AWS_METRIC_PERIOD, delay, "last")
             self.idle_util = PeriodMetric(sim.util, AWS_METRIC_PERIOD, delay, "avg")
             self.idle_alarm = _Invoker(Alarm(self.zero.idle_minutes, self.zero.idle_minutes, lambda v: v >= 1))
-            # Wake: the queue's depth sample shows messages while the group's desired capacity was zero.
+            # Wake: IF(desired == 0, visible, 0) over one minute, the queue's depth a gauge SQS samples once a
+            # minute and the desired capacity its Maximum; the policy's steps size the capacity to that backlog.
             self.wake_queue = PeriodMetric(sim.waiting, AWS_METRIC_PERIOD, 0, "last")
             self.wake_desired = PeriodMetric(sim.desired, AWS_METRIC_PERIOD, 0, "max")
-            self.wake_alarm = _Invoker(Alarm(1, 1, lambda v: v >= 1))
+            self.wake_alarm = _Invoker(Alarm(1, 1, lambda v: v >= WAKE_THRESHOLD))
+            self.wake_steps = wake_steps(self.zero.warm_minimum, self.zero.wake_messages_per_instance,
+                                         self.zero.wake_maximum)
         self._metrics = [m for m in (self.gpu.metric, self.demand and self.demand.metric, self.burst) if m]
         if self.zero is not None:
             self._metrics += [self.idle_queue, self.idle_util, self.wake_queue, self.wake_desired]
@@ -204,9 +213,11 @@ class StackScaler:
                 desired = 0
         waiting, was_desired = self.wake_queue.poll(t), self.wake_desired.poll(t)
         if waiting is not NO_DATAPOINT:
-            wake = waiting >= 1 and was_desired == 0
-            if self.wake_alarm.update(t, 1.0 if wake else 0.0) and fleet.desired == 0:
-                desired = max(desired, self.zero.warm_minimum)
+            backlog = waiting if was_desired == 0 else 0.0
+            if self.wake_alarm.update(t, backlog):
+                # ExactCapacity; nothing else raised a group that was at zero all minute (its GPU metrics are
+                # empty), so setting the step's capacity and taking the largest proposal agree.
+                desired = max(desired, wake_capacity(self.wake_steps, backlog))
         return desired
 
 

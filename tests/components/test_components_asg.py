@@ -68,6 +68,14 @@ def test_instance_policy_is_scoped_to_our_namespace_and_the_agent_archive(harnes
     assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
 
 
+def test_a_draining_agent_may_also_find_its_groups_termination_hook(harness):
+    harness.run(lambda: GpuAutoScalingGroup("infer", asg_args(agent=AgentSettings(drain_timeout_seconds=300))))
+    policy = json.loads(harness.one("aws:iam/rolePolicy:RolePolicy", "infer-agent").inputs["policy"])
+    by_sid = {s["Sid"]: s for s in policy["Statement"]}
+    assert set(by_sid) == {"PublishGpuMetrics", "ReadAgentArchive", "ReportReady", "FindDrainHook"}
+    assert by_sid["FindDrainHook"]["Action"] == "autoscaling:DescribeLifecycleHooks", "read-only, nothing else"
+
+
 def test_group_waits_for_the_instance_permissions(harness):
     harness.run(lambda: GpuAutoScalingGroup("infer", asg_args()))
     permissions = {r.urn for r in harness.resources

@@ -14,7 +14,7 @@ from gpuscale.components import agent_user_data as ud
 
 REPO = Path(__file__).resolve().parents[2]
 SETTINGS = ud.AgentSettings(sample_interval_seconds=0.5, flush_interval_seconds=15, prometheus_port=9401,
-                            region="eu-west-1")
+                            region="eu-west-1", scale_in_protection=True, drain_timeout_seconds=600)
 
 
 def heredoc(script: str, marker: str) -> str:
@@ -41,6 +41,15 @@ def test_environment_file_configures_the_agent_through_its_own_parser():
     config = parse_config([], environ=env)
     assert (config.sample_interval, config.flush_interval, config.prometheus_port, config.region) == \
         (0.5, 15.0, 9401, "eu-west-1"), "every setting reaches the agent with its value"
+    assert (config.scale_in_protection, config.drain, config.drain_timeout) == (True, True, 600 - ud.DRAIN_MARGIN_S), \
+        "protection and drain on, the drain ending early enough to flush and complete before the hook times out"
+    assert config.drain_hook_name is None, "the hook is auto-named: the agent finds it"
+
+
+def test_drain_and_protection_stay_off_unless_the_group_scales():
+    config = parse_config([], environ=parse_environment_file(ud.render_environment_file(
+        ud.AgentSettings(scale_in_protection=False).environment())))
+    assert (config.scale_in_protection, config.drain) == (False, False)
 
 
 def test_unset_settings_leave_the_agents_defaults():

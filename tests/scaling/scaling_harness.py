@@ -99,7 +99,7 @@ def full_policies_args(**overrides: Any) -> dict[str, Any]:
                             {"lower_bound_above_target": 20.0, "adjustment_percent": 50},
                             {"lower_bound_above_target": 30.0, "adjustment_percent": 100}]},
         "scale_to_zero": {"idle_minutes": 15, "wake": {"kind": "sqs", "queue_name": QUEUE}, "warm_minimum": 2,
-                          "idle_gpu_utilization": 5.0},
+                          "idle_gpu_utilization": 5.0, "wake_messages_per_instance": 8.0, "wake_maximum": 4},
         "scale_in_protection": True, "drain_timeout_seconds": 600,
     }
     args.update(overrides)

@@ -17,12 +17,18 @@ from scaling_replay import ALARM, HOOK, POLICY
 from gpuscale.components.gpu_alarms import GpuAlarms
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.config.scaling import TARGET_TRACKING_PERIODS, is_alarm_period, max_evaluation_periods
+from gpuscale.config.wake import MAX_STEP_ADJUSTMENTS
 
 SESSION = botocore.session.get_session()
 
 
 def reference(service: str, shape: str, member: str) -> str:
     doc = SESSION.get_service_model(service).shape_for(shape).members[member].documentation
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", doc))
+
+
+def shape_reference(service: str, shape: str) -> str:
+    doc = SESSION.get_service_model(service).shape_for(shape).documentation
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", doc))
 
 
@@ -65,16 +71,32 @@ def test_target_tracking_periods_are_accepted_ones(program):
 def test_step_adjustments_follow_the_documented_rules(program):
     text = reference("autoscaling", "StepAdjustment", "ScalingAdjustment")
     assert "For exact capacity, you must specify a non-negative value" in text
+    rules = shape_reference("autoscaling", "StepAdjustment")
+    for rule in ("The ranges of your step adjustments can't overlap or have a gap",
+                 "At most, one step adjustment can have a null lower bound. If one step adjustment has a negative "
+                 "lower bound, then there must be a step adjustment with a null lower bound",
+                 "At most, one step adjustment can have a null upper bound",
+                 "The upper and lower bound can't be null in the same step adjustment"):
+        assert rule in rules, f"rule reworded or gone: {rule}"
+    lower = reference("autoscaling", "StepAdjustment", "MetricIntervalLowerBound")
+    assert "difference between the alarm threshold and the CloudWatch metric" in lower, "bounds are relative"
+    assert "the lower bound is inclusive" in lower
+    assert "the upper bound is exclusive" in reference("autoscaling", "StepAdjustment", "MetricIntervalUpperBound")
     stepped = [p for p in program.of_type(POLICY) if p.inputs["policyType"] == "StepScaling"]
     assert len(stepped) == 3
     for p in stepped:
         steps = p.inputs["stepAdjustments"]
+        # "Step adjustments per step scaling policy: 20" (EC2 Auto Scaling quotas; not in the API model).
+        assert len(steps) <= MAX_STEP_ADJUSTMENTS == 20, p.name
         if p.inputs.get("adjustmentType") == "ExactCapacity":
             assert all(s["scalingAdjustment"] >= 0 for s in steps), p.name
         lower = [float(s["metricIntervalLowerBound"]) for s in steps]
         upper = [float(s["metricIntervalUpperBound"]) for s in steps if "metricIntervalUpperBound" in s]
-        # No gaps, no overlaps, one open-ended step at the top.
+        # No gaps, no overlaps, no null or negative lower bound, one open-ended step at the top.
+        assert len(lower) == len(steps) and min(lower) >= 0, p.name
         assert upper == lower[1:] and len(upper) == len(steps) - 1, p.name
+        assert all(lo < hi for lo, hi in zip(lower, upper)), f"{p.name}: upper bound not above the lower"
+    assert len(program.named("s-wake").inputs["stepAdjustments"]) > 1, "the sized wake is among them"
 
 
 def test_lifecycle_hook_values(program):

@@ -66,13 +66,41 @@ def test_presets_dev_cheap_scale_to_zero_prod_latency_safe():
     prod = load_stack_file(ROOT, "prod")
     infer = dev["infer"].scaling
     assert infer.scale_to_zero.wake.kind == "sqs" and infer.burst is None and dev["infer"].min_size == 0
+    assert infer.scale_to_zero.idle_minutes <= 5, "dev: aggressive scale to zero"
     groups = {g.name: g for g in prod.auto_scaling_groups}
     latency = groups["infer-l40s"]
-    assert latency.min_size >= 1 and latency.warm_pool is not None and latency.scaling.scale_to_zero is None
+    # Latency-safe through a fast wake: stopped warm-pool instances for at least what a burst wakes.
+    pool = latency.warm_pool
+    assert pool is not None and pool.pool_state == "Stopped" and latency.scaling.scale_to_zero is not None
+    assert pool.max_prepared_capacity >= latency.scaling.scale_to_zero.warm_minimum
     assert latency.scaling.burst.period_seconds == 10 and latency.scaling.demand is not None
     assert latency.scaling.scale_in_protection
-    assert groups["batch-spot"].scaling.scale_to_zero.warm_minimum == 2
+    zero = latency.scaling.scale_to_zero
+    assert zero.wake_messages_per_instance == latency.scaling.demand.target_per_instance, "wake sized by demand"
+    batch = groups["batch-spot"].scaling
+    assert batch.demand.disable_scale_in and not batch.target.disable_scale_in
+    assert batch.scale_to_zero.wake_messages_per_instance == batch.demand.target_per_instance
     assert prod.alerts.sns_topic_name == "gpuscale-prod-alerts"
+
+
+def test_wake_size_defaults_to_the_demand_target_on_the_same_queue():
+    s = load(base(FULL)).auto_scaling_groups[0].scaling
+    assert (s.scale_to_zero.wake_messages_per_instance, s.scale_to_zero.wake_maximum) == (8, 4)
+    other_queue = with_("scaleToZero.wake", {"kind": "sqs", "queueName": "other"})
+    assert load(base(other_queue)).auto_scaling_groups[0].scaling.scale_to_zero.wake_messages_per_instance is None
+    own = load(base(with_("scaleToZero.wakeMessagesPerInstance", 2.5))).auto_scaling_groups[0].scaling
+    assert own.scale_to_zero.wake_messages_per_instance == 2.5
+
+
+def test_demand_scale_in_follows_the_gpu_target_unless_set():
+    s = load(base(FULL)).auto_scaling_groups[0].scaling
+    assert s.demand.disable_scale_in is False
+    off = with_("target.disableScaleIn", True)
+    assert load(base(off)).auto_scaling_groups[0].scaling.demand.disable_scale_in is True
+    own = load(base(with_("demand.disableScaleIn", True))).auto_scaling_groups[0].scaling
+    assert own.demand.disable_scale_in and not own.target.disable_scale_in
+    assert [t for t in scaling_triggers(own) if t.policy.endswith("demand.targetPerInstance") and t.direction < 0] \
+        == [], "a demand target that never scales in removes nothing"
 
 
 BAD = [
@@ -108,6 +136,9 @@ BAD = [
     (with_("scaleToZero.idleMinutes", 1441), 10, "scaleToZero.idleMinutes", "[1, 1440]"),
     (with_("scaleToZero.idleGpuUtilization", 61), 10, "scaleToZero.idleGpuUtilization",
      "target.gpuUtilization adds capacity"),
+    (with_("scaleToZero.wakeMessagesPerInstance", 0), 10, "scaleToZero.wakeMessagesPerInstance", "> 0"),
+    (with_("scaleToZero.wakeMessagesPerInstance", "8"), 10, "scaleToZero.wakeMessagesPerInstance", "a number"),
+    (with_("demand.disableScaleIn", "no"), 10, "demand.disableScaleIn", "true or false"),
     (with_("drainTimeoutSeconds", 10), 10, "drainTimeoutSeconds", "[30, 7200]"),
     (with_("scaleInProtection", 1), 10, "scaleInProtection", "true or false"),
     (with_("cooldown", 300), 10, "cooldown", "known keys here are"),

@@ -110,15 +110,17 @@ def test_idle_alarm_sets_zero_after_the_idle_window(program):
     assert alarm["alarmActions"] == [program.arn("infer-scaling-idle")]
 
 
-def test_wake_raises_only_a_group_at_zero_to_the_warm_minimum(program):
+def test_wake_sizes_a_group_at_zero_to_the_backlog(program):
     policy = program.named("infer-scaling-wake").inputs
-    assert (policy["adjustmentType"], policy["stepAdjustments"][0]["scalingAdjustment"]) == ("ExactCapacity", 2)
+    # Warm minimum 2 up to 4 at 8 messages per instance; the bounds are checked in tests/scaling/test_scaling_wake.py.
+    assert (policy["adjustmentType"], [s["scalingAdjustment"] for s in policy["stepAdjustments"]]) == (
+        "ExactCapacity", [2, 3, 4])
     alarm = program.named("infer-scaling-wake-alarm").inputs
     visible, desired, result = alarm["metricQueries"]
     assert visible["metric"]["dimensions"] == {"QueueName": QUEUE}
     assert (desired["metric"]["namespace"], desired["metric"]["metricName"]) == ("AWS/AutoScaling",
                                                                                  "GroupDesiredCapacity")
-    assert result["expression"] == "IF(visible >= 1 AND desired == 0, 1, 0)"
+    assert result["expression"] == "IF(desired == 0, visible, 0)"
     assert (alarm["evaluationPeriods"], alarm["treatMissingData"]) == (1, "notBreaching")
     assert alarm["alarmActions"] == [program.arn("infer-scaling-wake")]
 

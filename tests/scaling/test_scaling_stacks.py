@@ -11,6 +11,7 @@ from scaling_replay import ALARM, DASHBOARD, HOOK, POLICY, TOPIC
 
 from gpu_metrics_agent import catalogue as cat
 from gpuscale.config import load_stack_file
+from gpuscale.config.wake import wake_steps
 from gpuscale.plan import Plan, plan_in_subprocess
 
 
@@ -54,6 +55,10 @@ def test_every_scaled_group_gets_its_policies_and_alarms(stack):
             wake = named(plan, f"{prefix}-wake-alarm")
             queue = {q["metric"]["dimensions"].get("QueueName") for q in wake["metricQueries"] if "metric" in q}
             assert s.scale_to_zero.wake.queue_name in queue
+            z = s.scale_to_zero
+            sizes = [step.capacity for step in wake_steps(z.warm_minimum, z.wake_messages_per_instance, z.wake_maximum)]
+            assert [a["scalingAdjustment"] for a in named(plan, f"{prefix}-wake")["stepAdjustments"]] == sizes
+            assert sizes[-1] == (group.max_size if z.wake_messages_per_instance else z.warm_minimum)
     assert len(plan.by_type(HOOK)) == sum(g.scaling is not None for g in config.auto_scaling_groups)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -12,37 +11,10 @@ from gpuscale.instance_types import RecordedInstanceTypes
 REPO = Path(__file__).resolve().parents[2]
 CATALOG = RecordedInstanceTypes()
 
-# The scaling this simulator's measurements propose for the stacks (docs/simulate.md, "Tuning the stacks"): the
-# stack files' own values, with these keys replaced per group. Once the stack files carry them, this is a no-op.
-PROPOSED: dict[str, dict[str, dict[str, Any]]] = {
-    "dev": {"infer": {"scaling": {
-        "target": {"gpuUtilization": 75},
-        # One idle minute, then zero: a dev fleet pays for nothing it does not use.
-        "scaleToZero": {"idleMinutes": 1, "idleGpuUtilization": 5, "warmMinimum": 2,
-                        "wake": {"kind": "sqs", "queueName": "gpuscale-dev-infer-requests"}},
-        "drainTimeoutSeconds": 120}}},
-    "prod": {"infer-l40s": {"minSize": 0, "scaling": {
-        "target": {"gpuUtilization": 60, "periodSeconds": 10},
-        "burst": {"periodSeconds": 10, "evaluationPeriods": 3,
-                  "steps": [{"lowerBoundAboveTarget": 10, "adjustmentPercent": 25},
-                            {"lowerBoundAboveTarget": 20, "adjustmentPercent": 50},
-                            {"lowerBoundAboveTarget": 30, "adjustmentPercent": 100}]},
-        # Wake the whole warm pool (four stopped instances) at once; zero after two idle minutes.
-        "scaleToZero": {"idleMinutes": 2, "warmMinimum": 4,
-                        "wake": {"kind": "sqs", "queueName": "gpuscale-prod-infer-requests"}},
-        "scaleInProtection": True,
-        "drainTimeoutSeconds": 600}}},
-}
 
-
-def stack(name: str, proposed: bool = False) -> StackConfig:
-    """A stack file's config, optionally with the proposed keys in place."""
-    values = read_stack_values(stack_file_path(REPO, name))
-    if proposed:
-        values = copy.deepcopy(values)
-        for group in values.get("gpuscale:autoScalingGroups", []):
-            group.update(copy.deepcopy(PROPOSED.get(name, {}).get(group["name"], {})))
-    return load_stack_config(values, name, CATALOG)
+def stack(name: str) -> StackConfig:
+    """A stack file's config, as the program and `gpuscale simulate` read it."""
+    return load_stack_config(read_stack_values(stack_file_path(REPO, name)), name, CATALOG)
 
 
 def workload(**overrides: Any) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""The burst scenario on the stacks: the ideal bounds every preset, and the stacks' settings beat the others."""
+"""The burst scenario on the shipped stack files: the ideal bounds every preset, and every group's own scaling meets
+issue 6's targets. These read the stack files as they are, so detuning a stack fails here."""
 
 from __future__ import annotations
 
@@ -9,34 +10,45 @@ from gpuscale.sim.presets import PRESETS
 from gpuscale.sim.results import simulate_group
 from gpuscale.sim.traces import burst
 
+COST_VS_IDEAL = 1.1
+COMPLETION_VS_IDEAL = 1.25
+SCALED = [(name, g.name) for name in ("dev", "prod") for g in stack(name).auto_scaling_groups
+          if g.scaling is not None and g.workload is not None]
 
-def compare(name: str, group: str, proposed: bool = True) -> dict:
-    cfg = stack(name, proposed)
+
+def compare(name: str, group: str) -> dict:
+    """Every preset on the group, as `gpuscale simulate --stack NAME --group GROUP --compare` runs them."""
+    cfg = stack(name)
     g = next(g for g in cfg.auto_scaling_groups if g.name == group)
     sim = simulate_group(g, cfg.agent, burst(), list(PRESETS))
     return {r.preset: r for r in sim.results}
 
 
-# The groups whose settings this simulator's measurements tuned (tests/sim/sim_support.py, PROPOSED).
-TUNED = [("dev", "infer"), ("prod", "infer-l40s")]
+def test_every_scaled_group_of_both_stacks_is_measured():
+    scaled = {(name, g.name) for name in ("dev", "prod") for g in stack(name).auto_scaling_groups
+              if g.scaling is not None}
+    assert scaled == set(SCALED), "every scaled group needs a workload: section to be measured"
+    assert len(SCALED) >= 3
 
 
-@pytest.mark.parametrize("name, group", TUNED)
+@pytest.mark.parametrize("name, group", SCALED)
 def test_stack_beats_hf_like_and_hpa_example_on_cost_and_completion(name, group):
     r = compare(name, group)
-    stack_ = r["stack"]
-    assert stack_.completion is not None and stack_.timed_out == 0, "the stack serves every request"
+    own = r["stack"]
+    assert own.completion is not None and own.timed_out == 0, f"{name}/{group}: the stack serves every request"
     for other in ("hf-like", "hpa-example"):
-        assert stack_.cost < r[other].cost, f"{name}/{group}: stack {stack_.cost:.3f}, {other} {r[other].cost:.3f}"
+        assert own.cost < r[other].cost, f"{name}/{group}: stack {own.cost:.3f}, {other} {r[other].cost:.3f}"
         done = r[other].completion
-        assert done is None or stack_.completion < done, f"{name}/{group}: {other} finishes first"
+        assert done is None or own.completion < done, f"{name}/{group}: {other} finishes first ({done} s, " \
+                                                      f"stack {own.completion} s)"
 
 
-@pytest.mark.parametrize("name, group", TUNED)
+@pytest.mark.parametrize("name, group", SCALED)
 def test_stack_within_1_1x_ideal_cost_and_1_25x_its_completion(name, group):
-    r = compare(name, group)
-    assert r["stack"].cost_vs_ideal <= 1.1, f"{name}/{group}: {r['stack'].cost_vs_ideal:.3f}x the ideal's cost"
-    assert r["stack"].completion_vs_ideal <= 1.25, f"{name}/{group}: {r['stack'].completion_vs_ideal:.3f}x"
+    own = compare(name, group)["stack"]
+    assert own.cost_vs_ideal <= COST_VS_IDEAL, f"{name}/{group}: {own.cost_vs_ideal:.3f}x the ideal's cost"
+    assert own.completion_vs_ideal <= COMPLETION_VS_IDEAL, \
+        f"{name}/{group}: {own.completion_vs_ideal:.3f}x the ideal's completion time"
 
 
 @pytest.mark.parametrize("name", ["dev", "prod"])
