@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+
+from dataclasses import asdict, replace
 
 import pulumi
 
@@ -10,8 +11,12 @@ from gpuscale.components.agent_bundle import AgentBundle
 from gpuscale.components.agent_user_data import AgentSettings
 from gpuscale.components.eks_cluster import EksCluster
 from gpuscale.components.existing_cluster import ExistingCluster
+from gpuscale.components.gpu_alarms import GpuAlarms
+from gpuscale.components.gpu_alert_topic import GpuAlertTopic
 from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
+from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard
 from gpuscale.components.gpu_node_group import GpuNodeGroup
+from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.config import PROJECT, load_stack_config
 from gpuscale.config.stack import TOP_LEVEL_KEYS
 from gpuscale.instance_types import PulumiInstanceTypes
@@ -83,13 +88,6 @@ if config.auto_scaling_groups:
 # --- GPU-metric scaling, alarms and dashboard (issue 5) ---
 # Scaling policies, alarms and the dashboard attach to `asgs` (config name -> GpuAutoScalingGroup) here; the
 # validated settings are in `config.auto_scaling_groups` (and `config.alerts`).
-from dataclasses import asdict  # noqa: E402 (kept inside this block)
-
-from gpuscale.components.gpu_alarms import GpuAlarms  # noqa: E402
-from gpuscale.components.gpu_alert_topic import GpuAlertTopic  # noqa: E402
-from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard  # noqa: E402
-from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies  # noqa: E402
-
 alerts = config.alerts
 topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email}) \
     if alerts.sns_topic_name or alerts.email else None

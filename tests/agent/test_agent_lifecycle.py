@@ -17,16 +17,15 @@ from typing import NamedTuple
 
 import boto3
 import pytest
-
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_support import FakeImds, wait_until
 from gpu_metrics_agent.config import parse_config
-from gpu_metrics_agent.health import Health
-from gpu_metrics_agent.prometheus import AgentCollector, make_registry
 from gpu_metrics_agent.fake_nvml import FakeNvml
+from gpu_metrics_agent.health import Health
 from gpu_metrics_agent.imds import TARGET_LIFECYCLE_STATE
+from gpu_metrics_agent.prometheus import AgentCollector, make_registry
 
 HOOK = "gpuscale-drain"
 # Hold times of a few samples (FAST samples every 50 ms), so each scenario takes about a second.
@@ -158,8 +157,9 @@ def imds():
 def start(make_agent, group, recorder, imds):
     """Starts an agent on `nvml` for the group's instance, Auto Scaling through the recorder, instance metadata fake."""
     def build(nvml: FakeNvml, **options):
-        agent = make_agent(nvml, **{**QUICK, "asg_name": group.name, "instance_id": group.instance_id, "cloudwatch": False,
-                                    "autoscaling_endpoint": recorder.url, "imds_endpoint": imds.url, **options})
+        agent = make_agent(nvml, **{**QUICK, "asg_name": group.name, "instance_id": group.instance_id,
+                                    "cloudwatch": False, "autoscaling_endpoint": recorder.url,
+                                    "imds_endpoint": imds.url, **options})
         agent.start()
         return agent
     return build
@@ -221,7 +221,8 @@ def test_terminating_busy_node_waits_for_idle_flushes_then_completes(group, reco
         f"flushed (one or more requests), then completed once: {after}"
     complete, = recorder.actions("CompleteLifecycleAction")
     assert complete == {"Action": "CompleteLifecycleAction", "Version": "2011-01-01", "LifecycleHookName": HOOK,
-                        "AutoScalingGroupName": group.name, "InstanceId": group.instance_id, "LifecycleActionResult": "CONTINUE"}
+                        "AutoScalingGroupName": group.name, "InstanceId": group.instance_id,
+                        "LifecycleActionResult": "CONTINUE"}
     assert agent.health.lc_draining is False and sum(agent.health.lc_errors.values()) == 0
 
 
