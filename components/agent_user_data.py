@@ -22,6 +22,9 @@ UNIT_NAME = "gpu-metrics-agent.service"
 INSTALL_LOG = "/var/log/gpu-metrics-agent-install.log"
 LIFECYCLE_HOOK = "gpuscale-agent-ready"
 """Launch lifecycle hook holding new instances until the agent runs (the group declares it)."""
+DRAIN_HOOK = "gpuscale-drain"
+"""Termination lifecycle hook the agent completes after draining (GpuScalingPolicies declares it). Hook names are
+per group, so a fixed name serves every group, and the agent needs no permission to look it up."""
 DRAIN_MARGIN_S = 15
 """The agent stops waiting for idle GPUs this long before the termination hook times out: its instance metadata poll
 (5 s), the CloudWatch flush (its 5 s shutdown timeout) and the CompleteLifecycleAction call must land before that."""
@@ -37,7 +40,7 @@ ENV_NAMES = {
     "region": _ENV_BY_FLAG["--region"],
     "scale_in_protection": _ENV_BY_FLAG["--scale-in-protection"],
 }
-DRAIN_ENV = (_ENV_BY_FLAG["--drain"], _ENV_BY_FLAG["--drain-timeout"])
+DRAIN_ENV = (_ENV_BY_FLAG["--drain"], _ENV_BY_FLAG["--drain-timeout"], _ENV_BY_FLAG["--drain-hook-name"])
 
 
 @dataclass(frozen=True)
@@ -57,7 +60,7 @@ class AgentSettings:
     `scale_in_protection`; the instance role must allow SetInstanceProtection)."""
     drain_timeout_seconds: int | None = None
     """Heartbeat timeout of the group's termination lifecycle hook (GpuScalingPolicies declares it). When set, the
-    agent drains on termination and completes the hook, which it finds itself: Pulumi auto-names it. None: no drain."""
+    agent drains on termination and completes the hook DRAIN_HOOK. None: no drain."""
 
     def environment(self) -> dict[str, str]:
         values = {"sample_interval_seconds": _number(self.sample_interval_seconds),
@@ -69,7 +72,7 @@ class AgentSettings:
         env = {ENV_NAMES[k]: v for k, v in values.items() if v is not None}
         if self.drain_timeout_seconds is not None:
             wait = max(0, self.drain_timeout_seconds - DRAIN_MARGIN_S)
-            env.update(zip(DRAIN_ENV, ("true", str(wait))))
+            env.update(zip(DRAIN_ENV, ("true", str(wait), DRAIN_HOOK)))
         return env
 
 

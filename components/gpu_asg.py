@@ -131,9 +131,8 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                             description=f"GPU instances of {name} (gpuscale)", tags=tags, opts=child)
         object_arn = pulumi.Output.concat(args["agent_bucket_arn"], "/", args["agent_object_key"])
-        drain = (args.get("agent") or AgentSettings()).drain_timeout_seconds is not None
         permissions: list[pulumi.Resource] = [aws.iam.RolePolicy(
-            f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag, drain)),
+            f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag)),
             opts=child)]
         if args.get("ssm_access", True):
             permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
@@ -232,12 +231,9 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
                                "security_group_id": self.security_group_id})
 
 
-def agent_policy(object_arn: str, group: str, drain: bool = False) -> str:
+def agent_policy(object_arn: str, group: str) -> str:
     """Least privilege for the instances: publish metrics to our namespace only, read the agent archive only, and
-    report their own group's lifecycle hooks; with ``drain``, also find the termination hook the agent completes."""
-    # DescribeLifecycleHooks has no resource-level permissions, hence "*"; it reads hook settings, nothing more.
-    find_hook = [{"Sid": "FindDrainHook", "Effect": "Allow", "Action": "autoscaling:DescribeLifecycleHooks",
-                  "Resource": "*"}] if drain else []
+    report their own group's lifecycle hooks."""
     return json.dumps({
         "Version": "2012-10-17",
         "Statement": [
@@ -247,7 +243,7 @@ def agent_policy(object_arn: str, group: str, drain: bool = False) -> str:
             {"Sid": "ReadAgentArchive", "Effect": "Allow", "Action": "s3:GetObject", "Resource": object_arn},
             {"Sid": "ReportReady", "Effect": "Allow", "Action": "autoscaling:CompleteLifecycleAction", "Resource": "*",
              "Condition": {"StringEquals": {f"autoscaling:ResourceTag/{GROUP_TAG}": group}}},
-        ] + find_hook,
+        ],
     })
 
 

@@ -13,6 +13,7 @@ from typing_extensions import NotRequired
 from gpu_metrics_agent.catalogue import NODE_GPU_COUNT, NODE_GPU_UTILIZATION_SUM
 from gpuscale.config.wake import WAKE_THRESHOLD, wake_steps
 
+from .agent_user_data import DRAIN_HOOK
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, SQS_IN_FLIGHT, SQS_VISIBLE, Expr, Query, agent_group_stat,
                             demand_per_instance, fleet_gpu_utilization, for_target_tracking, group_stat, queue_stat,
                             threshold_alarm)
@@ -182,7 +183,7 @@ class GpuScalingPolicies(pulumi.ComponentResource):
         drain = args.get("drain_timeout_seconds", 300)
         # CONTINUE: after the drain timeout the instance terminates anyway; a stuck drainer must not pin capacity.
         hook = aws.autoscaling.LifecycleHook(
-            f"{name}-drain", autoscaling_group_name=self._asg,
+            f"{name}-drain", name=DRAIN_HOOK, autoscaling_group_name=self._asg,
             lifecycle_transition="autoscaling:EC2_INSTANCE_TERMINATING", heartbeat_timeout=drain,
             default_result="CONTINUE", opts=pulumi.ResourceOptions(parent=self))
         role = args.get("instance_role_name")

@@ -10,7 +10,7 @@ or instance metadata call never delays a sample, and sampling never waits for th
   has no utilization (no GPU read, MIG only) is not judged: its protection stays as it is.
 - **Drain.** The target lifecycle state in instance metadata reads ``Terminated`` while the instance waits in
   ``Terminating:Wait`` on the group's termination hook (``hook_name``, else the group's only EC2_INSTANCE_TERMINATING
-  hook, found with DescribeLifecycleHooks: the components auto-name theirs). The agent then waits until the GPUs have
+  hook, found with DescribeLifecycleHooks when no name is given; gpuscale's user data passes its hook's name). The agent then waits until the GPUs have
   been idle for ``idle_hold`` (or ``drain_timeout`` passes), has CloudWatch flush what is buffered, and completes the
   lifecycle action with CONTINUE. An instance going into a warm pool (``Warmed:*``) is not drained: it is stopped
   or kept running, not terminated; one terminated out of the pool (``Warmed:Terminated``) runs no work, so it

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from gpu_metrics_agent.catalogue import NAMESPACE
-from gpuscale.components.agent_user_data import LIFECYCLE_HOOK, AgentSettings
+from gpuscale.components.agent_user_data import DRAIN_HOOK, LIFECYCLE_HOOK, AgentSettings
 from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
 from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
 
@@ -68,12 +68,12 @@ def test_instance_policy_is_scoped_to_our_namespace_and_the_agent_archive(harnes
     assert attached == ["arn:aws:iam::aws:policy/AmazonSSMManagedInstanceCore"]
 
 
-def test_a_draining_agent_may_also_find_its_groups_termination_hook(harness):
+def test_a_draining_agent_is_told_its_hook_and_needs_no_lookup_permission(harness):
     harness.run(lambda: GpuAutoScalingGroup("infer", asg_args(agent=AgentSettings(drain_timeout_seconds=300))))
     policy = json.loads(harness.one("aws:iam/rolePolicy:RolePolicy", "infer-agent").inputs["policy"])
-    by_sid = {s["Sid"]: s for s in policy["Statement"]}
-    assert set(by_sid) == {"PublishGpuMetrics", "ReadAgentArchive", "ReportReady", "FindDrainHook"}
-    assert by_sid["FindDrainHook"]["Action"] == "autoscaling:DescribeLifecycleHooks", "read-only, nothing else"
+    assert {s["Sid"] for s in policy["Statement"]} == {"PublishGpuMetrics", "ReadAgentArchive", "ReportReady"}
+    env = AgentSettings(drain_timeout_seconds=300).environment()
+    assert env["GPU_METRICS_AGENT_DRAIN_HOOK_NAME"] == DRAIN_HOOK
 
 
 def test_group_waits_for_the_instance_permissions(harness):

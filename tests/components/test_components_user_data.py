@@ -43,7 +43,7 @@ def test_environment_file_configures_the_agent_through_its_own_parser():
         (0.5, 15.0, 9401, "eu-west-1"), "every setting reaches the agent with its value"
     assert (config.scale_in_protection, config.drain, config.drain_timeout) == (True, True, 600 - ud.DRAIN_MARGIN_S), \
         "protection and drain on, the drain ending early enough to flush and complete before the hook times out"
-    assert config.drain_hook_name is None, "the hook is auto-named: the agent finds it"
+    assert config.drain_hook_name == "gpuscale-drain", "the hook GpuScalingPolicies declares, by name"
 
 
 def test_drain_and_protection_stay_off_unless_the_group_scales():

@@ -127,8 +127,10 @@ def test_wake_sizes_a_group_at_zero_to_the_backlog(program):
 
 def test_drain_hook_and_instance_permissions_scoped_to_the_group(program):
     hook = program.named("infer-scaling-drain").inputs
-    assert hook == {"autoscalingGroupName": ASG, "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING",
-                    "heartbeatTimeout": 600, "defaultResult": "CONTINUE"}
+    # A fixed name: the agent's environment file names the hook it completes (AgentSettings.environment()).
+    assert hook == {"name": "gpuscale-drain", "autoscalingGroupName": ASG,
+                    "lifecycleTransition": "autoscaling:EC2_INSTANCE_TERMINATING", "heartbeatTimeout": 600,
+                    "defaultResult": "CONTINUE"}
     policy = program.named("infer-scaling-instance-scaling").inputs
     statement, = json.loads(policy["policy"])["Statement"]
     assert policy["role"] == "infer-role" and statement["Resource"] == ASG_ARN
