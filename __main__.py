@@ -17,16 +17,26 @@ from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard
 from gpuscale.components.gpu_node_group import GpuNodeGroup
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.config import PROJECT, load_stack_config
-from gpuscale.config.stack import TOP_LEVEL_KEYS
 from gpuscale.instance_types import PulumiInstanceTypes
 
 
 def read_config() -> dict[str, object]:
-    """The stack's config as full keys to decoded values; keys that are not set are left out."""
+    """The stack's config as full keys to decoded values: `aws:region` and every key under the project namespace.
+
+    Every `gpuscale:` key is passed on, known or not, so a misspelt key is rejected by validation instead of being
+    silently ignored. The runtime's config map is the only place that lists the keys that are set.
+    """
+    from pulumi.runtime.config import CONFIG, get_config_env
+
     project = pulumi.Config(PROJECT)
     values: dict[str, object] = {"aws:region": pulumi.Config("aws").get("region")}
-    for key in TOP_LEVEL_KEYS:
-        values[f"{PROJECT}:{key}"] = project.get_object(key)
+    for key in sorted({*CONFIG.get(), *get_config_env()}):
+        if key.startswith(f"{PROJECT}:"):
+            name = key.split(":", 1)[1]
+            try:
+                values[key] = project.get_object(name)
+            except pulumi.ConfigTypeError:  # a plain string that is not JSON: passed on for validation to judge
+                values[key] = project.get(name)
     return {k: v for k, v in values.items() if v is not None}
 
 

@@ -13,7 +13,9 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired
 
 # Left out of the content hash: caches that change without the agent changing.
-_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache"}
+_IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
+"""Caches and build output: a local `pip wheel ./agent` leaves build/ and *.egg-info/ behind, which must change
+neither the archive nor its key (a different key means a new launch template and a fleet refresh)."""
 
 
 class AgentBundleArgs(TypedDict):
@@ -37,14 +39,24 @@ def find_agent_dir() -> Path:
     return candidate
 
 
-def content_hash(directory: Path) -> str:
-    """A digest of every file's path and bytes under `directory` (caches left out), stable across machines."""
-    digest = hashlib.sha256()
+def source_files(directory: Path) -> list[Path]:
+    """The agent's source files under `directory`, relative to it, in a stable order (caches and build output left
+    out)."""
+    files = []
     for path in sorted(p for p in directory.rglob("*") if p.is_file()):
         rel = path.relative_to(directory)
-        if _IGNORED_PARTS.intersection(rel.parts) or path.suffix == ".pyc":
+        if _IGNORED_PARTS.intersection(rel.parts) or path.suffix == ".pyc" or \
+                any(part.endswith(".egg-info") for part in rel.parts):
             continue
-        digest.update(rel.as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+        files.append(rel)
+    return files
+
+
+def content_hash(directory: Path) -> str:
+    """A digest of every source file's path and bytes under `directory`, stable across machines and checkouts."""
+    digest = hashlib.sha256()
+    for rel in source_files(directory):
+        digest.update(rel.as_posix().encode() + b"\0" + (directory / rel).read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -87,7 +99,8 @@ class AgentBundle(pulumi.ComponentResource):
 
         key = f"gpu-metrics-agent/{content_hash(agent_dir)[:16]}.zip"
         archive = aws.s3.BucketObjectv2(
-            f"{name}-archive", bucket=bucket.id, key=key, source=pulumi.FileArchive(str(agent_dir)),
+            f"{name}-archive", bucket=bucket.id, key=key, source=pulumi.AssetArchive(
+                {rel.as_posix(): pulumi.FileAsset(str(agent_dir / rel)) for rel in source_files(agent_dir)}),
             content_type="application/zip", tags=tags,
             # Written after default encryption is configured, so the object is stored encrypted.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[encryption]))

@@ -206,7 +206,9 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
             instance_refresh=aws.autoscaling.GroupInstanceRefreshArgs(
                 strategy="Rolling",
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
-                    min_healthy_percentage=90, skip_matching=True, auto_rollback=True)),
+                    # Launch before terminating (up to 200 %): with min 90 % alone a group of one or two
+                    # instances would replace them terminate-first and drop to zero while the new one boots.
+                    min_healthy_percentage=90, max_healthy_percentage=200, skip_matching=True, auto_rollback=True)),
             warm_pool=_warm_pool(args["warm_pool"]) if "warm_pool" in args else None,
             enabled_metrics=GROUP_METRICS,
             metrics_granularity="1Minute",

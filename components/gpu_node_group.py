@@ -105,7 +105,9 @@ class GpuNodeGroup(pulumi.ComponentResource):
             # IMDSv2 only. Hop limit 2: pods (one network hop further) still reach IMDS, e.g. the NVIDIA
             # device plugin or SDKs that fall back to node credentials.
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
-                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2),
+                http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
+                # The agent (as a DaemonSet) reads its Auto Scaling group's name from the instance's tags here.
+                instance_metadata_tags="enabled"),
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=image_volume_device(ami_type),
                 ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(

@@ -38,11 +38,17 @@ def test_bucket_is_private_encrypted_and_tls_only(harness, agent_dir):
     assert sse.urn in archive.dependencies, f"{archive.name} is written once default encryption is on"
 
 
-def test_archive_is_the_agent_directory_under_a_content_key(harness, agent_dir):
+def test_archive_is_the_agent_source_under_a_content_key(harness, agent_dir):
+    (agent_dir / "build" / "lib").mkdir(parents=True)  # what a local `pip wheel ./agent` leaves behind
+    (agent_dir / "build" / "lib" / "stale.py").write_text("old = True\n")
+    (agent_dir / "gpu_metrics_agent.egg-info").mkdir()
+    (agent_dir / "gpu_metrics_agent.egg-info" / "PKG-INFO").write_text("Name: gpu-metrics-agent\n")
     bundle = harness.run(lambda: AgentBundle("agent", {"agent_dir": str(agent_dir)}))
     archive = harness.one(OBJECT)
-    assert isinstance(archive.inputs["source"], pulumi.FileArchive), archive.name
-    assert Path(archive.inputs["source"].path) == agent_dir, archive.name
+    assert isinstance(archive.inputs["source"], pulumi.AssetArchive), archive.name
+    assets = archive.inputs["source"].assets
+    assert sorted(assets) == ["gpu_metrics_agent/__init__.py", "pyproject.toml"], "source only, no build output"
+    assert all(Path(a.path).is_relative_to(agent_dir) for a in assets.values()), archive.name
     key = f"gpu-metrics-agent/{content_hash(agent_dir)[:16]}.zip"
     assert archive.inputs["key"] == key and harness.value(bundle.object_key) == key
     assert harness.value(bundle.object_arn) == f"{harness.value(bundle.bucket_arn)}/{key}"
@@ -53,6 +59,11 @@ def test_content_hash_follows_the_source_and_ignores_caches(agent_dir):
     (agent_dir / "gpu_metrics_agent" / "__pycache__").mkdir()
     (agent_dir / "gpu_metrics_agent" / "__pycache__" / "x.cpython-311.pyc").write_bytes(b"\0")
     assert content_hash(agent_dir) == before, "a byte-code cache is not a new agent"
+    (agent_dir / "build").mkdir()
+    (agent_dir / "build" / "x.py").write_text("")
+    (agent_dir / "gpu_metrics_agent.egg-info").mkdir()
+    (agent_dir / "gpu_metrics_agent.egg-info" / "SOURCES.txt").write_text("")
+    assert content_hash(agent_dir) == before, "build output is not a new agent either"
     (agent_dir / "gpu_metrics_agent" / "__init__.py").write_text('"""agent v2"""\n')
     assert content_hash(agent_dir) != before, "changed source, new key, new launch template version"
 

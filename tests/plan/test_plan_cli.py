@@ -163,3 +163,13 @@ def test_check_errors_fail_the_plan_naming_the_settings(tmp_path):
     assert "error: [cold-start]" in proc.stdout
     assert "gpuscale:autoScalingGroups[0].healthCheckGraceSeconds" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+def test_a_misspelt_key_fails_the_program_itself(tmp_path):
+    """`__main__.py` passes every gpuscale: key to validation, so `pulumi up` rejects a typo too."""
+    project = project_copy(tmp_path, "dev", lambda c: c.update({"gpuscale:agnet": {"flushIntervalSeconds": 5}}))
+    code = (f"from pathlib import Path; from gpuscale.plan import run_plan, PlanConfigError\n"
+            f"try:\n    run_plan(Path({str(project)!r}), 'dev')\n"
+            "except PlanConfigError as e:\n    print(e.declared, e.error.key)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.stdout.split() == ["0", "gpuscale:agnet"], proc.stderr
