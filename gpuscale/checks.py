@@ -8,6 +8,7 @@ sizes). Each `Finding` names the settings involved by their full keys, so the fi
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _time_to_capacity(key, group, config.agent)
     findings += _shared_queues(config)
     if plan is not None:
-        findings += _autoscalers_in_plan(plan)
+        findings += _autoscalers_in_plan(plan, config)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
 
@@ -191,27 +192,89 @@ def _shared_queues(config: StackConfig) -> list[Finding]:
     return found
 
 
-def _autoscalers_in_plan(plan: Any) -> list[Finding]:
-    """A scaling policy on an Auto Scaling group that cluster-autoscaler also sizes (its discovery tags are on it,
-    or EKS created it for a managed node group): two controllers setting one desired capacity."""
-    resources = list(getattr(plan, "resources", ()))
-    groups = {}
+GROUP, TAG, NODE_GROUP = "aws:autoscaling/group:Group", "aws:autoscaling/tag:Tag", "aws:eks/nodeGroup:NodeGroup"
+_OVERWRITE = "the two overwrite each other's desired capacity"
+ATTACHMENTS = {
+    "aws:autoscaling/policy:Policy": (ERROR, "scaling policy", _OVERWRITE),
+    "aws:autoscaling/schedule:Schedule": (ERROR, "scheduled action", _OVERWRITE),
+    "aws:autoscaling/lifecycleHook:LifecycleHook": (
+        WARNING, "lifecycle hook", "cluster-autoscaler drains a node before it terminates it, and the hook then holds "
+        "the drained instance (and its GPU bill) until the hook times out or something completes it")}
+"""What a plan attaches to an Auto Scaling group by name (`autoscalingGroupName`): severity, noun, consequence on a
+group that cluster-autoscaler sizes."""
+UNKNOWN = "(known after apply)"
+
+
+def _autoscalers_in_plan(plan: Any, config: Any) -> list[Finding]:
+    """Anything setting the desired capacity of an Auto Scaling group that cluster-autoscaler also sizes: one named
+    by a `k8s.io/cluster-autoscaler/` tag (a Tag resource, or the group's own tags), or the group EKS creates for a
+    managed node group. Two controllers on one desired capacity overwrite each other."""
+    resources = tuple(plan.resources)
+    by_urn = {r.urn: r for r in resources}
+    owners: dict[str, Any] = {}  # exact ASG name -> the resource that puts it under cluster-autoscaler
+    patterns: list[tuple[re.Pattern[str], Any]] = []  # names known only by their form (auto-names, namePrefix)
     for r in resources:
-        if r.type == "aws:autoscaling/group:Group":
-            names = {r.name, str(r.inputs.get("name", "")), str(r.inputs.get("namePrefix", ""))} - {""}
-            ca = any(str(t.get("key", "")).startswith(CA_TAG_PREFIX) for t in r.inputs.get("tags") or []
-                     if isinstance(t, dict))
-            for n in names:
-                groups[n] = (r, ca)
+        if r.type == TAG and _is_ca_key((r.inputs.get("tag") or {}).get("key")):
+            owners.setdefault(str(r.inputs.get("autoscalingGroupName")), _owner(r, by_urn))
+        elif r.type == GROUP and any(_is_ca_key(t.get("key")) for t in r.inputs.get("tags") or []
+                                     if isinstance(t, dict)):
+            patterns.append((_group_name_pattern(r), r))
+        elif r.type == NODE_GROUP:
+            # EKS names the group's ASG eks-<node group name>-<uuid>; the node group name is often an auto-name.
+            ng = re.escape(str(r.inputs.get("nodeGroupName") or "")) or _auto_name(r.name)
+            patterns.append((re.compile(f"eks-{ng}-[0-9a-f-]{{36}}"), _owner(r, by_urn)))
+    owners.pop(UNKNOWN, None)
     found = []
     for r in resources:
-        if r.type != "aws:autoscaling/policy:Policy":
+        if r.type not in ATTACHMENTS:
             continue
         target = str(r.inputs.get("autoscalingGroupName", ""))
-        group = groups.get(target)
-        managed_by_ca = (group is not None and group[1]) or target.startswith("eks-")
-        if managed_by_ca:
-            found.append(Finding(ERROR, "two-autoscalers", (r.name, target),
-                                 f"scaling policy {r.name} sets the desired capacity of {target}, which "
-                                 "cluster-autoscaler also sizes: the two overwrite each other"))
+        owner = owners.get(target) or next((o for pattern, o in patterns if pattern.fullmatch(target)), None)
+        if owner is None and target == UNKNOWN:  # a real preview: the name is an output, its source a dependency
+            owner = next((_owner(by_urn[u], by_urn) for u in r.options.get("dependsOn", ())
+                          if u in by_urn and by_urn[u].type == NODE_GROUP), None)
+        if owner is None:
+            continue
+        severity, what, consequence = ATTACHMENTS[r.type]
+        settings = (_setting(r, by_urn, config), _setting(owner, by_urn, config))
+        found.append(Finding(severity, "two-autoscalers", settings,
+                             f"{what} {r.name} acts on Auto Scaling group {target}, which cluster-autoscaler sizes "
+                             f"(from {owner.name}): {consequence}"))
     return found
+
+
+def _is_ca_key(key: Any) -> bool:
+    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX)
+
+
+def _auto_name(name: str) -> str:
+    """Pulumi's auto-name for a resource: its name, a dash and seven hex characters."""
+    return re.escape(name) + "-[0-9a-f]{7}"
+
+
+def _group_name_pattern(group: Any) -> re.Pattern[str]:
+    if group.inputs.get("name") not in (None, UNKNOWN):
+        return re.compile(re.escape(str(group.inputs["name"])))
+    if group.inputs.get("namePrefix") not in (None, UNKNOWN):
+        return re.compile(re.escape(str(group.inputs["namePrefix"])) + ".+")
+    return re.compile(_auto_name(group.name))
+
+
+def _owner(resource: Any, by_urn: dict[str, Any]) -> Any:
+    """The component a resource belongs to (a GpuNodeGroup for its Tags and node group), else the resource."""
+    parent = by_urn.get(resource.parent or "")
+    return parent if parent is not None and not parent.custom and parent.parent is not None else resource
+
+
+def _setting(resource: Any, by_urn: dict[str, Any], config: Any) -> str:
+    """The config entry a resource comes from (`gpuscale:nodeGroups[0]`), or its own name when the program declared
+    it outside any configured group."""
+    top = resource
+    while by_urn.get(top.parent or "") is not None and by_urn[top.parent].parent is not None:
+        top = by_urn[top.parent]
+    for key, groups, suffix in (("nodeGroups", config.node_groups, ""),
+                                ("autoScalingGroups", config.auto_scaling_groups, "-scaling")):
+        for i, g in enumerate(groups):
+            if not top.custom and top.name == g.name + suffix:
+                return f"{PROJECT}:{key}[{i}]" + (".scaling" if suffix else "")
+    return f"resource {resource.name}"

@@ -69,23 +69,6 @@ def test_two_groups_on_one_queue():
                                                     "gpuscale:autoScalingGroups[1].scaling.demand")
 
 
-def test_scaling_policy_on_a_group_cluster_autoscaler_sizes():
-    cfg = config(group(minSize=1))
-
-    def resource(type_, name, inputs):
-        return SimpleNamespace(type=type_, name=name, inputs=inputs)
-
-    plan = SimpleNamespace(resources=[
-        resource("aws:autoscaling/group:Group", "gpu-asg", {
-            "name": "gpu-asg", "tags": [{"key": "k8s.io/cluster-autoscaler/enabled", "value": "true"}]}),
-        resource("aws:autoscaling/policy:Policy", "gpu-target", {"autoscalingGroupName": "gpu-asg"}),
-        resource("aws:autoscaling/group:Group", "own-asg", {"name": "own-asg", "tags": []}),
-        resource("aws:autoscaling/policy:Policy", "own-target", {"autoscalingGroupName": "own-asg"}),
-    ])
-    (f,) = findings(cfg, "two-autoscalers", plan)
-    assert f.severity == ERROR and f.settings == ("gpu-target", "gpu-asg")
-
-
 def test_time_to_capacity_for_every_scalable_group():
     for name in ("dev", "prod"):
         cfg = stack(name)
