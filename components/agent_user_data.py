@@ -12,7 +12,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from gpu_metrics_agent.config import ENV_PREFIX
+from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT, ENV_PREFIX
 from gpu_metrics_agent.config import OPTIONS as AGENT_OPTIONS
 
 ENVIRONMENT_FILE = "/etc/default/gpu-metrics-agent"
@@ -30,6 +30,12 @@ DRAIN_MARGIN_S = 15
 (5 s), the CloudWatch flush (its 5 s shutdown timeout) and the CompleteLifecycleAction call must land before that."""
 READY_UNIT = "gpuscale-instance-ready.service"
 READY_SCRIPT = "/usr/local/sbin/gpuscale-instance-ready"
+READY_MARGIN_S = 60
+"""The ready script stops waiting for a healthy agent this long before the launch hook's heartbeat timeout, counted
+from boot: the hook's clock starts at launch, before the kernel's uptime does, and CompleteLifecycleAction must land
+before the hook times out on its own."""
+READY_POLL_S = 5
+"""Seconds between /healthz checks while the agent is not healthy yet."""
 
 _ENV_BY_FLAG = {option.flag: option.env for option in AGENT_OPTIONS}
 ENV_NAMES = {
@@ -93,13 +99,16 @@ def render_environment_file(env: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_user_data(archive_bucket: str, archive_key: str, region: str, settings: AgentSettings) -> str:
+def render_user_data(archive_bucket: str, archive_key: str, region: str, settings: AgentSettings,
+                     hook_timeout_seconds: int = 600) -> str:
     """The boot script (cloud-init runs it once, as root, at first boot).
 
     It installs the agent, then enables READY_UNIT, which tells the Auto Scaling group the instance is ready on this
-    and every later boot (the group's launch lifecycle hook LIFECYCLE_HOOK holds the instance until then). Warm-pool
-    instances need this: the group stops them as soon as they launch unless a hook holds them, and when they later
-    leave the pool, cloud-init does not run this script again, while the enabled units start.
+    and every later boot (the group's launch lifecycle hook LIFECYCLE_HOOK holds the instance until then), once the
+    agent's /healthz answers 200, or anyway READY_MARGIN_S before ``hook_timeout_seconds`` (the hook's heartbeat
+    timeout; the group's default) after boot. Warm-pool instances need this: the group stops them as soon as they
+    launch unless a hook holds them, and when they later leave the pool, cloud-init does not run this script again,
+    while the enabled units start.
     """
     uri = shlex.quote(f"s3://{archive_bucket}/{archive_key}")
     env_file = render_environment_file(settings.environment())
@@ -131,7 +140,7 @@ cat > {ENVIRONMENT_FILE} <<'GPUSCALE_ENV'
 chmod 0644 {ENVIRONMENT_FILE}
 
 cat > {READY_SCRIPT} <<'GPUSCALE_READY'
-{_READY_SCRIPT}GPUSCALE_READY
+{_ready_script(settings.prometheus_port or DEFAULT_PROMETHEUS_PORT, hook_timeout_seconds)}GPUSCALE_READY
 chmod 0755 {READY_SCRIPT}
 cat > /etc/systemd/system/{READY_UNIT} <<'GPUSCALE_UNIT'
 {_READY_UNIT}GPUSCALE_UNIT
@@ -142,17 +151,36 @@ systemctl enable --now {READY_UNIT}
 """
 
 
-_READY_SCRIPT = f"""#!/bin/bash
-# Complete the Auto Scaling group's launch lifecycle action for this instance, on every boot (gpuscale).
-# Nothing is pending after a plain reboot of an in-service instance: that error is expected and ignored.
+def _ready_script(port: int, hook_timeout_seconds: int) -> str:
+    # The agent's unit is Type=simple: After= only orders the start, so a crash-looping agent would count as ready.
+    deadline = max(0, hook_timeout_seconds - READY_MARGIN_S)
+    return f"""#!/bin/bash
+# Complete the Auto Scaling group's launch lifecycle action for this instance, on every boot (gpuscale), once the
+# GPU metrics agent is healthy. Nothing is pending after a plain reboot of an in-service instance: that error is
+# expected and ignored.
 set -u
 md=http://169.254.169.254/latest
+healthz=http://127.0.0.1:{port}/healthz
+deadline={deadline}  # seconds after boot: the launch hook's {hook_timeout_seconds} s heartbeat timeout less {READY_MARGIN_S} s
 get() {{
   local token
   token=$(curl -sf -X PUT -H 'X-aws-ec2-metadata-token-ttl-seconds: 60' "$md/api/token") &&
     curl -sf -H "X-aws-ec2-metadata-token: $token" "$md/meta-data/$1"
 }}
+# 200 once the agent has collected from the GPUs (503 before, or when its readings are stale).
+healthy() {{ curl -sf -o /dev/null --connect-timeout 2 --max-time 5 "$healthz"; }}
+wait_healthy() {{
+  until healthy; do
+    if [ "$(cut -d. -f1 /proc/uptime)" -ge "$deadline" ]; then
+      echo "gpu-metrics-agent not healthy at $healthz by $deadline s after boot; completing the hook anyway"
+      return
+    fi
+    sleep {READY_POLL_S}
+  done
+  echo "gpu-metrics-agent healthy at $healthz"
+}}
 ready() {{
+  wait_healthy
   aws autoscaling complete-lifecycle-action --region "$(get placement/region)" \\
     --auto-scaling-group-name "$(get tags/instance/aws:autoscaling:groupName)" --instance-id "$(get instance-id)" \\
     --lifecycle-hook-name {LIFECYCLE_HOOK} --lifecycle-action-result CONTINUE || true
@@ -165,7 +193,7 @@ if [ "$warm" = 1 ]; then ready; fi
 """
 
 _READY_UNIT = f"""[Unit]
-Description=Report this instance ready to its Auto Scaling group once the GPU metrics agent runs (gpuscale)
+Description=Report this instance ready to its Auto Scaling group once the GPU metrics agent is healthy (gpuscale)
 Wants=network-online.target {UNIT_NAME}
 After=network-online.target {UNIT_NAME}
 

@@ -153,8 +153,10 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         ami = aws.ssm.get_parameter_output(name=args.get("ami_parameter", DEFAULT_AMI_PARAMETER),
                                            opts=pulumi.InvokeOutputOptions(parent=self))
         user_data = pulumi.Output.all(args["agent_bucket_name"], args["agent_object_key"]).apply(
-            lambda v: base64.b64encode(render_user_data(v[0], v[1], args["region"], args.get("agent") or
-                                                        AgentSettings()).encode()).decode())
+            lambda v: base64.b64encode(render_user_data(
+                v[0], v[1], args["region"], args.get("agent") or AgentSettings(),
+                # The ready script gives up before the launch hook (timeout = the health check grace) expires.
+                hook_timeout_seconds=args.get("health_check_grace_seconds", 600)).encode()).decode())
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"GPU instances of {name}",

@@ -33,13 +33,15 @@ class Agent:
                 flush_interval=config.flush_interval, buffer_datapoints=config.buffer_datapoints,
                 endpoint=config.cloudwatch_endpoint, timeout=config.cloudwatch_timeout,
                 retry_mode=config.cloudwatch_retry_mode, max_attempts=config.cloudwatch_max_attempts)
-            self.cloudwatch = CloudWatchPublisher(settings, self.health, self._identity)
+            self.cloudwatch = CloudWatchPublisher(settings, self.health, self._identity, rollup=self._publish_rollup)
         subscribers = [self.cloudwatch.offer] if self.cloudwatch else []
         self.sampler = Sampler(self.collector, self.health, config.sample_interval, subscribers)
         self.lifecycle: Lifecycle | None = None
-        if config.scale_in_protection or config.drain:
+        acts = config.scale_in_protection or config.drain
+        if acts or config.cloudwatch:
             settings = LifecycleSettings(
-                protection=config.scale_in_protection, drain=config.drain, hook_name=config.drain_hook_name,
+                protection=config.scale_in_protection, drain=config.drain, watch_state=config.cloudwatch,
+                hook_name=config.drain_hook_name,
                 busy_utilization=config.busy_utilization, busy_hold=config.busy_hold, idle_hold=config.idle_hold,
                 drain_timeout=config.drain_timeout, poll_interval=config.lifecycle_poll_interval,
                 tick=config.sample_interval, flush_timeout=config.shutdown_timeout,
@@ -51,7 +53,7 @@ class Agent:
         if config.prometheus:
             collector = AgentCollector(lambda: self.sampler.latest, self.health,
                                        self.cloudwatch.buffer if self.cloudwatch else None,
-                                       lifecycle=self.lifecycle is not None)
+                                       lifecycle=acts)
             self.server = MetricsServer(make_registry(collector), self.health, config.prometheus_address,
                                         config.prometheus_port)
 
@@ -63,9 +65,9 @@ class Agent:
             log.info("serving /metrics and /healthz on %s:%d", self.config.prometheus_address, self.server.port)
         if self.cloudwatch:
             self.cloudwatch.start()
-        self.sampler.start()
-        if self.lifecycle:
+        if self.lifecycle:  # before the sampler: its first read decides whether the first samples are rolled up
             self.lifecycle.start()
+        self.sampler.start()
 
     def stop(self) -> int:
         """Stop sampling, flush CloudWatch within the shutdown timeout; returns datapoints left unsent."""
@@ -82,6 +84,12 @@ class Agent:
             self.server.stop()
         self._unsent = unsent
         return unsent
+
+    def _publish_rollup(self) -> bool:
+        # A warm-pool instance (Warmed:Running, or booting before it is stopped) has idle GPUs that would pull the
+        # group's SUM(NodeGpuUtilizationSum)/SUM(NodeGpuCount) down; its own series are still published.
+        # Unknown state (no instance metadata, not in a group) publishes as usual.
+        return self.lifecycle is None or not self.lifecycle.warmed
 
     def _identity(self) -> NodeIdentity:
         # Runs on the publisher thread, so a slow or absent instance metadata service never delays sampling.

@@ -77,8 +77,11 @@ def classify(exc: Exception) -> str:
 class CloudWatchPublisher:
     def __init__(self, settings: CloudWatchSettings, health: Health, identity: Callable[[], NodeIdentity],
                  client_factory: Callable[[NodeIdentity, CloudWatchSettings], object] = make_client,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 rollup: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
+        self._rollup = rollup
+        """Asked for each snapshot: publish the GROUP_DIMENSIONS copies too (False while in a warm pool)."""
         self.buffer = DatapointBuffer(settings.buffer_datapoints)
         self._health = health
         self._identity = identity
@@ -99,7 +102,8 @@ class CloudWatchPublisher:
 
     # --- sampler thread ----------------------------------------------------------------------------------------
     def offer(self, snapshot: Snapshot) -> None:
-        keys, values = self._table.flatten(snapshot)
+        # Decided when sampled, not when sent: buffered datapoints keep the roll-up they were taken with.
+        keys, values = self._table.flatten(snapshot, self._rollup())
         self.buffer.append(snapshot.timestamp, keys, values)
         if snapshot.monotonic >= self._next_due:
             # Flushes stay on a fixed grid; it is re-anchored only when sampling fell a whole interval behind.

@@ -45,18 +45,21 @@ class SeriesTable:
 
     def __init__(self) -> None:
         self._series: dict[tuple, tuple[Series, ...]] = {}
+        """(metric, labels, rollup) to the series a reading goes to: its own, and the group's when rolled up."""
         self._labels: dict[tuple, tuple[tuple[str, str], ...]] = {}
         self._last_keys: tuple[Series, ...] = ()
 
-    def flatten(self, snapshot: Snapshot) -> tuple[tuple[Series, ...], array]:
+    def flatten(self, snapshot: Snapshot, rollup: bool = True) -> tuple[tuple[Series, ...], array]:
+        """The snapshot's rows; without ``rollup`` only the node's own series (no GROUP_DIMENSIONS copies)."""
         keys: list[Series] = []
         values = array("d")
-        self._add(keys, values, snapshot.node, ())
+        self._add(keys, values, snapshot.node, (), rollup)
         for gpu in snapshot.gpus:
             labels = self._label((cat.DIM_GPU_INDEX, str(gpu.index)), (cat.DIM_GPU_UUID, gpu.uuid))
-            self._add(keys, values, gpu.values, labels)
+            self._add(keys, values, gpu.values, labels, rollup)
             for mig in gpu.migs:
-                self._add(keys, values, mig.values, self._label(*labels, (cat.DIM_MIG_INSTANCE, mig.instance)))
+                self._add(keys, values, mig.values, self._label(*labels, (cat.DIM_MIG_INSTANCE, mig.instance)),
+                          rollup)
         interned = tuple(keys)
         if interned == self._last_keys:
             interned = self._last_keys
@@ -66,14 +69,14 @@ class SeriesTable:
     def _label(self, *pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
         return self._labels.setdefault(pairs, pairs)
 
-    def _add(self, keys: list, values: array, readings, labels: tuple) -> None:
+    def _add(self, keys: list, values: array, readings, labels: tuple, rollup: bool) -> None:
         for name, value in readings.items():
-            series = self._series.get((name, labels))
+            series = self._series.get((name, labels, rollup))
             if series is None:
                 spec = cat.BY_NAME[name]
                 own = Series(spec.name, spec.cw_unit, False, labels)
-                series = (own, Series(spec.name, spec.cw_unit, True, ())) if spec.group_rollup else (own,)
-                self._series[(name, labels)] = series
+                series = (own, Series(spec.name, spec.cw_unit, True, ())) if rollup and spec.group_rollup else (own,)
+                self._series[(name, labels, rollup)] = series
             for key in series:
                 keys.append(key)
                 values.append(value)

@@ -15,6 +15,9 @@ or instance metadata call never delays a sample, and sampling never waits for th
   lifecycle action with CONTINUE. An instance going into a warm pool (``Warmed:*``) is not drained: it is stopped
   or kept running, not terminated; one terminated out of the pool (``Warmed:Terminated``) runs no work, so it
   completes at once.
+- **Warm pool.** With ``watch_state`` the state is read even without drain (the agent turns it on whenever it
+  publishes to CloudWatch): while it reads ``Warmed:*``, :attr:`Lifecycle.warmed` tells the CloudWatch publisher to
+  leave the node out of the group roll-up, whose SUM/SUM the scaling policies read as the fleet's utilization.
 """
 
 from __future__ import annotations
@@ -50,6 +53,8 @@ land within the few seconds between the agent's deadline and the hook's own time
 class LifecycleSettings:
     protection: bool = False
     drain: bool = False
+    watch_state: bool = False
+    """Read the target lifecycle state even without drain, for :attr:`Lifecycle.warmed`."""
     hook_name: str | None = None
     busy_utilization: float = 10.0
     busy_hold: float = 10.0
@@ -120,8 +125,25 @@ class Lifecycle:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gpu-metrics-lifecycle", daemon=True)
 
+    @property
+    def warmed(self) -> bool:
+        """True while the last reading was ``Warmed:*`` (going into, or in, the warm pool); False when unknown."""
+        state = self.target_state
+        return state is not None and state.startswith("Warmed:")
+
     def start(self) -> None:
+        if self._reads_state:
+            # Read once before the thread (and the sampler) start, so a warm-pool instance's first samples are
+            # already judged by a real reading. Instance metadata answers in milliseconds on EC2; off EC2 this
+            # costs at most its timeout, once.
+            now = self._clock()
+            self._next_poll = now + self.settings.poll_interval
+            self._poll(now)
         self._thread.start()
+
+    @property
+    def _reads_state(self) -> bool:
+        return self.settings.drain or self.settings.watch_state
 
     def stop(self, timeout: float | None = None) -> None:
         self._stop.set()
@@ -137,13 +159,14 @@ class Lifecycle:
 
     def step(self) -> None:
         """Judge the latest snapshot, read the target lifecycle state when due, and act on both."""
-        if self._client is None and self._clock() >= self._retry_at:
+        acts = self.settings.protection or self.settings.drain  # watch_state alone needs no Auto Scaling client
+        if acts and self._client is None and self._clock() >= self._retry_at:
             # At start, not at the first need: a missing identity shows at once, and a termination notice (with
             # only seconds to spare) does not wait for botocore to load its service model.
             self._connect(self._clock())
         now = self._clock()  # after the connection, which can take a second: deadlines start from the real time
         self._busy.observe(self._latest(), now, self._health.max_age_s)
-        if self.settings.drain and now >= self._next_poll:
+        if self._reads_state and now >= self._next_poll:
             self._next_poll = now + self.settings.poll_interval
             self._poll(now)
         if self._drain_deadline is not None:
@@ -164,7 +187,7 @@ class Lifecycle:
             return
         log.info("target lifecycle state: %s (was %s)", state, self.target_state)
         self.target_state = state
-        if self._drain_deadline is not None:
+        if self._drain_deadline is not None or not self.settings.drain:
             return  # once draining, the instance is going; nothing brings it back
         if state == TERMINATED:
             self._begin_drain(self._clock(), self.settings.drain_timeout)  # the read may have taken its timeout

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import json
 import threading
@@ -39,6 +40,8 @@ class FaultProxy:
         self.mode = "pass"
         self.forwarded = 0
         self.faulted = 0
+        self.payloads: list[dict] = []
+        """The JSON requests forwarded to moto, un-gzipped, in order."""
         self._server: ThreadingHTTPServer | None = None
         self.port = 0
         self.accept()
@@ -70,6 +73,9 @@ class FaultProxy:
                     self.end_headers()
                     self.wfile.write(payload)
                     return
+                text = gzip.decompress(body) if self.headers.get("Content-Encoding") == "gzip" else body
+                if self.headers.get("Content-Type", "").startswith("application/x-amz-json"):
+                    proxy.payloads.append(json.loads(text))
                 upstream = http.client.HTTPConnection(*proxy.upstream, timeout=10)
                 upstream.request("POST", self.path, body=body, headers=dict(self.headers))
                 response = upstream.getresponse()

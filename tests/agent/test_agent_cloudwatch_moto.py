@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from agent_support import NODE, FakeImds, stored_count, wait_until
 from gpu_metrics_agent import catalogue as cat
 from gpu_metrics_agent.fake_nvml import FakeNvml
+from gpu_metrics_agent.imds import TARGET_LIFECYCLE_STATE
 
 
 def _gpu_dims(nvml: FakeNvml, index: int) -> dict[str, str]:
@@ -56,6 +57,44 @@ def test_node_series_and_flagged_gpu_series_are_rolled_up_to_the_group(moto, mak
             continue  # the fake's GPUs here have no MIG
         expected = {tuple(sorted(spec.dimensions))} | ({group} if spec.group_rollup else set())
         assert dimension_sets.get(spec.name) == expected, spec.name
+
+
+def _datums(payloads: list[dict]) -> tuple[set[str], set[str]]:
+    """Metric names sent under the group's dimensions only, and under the node's own."""
+    group, own = set(), set()
+    for payload in payloads:
+        for datum in payload["MetricData"]:
+            names = {d["Name"] for d in datum["Dimensions"]}
+            (group if names == {cat.DIM_ASG} else own).add(datum["MetricName"])
+    return group, own
+
+
+def test_a_warm_pool_instance_is_left_out_of_the_group_rollup_until_in_service(moto, proxy, make_agent):
+    imds = FakeImds({TARGET_LIFECYCLE_STATE: "Warmed:Running"})
+    rollups = {spec.name for spec in cat.ALL_METRICS if spec.group_rollup and spec.scope != "mig"}
+    try:
+        agent = make_agent(FakeNvml(2), cloudwatch_endpoint=proxy.url, prometheus=False, imds_endpoint=imds.url,
+                           lifecycle_poll_interval=0.1)
+        agent.start()
+        wait_until(lambda: agent.health.cw_requests >= 3, message="three requests while warmed")
+        group, own = _datums(proxy.payloads)
+        assert group == set(), "no roll-up from a warm-pool instance: its idle GPUs would dilute the fleet's mean"
+        assert {cat.NODE_GPU_COUNT.name, cat.NODE_GPU_UTILIZATION_SUM.name, cat.AGENT_HEARTBEAT.name} <= own
+        sent = len(proxy.payloads)
+        imds.items[TARGET_LIFECYCLE_STATE] = "InService"
+        wait_until(lambda: _datums(proxy.payloads[sent:])[0] == rollups, message="the roll-up once in service")
+        assert rollups <= _datums(proxy.payloads[sent:])[1], "own series go on"
+        agent.stop()
+    finally:
+        imds.close()
+
+
+def test_unknown_lifecycle_state_publishes_the_rollup(moto, proxy, make_agent):
+    # FAST's instance metadata endpoint refuses connections; a 404 (not in a group) reads the same as None.
+    agent = make_agent(FakeNvml(1), cloudwatch_endpoint=proxy.url, prometheus=False)
+    agent.start()
+    wait_until(lambda: _datums(proxy.payloads)[0], message="a roll-up datum")
+    assert agent.health.lc_errors["target_lifecycle_state"] >= 1 and not agent.lifecycle.warmed
 
 
 def _hour_ago() -> datetime:

@@ -72,7 +72,7 @@ def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root(harness):
     harness.run(lambda: GpuNodeGroup("h100", group_args()))
     lt = harness.one(LT, "h100-lt")
     assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
-                                            "httpPutResponseHopLimit": 2}, lt.name
+                                            "httpPutResponseHopLimit": 2, "instanceMetadataTags": "enabled"}, lt.name
     [disk] = lt.inputs["blockDeviceMappings"]
     assert disk["deviceName"] == "/dev/xvda", f"{lt.name}: AL2023 keeps images on its root volume"
     assert disk["ebs"] == {"volumeSize": 500, "volumeType": "gp3", "encrypted": "true",

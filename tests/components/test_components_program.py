@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 
+import pulumi
 import pytest
 from components_harness import Harness, stack_values
 
@@ -70,7 +71,7 @@ def test_runs_are_identical(stack_runs):
     again = Harness()
     assert again.run_program("dev") == outputs
     def plan(h: Harness) -> list[tuple[str, str, str]]:
-        return sorted((r.urn, r.id, json.dumps(r.inputs, sort_keys=True, default=lambda a: a.path))
+        return sorted((r.urn, r.id, json.dumps(r.inputs, sort_keys=True, default=_asset_json))
                       for r in h.resources)
 
     assert plan(harness) == plan(again), "plans must diff cleanly"
@@ -99,3 +100,10 @@ def test_bad_config_fails_before_any_resource(key, change, message):
     with pytest.raises(ConfigError, match=message):
         harness.run_program("dev", values)
     assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"], "nothing declared before the config is valid"
+
+
+def _asset_json(asset):
+    """Assets and archives by what they hold: a file's path, or an archive's members."""
+    if isinstance(asset, pulumi.AssetArchive):
+        return {name: _asset_json(member) for name, member in asset.assets.items()}
+    return asset.path

@@ -84,6 +84,63 @@ def test_ready_unit_runs_the_ready_script_after_the_agent():
     assert f"--lifecycle-hook-name {ud.LIFECYCLE_HOOK}" in heredoc(script, "GPUSCALE_READY")
 
 
+_FAKE_CURL = """#!/bin/bash
+for arg in "$@"; do url=$arg; done  # the URL comes last in every call the script makes
+case "$url" in
+  */healthz) n=$(cat "$STATE/checks" 2>/dev/null || echo 0); echo $((n + 1)) > "$STATE/checks"
+             echo "curl $*" >> "$STATE/log"; [ "$n" -ge "$UNHEALTHY_CHECKS" ] ;;
+  */target-lifecycle-state) echo InService ;;
+  *) echo x ;;
+esac
+"""
+
+
+def run_ready_script(tmp_path, unhealthy_checks: int, **render) -> tuple[list[str], str]:
+    """Runs the ready script with curl, aws and sleep faked on PATH; the agent's /healthz answers 503 (curl -f
+    fails) ``unhealthy_checks`` times, then 200. Returns the calls made, in order, and what the script printed."""
+    script = ud.render_user_data("b", "k.zip", "us-west-2", SETTINGS, **render)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fakes = {"curl": _FAKE_CURL, "aws": '#!/bin/bash\necho "aws $*" >> "$STATE/log"\n',
+             "sleep": '#!/bin/bash\necho "sleep $*" >> "$STATE/log"\n'}
+    for name, text in fakes.items():
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    (tmp_path / "ready").write_text(heredoc(script, "GPUSCALE_READY"))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "STATE": str(tmp_path), "UNHEALTHY_CHECKS": str(unhealthy_checks)}
+    result = subprocess.run(["bash", str(tmp_path / "ready")], env=env, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    return (tmp_path / "log").read_text().splitlines(), result.stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or not Path("/proc/uptime").exists(),
+                    reason="needs bash and /proc/uptime to run the ready script")
+def test_ready_script_completes_the_hook_only_once_the_agent_is_healthy(tmp_path):
+    calls, out = run_ready_script(tmp_path, 2, hook_timeout_seconds=10**9)  # a deadline the test never reaches
+    checks = [c for c in calls if c.startswith("curl")]
+    assert len(checks) == 3 and all(c.endswith("http://127.0.0.1:9401/healthz") for c in checks), \
+        "polls the agent's own /healthz on its configured port until it answers 200"
+    assert all("--max-time" in c and "--connect-timeout" in c for c in checks), "short timeouts on every check"
+    assert [c.split()[0] for c in calls] == ["curl", "sleep", "curl", "sleep", "curl", "aws"], calls
+    assert "--lifecycle-action-result CONTINUE" in calls[-1] and "healthy at" in out
+
+
+@pytest.mark.skipif(shutil.which("bash") is None or not Path("/proc/uptime").exists(),
+                    reason="needs bash and /proc/uptime to run the ready script")
+def test_ready_script_continues_at_its_deadline_when_the_agent_never_gets_healthy(tmp_path):
+    # A 60 s hook leaves no time after the margin: one check, then CONTINUE with the reason logged.
+    calls, out = run_ready_script(tmp_path, 10**6, hook_timeout_seconds=ud.READY_MARGIN_S)
+    assert [c.split()[0] for c in calls] == ["curl", "aws"], calls
+    assert "--lifecycle-action-result CONTINUE" in calls[-1]
+    assert "not healthy" in out and "completing the hook anyway" in out
+
+
+def test_ready_deadline_is_below_the_launch_hooks_heartbeat_timeout():
+    script = ud.render_user_data("b", "k.zip", "us-west-2", SETTINGS)  # the group's default hook timeout, 600 s
+    assert "\ndeadline=540 " in heredoc(script, "GPUSCALE_READY"), "600 s less READY_MARGIN_S, counted from boot"
+    assert 0 < ud.READY_MARGIN_S < 600
+
+
 def test_agent_unit_matches_what_the_boot_script_installs():
     """The archive's unit must read our environment file and run the agent from the venv the script creates."""
     path = REPO / "agent" / ud.UNIT_NAME
