@@ -108,17 +108,16 @@ def run_plan(project_dir: Path, stack: str) -> Plan:
     from pulumi.runtime.sync_await import _sync_await
 
     from .mocks import GpuScaleMocks
-    from .plan_monitor import RecordingMonitor
+    from .plan_monitor import RecordingMonitor, to_jsonable
 
+    main = project_dir / "__main__.py"
+    if not main.is_file():
+        raise PlanError(f"{main} does not exist: the program to plan")
     values = read_stack_values(stack_file_path(project_dir, stack))
     mocks = GpuScaleMocks()
     monitor = RecordingMonitor(mocks, project_dir)
     pulumi.runtime.set_all_config(stack_config_strings(values))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
-
-    main = project_dir / "__main__.py"
-    if not main.is_file():
-        raise PlanError(f"{main} does not exist: the program to plan")
     sys.path.insert(0, str(project_dir))
     cwd = Path.cwd()
     os.chdir(project_dir)  # a Pulumi program runs in its project directory (relative asset paths)
@@ -134,8 +133,6 @@ def run_plan(project_dir: Path, stack: str) -> Plan:
     finally:
         os.chdir(cwd)
         sys.path.remove(str(project_dir))
-    from .plan_monitor import to_jsonable
-
     return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
 
 

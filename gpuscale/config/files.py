@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,6 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 def stack_file_path(project_dir: Path, stack: str) -> Path:
     """`stacks/Pulumi.<stack>.yaml`, as `stackConfigDir: stacks` in Pulumi.yaml tells Pulumi."""
-    import re
-
     if not re.fullmatch(STACK_NAME_PATTERN, stack):
         raise ConfigError("--stack", stack, "a stack name of letters, digits, '_', '.' or '-'")
     path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"

@@ -8,6 +8,7 @@ and what is allowed.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -148,7 +149,7 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
         raise ConfigError(unknown[0], values[unknown[0]],
                           "known keys are " + ", ".join(f"{PROJECT}:{k}" for k in TOP_LEVEL_KEYS))
     region = values.get("aws:region")
-    if not isinstance(region, str) or not _matches(REGION_PATTERN, region):
+    if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
         raise ConfigError("aws:region", region if region is not None else REQUIRED, "an AWS region such as us-west-2")
 
     cluster = _read_cluster(Section(values.get(f"{PROJECT}:cluster") or {}, f"{PROJECT}:cluster"))
@@ -163,12 +164,6 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
-
-
-def _matches(pattern: str, value: str) -> bool:
-    import re
-
-    return re.fullmatch(pattern, value) is not None
 
 
 def _read_cluster(s: Section) -> ClusterConfig:

@@ -6,7 +6,6 @@ provider receives them (camelCase) and the resource options (ignore_changes, dep
 
 from __future__ import annotations
 
-import json
 import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,13 +13,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
-import yaml
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
+from gpuscale.config import read_stack_values, stack_file_path
 from gpuscale.mocks import GpuScaleMocks
+from gpuscale.plan import stack_config_strings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]
@@ -71,8 +71,7 @@ class Harness:
     def run(self, program: Callable[[], T]) -> T:
         pulumi.runtime.settings.reset_options(project="gpuscale", stack=self.stack)
         config = {"aws:region": self.region, **self.config}
-        # As the engine hands config to a program: strings, objects JSON-encoded.
-        pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()})
+        pulumi.runtime.set_all_config(stack_config_strings(config))
         monitor = RecordingMonitor(GpuScaleMocks())
         pulumi.runtime.set_mocks(monitor.mocks, project="gpuscale", stack=self.stack, preview=False,
                                  monitor=monitor)
@@ -115,4 +114,4 @@ class Harness:
 
 def stack_values(stack: str) -> dict[str, Any]:
     """The `config:` mapping of stacks/Pulumi.<stack>.yaml."""
-    return yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text())["config"]
+    return read_stack_values(stack_file_path(REPO, stack))
