@@ -146,7 +146,8 @@ def _first_capacity_seconds(group: Any, agent: Any) -> float | None:
 
 
 def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
-    """The simulator's answer for a burst of 100 requests onto the group at zero, with the group's own scaling."""
+    """The simulator's answer for a burst of 100 requests onto the group idle at its minimum size (zero, or the floor
+    it keeps), with the group's own scaling."""
     if group.scaling is None or group.workload is None:
         return []
     from .sim.results import simulate_group
@@ -157,10 +158,11 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
     start = f"cold start {cs.cold_seconds:.0f} s"
     if group.warm_pool is not None and cs.warm_seconds is not None:
         start += f", {cs.warm_seconds:.0f} s from the warm pool"
+    onto = f"onto the group idle at its {group.min_size} instances" if group.min_size else "onto the group at zero"
     if result.time_to_capacity is None:
-        text = "a burst of 100 requests onto the group at zero never gets enough capacity within an hour"
+        text = f"a burst of 100 requests {onto} never gets enough capacity within an hour"
     else:
-        text = (f"a burst of 100 requests onto the group at zero has capacity for all of them after about "
+        text = (f"a burst of 100 requests {onto} has capacity for all of them after about "
                 f"{result.time_to_capacity} s ({start}) and is served after "
                 f"{_seconds(result.completion)}; see `gpuscale simulate` for the comparison")
     return [Finding(INFO, "time-to-capacity", (f"{key}.scaling", f"{key}.workload"), text)]

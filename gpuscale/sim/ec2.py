@@ -49,20 +49,14 @@ def agent_delay(agent: Any) -> int:
     return int(math.ceil(agent.sample_interval_seconds + agent.flush_interval_seconds))
 
 
-def instance_fleet(svc: ServiceModel, group: Any, *, scaling: Any = None, ideal: bool = False,
-                   start_at_zero: bool = False) -> InstanceFleet:
-    """The group's instances: its bounds, warm pool and warmup; protection and drain from its scaling section.
-
-    `start_at_zero`: no instance runs at second 0, and the group launches its minimum size then.
-    """
+def instance_fleet(svc: ServiceModel, group: Any, *, scaling: Any = None, ideal: bool = False) -> InstanceFleet:
+    """The group's instances, its minimum size serving at second 0: its bounds, warm pool and warmup; protection and
+    drain from its scaling section."""
     protect = ideal or bool(scaling and scaling.scale_in_protection)
     drain = scaling.drain_timeout_seconds if scaling is not None else 0
-    fleet = InstanceFleet(svc, group.min_size, group.max_size, 0 if start_at_zero else group.min_size,
-                          warmup=0 if ideal else group.instance_warmup_seconds, warm_pool=group.warm_pool,
-                          protect=protect, drain_seconds=drain)
-    if start_at_zero and group.min_size:
-        fleet.set_desired(0, group.min_size)
-    return fleet
+    return InstanceFleet(svc, group.min_size, group.max_size, group.min_size,
+                         warmup=0 if ideal else group.instance_warmup_seconds, warm_pool=group.warm_pool,
+                         protect=protect, drain_seconds=drain)
 
 
 class _Invoker:

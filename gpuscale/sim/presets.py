@@ -1,14 +1,16 @@
 """Named ways to scale one group, each with its source, to run side by side on the same hardware and workload.
 
-Every preset serves the group's workload on the group's instances (same cold start, same price, same maximum
-size), so the comparison is about scaling decisions only. Sources (see docs/simulate.md):
+Every preset serves the group's workload on the group's instances (same cold start, same price, same minimum and
+maximum size), so the comparison is about scaling decisions only: a group's minSize is a choice of how much latency
+to buy, and every preset keeps it (hosted platforms and Knative call it min replicas; their scale to zero applies
+only where it is 0). Sources (see docs/simulate.md):
 - static: a fixed fleet, the "no autoscaling" scenario of the cost article (25 pods at all times).
 - hf-like: a hosted endpoint platform: scale-up decisions every 3 minutes and scale-down every 5 on accelerator
   utilisation, scale to zero after 15 minutes without requests, 502 while a replica starts from zero.
 - coreweave-kpa: Knative KPA with the values a GPU cloud publishes for its inference service.
 - hpa-example: the behavior of the HPA manifest in the LLM autoscaling article (75% GPU utilisation, up by
   max(50%, 2 pods) per 30 s, down 1 pod per 60 s after 300 s), with Kubernetes' default minReplicas of 1 (the
-  article's manifest keeps 2, which would hold two GPUs all day).
+  article's manifest keeps 2, which would hold two GPUs all day), or the group's floor where that is higher.
 - stack: the group's own `scaling:` section as EC2 Auto Scaling runs it.
 - ideal: instant, perfect decisions with the same cold start; a bound, not a policy.
 """
@@ -45,10 +47,11 @@ HPA_EXAMPLE_MIN_REPLICAS = 1
 
 
 class HostedScaler:
-    """A hosted endpoint platform: periodic decisions on mean utilisation, zero after idle, wake on a request."""
+    """A hosted endpoint platform: periodic decisions on mean utilisation, its minimum replicas after idle (zero
+    unless the group keeps a floor), wake on a request."""
 
-    def __init__(self, replicas_per_instance: int):
-        self.per_instance = replicas_per_instance
+    def __init__(self, replicas_per_instance: int, min_replicas: int = 0):
+        self.per_instance, self.min = replicas_per_instance, min_replicas
         self._util_sum = [0.0]
         self._util_n = [0]
         self._last_request = -HF_IDLE_TO_ZERO
@@ -56,7 +59,10 @@ class HostedScaler:
     def _mean(self, t: int, window: int) -> float | None:
         lo = max(0, t + 1 - window)
         n = self._util_n[t + 1] - self._util_n[lo]
-        return (self._util_sum[t + 1] - self._util_sum[lo]) / n if n else None
+        # A floor was up and idle before the trace began: those seconds count as 0 % in the window's mean (without
+        # them the first decision, at second 0, would read the burst's first second as the whole window).
+        before = window - (t + 1) if self.min and t + 1 < window else 0
+        return (self._util_sum[t + 1] - self._util_sum[lo]) / (n + before) if n + before else None
 
     def step(self, t: int, sim: Engine) -> None:
         fleet: InstanceFleet = sim.fleet
@@ -69,14 +75,14 @@ class HostedScaler:
         wanted = replicas
         if replicas == 0 and sim.received_now > 0:
             wanted = 1  # a request to an endpoint at zero starts one replica
-        elif replicas and t - self._last_request >= HF_IDLE_TO_ZERO:
-            wanted = 0
+        elif replicas > self.min and t - self._last_request >= HF_IDLE_TO_ZERO:
+            wanted = self.min
         elif replicas and t % HF_UP_EVERY == 0 and (mean := self._mean(t, HF_UP_EVERY)) is not None \
                 and mean > HF_UTILIZATION_THRESHOLD:
             wanted = math.ceil(replicas * mean / HF_UTILIZATION_THRESHOLD)
         elif replicas > 1 and t % HF_DOWN_EVERY == 0 and (mean := self._mean(t, HF_DOWN_EVERY)) is not None \
                 and mean < HF_UTILIZATION_THRESHOLD:
-            wanted = max(1, math.ceil(replicas * mean / HF_UTILIZATION_THRESHOLD))
+            wanted = max(1, self.min, math.ceil(replicas * mean / HF_UTILIZATION_THRESHOLD))
         if wanted != replicas:
             fleet.set_desired(t, math.ceil(wanted / self.per_instance))
 
@@ -104,20 +110,28 @@ def _static(svc: ServiceModel, group: Any, agent: Any, replicas: int | None, at_
     return Setup(fleet, FixedScaler(), None)
 
 
+def _floor_replicas(svc: ServiceModel, group: Any) -> int:
+    """The group's minSize in replicas: every preset keeps it, so presets differ in scaling decisions only."""
+    return group.min_size * svc.replicas_per_instance
+
+
 def _hosted(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
-    fleet = InstanceFleet(svc, 0, group.max_size, 0)
-    return Setup(fleet, HostedScaler(svc.replicas_per_instance), "refuse")
+    fleet = InstanceFleet(svc, group.min_size, group.max_size, group.min_size)
+    return Setup(fleet, HostedScaler(svc.replicas_per_instance, _floor_replicas(svc, group)), "refuse")
 
 
 def _pods(svc: ServiceModel, group: Any, min_pods: int, at_zero: bool) -> PodCluster:
     max_pods = group.max_size * svc.replicas_per_instance
-    return PodCluster(svc, 0, group.max_size, min(min_pods, max_pods), max_pods, start_at_zero=at_zero)
+    min_pods = min(max(min_pods, _floor_replicas(svc, group)), max_pods)
+    # The group's floor is up before the trace begins; only a preset's own minimum above it starts from zero.
+    return PodCluster(svc, group.min_size, group.max_size, min_pods, max_pods,
+                      start_at_zero=at_zero and not group.min_size)
 
 
 def _coreweave(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
     cluster = _pods(svc, group, 0, at_zero)
     # Knative's activator buffers requests while a revision is at zero: they queue, they are not refused.
-    return Setup(cluster, KpaScaler(svc.concurrency, 0, cluster.max_pods, COREWEAVE_KPA), "queue")
+    return Setup(cluster, KpaScaler(svc.concurrency, cluster.min_pods, cluster.max_pods, COREWEAVE_KPA), "queue")
 
 
 def _hpa(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
@@ -128,13 +142,13 @@ def _hpa(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool
 
 
 def _stack(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
-    fleet = instance_fleet(svc, group, scaling=group.scaling, start_at_zero=at_zero)
+    fleet = instance_fleet(svc, group, scaling=group.scaling)
     scaler = FixedScaler() if group.scaling is None else StackScaler(group, group.scaling, agent)
     return Setup(fleet, scaler, None)
 
 
 def _ideal(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
-    return Setup(instance_fleet(svc, group, ideal=True, start_at_zero=at_zero), IdealScaler(), None)
+    return Setup(instance_fleet(svc, group, ideal=True), IdealScaler(), None)
 
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (

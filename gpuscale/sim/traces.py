@@ -2,8 +2,9 @@
 
 Built-in traces are sized to the group they run against (its peak throughput), so one name means the same shape
 on a two-instance dev group and a twelve-instance prod fleet; `burst` is the exception, it is always the source
-articles' scenario of 100 requests arriving at once onto an idle service. A CSV file gives either one request per
-row (``timestamp``) or a rate per second (``second,requests``).
+articles' scenario of 100 requests arriving at once onto an idle service: at zero, or idle at its minimum size where
+a group keeps one. A CSV file gives either one request per row (``timestamp``) or a rate per second
+(``second,requests``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 BURST_REQUESTS = 100
-"""The spike in the cost scenario of the source articles: 100 requests onto a service at zero."""
+"""The spike in the cost scenario of the source articles: 100 requests onto a service at zero (here: at its
+minimum size, which is zero unless the group keeps a floor)."""
 DAY_SECONDS = 86400
 SEED = 20240601
 """Built-in traces draw Poisson arrivals from a fixed seed, so every run of a trace is the same trace."""
@@ -37,7 +39,8 @@ class Trace:
     """Requests arriving in each second, from second 0."""
     description: str
     starts_at_zero: bool = False
-    """The service has no capacity when the trace begins (the burst scenario); otherwise it starts at its floor."""
+    """Nothing above the group's minimum size is up when the trace begins (the burst scenario), not even a preset's
+    own minimum replicas; otherwise each preset starts at its own minimum."""
 
     @property
     def seconds(self) -> int:
@@ -51,7 +54,8 @@ class Trace:
 def burst() -> Trace:
     arrivals = np.zeros(1)
     arrivals[0] = BURST_REQUESTS
-    return Trace("burst", arrivals, f"{BURST_REQUESTS} requests at once onto a service at zero", starts_at_zero=True)
+    return Trace("burst", arrivals, f"{BURST_REQUESTS} requests at once onto an idle service at its minimum size",
+                 starts_at_zero=True)
 
 
 def diurnal(peak_rps: float, seconds: int = DAY_SECONDS) -> Trace:

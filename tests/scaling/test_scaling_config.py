@@ -69,14 +69,14 @@ def test_presets_dev_cheap_scale_to_zero_prod_latency_safe():
     assert infer.scale_to_zero.idle_minutes <= 5, "dev: aggressive scale to zero"
     groups = {g.name: g for g in prod.auto_scaling_groups}
     latency = groups["infer-l40s"]
-    # Latency-safe through a fast wake: stopped warm-pool instances for at least what a burst wakes.
+    # Latency-safe: never cold (a floor of two, no scale to zero), capacity added from stopped warm-pool instances,
+    # high-resolution target tracking and burst alarms, demand that adds capacity but never holds it.
+    assert latency.min_size >= 2 and latency.scaling.scale_to_zero is None
     pool = latency.warm_pool
-    assert pool is not None and pool.pool_state == "Stopped" and latency.scaling.scale_to_zero is not None
-    assert pool.max_prepared_capacity >= latency.scaling.scale_to_zero.warm_minimum
-    assert latency.scaling.burst.period_seconds == 10 and latency.scaling.demand is not None
+    assert pool is not None and pool.pool_state == "Stopped" and pool.min_size >= 1
+    assert latency.scaling.target.period_seconds < 60 and latency.scaling.burst.period_seconds == 10
+    assert latency.scaling.demand is not None and latency.scaling.demand.disable_scale_in
     assert latency.scaling.scale_in_protection
-    zero = latency.scaling.scale_to_zero
-    assert zero.wake_messages_per_instance == latency.scaling.demand.target_per_instance, "wake sized by demand"
     batch = groups["batch-spot"].scaling
     assert batch.demand.disable_scale_in and not batch.target.disable_scale_in
     assert batch.scale_to_zero.wake_messages_per_instance == batch.demand.target_per_instance
