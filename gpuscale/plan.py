@@ -8,10 +8,13 @@ protect, depends_on). The result is a `Plan`, which renders as a preview-like tr
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import runpy
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,6 +106,33 @@ def run_plan(project_dir: Path, stack: str) -> Plan:
     Pulumi's runtime keeps process-wide state, so one process plans one stack; tests and tools that plan several
     stacks run this in a subprocess (see `plan_in_subprocess`).
     """
+    with _collector_paused():
+        return _run_plan(project_dir, stack)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Keep Python's cyclic garbage collector out of the plan, and off what the plan leaves behind.
+
+    Loading the SDK modules behind the program's resources and running the program under the mock engine leave
+    some 300,000 container objects that live as long as the process (classes, typing aliases, resources, outputs).
+    With the collector on, it walks them in some 600 collections while they load (about 0.5 s of a plan) and once
+    more while the interpreter shuts down (about 0.9 s), to free under a tenth of them. Reference counting still
+    frees everything that is not in a cycle. Afterwards `gc.freeze()` moves whatever exists to the permanent
+    generation, which later collections and the shutdown skip, and the collector is switched back on as it was.
+    Nothing the plan records or prints depends on when cyclic garbage is freed; peak memory grows by about 2 MiB.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _run_plan(project_dir: Path, stack: str) -> Plan:
     import pulumi
     from pulumi.runtime import stack as runtime_stack
     from pulumi.runtime.sync_await import _sync_await
