@@ -23,12 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from plan_bench import wall  # the same wall-clock timing of one command, from the repository root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -115,12 +116,6 @@ print("RESULT " + json.dumps(result))
 sys.stdout.flush()
 sys.stderr.write(f"END {time.time()!r}\n")
 """
-
-
-def wall(cmd: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def child_run(stack: str) -> dict:

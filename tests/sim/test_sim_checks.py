@@ -76,8 +76,8 @@ def test_time_to_capacity_for_every_scalable_group():
         scalable = [i for i, g in enumerate(cfg.auto_scaling_groups) if g.scaling is not None and g.workload]
         assert [f.settings[0] for f in infos] == [f"gpuscale:autoScalingGroups[{i}].scaling" for i in scalable]
         assert all(f.severity == INFO and " s " in f.message for f in infos)
-        for f in infos:
-            g = cfg.auto_scaling_groups[int(f.settings[0].split("[")[1].split("]")[0])]
+        for i, f in zip(scalable, infos):
+            g = cfg.auto_scaling_groups[i]
             onto = f"idle at its {g.min_size} instances" if g.min_size else "onto the group at zero"
             assert onto in f.message, f.message
 
