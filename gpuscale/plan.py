@@ -13,7 +13,7 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -163,7 +163,31 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
     finally:
         os.chdir(cwd)
         sys.path.remove(str(project_dir))
-    return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
+    return Plan(PROJECT, stack, in_tree_order(monitor.recorded), to_jsonable(outputs, project_dir))
+
+
+def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource, ...]:
+    """Resources depth first from the stack, each one's children ordered by (type, name).
+
+    The mock engine hands registrations to the monitor from a thread pool, so the order in which they are recorded
+    changes from run to run; a plan must not, or a committed plan or its text would show changes that are none.
+    Like `terraform plan`'s addresses, siblings sort by what they are and then by name. A resource whose parent
+    was not recorded (none in a program that completed) follows the tree, in the same order, rather than vanish.
+    """
+    children: dict[str | None, list[PlannedResource]] = {}
+    for r in resources:
+        children.setdefault(r.parent, []).append(r)
+    ordered: list[PlannedResource] = []
+
+    def visit(parent: str | None) -> None:
+        for r in sorted(children.pop(parent, []), key=lambda r: (r.type, r.name, r.urn)):
+            ordered.append(r)
+            visit(r.urn)
+
+    visit(None)
+    while children:  # orphans: their parents never registered
+        visit(min(children, key=str))
+    return tuple(ordered)
 
 
 def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executable) -> Plan:

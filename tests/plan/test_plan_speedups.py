@@ -10,7 +10,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 # Plans the repository's dev stack in a fresh interpreter (one process plans one stack) and prints the plan as JSON,
-# resources in URN order (registration order varies between runs), with the collector's state after the plan.
+# with the collector's state after the plan.
 PLAN_SCRIPT = """
 import contextlib, gc, json, sys
 from pathlib import Path
@@ -20,7 +20,6 @@ if sys.argv[1] == "collector-on":
 was_enabled = gc.isenabled()
 result = plan.run_plan(Path(sys.argv[2]), "dev")
 doc = result.to_json()
-doc["resources"].sort(key=lambda r: r["urn"])
 print(json.dumps({"plan": doc, "enabled_before": was_enabled, "enabled_after": gc.isenabled(),
                   "frozen": gc.get_freeze_count()}))
 """
