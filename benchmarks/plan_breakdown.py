@@ -17,15 +17,22 @@ exit included (the wall time of the process less the time at which the command r
 
 Measurement only: in the measured process, hooks around importlib's `exec_module`, `__import__` and the plan's
 phase functions read the clock and change nothing else.
+
+A last block asks what deferred annotations (PEP 563/649: the default from Python 3.14) would buy: the same
+submodule load and the same plan with pulumi_aws compiled as if each module began with `from __future__ import
+annotations`, through an import hook that lives in this benchmark only (its compiled code is cached in a temporary
+directory that the warm-up fills). It also checks that the plan is the same byte for byte under that hook.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -118,6 +125,42 @@ sys.stderr.write(f"END {time.time()!r}\n")
 """
 
 
+# Compiles pulumi_aws's modules with annotations deferred (kept as strings, evaluated only when Pulumi asks for a
+# type hint) and caches the code in DEFER_CACHE; everything else imports as usual.
+DEFER_ANNOTATIONS = r"""
+import __future__, hashlib, importlib.machinery, marshal, os, sys
+class _DeferredAnnotationsLoader(importlib.machinery.SourceFileLoader):
+    def get_code(self, fullname):
+        path = self.get_filename(fullname)
+        st = os.stat(path)
+        key = hashlib.sha1(f"{path}:{st.st_mtime_ns}:{st.st_size}:{sys.version}".encode()).hexdigest()
+        cached = os.path.join(os.environ["DEFER_CACHE"], key)
+        try:
+            with open(cached, "rb") as f:
+                return marshal.loads(f.read())
+        except OSError:
+            pass
+        code = compile(self.get_data(path), path, "exec", flags=__future__.annotations.compiler_flag,
+                       dont_inherit=True)
+        with open(cached + ".tmp", "wb") as f:
+            marshal.dump(code, f)
+        os.replace(cached + ".tmp", cached)
+        return code
+class _DeferredAnnotationsFinder:
+    def find_spec(self, name, path, target=None):
+        if name != "pulumi_aws" and not name.startswith("pulumi_aws."):
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _DeferredAnnotationsLoader(spec.loader.name, spec.loader.path)
+        return spec
+sys.meta_path.insert(0, _DeferredAnnotationsFinder())
+"""
+
+# `gpuscale plan` as `python -m gpuscale` runs it, after DEFER_ANNOTATIONS.
+PLAN_DEFERRED = DEFER_ANNOTATIONS + "import runpy; sys.argv[0] = 'gpuscale'; runpy.run_module('gpuscale', run_name='__main__')\n"
+
+
 def child_run(stack: str) -> dict:
     start = time.time()
     proc = subprocess.run([sys.executable, "-c", CHILD, stack], cwd=ROOT, capture_output=True, text=True)
@@ -154,18 +197,30 @@ def main() -> None:
             py, "-c", "import gc; gc.disable()\nimport importlib, pulumi_kubernetes\n" + load + "gc.freeze()\n"],
         f"gpuscale plan --stack {args.stack}": [py, "-m", "gpuscale", "plan", "--stack", args.stack],
     }
+    deferred = {
+        f"load the {len(modules)} submodules, collector paused, annotations deferred": [
+            py, "-c", DEFER_ANNOTATIONS + "import gc; gc.disable()\nimport importlib, pulumi_kubernetes\n" + load
+            + "gc.freeze()\n"],
+        f"gpuscale plan --stack {args.stack}, annotations deferred": [
+            py, "-c", PLAN_DEFERRED, "plan", "--stack", args.stack],
+    }
+    commands.update(deferred)
     times: dict[str, list[float]] = {label: [] for label in commands}
     phases: list[dict] = []
-    for cmd in commands.values():
-        wall(cmd)  # warm-up
-    for _ in range(args.runs):  # interleaved, so drifts in machine load hit every figure alike
-        for label, cmd in commands.items():
-            times[label].append(wall(cmd))
-        phases.append(child_run(args.stack))
+    with tempfile.TemporaryDirectory() as cache:
+        os.environ["DEFER_CACHE"] = cache
+        for cmd in commands.values():
+            wall(cmd)  # warm-up; fills the deferred-annotations cache
+        for _ in range(args.runs):  # interleaved, so drifts in machine load hit every figure alike
+            for label, cmd in commands.items():
+                times[label].append(wall(cmd))
+            phases.append(child_run(args.stack))
+        same = same_plan(py, args.stack)
 
     print(f"Whole commands, wall seconds, median of {args.runs} (min):")
     for label, values in times.items():
-        print(f"  {summary(values)}  {label}")
+        if label not in deferred:
+            print(f"  {summary(values)}  {label}")
     print(f"\nPhases of one plan (stack {args.stack}, {first['resources']} resources; SDK submodules loaded: "
           f"{', '.join(m.split('.', 1)[1] for m in modules)}), seconds, median of {args.runs} (min):")
     keys = ["our imports", "import pulumi, pulumi_aws, pulumi_kubernetes", "SDK submodules", "program + mock engine",
@@ -174,6 +229,24 @@ def main() -> None:
         print(f"  {summary([p[key] for p in phases])}  {key}")
     print(f"  GC collections per plan: {statistics.median(p['gc_collections'] for p in phases):.0f}; "
           f"process exit after the command returned: {summary([p['exit'] for p in phases])}")
+
+    bare = statistics.median(times["import pulumi_aws, pulumi_kubernetes"])
+    print("\nWith pulumi_aws's annotations deferred (as Python 3.14 does by default), wall seconds, median (min), "
+          "and against the bare import:")
+    for label in deferred:
+        print(f"  {summary(times[label])}  x{statistics.median(times[label]) / bare:.2f}  {label}")
+    print(f"  the plan under the hook is {'the same byte for byte' if same else 'DIFFERENT'}")
+
+
+def same_plan(py: str, stack: str) -> bool:
+    """Whether `gpuscale plan --json` writes the same plan with and without deferred annotations."""
+    with tempfile.TemporaryDirectory() as tmp:
+        plain, deferred = Path(tmp) / "plain.json", Path(tmp) / "deferred.json"
+        quiet = {"cwd": ROOT, "check": True, "stdout": subprocess.DEVNULL}
+        subprocess.run([py, "-m", "gpuscale", "plan", "--stack", stack, "--json", str(plain), "--quiet"], **quiet)
+        subprocess.run([py, "-c", PLAN_DEFERRED, "plan", "--stack", stack, "--json", str(deferred), "--quiet"],
+                       **quiet)
+        return plain.read_bytes() == deferred.read_bytes()
 
 
 if __name__ == "__main__":
