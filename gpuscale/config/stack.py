@@ -64,6 +64,9 @@ class ClusterConfig:
     kubernetes_version: str | None
     vpc_cidr: str | None
     availability_zone_count: int
+    nat_gateway_per_zone: bool
+    """Create mode: one NAT gateway per zone (a zone's outage leaves the others' egress up), or a single shared one
+    (cheaper; every private subnet loses egress with its zone)."""
     system_nodes: SystemNodesConfig | None
     subnet_ids: tuple[str, ...]
     """Existing mode: private subnets for GPU nodes (default: the cluster's own subnets)."""
@@ -175,6 +178,7 @@ def _read_cluster(s: Section) -> ClusterConfig:
                         describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
         cidr = s.cidr("vpcCidr", "10.0.0.0/16")
         zones = s.int("availabilityZoneCount", 2, min=2, max=4)
+        nat_per_zone = s.bool("natGatewayPerZone", True)
         sys_s = s.section("systemNodes", {})
         sys_s = sys_s if isinstance(sys_s, Section) else Section(sys_s, s.key("systemNodes"))
         system = _read_system_nodes(sys_s)
@@ -183,14 +187,14 @@ def _read_cluster(s: Section) -> ClusterConfig:
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
-        version, cidr, zones, system = None, None, 0, None
-        for key in ("kubernetesVersion", "vpcCidr", "availabilityZoneCount", "systemNodes"):
+        version, cidr, zones, nat_per_zone, system = None, None, 0, False, None
+        for key in ("kubernetesVersion", "vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
         subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
                                 describe="subnet ids such as subnet-0123456789abcdef0")
     s.finish()
-    return ClusterConfig(mode, name, version, cidr, zones, system, subnet_ids)
+    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids)
 
 
 def _read_system_nodes(s: Section) -> SystemNodesConfig:

@@ -55,6 +55,19 @@ def test_desired_capacity_is_left_to_the_autoscaler(plans):
         assert "desiredCapacity" not in r["inputs"], f"{r['name']} sets desiredCapacity"
 
 
+def test_dev_shares_one_nat_gateway_and_prod_has_one_per_zone(plans):
+    for stack, per_zone in (("dev", False), ("prod", True)):
+        doc = plans[stack]["doc"]
+        zones = len([r for r in resources(doc, "aws:ec2/subnet:Subnet") if "-private-" in r["name"]])
+        nats = resources(doc, "aws:ec2/natGateway:NatGateway")
+        assert len(nats) == (zones if per_zone else 1), stack
+        assert len(resources(doc, "aws:ec2/eip:Eip")) == len(nats), stack
+        private_routes = [r["inputs"]["routes"][0]["natGatewayId"]
+                          for r in resources(doc, "aws:ec2/routeTable:RouteTable") if "-private-" in r["name"]]
+        assert len(private_routes) == zones >= 2, stack
+        assert len(set(private_routes)) == len(nats), f"{stack}: every private subnet routes out through a gateway"
+
+
 def test_plans_are_deterministic_and_diff_equal(plans, tmp_path):
     again = tmp_path / "dev-again.json"
     proc = gpuscale("plan", "--stack", "dev", "--json", str(again))
