@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from typing import TypedDict
 
@@ -25,6 +26,9 @@ GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupI
 GROUP_TAG = "gpuscale:group"
 """Tag on the group (and its instances): `<stack>/<component name>`. The instance role may complete lifecycle
 actions only on the group carrying its own value (the group's ARN does not exist yet when the role is created)."""
+
+IMDS_TAG_KEY = re.compile(r"(?!\.{1,2}$|_index$)[0-9a-zA-Z\-_+=,.@:]{1,255}")
+"""Tag keys EC2 accepts on an instance whose tags are in its metadata: no "/" or spaces, not ".", ".." or "_index"."""
 
 
 class WarmPoolArgs(TypedDict):
@@ -99,6 +103,11 @@ def check_args(args: GpuAutoScalingGroupArgs) -> None:
     pct = args.get("on_demand_percentage_above_base", 100)
     if not 0 <= pct <= 100:
         raise ValueError(f"on_demand_percentage_above_base: {pct} is not allowed; allowed: 0 to 100")
+    for key in args.get("tags") or {}:
+        if not IMDS_TAG_KEY.fullmatch(key):
+            raise ValueError(f"tags: key {key!r} is not allowed; allowed: 1 to 255 letters, digits and + - = . , _ "
+                             "@ : (the instances show their tags in instance metadata, where EC2 refuses other keys "
+                             "and the group would launch nothing)")
     if "warm_pool" in args and uses_mixed_instances(args):
         raise ValueError(f"warm_pool: {args['warm_pool']!r} is not allowed with instance_types {types} and "
                          f"on_demand_percentage_above_base {pct}; allowed: a warm pool only on a group with one "

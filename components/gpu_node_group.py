@@ -18,8 +18,9 @@ GPU_TAINT_VALUE = "true"
 CA_PREFIX = "k8s.io/cluster-autoscaler"
 
 # Which EBS device holds container images: AL2023's root volume, or Bottlerocket's separate data volume (its root
-# volume is a small, read-only OS image that should stay as the AMI defines it).
+# volume is a small, read-only OS image, encrypted too but left at the size the AMI gives it).
 IMAGE_VOLUME_DEVICE = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}
+ROOT_DEVICE = "/dev/xvda"
 
 
 class GpuNodeGroupArgs(TypedDict):
@@ -51,6 +52,15 @@ class GpuNodeGroupArgs(TypedDict):
     """Extra Kubernetes labels on the nodes (and in the scale-from-zero template). Default none."""
     tags: NotRequired[dict[str, str]]
     """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
+
+
+def _volumes(image_device: str, image_gib: int) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
+    """Encrypted gp3 volumes: the image volume at `image_gib`, and a separate root (Bottlerocket) at the AMI's size."""
+    sizes = {ROOT_DEVICE: None, image_device: image_gib}
+    return [aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+        device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+            volume_size=size, volume_type="gp3", encrypted="true", delete_on_termination="true"))
+        for device, size in sizes.items()]
 
 
 def image_volume_device(ami_type: str) -> str:
@@ -106,13 +116,12 @@ class GpuNodeGroup(pulumi.ComponentResource):
             # device plugin or SDKs that fall back to node credentials.
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
-                # The agent (as a DaemonSet) reads its Auto Scaling group's name from the instance's tags here.
-                instance_metadata_tags="enabled"),
-            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
-                device_name=image_volume_device(ami_type),
-                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-                    volume_size=args.get("root_volume_gib", 200), volume_type="gp3", encrypted="true",
-                    delete_on_termination="true"))],
+                # Instance tags stay out of metadata: EKS propagates tags whose keys hold "/" to the instances
+                # (k8s.io/cluster-autoscaler/enabled, kubernetes.io/cluster/<name>), and with metadata tags on,
+                # EC2 refuses such keys and the node group never launches a node. An agent on these nodes is
+                # told its group's name instead (GPU_METRICS_AGENT_ASG_NAME).
+                instance_metadata_tags="disabled"),
+            block_device_mappings=_volumes(image_volume_device(ami_type), args.get("root_volume_gib", 200)),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type=kind, tags={**tags, "Name": name}) for kind in ("instance", "volume")],
             tags=tags,

@@ -163,7 +163,8 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     if not node_groups and not asgs:
         raise ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
                                                          "gpuscale:autoScalingGroups")
-    _check_unique_names([*node_groups, *asgs])
+    _check_unique_names([(f"{PROJECT}:nodeGroups[{i}].name", g.name) for i, g in enumerate(node_groups)]
+                        + [(f"{PROJECT}:autoScalingGroups[{i}].name", g.name) for i, g in enumerate(asgs)])
     alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
@@ -322,10 +323,11 @@ def _read_agent(s: Section) -> AgentConfig:
     return AgentConfig(sample, flush, port)
 
 
-def _check_unique_names(groups: list[Any]) -> None:
-    seen: set[str] = set()
-    for g in groups:
-        if g.name in seen:
-            raise ConfigError(f"{PROJECT}:*.name", g.name, "a group name used once across nodeGroups and "
-                                                            "autoScalingGroups (names prefix every resource)")
-        seen.add(g.name)
+def _check_unique_names(names: list[tuple[str, str]]) -> None:
+    """`names`: (config key, group name) pairs; the second use of a name is the one reported."""
+    first: dict[str, str] = {}
+    for key, name in names:
+        if name in first:
+            raise ConfigError(key, name, f"a group name used once across nodeGroups and autoScalingGroups "
+                                         f"({first[name]} has it already; names prefix every resource)")
+        first[name] = key

@@ -163,7 +163,10 @@ def test_warm_pool_with_mixed_instances_or_spot_is_rejected(harness, types, perc
 
 @pytest.mark.parametrize("override, arg", [
     ({"instance_types": []}, "instance_types"), ({"min_size": 9}, "min_size"),
-    ({"on_demand_percentage_above_base": 101}, "on_demand_percentage_above_base")])
+    ({"on_demand_percentage_above_base": 101}, "on_demand_percentage_above_base"),
+    # The instances' tags are in their metadata (the agent reads its group there): EC2 refuses "/" in those keys.
+    ({"tags": {"kubernetes.io/cluster/c1": "owned"}}, "tags"), ({"tags": {"cost center": "ml"}}, "tags"),
+    ({"tags": {"_index": "1"}}, "tags")])
 def test_bad_args_are_rejected_with_their_name(harness, override, arg):
     with pytest.raises(ValueError, match=f"^{arg}: "):
         harness.run(lambda: GpuAutoScalingGroup("bad", asg_args(**override)))

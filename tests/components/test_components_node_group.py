@@ -71,8 +71,9 @@ def test_node_group_taint_labels_capacity_and_desired_size(harness):
 def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root(harness):
     harness.run(lambda: GpuNodeGroup("h100", group_args()))
     lt = harness.one(LT, "h100-lt")
+    # Metadata tags off: EKS and cluster-autoscaler tag keys hold "/", which EC2 refuses on such instances.
     assert lt.inputs["metadataOptions"] == {"httpEndpoint": "enabled", "httpTokens": "required",
-                                            "httpPutResponseHopLimit": 2, "instanceMetadataTags": "enabled"}, lt.name
+                                            "httpPutResponseHopLimit": 2, "instanceMetadataTags": "disabled"}, lt.name
     [disk] = lt.inputs["blockDeviceMappings"]
     assert disk["deviceName"] == "/dev/xvda", f"{lt.name}: AL2023 keeps images on its root volume"
     assert disk["ebs"] == {"volumeSize": 500, "volumeType": "gp3", "encrypted": "true",
@@ -83,8 +84,13 @@ def test_launch_template_requires_imdsv2_and_encrypts_a_gp3_root(harness):
 def test_bottlerocket_sizes_its_data_volume(harness):
     harness.run(lambda: GpuNodeGroup("a10g", group_args("g5.12xlarge", ami_type="BOTTLEROCKET_x86_64_NVIDIA")))
     lt = harness.one(LT, "a10g-lt")
-    assert [d["deviceName"] for d in lt.inputs["blockDeviceMappings"]] == ["/dev/xvdb"], \
-        f"{lt.name}: Bottlerocket keeps container images on /dev/xvdb, its root is the small OS image"
+    root, data = lt.inputs["blockDeviceMappings"]
+    assert data == {"deviceName": "/dev/xvdb", "ebs": {"volumeSize": 500, "volumeType": "gp3", "encrypted": "true",
+                                                       "deleteOnTermination": "true"}}, \
+        f"{lt.name}: Bottlerocket keeps container images on /dev/xvdb"
+    # Its root is the small OS image: encrypted like everything else, at the size the AMI gives it.
+    assert root == {"deviceName": "/dev/xvda", "ebs": {"volumeType": "gp3", "encrypted": "true",
+                                                       "deleteOnTermination": "true"}}, lt.name
 
 
 def test_node_group_uses_the_latest_launch_template_version(harness):

@@ -133,7 +133,7 @@ BAD = [
      "Kubernetes label"),
     ("node-group-typo-key", _set(ng, "instanceType", "g6.xlarge"), "gpuscale:nodeGroups[0].instanceType",
      "known keys"),
-    ("duplicate-names", _set(asg, "name", "l4"), "name", "used once"),
+    ("duplicate-names", _set(asg, "name", "l4"), "gpuscale:autoScalingGroups[0].name", "used once"),
     ("warm-pool-with-spot", lambda c: asg(c).update(onDemandPercentageAboveBase=50, warmPool={"minSize": 1}),
      "gpuscale:autoScalingGroups[0].warmPool", "Spot share"),
     ("warm-pool-with-mixed-types", lambda c: asg(c).update(instanceTypes=["g6e.xlarge", "g6.xlarge"],
@@ -170,7 +170,8 @@ def test_bad_input_is_rejected_naming_key_and_allowed(mutate, key, allowed):
     with pytest.raises(ConfigError) as err:
         load_stack_config(cfg, "test", CATALOG)
     message = str(err.value)
-    assert err.value.key.endswith(key), f"error names {err.value.key!r}, expected {key!r}: {message}"
+    assert err.value.key == key, f"error names {err.value.key!r}, expected {key!r}: {message}"
+    assert message.startswith(f"{key}: {err.value.value!r} is not allowed"), f"{message!r}: key and value first"
     assert allowed in message, f"{message!r} does not say what is allowed ({allowed!r})"
     assert "is not allowed" in message
 
