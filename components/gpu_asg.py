@@ -219,7 +219,11 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
                 preferences=aws.autoscaling.GroupInstanceRefreshPreferencesArgs(
                     # Launch before terminating (up to 200 %): with min 90 % alone a group of one or two
                     # instances would replace them terminate-first and drop to zero while the new one boots.
-                    min_healthy_percentage=90, max_healthy_percentage=200, skip_matching=True, auto_rollback=True)),
+                    min_healthy_percentage=90, max_healthy_percentage=200, skip_matching=True,
+                    # No auto rollback: the provider points the group at the new template version before it starts
+                    # the refresh, so a "rollback" relaunches that same version, unhealthy GPU instances in a loop
+                    # (hashicorp/terraform-provider-aws#34189). A failed refresh stops with the old instances up.
+                    auto_rollback=False)),
             warm_pool=_warm_pool(args["warm_pool"]) if "warm_pool" in args else None,
             enabled_metrics=GROUP_METRICS,
             metrics_granularity="1Minute",

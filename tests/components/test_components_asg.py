@@ -109,6 +109,9 @@ def test_group_leaves_desired_capacity_to_the_scaling_policies(harness):
     assert (asg.inputs["minSize"], asg.inputs["maxSize"]) == (1, 8), asg.name
     assert asg.inputs["healthCheckGracePeriod"] == 600 and asg.inputs["defaultInstanceWarmup"] == 300, asg.name
     assert asg.inputs["instanceRefresh"]["strategy"] == "Rolling", asg.name
+    # Launch before terminate; no auto rollback (it would relaunch the new version: terraform-provider-aws#34189).
+    assert asg.inputs["instanceRefresh"]["preferences"] == {
+        "minHealthyPercentage": 90, "maxHealthyPercentage": 200, "skipMatching": True, "autoRollback": False}, asg.name
     assert asg.inputs["initialLifecycleHooks"] == [{
         "name": LIFECYCLE_HOOK, "lifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
         "defaultResult": "CONTINUE", "heartbeatTimeout": 600}], f"{asg.name}: instances wait for the agent"
