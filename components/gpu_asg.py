@@ -179,6 +179,9 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
             metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
                 instance_metadata_tags="enabled"),
+            # A hibernated warm pool needs instances launched able to hibernate (their encrypted root holds RAM).
+            hibernation_options=aws.ec2.LaunchTemplateHibernationOptionsArgs(configured=True)
+            if args.get("warm_pool", {}).get("pool_state") == "Hibernated" else None,
             block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
                 device_name=args.get("root_device_name", "/dev/xvda"),
                 ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(

@@ -30,6 +30,8 @@ class InstanceTypeInfo:
     memory_mib: int
     architectures: tuple[str, ...]
     """CPU architectures as EC2 names them: ``x86_64``, ``arm64``."""
+    hibernation_supported: bool
+    """Whether an on-demand instance of the type can hibernate (a warm pool's ``Hibernated`` state needs it)."""
 
 
 class InstanceTypeCatalog(Protocol):
@@ -50,6 +52,7 @@ def from_describe_record(record: dict[str, Any]) -> InstanceTypeInfo:
         vcpus=int(record["VCpuInfo"]["DefaultVCpus"]),
         memory_mib=int(record["MemoryInfo"]["SizeInMiB"]),
         architectures=tuple(record["ProcessorInfo"]["SupportedArchitectures"]),
+        hibernation_supported=bool(record.get("HibernationSupported", False)),
     )
 
 
@@ -108,4 +111,5 @@ class PulumiInstanceTypes:
             vcpus=result.default_vcpus,
             memory_mib=result.memory_size,
             architectures=tuple(result.supported_architectures or ()),
+            hibernation_supported=bool(result.hibernation_supported),
         )

@@ -280,6 +280,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "supportedArchitectures": list(record["ProcessorInfo"]["SupportedArchitectures"]),
             "currentGeneration": record.get("CurrentGeneration", False),
             "bareMetal": record.get("BareMetal", False),
+            "hibernationSupported": record.get("HibernationSupported", False),
             "hypervisor": record.get("Hypervisor", ""),
             "networkPerformance": (record.get("NetworkInfo") or {}).get("NetworkPerformance", ""),
         }

@@ -278,7 +278,7 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
     # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
     grace = s.int("healthCheckGraceSeconds", 600, min=60, max=7200)
     warmup = s.int("instanceWarmupSeconds", 300, min=0, max=3600)
-    warm_pool = _read_warm_pool(s, lo, hi)
+    warm_pool = _read_warm_pool(s, hi, gpus)
     group = AutoScalingGroupConfig(name, tuple(g.instance_type for g in gpus), ami_parameter, base, pct, strategy,
                                    lo, hi, root, grace, warmup, warm_pool, gpus)
     if warm_pool is not None and group.uses_mixed_instances:
@@ -299,7 +299,7 @@ def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: Age
     return replace(group, workload=read_workload(s.optional_section("workload"), group))
 
 
-def _read_warm_pool(s: Section, lo: int, hi: int) -> WarmPoolConfig | None:
+def _read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...]) -> WarmPoolConfig | None:
     w = s.optional_section("warmPool")
     if w is None:
         return None
@@ -308,6 +308,11 @@ def _read_warm_pool(s: Section, lo: int, hi: int) -> WarmPoolConfig | None:
     if prepared is not None and prepared < min_size:
         raise w.fail("maxPreparedCapacity", prepared, f"maxPreparedCapacity >= minSize ({min_size}) of the warm pool")
     state = w.str("poolState", "Stopped", choices=WARM_POOL_STATES)
+    sleepless = [g.instance_type for g in gpus if not g.hibernation_supported]
+    if state == "Hibernated" and sleepless:
+        # No GPU instance type in EC2's descriptions can hibernate today; the group could keep no warm instance.
+        raise w.fail("poolState", state, f"Stopped or Running: {', '.join(sleepless)} cannot hibernate (EC2's "
+                                         "instance type description says HibernationSupported: false)")
     reuse = w.bool("reuseOnScaleIn", True)
     w.finish()
     return WarmPoolConfig(min_size, prepared, state, reuse)

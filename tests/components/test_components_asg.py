@@ -148,12 +148,15 @@ def test_warm_pool(harness):
     asg = harness.one(ASG)
     assert asg.inputs["warmPool"] == {"minSize": 2, "maxGroupPreparedCapacity": 4, "poolState": "Hibernated",
                                       "instanceReusePolicy": {"reuseOnScaleIn": False}}, asg.name
+    lt = harness.one(LT)
+    assert lt.inputs["hibernationOptions"] == {"configured": True}, f"{lt.name}: instances must be able to hibernate"
 
 
 def test_warm_pool_defaults(harness):
     harness.run(lambda: GpuAutoScalingGroup("infer", asg_args(warm_pool={})))
     assert harness.one(ASG).inputs["warmPool"] == {"minSize": 0, "poolState": "Stopped",
                                                    "instanceReusePolicy": {"reuseOnScaleIn": True}}
+    assert "hibernationOptions" not in harness.one(LT).inputs
 
 
 @pytest.mark.parametrize("types, percentage", [(("g6.xlarge", "g5.xlarge"), 100), (("g6.xlarge",), 50)])

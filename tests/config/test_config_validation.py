@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -151,6 +152,9 @@ BAD = [
      "gpuscale:autoScalingGroups[0].healthCheckGraceSeconds", "[60, 7200]"),
     ("warm-pool-state", _set(asg, "warmPool", {"poolState": "Frozen"}),
      "gpuscale:autoScalingGroups[0].warmPool.poolState", "Stopped, Hibernated, Running"),
+    # EC2's records: no GPU instance type can hibernate (g6e.xlarge: HibernationSupported false).
+    ("warm-pool-hibernated-gpu", _set(asg, "warmPool", {"poolState": "Hibernated"}),
+     "gpuscale:autoScalingGroups[0].warmPool.poolState", "g6e.xlarge cannot hibernate"),
     ("warm-pool-prepared-below-min", _set(asg, "warmPool", {"minSize": 2, "maxPreparedCapacity": 1}),
      "gpuscale:autoScalingGroups[0].warmPool.maxPreparedCapacity", ">= minSize (2)"),
     ("agent-flush-below-sample", lambda c: c.update({"gpuscale:agent": {"sampleIntervalSeconds": 5,
@@ -205,3 +209,19 @@ def test_dev_is_small_and_prod_is_realistic():
 def test_unknown_stack_names_the_known_ones():
     with pytest.raises(ConfigError, match="dev, prod"):
         load_stack_file(ROOT, "staging")
+
+
+def test_hibernated_warm_pool_follows_ec2s_instance_type_data():
+    """The refusal comes from EC2's HibernationSupported flag, not from a list: a type that could hibernate passes."""
+
+    class Hibernating:
+        def describe(self, instance_type):
+            info = CATALOG.describe(instance_type)
+            return replace(info, hibernation_supported=True) if info else None
+
+    cfg = base()
+    asg(cfg)["warmPool"] = {"poolState": "Hibernated"}
+    (group,) = load_stack_config(cfg, "test", Hibernating()).auto_scaling_groups
+    assert group.warm_pool.pool_state == "Hibernated"
+    with pytest.raises(ConfigError, match="g6e.xlarge cannot hibernate"):
+        load_stack_config(cfg, "test", CATALOG)
