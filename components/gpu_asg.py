@@ -225,7 +225,9 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
                     min_healthy_percentage=90, max_healthy_percentage=200, skip_matching=True,
                     # No auto rollback: the provider points the group at the new template version before it starts
                     # the refresh, so a "rollback" relaunches that same version, unhealthy GPU instances in a loop
-                    # (hashicorp/terraform-provider-aws#34189). A failed refresh stops with the old instances up.
+                    # (hashicorp/terraform-provider-aws#34189). A failed refresh stops instead; the instances it has
+                    # not replaced keep running, but the group launches the new version from then on (and `pulumi
+                    # up` does not wait for the refresh): fix the template and update again.
                     auto_rollback=False)),
             warm_pool=_warm_pool(args["warm_pool"]) if "warm_pool" in args else None,
             enabled_metrics=GROUP_METRICS,

@@ -19,8 +19,8 @@ CA_PREFIX = "k8s.io/cluster-autoscaler"
 
 # Which EBS device holds container images: AL2023's root volume, or Bottlerocket's separate data volume (its root
 # volume is a small, read-only OS image, encrypted too but left at the size the AMI gives it).
-IMAGE_VOLUME_DEVICE = {"AL2023": "/dev/xvda", "BOTTLEROCKET": "/dev/xvdb"}
 ROOT_DEVICE = "/dev/xvda"
+IMAGE_VOLUME_DEVICE = {"AL2023": ROOT_DEVICE, "BOTTLEROCKET": "/dev/xvdb"}
 
 
 class GpuNodeGroupArgs(TypedDict):
@@ -56,7 +56,7 @@ class GpuNodeGroupArgs(TypedDict):
 
 def _volumes(image_device: str, image_gib: int) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
     """Encrypted gp3 volumes: the image volume at `image_gib`, and a separate root (Bottlerocket) at the AMI's size."""
-    sizes = {ROOT_DEVICE: None, image_device: image_gib}
+    sizes = {ROOT_DEVICE: None, image_device: image_gib}  # one entry on AL2023, where the root holds the images
     return [aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
         device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
             volume_size=size, volume_type="gp3", encrypted="true", delete_on_termination="true"))
@@ -118,8 +118,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2,
                 # Instance tags stay out of metadata: EKS propagates tags whose keys hold "/" to the instances
                 # (k8s.io/cluster-autoscaler/enabled, kubernetes.io/cluster/<name>), and with metadata tags on,
-                # EC2 refuses such keys and the node group never launches a node. An agent on these nodes is
-                # told its group's name instead (GPU_METRICS_AGENT_ASG_NAME).
+                # EC2 refuses such keys and the node group never launches a node. An agent on these nodes must
+                # be given its group's name (GPU_METRICS_AGENT_ASG_NAME; see docs/agent.md).
                 instance_metadata_tags="disabled"),
             block_device_mappings=_volumes(image_volume_device(ami_type), args.get("root_volume_gib", 200)),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(

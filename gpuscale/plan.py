@@ -171,8 +171,9 @@ def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource
 
     The mock engine hands registrations to the monitor from a thread pool, so the order in which they are recorded
     changes from run to run; a plan must not, or a committed plan or its text would show changes that are none.
-    Like `terraform plan`'s addresses, siblings sort by what they are and then by name. A resource whose parent
-    was not recorded (none in a program that completed) follows the tree, in the same order, rather than vanish.
+    Like `terraform plan`'s addresses, siblings sort by what they are and then by name. Resources whose parent
+    was not recorded (none in a program that completed) follow the tree rather than vanish: grouped by that missing
+    parent's URN, each group with its descendants ordered as above.
     """
     children: dict[str | None, list[PlannedResource]] = {}
     for r in resources:
@@ -186,7 +187,7 @@ def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource
 
     visit(None)
     while children:  # orphans: their parents never registered
-        visit(min(children, key=str))
+        visit(min(children, key=lambda urn: urn or ""))
     return tuple(ordered)
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from .plan import Plan, PlannedResource
+from .plan import Plan, in_tree_order
 
 KEY_INPUTS_SHOWN = 6
 """Inputs shown under a resource in the default view; `details=True` shows every one."""
@@ -33,29 +33,25 @@ def short(value: Any, width: int = VALUE_WIDTH) -> str:
 
 
 def render_tree(plan: Plan, details: bool = False) -> str:
+    """The resources depth first from the stack (`in_tree_order`), each indented under its parent."""
     lines = [f"Plan of stack {plan.stack} (project {plan.project}), under the mock engine:", ""]
-    children: dict[str | None, list[PlannedResource]] = {}
-    for r in plan.resources:
-        children.setdefault(r.parent, []).append(r)
-
-    def walk(parent: str | None, depth: int) -> None:
-        for r in children.get(parent, []):
-            pad = "    " * depth
-            lines.append(f"{pad}+ {r.type}  {r.name}")
-            leaves = [(k, v) for k, v in flatten(r.inputs) if k]
-            shown = leaves if details else [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
-            limit = len(shown) if details else KEY_INPUTS_SHOWN
-            for key, value in shown[:limit]:
-                lines.append(f"{pad}      {key}: {short(value)}")
-            hidden = len(leaves) - min(limit, len(shown))
-            if hidden > 0:
-                lines.append(f"{pad}      … {hidden} more input(s) (--details shows all)")
-            for opt, value in r.options.items():
-                if opt != "dependsOn":
-                    lines.append(f"{pad}      [{opt}: {short(value)}]")
-            walk(r.urn, depth + 1)
-
-    walk(None, 0)
+    depth: dict[str, int] = {}
+    for r in in_tree_order(plan.resources):
+        # A resource whose parent is not in the plan (none in a complete plan) is shown at the top, not dropped.
+        depth[r.urn] = level = depth[r.parent] + 1 if r.parent in depth else 0
+        pad = "    " * level
+        lines.append(f"{pad}+ {r.type}  {r.name}")
+        leaves = [(k, v) for k, v in flatten(r.inputs) if k]
+        shown = leaves if details else [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
+        limit = len(shown) if details else KEY_INPUTS_SHOWN
+        for key, value in shown[:limit]:
+            lines.append(f"{pad}      {key}: {short(value)}")
+        hidden = len(leaves) - min(limit, len(shown))
+        if hidden > 0:
+            lines.append(f"{pad}      … {hidden} more input(s) (--details shows all)")
+        for opt, value in r.options.items():
+            if opt != "dependsOn":
+                lines.append(f"{pad}      [{opt}: {short(value)}]")
     lines += ["", render_counts(plan)]
     return "\n".join(lines)
 

@@ -101,8 +101,10 @@ def resolve_identity(overrides: NodeIdentity, metadata: InstanceMetadata) -> Nod
         raise IdentityError(f"instance metadata request failed ({exc}); not on EC2? set {flags}") from None
     identity = replace(overrides, **{name: value for name, value in found.items() if value})
     if identity.asg_name is None:
-        raise IdentityError("the aws:autoscaling:groupName tag is not in instance metadata: enable instance "
-                            "metadata tags in the launch template (instance_metadata_tags), or set --asg-name")
+        raise IdentityError("the aws:autoscaling:groupName tag is not in instance metadata: set --asg-name "
+                            "(GPU_METRICS_AGENT_ASG_NAME), or enable instance metadata tags in the launch template "
+                            "(instance_metadata_tags; not on EKS managed node groups, whose '/' tag keys EC2 then "
+                            "refuses)")
     still_missing = identity.missing()
     if still_missing:
         raise IdentityError("instance metadata has no " + ", ".join(still_missing) + "; set "

@@ -311,6 +311,8 @@ def _read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...]) -> 
     sleepless = [g.instance_type for g in gpus if not g.hibernation_supported]
     if state == "Hibernated" and sleepless:
         # No GPU instance type in EC2's descriptions can hibernate today; the group could keep no warm instance.
+        # (Should one appear, EC2's other conditions still apply and are not checked here: RAM up to 150 GiB and a
+        # root volume large enough to hold it.)
         raise w.fail("poolState", state, f"Stopped or Running: {', '.join(sleepless)} cannot hibernate (EC2's "
                                          "instance type description says HibernationSupported: false)")
     reuse = w.bool("reuseOnScaleIn", True)

@@ -43,7 +43,7 @@ def test_full_overrides_never_touch_instance_metadata():
 
 def test_tags_not_enabled_says_how_to_fix_it(imds):
     del imds.items["/latest/meta-data/tags/instance/aws:autoscaling:groupName"]
-    with pytest.raises(IdentityError, match="instance_metadata_tags.*--asg-name"):
+    with pytest.raises(IdentityError, match="--asg-name.*instance_metadata_tags"):
         resolve_identity(NodeIdentity(), InstanceMetadata(imds.url))
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
+import re
 
 from gpuscale.plan import Plan, PlannedResource, in_tree_order
+from gpuscale.plan_render import render_tree
 
 
 def resource(urn: str, type_: str, parent: str | None) -> PlannedResource:
@@ -27,12 +28,24 @@ def test_tree_order_is_depth_first_with_siblings_by_type_then_name():
         assert in_tree_order(shuffled) == expected
 
 
+def test_text_plan_indents_by_parent_and_keeps_orphans():
+    stack = resource("s::stack", "pulumi:pulumi:Stack", None)
+    net = resource("s::net", "gpuscale:index:Network", stack.urn)
+    vpc = resource("s::vpc", "aws:ec2/vpc:Vpc", net.urn)
+    orphan = resource("s::orphan", "aws:iam/role:Role", "s::never-registered")
+    text = render_tree(Plan("p", "s", (orphan, vpc, stack, net), {}))
+    tree = [line for line in text.splitlines() if line.lstrip().startswith("+ ")]
+    assert tree == ["+ pulumi:pulumi:Stack  stack", "    + gpuscale:index:Network  net",
+                    "        + aws:ec2/vpc:Vpc  vpc", "+ aws:iam/role:Role  orphan"]
+
+
 def test_shipped_plans_are_in_tree_order_and_lose_nothing(plans):
     for stack in ("dev", "prod"):
         recorded = Plan.from_json(plans[stack]["doc"]).resources
         shuffled = list(recorded)
         random.Random(stack).shuffle(shuffled)
         assert in_tree_order(shuffled) == recorded, stack
-        assert len({r.urn for r in recorded}) == len(recorded) == len(plans[stack]["doc"]["resources"])
-        assert recorded[0].type == "pulumi:pulumi:Stack"
-        assert json.loads(plans[stack]["path"].read_text())["resources"][0]["parent"] is None
+        assert recorded[0].type == "pulumi:pulumi:Stack" and recorded[0].parent is None
+        # Every resource the text plan counts is in the JSON, once.
+        counted = int(re.search(r"^(\d+) to create", plans[stack]["stdout"], re.M).group(1))
+        assert len({r.urn for r in recorded[1:]}) == len(recorded) - 1 == counted, stack
