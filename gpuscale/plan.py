@@ -49,7 +49,11 @@ class Plan:
     project: str
     stack: str
     resources: tuple[PlannedResource, ...]
+    """In tree order (`in_tree_order`), whatever order they are given in."""
     outputs: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "resources", in_tree_order(self.resources))
 
     def to_json(self) -> dict[str, Any]:
         return {"format": PLAN_FORMAT, "project": self.project, "stack": self.stack,
@@ -163,7 +167,7 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
     finally:
         os.chdir(cwd)
         sys.path.remove(str(project_dir))
-    return Plan(PROJECT, stack, in_tree_order(monitor.recorded), to_jsonable(outputs, project_dir))
+    return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
 
 
 def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource, ...]:

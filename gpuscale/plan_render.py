@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from .plan import Plan, in_tree_order
+from .plan import Plan
 
 KEY_INPUTS_SHOWN = 6
 """Inputs shown under a resource in the default view; `details=True` shows every one."""
@@ -33,10 +33,10 @@ def short(value: Any, width: int = VALUE_WIDTH) -> str:
 
 
 def render_tree(plan: Plan, details: bool = False) -> str:
-    """The resources depth first from the stack (`in_tree_order`), each indented under its parent."""
+    """The resources in the plan's order (depth first from the stack), each indented under its parent."""
     lines = [f"Plan of stack {plan.stack} (project {plan.project}), under the mock engine:", ""]
     depth: dict[str, int] = {}
-    for r in in_tree_order(plan.resources):
+    for r in plan.resources:
         # A resource whose parent is not in the plan (none in a complete plan) is shown at the top, not dropped.
         depth[r.urn] = level = depth[r.parent] + 1 if r.parent in depth else 0
         pad = "    " * level
