@@ -65,6 +65,8 @@ class MetricSpec:
     """Factor from the CloudWatch value to the Prometheus base unit (percent -> ratio: 0.01)."""
     group_rollup: bool = False
     """Also publish the datapoints under GROUP_DIMENSIONS, for group-wide policies and alarms."""
+    cloudwatch: bool = True
+    """Published to CloudWatch too; False for a series only Prometheus needs (each CloudWatch series is billed)."""
 
     @property
     def dimensions(self) -> tuple[str, ...]:
@@ -75,8 +77,9 @@ class MetricSpec:
         return PROM_PREFIX + self.prom_name
 
 
-def _gpu(name, cw_unit, prom_name, help, kind: Kind = "gauge", prom_scale=1.0, group_rollup=False) -> MetricSpec:
-    return MetricSpec(name, cw_unit, prom_name, kind, help, "gpu", prom_scale, group_rollup)
+def _gpu(name, cw_unit, prom_name, help, kind: Kind = "gauge", prom_scale=1.0, group_rollup=False,
+         cloudwatch=True) -> MetricSpec:
+    return MetricSpec(name, cw_unit, prom_name, kind, help, "gpu", prom_scale, group_rollup, cloudwatch)
 
 
 def _node(name, cw_unit, prom_name, help, kind: Kind = "gauge", prom_scale=1.0) -> MetricSpec:
@@ -117,6 +120,9 @@ GPU_ECC_UNCORRECTED = _gpu("GpuEccUncorrectedVolatile", "Count", "gpu_ecc_uncorr
 GPU_XID_ERRORS = _gpu("GpuXidErrors", "Count", "gpu_xid_errors_total",
                       "XID critical error events seen by the agent since it started.", kind="counter",
                       group_rollup=True)
+GPU_XID_LAST = _gpu("GpuLastXid", "None", "gpu_last_xid_code",
+                    "Code of the last XID critical error seen since the agent started, 0 if none (as dcgm-exporter's "
+                    "DCGM_FI_DEV_XID_ERRORS).", cloudwatch=False)
 GPU_SM_ACTIVITY = _gpu("GpuSmActivity", "Percent", "gpu_sm_activity_ratio",
                        "GPM: fraction of time streaming multiprocessors had a warp resident (Hopper and newer).",
                        prom_scale=0.01)
@@ -131,16 +137,27 @@ GPU_DRAM_BANDWIDTH = _gpu("GpuDramBandwidthUtilization", "Percent", "gpu_dram_ba
 # --- Per-MIG-instance readings ----------------------------------------------------------------------------------
 MIG_MEMORY_USED = _mig("MigMemoryUsed", "Bytes", "mig_memory_used_bytes", "Memory in use by a MIG instance, in bytes.")
 MIG_MEMORY_TOTAL = _mig("MigMemoryTotal", "Bytes", "mig_memory_total_bytes", "Memory of a MIG instance, in bytes.")
+MIG_SM_ACTIVITY = _mig("MigSmActivity", "Percent", "mig_sm_activity_ratio",
+                       "GPM: fraction of time the MIG instance's SMs had a warp resident (Hopper and newer).",
+                       prom_scale=0.01)
 
 # --- Node aggregates (what scaling acts on) ---------------------------------------------------------------------
+# Utilization for scaling: a GPU's utilization.gpu, or on a MIG-enabled GPU (which has none) its MIG instances'
+# GPM SM activity weighted by their SMs, else the whole GPU's GPM SM activity. A GPU with none of these is in
+# neither the sum nor the count, so SUM(sum)/SUM(count) over a group is always the mean over the same GPUs.
 NODE_GPU_UTILIZATION = _node("NodeGpuUtilization", "Percent", "node_gpu_utilization_ratio",
-                             "Mean GPU utilization over the node's GPUs.", prom_scale=0.01)
+                             "Mean GPU utilization over the node's GPUs that report one (NodeGpuCount).",
+                             prom_scale=0.01)
 NODE_GPU_UTILIZATION_SUM = _node("NodeGpuUtilizationSum", "Percent", "node_gpu_utilization_sum_ratio",
-                                 "Sum of GPU utilization over the node's GPUs; divided by NodeGpuCount across a "
-                                 "group it gives the fleet's mean per-GPU utilization.", prom_scale=0.01)
+                                 "Sum of GPU utilization over the node's GPUs that report one; divided by "
+                                 "NodeGpuCount across a group it gives the fleet's mean per-GPU utilization.",
+                                 prom_scale=0.01)
 NODE_MEMORY_UTILIZATION_MAX = _node("NodeGpuMemoryUtilizationMax", "Percent", "node_gpu_memory_used_max_ratio",
                                     "Highest memory-used ratio among the node's GPUs.", prom_scale=0.01)
-NODE_GPU_COUNT = _node("NodeGpuCount", "Count", "node_gpus", "GPUs read successfully in the collection.")
+NODE_GPU_COUNT = _node("NodeGpuCount", "Count", "node_gpus",
+                       "GPUs in NodeGpuUtilizationSum: read successfully, with a utilization NVML offers.")
+NODE_GPUS_READ = _node("NodeGpusRead", "Count", "node_gpus_read",
+                       "GPUs read successfully in the collection, whether or not they report a utilization.")
 AGENT_HEARTBEAT = _node("AgentHeartbeat", "Count", "agent_heartbeat",
                         "1 for each successful collection; a missing heartbeat means the node is blind.")
 
@@ -148,3 +165,6 @@ ALL_METRICS: tuple[MetricSpec, ...] = tuple(v for v in list(globals().values()) 
 """Every series, in declaration order."""
 
 BY_NAME: dict[str, MetricSpec] = {m.name: m for m in ALL_METRICS}
+
+SCALING_UTILIZATION_SOURCES: tuple[MetricSpec, ...] = (GPU_UTILIZATION, MIG_SM_ACTIVITY, GPU_SM_ACTIVITY)
+"""Where a GPU's utilization for NodeGpuUtilizationSum comes from, first offered first."""

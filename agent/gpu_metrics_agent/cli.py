@@ -10,7 +10,7 @@ import threading
 import time
 from typing import Sequence
 
-from .agent import Agent
+from .agent import Agent, ConfigError
 from .collector import Collector, NvmlUnavailable
 from .config import AgentConfig, parse_config
 from .health import Health
@@ -68,6 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         agent = Agent(config, nvml)
+    except ConfigError as exc:  # as argparse would for a bad option: status 2, nothing started or sent
+        print(f"gpu-metrics-agent: error: {exc}", file=sys.stderr)
+        return 2
     except OSError as exc:  # the Prometheus port is taken, or the address is not local
         return _fail(f"cannot listen on {config.prometheus_address}:{config.prometheus_port} "
                      f"(--prometheus-address/--prometheus-port): {exc}")

@@ -1,8 +1,11 @@
 """The CloudWatch publisher: snapshots into the bounded buffer, the buffer out to PutMetricData on its own thread.
 
 A flush falls due every ``flush_interval`` and is started by the first snapshot at or past that time, so a flush
-always carries a fresh sample (a changed reading is sent at most one sample plus one flush interval later). If the
-sampler stalls, the thread still flushes on a timer. Within one call botocore retries (its standard or adaptive
+always carries a fresh sample (a changed reading is sent at most one sample plus one flush interval later). A
+snapshot whose node utilization has moved by ``flush_on_change`` points since the last flush starts one at once
+(and the next regular one a whole interval later), so a burst reaches the scaling alarms within about a sample
+interval, while a steady node flushes no more often than before. If the sampler stalls, the thread still flushes on
+a timer. Within one call botocore retries (its standard or adaptive
 mode); a call that still fails leaves its datapoints at the front of the buffer for the next flush. Only a request
 CloudWatch refuses as invalid is dropped, counted, because sending it again would block everything behind it.
 """
@@ -34,12 +37,15 @@ _THROTTLING = {"Throttling", "ThrottlingException", "ThrottledException", "Reque
 _INVALID = {"InvalidParameterValue", "InvalidParameterCombination", "MissingParameter",
             "InvalidParameterValueException", "InvalidParameterCombinationException",
             "MissingRequiredParameterException", "RequestEntityTooLarge"}
+_UTILIZATION = cat.NODE_GPU_UTILIZATION.name
 _PEEK_POINTS = MAX_DATUMS * 4  # enough datapoints to fill a request even when the roll-ups merge several into one
 
 
 @dataclass(frozen=True)
 class CloudWatchSettings:
     flush_interval: float = 10.0
+    flush_on_change: float = 0.0
+    """Node utilization move, in percentage points, that starts a flush at once (0: never early)."""
     buffer_datapoints: int = 640_800
     endpoint: str | None = None
     timeout: float = 5.0
@@ -92,26 +98,37 @@ class CloudWatchPublisher:
         self._builder: RequestBuilder | None = None
         self._errors = ErrorLog(log)
         self._next_due = float("-inf")  # the first snapshot flushes at once: a new node shows up immediately
+        self._flushed_utilization: float | None = None
+        """Node utilization in the snapshot that started the last flush: the reference for an early one."""
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._deadline: float | None = None
         self._flushes = threading.Condition()
         self._flush_requested = self._flushed = 0
         """flush_now() requests, and the last request the publisher thread saw through to an empty buffer."""
-        self._thread = threading.Thread(target=self._run, name="gpu-metrics-cloudwatch", daemon=True)
+        self._thread = health.thread("cloudwatch", self._run)
 
     # --- sampler thread ----------------------------------------------------------------------------------------
     def offer(self, snapshot: Snapshot) -> None:
         # Decided when sampled, not when sent: buffered datapoints keep the roll-up they were taken with.
         keys, values = self._table.flatten(snapshot, self._rollup())
         self.buffer.append(snapshot.timestamp, keys, values)
+        utilization = snapshot.node.get(_UTILIZATION)
+        reference, step = self._flushed_utilization, self.settings.flush_on_change
         if snapshot.monotonic >= self._next_due:
             # Flushes stay on a fixed grid; it is re-anchored only when sampling fell a whole interval behind.
             due = self._next_due + self.settings.flush_interval
             if due <= snapshot.monotonic:
                 due = snapshot.monotonic + self.settings.flush_interval
             self._next_due = due
-            self._wake.set()
+        elif step and utilization is not None and reference is not None and abs(utilization - reference) >= step:
+            # The grid moves to start from this flush: a burst costs one request more, not one more each interval.
+            self._next_due = snapshot.monotonic + self.settings.flush_interval
+            self._health.cw_early_flushes += 1
+        else:
+            return
+        self._flushed_utilization = utilization
+        self._wake.set()
 
     # --- lifecycle ---------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -124,8 +141,9 @@ class CloudWatchPublisher:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        else:
+        elif self._health.threads.get("cloudwatch") is None:  # never started: flush from here
             self.flush(self._deadline)
+        # A publisher thread that died is not run again here: what killed it would end the shutdown in a traceback.
         return len(self.buffer)
 
     def _run(self) -> None:
@@ -183,6 +201,10 @@ class CloudWatchPublisher:
         except IdentityError as exc:
             self._health.cw_errors["discovery"] += 1
             self._errors.failing("identity", f"CloudWatch publishing waits for the node's identity: {exc}")
+            return False
+        except Exception as exc:  # botocore refusing the endpoint or region: counted and retried, never fatal
+            self._health.cw_errors["other"] += 1
+            self._errors.failing("client", f"cannot make a CloudWatch client: {type(exc).__name__}: {exc}")
             return False
         self._builder = RequestBuilder(identity)
         self._errors.recovered("identity", "node identity resolved")

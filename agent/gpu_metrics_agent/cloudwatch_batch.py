@@ -76,6 +76,8 @@ class SeriesTable:
                 spec = cat.BY_NAME[name]
                 own = Series(spec.name, spec.cw_unit, False, labels)
                 series = (own, Series(spec.name, spec.cw_unit, True, ())) if rollup and spec.group_rollup else (own,)
+                if not spec.cloudwatch:
+                    series = ()
                 self._series[(name, labels, rollup)] = series
             for key in series:
                 keys.append(key)

@@ -37,6 +37,11 @@ class FakeMig:
     compute_instance: int = 0
     memory_total: int = 10 * _GIB
     memory_used: int = 0
+    profile: str = "1g.10gb"
+    sms: int = 16
+    gpm: dict[int, float] | None = None
+    """GPM readings of this GPU instance (NVML_GPM_METRIC_* id -> value); None where the driver has no GPM per
+    MIG instance."""
     parent: "FakeGpu | None" = field(default=None, repr=False)
 
 
@@ -45,6 +50,9 @@ class FakeGpu:
     """One fake GPU's readings, in NVML's raw units, and its injected faults. Tests change these between cycles."""
 
     uuid: str
+    name: str = "NVIDIA H100 80GB HBM3"
+    pci_bus_id: str = ""
+    """"" gives 00000000:<index + 0x10>:00.0."""
     utilization_gpu: int = 0
     utilization_memory: int = 0
     memory_total: int = 80 * _GIB
@@ -189,6 +197,28 @@ class FakeNvml:
     def nvmlDeviceGetUUID(self, handle) -> str:
         return self._gpu(handle, "nvmlDeviceGetUUID").uuid
 
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        self._require("nvmlSystemGetNVMLVersion")
+        return "12.550.90.07-fake"
+
+    def nvmlDeviceGetName(self, handle) -> str:
+        gpu = self._gpu(handle, "nvmlDeviceGetName")
+        return f"{gpu.name} MIG {handle.profile}" if isinstance(handle, FakeMig) else gpu.name
+
+    def nvmlDeviceGetPciInfo(self, handle):
+        gpu = self._gpu(handle, "nvmlDeviceGetPciInfo")
+        bus_id = gpu.pci_bus_id or f"00000000:{0x10 + self.gpus.index(gpu):02X}:00.0"
+        return pynvml.nvmlPciInfo_t(busId=bus_id.encode())
+
+    def nvmlDeviceGetMinorNumber(self, handle) -> int:
+        return self.gpus.index(self._gpu(handle, "nvmlDeviceGetMinorNumber"))
+
+    def nvmlDeviceGetAttributes(self, device):
+        self._gpu(device, "nvmlDeviceGetAttributes")
+        if not isinstance(device, FakeMig):  # NVML answers this for MIG devices only
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return pynvml.c_nvmlDeviceAttributes(multiprocessorCount=device.sms)
+
     def nvmlDeviceGetUtilizationRates(self, handle):
         gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
         if gpu.mig:  # NVML has no whole-GPU utilization while MIG is on
@@ -285,6 +315,17 @@ class FakeNvml:
             raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
         self._sample_counter += 1
         self._samples[ctypes.cast(gpmSample, ctypes.c_void_p).value] = (gpu, self._sample_counter, dict(gpu.gpm))
+        return gpmSample
+
+    def nvmlGpmMigSampleGet(self, device, gpuInstanceId, gpmSample):
+        gpu = self._gpu(device, "nvmlGpmMigSampleGet")
+        mig = next((m for m in gpu.mig or () if m.gpu_instance == gpuInstanceId), None)
+        if mig is None:
+            raise _error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
+        if mig.gpm is None:
+            raise _error(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        self._sample_counter += 1
+        self._samples[ctypes.cast(gpmSample, ctypes.c_void_p).value] = (mig, self._sample_counter, dict(mig.gpm))
         return gpmSample
 
     def nvmlGpmMetricsGet(self, metricsGet):

@@ -3,7 +3,9 @@
 Each comes from an override (flag or environment) or else from EC2 instance metadata through IMDSv2: a session
 token is PUT first, then each item is a GET carrying it. The group's name is the instance's
 ``aws:autoscaling:groupName`` tag, which instance metadata shows only when the launch template enables instance
-metadata tags. The standard library's urllib is enough here and keeps the agent light.
+metadata tags; where it does not (EKS nodes: their '/' tag keys make EC2 refuse metadata tags), the group is looked
+up from the instance id (Auto Scaling's DescribeAutoScalingInstances, through ``group_lookup``). The standard
+library's urllib is enough for instance metadata and keeps the agent light.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ _FLAGS = {"instance_id": "--instance-id", "instance_type": "--instance-type", "r
 
 class IdentityError(Exception):
     """The node's identity could not be determined; the message says what to set."""
+
+
+GroupLookup = Callable[[str, str], "str | None"]
+"""(instance id, region) -> the instance's Auto Scaling group, None when it is in none; raises IdentityError."""
 
 
 @dataclass(frozen=True)
@@ -88,8 +94,10 @@ class TargetLifecycleState:
             raise
 
 
-def resolve_identity(overrides: NodeIdentity, metadata: InstanceMetadata) -> NodeIdentity:
-    """``overrides`` completed from instance metadata; raises IdentityError naming what is still unknown."""
+def resolve_identity(overrides: NodeIdentity, metadata: InstanceMetadata,
+                     group_lookup: GroupLookup | None = None) -> NodeIdentity:
+    """``overrides`` completed from instance metadata, the group from ``group_lookup`` when metadata has no tag;
+    raises IdentityError naming what is still unknown."""
     missing = overrides.missing()
     if not missing:
         return overrides
@@ -100,6 +108,11 @@ def resolve_identity(overrides: NodeIdentity, metadata: InstanceMetadata) -> Nod
         flags = ", ".join(_FLAGS[name] for name in missing)
         raise IdentityError(f"instance metadata request failed ({exc}); not on EC2? set {flags}") from None
     identity = replace(overrides, **{name: value for name, value in found.items() if value})
+    if identity.asg_name is None and group_lookup is not None and identity.instance_id and identity.region:
+        identity = replace(identity, asg_name=group_lookup(identity.instance_id, identity.region))
+        if identity.asg_name is None:
+            raise IdentityError(f"instance {identity.instance_id} is in no Auto Scaling group "
+                                "(DescribeAutoScalingInstances): set --asg-name (GPU_METRICS_AGENT_ASG_NAME)")
     if identity.asg_name is None:
         raise IdentityError("the aws:autoscaling:groupName tag is not in instance metadata: set --asg-name "
                             "(GPU_METRICS_AGENT_ASG_NAME), or enable instance metadata tags in the launch template "

@@ -123,7 +123,7 @@ class Lifecycle:
         self._flushed = False
         self._completed = False
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gpu-metrics-lifecycle", daemon=True)
+        self._thread = health.thread("lifecycle", self._run)
 
     @property
     def warmed(self) -> bool:

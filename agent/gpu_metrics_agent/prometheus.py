@@ -8,20 +8,24 @@ always exposed. Each agent has its own registry: prometheus_client's global one 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
-import threading
+import socket
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from . import catalogue as cat
 from .buffer import DatapointBuffer
+from .dcgm import dcgm_families
 from .health import DROP_REASONS, FAILURE_TIERS, LIFECYCLE_CALLS, PUBLISH_ERROR_REASONS, Health
-from .snapshot import Snapshot
+from .imds import NodeIdentity
+from .snapshot import GPU_STATES, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +33,24 @@ _LABELS = {scope: [cat.PROM_LABELS[d] for d in dims if d in cat.PROM_LABELS]
            for scope, dims in (("node", cat.NODE_DIMENSIONS), ("gpu", cat.GPU_DIMENSIONS),
                                ("mig", cat.MIG_DIMENSIONS))}
 _AGENT = cat.PROM_PREFIX + "agent_"
+POD_LABELS = ("pod", "namespace", "container")
+"""Labels of the pod holding a GPU (from the kubelet's pod-resources API), as dcgm-exporter names them."""
+Holders = Callable[[int, str], Sequence[tuple[str, str, str]]]
+"""(GPU index, UUID) -> the (pod, namespace, container) holding that GPU; empty when none does."""
+LISTEN_BACKLOG = 128
+"""Connections the kernel queues while every handler thread is busy; socketserver's default of 5 makes the 6th of
+a burst of concurrent scrapes wait for a TCP retransmission (a second or more)."""
+
+
+@dataclass(frozen=True)
+class NodeLabels:
+    """What /metrics says about the node and the agent itself."""
+
+    hostname: str
+    version: str
+    fake_gpus: int = 0
+    identity: Callable[[], NodeIdentity] = NodeIdentity
+    """The node's identity as far as known (resolved, else the overrides): read per scrape, never resolved here."""
 
 
 def _family(kind: str, name: str, help_text: str, labels: list[str] | None = None) -> Metric:
@@ -42,6 +64,12 @@ def _single(kind: str, name: str, help_text: str, value: float) -> Metric:
     return family
 
 
+def _timestamp(name: str, help_text: str, when: float | None) -> Iterator[Metric]:
+    """A seconds-since-the-epoch gauge, absent until the event it dates has happened once."""
+    if when is not None:
+        yield _single("gauge", name, help_text, when)
+
+
 def _labelled(kind: str, name: str, help_text: str, label: str, values: dict[str, int]) -> Metric:
     family = _family(kind, name, help_text, [label])
     for key in sorted(values):
@@ -53,52 +81,103 @@ class AgentCollector:
     """A prometheus_client custom collector over the sampler's latest snapshot and the agent's health."""
 
     def __init__(self, latest: Callable[[], Snapshot | None], health: Health, buffer: DatapointBuffer | None = None,
-                 clock: Callable[[], float] = time.monotonic, lifecycle: bool = False) -> None:
+                 clock: Callable[[], float] = time.monotonic, lifecycle: bool = False, node: NodeLabels | None = None,
+                 dcgm: bool = False, pods: Callable[[], Holders | None] | None = None) -> None:
         self._latest, self._health, self._buffer, self._clock = latest, health, buffer, clock
-        self._lifecycle = lifecycle
+        self._lifecycle, self._node, self._dcgm, self._pods = lifecycle, node, dcgm, pods
 
     def collect(self) -> Iterator[Metric]:
         snapshot = self._latest()
+        holders = self._pods() if self._pods else None
         if snapshot is not None and self._clock() - snapshot.monotonic <= self._health.max_age_s:
-            yield from self._readings(snapshot)
+            yield from self._readings(snapshot, holders)
+            if self._dcgm:
+                yield from dcgm_families(snapshot, self._node.hostname if self._node else "", holders,
+                                         self._health.versions)
+        if snapshot is not None:
+            yield from self._gpu_states(snapshot)
+        if self._node is not None:
+            yield from self._node_info(self._node)
         yield from self._agent_health()
         if self._buffer is not None:
             yield from self._cloudwatch_health(self._buffer)
         if self._lifecycle:
             yield from self._lifecycle_health()
+        if self._pods is not None:
+            yield from self._pod_resources_health()
 
     @staticmethod
-    def _readings(snapshot: Snapshot) -> Iterator[Metric]:
+    def _readings(snapshot: Snapshot, holders: Holders | None) -> Iterator[Metric]:
         families: dict[str, Metric] = {}
+        pod_labels = list(POD_LABELS) if holders is not None else []
 
-        def add(values, labels: list[str]) -> None:
+        def add(values, labels: list[str], scope_extra: list[list[str]]) -> None:
             for name, value in values.items():
                 spec = cat.BY_NAME[name]
                 family = families.get(name)
                 if family is None:
-                    family = families[name] = _family(spec.kind, spec.prom_full_name, spec.help, _LABELS[spec.scope])
-                family.add_metric(labels, value * spec.prom_scale)
+                    extra = pod_labels if spec.scope != "node" else []
+                    family = families[name] = _family(spec.kind, spec.prom_full_name, spec.help,
+                                                      _LABELS[spec.scope] + extra)
+                for extra_values in scope_extra:
+                    family.add_metric(labels + extra_values, value * spec.prom_scale)
 
-        add(snapshot.node, [])
+        add(snapshot.node, [], [[]])
         for gpu in snapshot.gpus:
             gpu_labels = [str(gpu.index), gpu.uuid]
-            add(gpu.values, gpu_labels)
+            # A GPU shared by several pods (time-slicing) is shown once for each, as dcgm-exporter does.
+            pods = [[]] if holders is None else [list(h) for h in holders(gpu.index, gpu.uuid)] or [["", "", ""]]
+            add(gpu.values, gpu_labels, pods)
             for mig in gpu.migs:
-                add(mig.values, gpu_labels + [mig.instance])
+                add(mig.values, gpu_labels + [mig.instance], pods)
         for spec in cat.ALL_METRICS:  # catalogue order, so the exposition is stable
             if spec.name in families:
                 yield families[spec.name]
 
+    @staticmethod
+    def _gpu_states(snapshot: Snapshot) -> Iterator[Metric]:
+        family = _family("gauge", _AGENT + "gpu_state", "1 for the state each GPU NVML counts was in at the last "
+                         "collection (ok, error: skipped this cycle, lost: off the bus until found again), else 0.",
+                         ["gpu", "uuid", "state"])
+        for gpu in snapshot.states:
+            for state in GPU_STATES:
+                family.add_metric([str(gpu.index), gpu.uuid, state], 1.0 if gpu.state == state else 0.0)
+        yield family
+
+    def _node_info(self, node: NodeLabels) -> Iterator[Metric]:
+        versions = self._health.versions
+        snapshot = self._latest()
+        models = sorted({g.info.model for g in snapshot.gpus}) if snapshot is not None else []
+        build = _family("gauge", _AGENT + "build_info", "Always 1: the agent's version, the NVIDIA driver's and "
+                        "NVML's, and a GPU model on the node (one series per model).",
+                        ["version", "driver_version", "nvml_version", "gpu_model", "fake_gpus"])
+        for model in models or [""]:
+            build.add_metric([node.version, versions.get("driver_version", ""), versions.get("nvml_version", ""),
+                              model, str(node.fake_gpus)], 1.0)
+        yield build
+        identity = node.identity()
+        info = _family("gauge", _AGENT + "node_info", "Always 1: the node the agent runs on, as far as it is known.",
+                       ["hostname", "instance_id", "instance_type", "autoscaling_group"])
+        info.add_metric([node.hostname, identity.instance_id or "", identity.instance_type or "",
+                         identity.asg_name or ""], 1.0)
+        yield info
+
     def _agent_health(self) -> Iterator[Metric]:
         h = self._health
-        yield _single("gauge", _AGENT + "collection_success", "1 if the last collection succeeded, else 0.",
-                      1.0 if h.last_ok else 0.0)
+        healthy, _reason = h.status()
+        yield _single("gauge", _AGENT + "healthy", "1 while /healthz answers 200, else 0.", 1.0 if healthy else 0.0)
+        # A collection hung in NVML has not failed yet, but its readings are stale: success means a fresh one.
+        yield _single("gauge", _AGENT + "collection_success", "1 if the last collection succeeded and is no older "
+                      "than the stale limit (--stale-intervals sample intervals), else 0.",
+                      1.0 if h.last_ok and h.fresh() else 0.0)
+        yield _labelled("gauge", _AGENT + "thread_up", "1 while the agent's thread for this role runs, 0 once it "
+                        "died (then /healthz fails).", "thread",
+                        {role: 0 if why else 1 for role, why in h.threads.items()})
         yield _single("gauge", _AGENT + "collection_duration_seconds", "Duration of the last collection, in seconds.",
                       h.last_duration_s)
-        if h.last_success_wall is not None:
-            yield _single("gauge", _AGENT + "last_success_timestamp_seconds",
-                          "When the last successful collection started, in seconds since the epoch.",
-                          h.last_success_wall)
+        yield from _timestamp(_AGENT + "last_success_timestamp_seconds",
+                              "When the last successful collection started, in seconds since the epoch.",
+                              h.last_success_wall)
         yield _single("counter", _AGENT + "collections_total", "Successful collections.", h.collections)
         yield _labelled("counter", _AGENT + "collection_failures_total",
                         "Collection failures by tier: a device skipped for a cycle, or a whole cycle (lifecycle).",
@@ -123,13 +202,14 @@ class AgentCollector:
                         "reason", {reason: dropped[reason] for reason in DROP_REASONS})
         yield _single("counter", cw + "sent_datapoints_total", "Datapoints CloudWatch accepted.", h.cw_sent)
         yield _single("counter", cw + "requests_total", "Successful PutMetricData requests.", h.cw_requests)
+        yield _single("counter", cw + "early_flushes_total", "Flushes started before their time because the node's "
+                      "utilization moved by --flush-on-change points.", h.cw_early_flushes)
         yield _labelled("counter", cw + "publish_errors_total",
                         "Failed PutMetricData calls (after botocore's retries) and identity look-ups, by reason.",
                         "reason", {reason: h.cw_errors[reason] for reason in PUBLISH_ERROR_REASONS})
-        if h.cw_last_success_wall is not None:
-            yield _single("gauge", cw + "last_success_timestamp_seconds",
-                          "When CloudWatch last accepted a request, in seconds since the epoch.",
-                          h.cw_last_success_wall)
+        yield from _timestamp(cw + "last_success_timestamp_seconds",
+                              "When CloudWatch last accepted a request, in seconds since the epoch.",
+                              h.cw_last_success_wall)
 
     def _lifecycle_health(self) -> Iterator[Metric]:
         h = self._health
@@ -149,6 +229,18 @@ class AgentCollector:
                         "call", {call: h.lc_errors[call] for call in LIFECYCLE_CALLS})
 
 
+    def _pod_resources_health(self) -> Iterator[Metric]:
+        h = self._health
+        pr = _AGENT + "pod_resources_"
+        yield _single("counter", pr + "reads_total", "Successful List calls to the kubelet's pod-resources API.",
+                      h.pr_reads)
+        yield _single("counter", pr + "errors_total", "Failed List calls to the kubelet's pod-resources API.",
+                      h.pr_errors)
+        yield from _timestamp(pr + "last_success_timestamp_seconds",
+                              "When the pod-resources API last answered, in seconds since the epoch.",
+                              h.pr_last_success_wall)
+
+
 def make_registry(collector: AgentCollector) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
@@ -158,13 +250,18 @@ def make_registry(collector: AgentCollector) -> CollectorRegistry:
 class MetricsServer:
     """``/metrics`` (Prometheus text format) and ``/healthz`` (200 healthy, 503 not, JSON body) on one port."""
 
-    def __init__(self, registry: CollectorRegistry, health: Health, address: str = "0.0.0.0", port: int = 0) -> None:
+    def __init__(self, registry: CollectorRegistry, health: Health, address: str = "::", port: int = 0) -> None:
         handler = _handler(registry, health)
-        self._server = ThreadingHTTPServer((address, port), handler)
-        self._server.daemon_threads = True
+        try:
+            self._server = _server_class(address)((address, port), handler)
+        except OSError as exc:
+            if address != "::" or exc.errno not in (errno.EAFNOSUPPORT, errno.EADDRNOTAVAIL):
+                raise
+            # A kernel booted without IPv6: the default address falls back to IPv4 rather than failing the node.
+            log.warning("IPv6 unavailable (%s); listening on 0.0.0.0 only", exc)
+            self._server = _server_class("0.0.0.0")(("0.0.0.0", port), handler)
         # A short poll interval only shortens shutdown; requests are served as they come either way.
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="gpu-metrics-http", daemon=True)
+        self._thread = health.thread("http", lambda: self._server.serve_forever(poll_interval=0.1))
 
     @property
     def port(self) -> int:
@@ -177,6 +274,24 @@ class MetricsServer:
         if self._thread.is_alive():  # shutdown() would wait forever for a server loop that never ran
             self._server.shutdown()
         self._server.server_close()
+
+
+def _server_class(address: str) -> type[ThreadingHTTPServer]:
+    """The HTTP server class for ``address``: IPv6 for an IPv6 address, and for ``::`` dual-stack (IPv4 clients
+    arrive as ::ffff:a.b.c.d), since Prometheus may scrape the node over either."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+        daemon_threads = True
+        request_queue_size = LISTEN_BACKLOG
+
+        def server_bind(self) -> None:
+            if family == socket.AF_INET6 and address == "::":
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    return Server
 
 
 def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:

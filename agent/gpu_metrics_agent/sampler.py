@@ -32,7 +32,7 @@ class Sampler:
         self._subscribers = tuple(subscribers)
         self._clock = clock
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="gpu-metrics-sampler", daemon=True)
+        self._thread = health.thread("sampler", self._run)
         self.latest: Snapshot | None = None
         """The most recent successful snapshot, or None before the first."""
 

@@ -15,7 +15,8 @@ from gpu_metrics_agent.health import Health
 from gpu_metrics_agent.config import DEFAULT_BUFFER_DATAPOINTS, datapoints_per_snapshot
 
 _UNITS = botocore.session.get_session().get_service_model("cloudwatch").shape_for("StandardUnit").enum
-_BASE_UNIT_SUFFIXES = ("_ratio", "_bytes", "_watts", "_joules_total", "_celsius", "_hertz", "_total")
+_BASE_UNIT_SUFFIXES = ("_ratio", "_bytes", "_watts", "_joules_total", "_celsius", "_hertz", "_total", "_code")
+"""Base units, and ``_code`` for an identifier that has none (an XID error's number)."""
 
 
 @pytest.mark.parametrize("spec", cat.ALL_METRICS, ids=lambda s: s.name)

@@ -86,7 +86,7 @@ def test_options_come_from_the_environment_too():
 
 
 @pytest.mark.parametrize("args, env, expected", [
-    (["--sample-interval", "0"], {}, "argument --sample-interval: must be a number > 0, got '0'"),
+    (["--sample-interval", "0"], {}, "argument --sample-interval: must be a number, 0.01 < value <= 60 s, got '0'"),
     (["--cloudwatch-retry-mode", "legacy"], {}, "must be one of standard, adaptive, got 'legacy'"),
     ([], {"GPU_METRICS_AGENT_PROMETHEUS_PORT": "70000"},
      "environment variable GPU_METRICS_AGENT_PROMETHEUS_PORT (option --prometheus-port): must be a TCP port"),

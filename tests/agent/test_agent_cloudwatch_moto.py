@@ -53,8 +53,8 @@ def test_node_series_and_flagged_gpu_series_are_rolled_up_to_the_group(moto, mak
             dimension_sets.setdefault(metric["MetricName"], set()).add(names)
     group = (cat.DIM_ASG,)
     for spec in cat.ALL_METRICS:
-        if spec.scope == "mig":
-            continue  # the fake's GPUs here have no MIG
+        if spec.scope == "mig" or not spec.cloudwatch:
+            continue  # the fake's GPUs here have no MIG; some series are for Prometheus only
         expected = {tuple(sorted(spec.dimensions))} | ({group} if spec.group_rollup else set())
         assert dimension_sets.get(spec.name) == expected, spec.name
 
@@ -71,7 +71,7 @@ def _datums(payloads: list[dict]) -> tuple[set[str], set[str]]:
 
 def test_a_warm_pool_instance_is_left_out_of_the_group_rollup_until_in_service(moto, proxy, make_agent):
     imds = FakeImds({TARGET_LIFECYCLE_STATE: "Warmed:Running"})
-    rollups = {spec.name for spec in cat.ALL_METRICS if spec.group_rollup and spec.scope != "mig"}
+    rollups = {spec.name for spec in cat.ALL_METRICS if spec.group_rollup and spec.scope != "mig" and spec.cloudwatch}
     try:
         agent = make_agent(FakeNvml(2), cloudwatch_endpoint=proxy.url, prometheus=False, imds_endpoint=imds.url,
                            lifecycle_poll_interval=0.1)

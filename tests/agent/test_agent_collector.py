@@ -145,15 +145,44 @@ def test_gpm_needs_two_samples_and_is_absent_on_gpus_without_it():
 
 def test_mig_instances_are_reported_and_whole_gpu_utilization_is_absent():
     gpu = FakeGpu(uuid="GPU-mig", mig=[FakeMig(1, 0, 20 * 2**30, 5 * 2**30), FakeMig(1, 1, 20 * 2**30, 5 * 2**30),
-                                       FakeMig(2, 0, 40 * 2**30, 1 * 2**30)])
+                                       FakeMig(2, 0, 40 * 2**30, 1 * 2**30, profile="3g.40gb")])
     collector, _ = _collector(FakeNvml([gpu, FakeGpu(uuid="GPU-plain", utilization_gpu=50)]))
     snapshot = collector.collect()
     mig_gpu = snapshot.gpus[0]
-    assert [(m.instance, m.values[cat.MIG_MEMORY_USED.name], m.values[cat.MIG_MEMORY_TOTAL.name])
-            for m in mig_gpu.migs] == [("1", 5 * 2**30, 20 * 2**30), ("2", 2**30, 40 * 2**30)]
+    assert [(m.instance, m.profile, m.values[cat.MIG_MEMORY_USED.name], m.values[cat.MIG_MEMORY_TOTAL.name])
+            for m in mig_gpu.migs] == [("1", "1g.10gb", 5 * 2**30, 20 * 2**30), ("2", "3g.40gb", 2**30, 40 * 2**30)]
     assert cat.GPU_UTILIZATION.name not in mig_gpu.values and "utilization" in mig_gpu.absent
+    # No GPM here (an A100-like GPU): the MIG GPU has no utilization at all, so it is in neither sum nor count.
     assert snapshot.node[cat.NODE_GPU_UTILIZATION.name] == 50.0, "the mean is over GPUs that report utilization"
-    assert snapshot.node[cat.NODE_GPU_COUNT.name] == 2.0
+    assert snapshot.node[cat.NODE_GPU_COUNT.name] == 1.0 and snapshot.node[cat.NODE_GPUS_READ.name] == 2.0
+
+
+def _hopper_mig(uuid: str, sm_activity: list[float | None], parent_sm: float | None) -> FakeGpu:
+    gpm = None if parent_sm is None else {pynvml.NVML_GPM_METRIC_SM_UTIL: parent_sm}
+    migs = [FakeMig(i + 1, 0, 10 * 2**30, 0, sms=sms,
+                    gpm=None if activity is None else {pynvml.NVML_GPM_METRIC_SM_UTIL: activity})
+            for i, (activity, sms) in enumerate(zip(sm_activity, (16, 48, 66)))]
+    return FakeGpu(uuid=uuid, gpm=gpm, mig=migs)
+
+
+def test_a_mig_gpu_counts_in_the_fleet_utilization_with_its_instances_or_its_parents_reading():
+    # Two plain GPUs at 60 and 68 % average 64 %; the MIG GPUs used to count in NodeGpuCount with nothing in the
+    # sum, so SUM/COUNT read 0.32 for 0.64. Now each is in both, by its instances' SM activity weighted by SMs,
+    # or by the parent GPU's own GPM reading where the driver has none per instance.
+    nvml = FakeNvml([FakeGpu(uuid="GPU-a", utilization_gpu=60), FakeGpu(uuid="GPU-b", utilization_gpu=68),
+                     _hopper_mig("GPU-mig", [10.0, 50.0, 90.0], parent_sm=33.0),
+                     _hopper_mig("GPU-mig-old-driver", [None, None, None], parent_sm=40.0)])
+    collector, _ = _collector(nvml)
+    first = collector.collect()
+    assert first.node[cat.NODE_GPU_COUNT.name] == 2.0, "GPM primes first: the MIG GPUs are in neither sum nor count"
+    assert first.node[cat.NODE_GPU_UTILIZATION_SUM.name] == 128.0
+    node = collector.collect().node
+    per_instance = (10.0 * 16 + 50.0 * 48 + 90.0 * 66) / (16 + 48 + 66)
+    assert node[cat.NODE_GPU_COUNT.name] == 4.0 and node[cat.NODE_GPUS_READ.name] == 4.0
+    assert node[cat.NODE_GPU_UTILIZATION_SUM.name] == pytest.approx(60 + 68 + per_instance + 40.0)
+    assert node[cat.NODE_GPU_UTILIZATION.name] == pytest.approx((60 + 68 + per_instance + 40.0) / 4)
+    migs = collector.collect().gpus[2].migs
+    assert [m.values[cat.MIG_SM_ACTIVITY.name] for m in migs] == [10.0, 50.0, 90.0]
 
 
 def test_node_aggregates():
@@ -162,9 +191,40 @@ def test_node_aggregates():
         gpu.utilization_gpu, gpu.memory_used, gpu.memory_total = util, used, 4
     collector, _ = _collector(nvml)
     node = collector.collect().node
-    assert node == {cat.NODE_GPU_COUNT.name: 3.0, cat.AGENT_HEARTBEAT.name: 1.0,
+    assert node == {cat.NODE_GPU_COUNT.name: 3.0, cat.NODE_GPUS_READ.name: 3.0, cat.AGENT_HEARTBEAT.name: 1.0,
                     cat.NODE_GPU_UTILIZATION_SUM.name: 90.0, cat.NODE_GPU_UTILIZATION.name: 30.0,
                     cat.NODE_MEMORY_UTILIZATION_MAX.name: 75.0}
+
+
+def test_mig_is_not_an_absent_field_on_a_gpu_that_cannot_do_mig():
+    nvml = FakeNvml([FakeGpu(uuid="GPU-plain"), FakeGpu(uuid="GPU-capable", mig=[])])
+    nvml.gpus[0].unsupported = {"nvmlDeviceGetPowerUsage"}
+    collector, health = _collector(nvml)
+    snapshot = collector.collect()
+    # Fake GPUs built by hand have no GPM; the first offers no power reading either. Neither can do MIG, or has.
+    assert set(snapshot.gpus[0].absent) == {"power", "gpm"} and set(snapshot.gpus[1].absent) == {"gpm"}
+    assert health.absent_fields == 3
+
+
+def test_a_lost_gpu_is_found_again_once_it_is_back_and_its_state_is_shown():
+    clock = [0.0]
+    nvml = FakeNvml(2)
+    health = Health(sample_interval=1.0, stale_intervals=5)
+    collector = Collector(nvml, health, clock=lambda: clock[0], reprobe_interval=30.0)
+    collector.collect()
+    nvml.lose_gpu(1)
+    assert collector.collect() is None
+    snapshot = collector.collect()
+    assert [(s.index, s.uuid, s.state) for s in snapshot.states] == [(0, nvml.gpus[0].uuid, "ok"),
+                                                                     (1, nvml.gpus[1].uuid, "lost")]
+    nvml.gpus[1].lost = False  # the GPU was reset and is back on the bus
+    clock[0] = 29.0
+    assert collector.collect().skipped == (1,), "not looked for again before the re-probe interval"
+    clock[0] = 31.0
+    snapshot = collector.collect()
+    assert [g.index for g in snapshot.gpus] == [0, 1] and snapshot.skipped == ()
+    assert [s.state for s in snapshot.states] == ["ok", "ok"]
+    assert health.failures["lifecycle"] == 1, "re-probing is no failed cycle"
 
 
 def test_an_older_driver_falls_back_to_the_deprecated_functions():

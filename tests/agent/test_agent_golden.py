@@ -17,6 +17,7 @@ from botocore.validate import ParamValidator
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gpu_metrics_agent import catalogue as cat
 from gpu_metrics_agent.cloudwatch import CloudWatchPublisher, CloudWatchSettings
 from gpu_metrics_agent.collector import Collector
 from gpu_metrics_agent.fake_nvml import FakeNvml
@@ -84,5 +85,6 @@ def test_put_metric_data_payload():
         assert not report.has_errors(), report.generate_report()
     _check("put_metric_data.json", json.loads(json.dumps(client.calls, default=lambda t: t.isoformat())))
     datapoints = sum(sum(d.get("Counts", [1])) for call in client.calls for d in call["MetricData"])
-    assert health.cw_sent == datapoints == 2 * len(snapshot.node) + sum(
-        len(g.values) + sum(len(m.values) for m in g.migs) for g in snapshot.gpus) + 4 * len(snapshot.gpus) - 1
+    to_cloudwatch = [n for g in snapshot.gpus for n in list(g.values) + [n for m in g.migs for n in m.values]
+                     if cat.BY_NAME[n].cloudwatch]
+    assert health.cw_sent == datapoints == 2 * len(snapshot.node) + len(to_cloudwatch) + 4 * len(snapshot.gpus) - 1

@@ -298,8 +298,8 @@ def test_lifecycle_health_is_exported_on_metrics():
 @pytest.mark.parametrize("argv, env, expected", [
     ([], {"GPU_METRICS_AGENT_DRAIN": "sometimes"}, "(option --drain): must be true or false, got 'sometimes'"),
     ([], {"GPU_METRICS_AGENT_BUSY_UTILIZATION": "100"},
-     "GPU_METRICS_AGENT_BUSY_UTILIZATION (option --busy-utilization): must be a percentage >= 0 and < 100"),
-    (["--idle-hold", "-1"], {}, "argument --idle-hold: must be a number >= 0, got '-1'"),
+     "GPU_METRICS_AGENT_BUSY_UTILIZATION (option --busy-utilization): must be a percentage, 0 <= value < 100"),
+    (["--idle-hold", "-1"], {}, "argument --idle-hold: must be a number, 0 <= value <= 86400 s, got '-1'"),
 ])
 def test_lifecycle_options_are_validated_naming_the_option(argv, env, expected, capsys):
     with pytest.raises(SystemExit) as exit_info:
