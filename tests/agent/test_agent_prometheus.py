@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 
 import pynvml
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from agent_support import wait_until
@@ -58,11 +60,15 @@ def test_a_hung_collection_never_stalls_a_scrape_and_readings_go_stale(make_agen
     started = time.monotonic()
     status, text = _get(agent, "/metrics", timeout=1.0)
     assert status == 200 and time.monotonic() - started < 0.5
-    names = {name for name, _ in _samples(text)}
+    samples = _samples(text)
+    names = {name for name, _ in samples}
     assert "gpuscale_gpu_utilization_ratio" not in names, "stale readings are withdrawn, not repeated"
     assert "gpuscale_agent_last_success_timestamp_seconds" in names
     status, body = _get(agent, "/healthz")
     assert status == 503 and "no successful collection for" in json.loads(body)["reason"]
+    # The health metrics say what /healthz says: the hung collection has not failed, but nothing is fresh.
+    assert samples[("gpuscale_agent_collection_success", ())] == 0.0
+    assert samples[("gpuscale_agent_healthy", ())] == 0.0
     nvml.stall.set()
     wait_until(lambda: _get(agent, "/healthz")[0] == 200, message="recovery")
 
@@ -93,3 +99,56 @@ def test_a_stuck_cloudwatch_call_never_stalls_sampling(make_agent, proxy, moto):
     assert samples[("gpuscale_agent_cloudwatch_buffered_datapoints", ())] > 0
     proxy.mode = "pass"  # let the stuck call end within the test, so no thread outlives it
     wait_until(lambda: agent.health.cw_sent > 0, timeout=10, message="the publisher to recover")
+
+
+def test_build_and_node_info_and_gpu_states(make_agent):
+    nvml = FakeNvml(2)
+    agent = make_agent(nvml, cloudwatch=False, hostname="ip-10-0-1-23.ec2.internal", fake_gpus=2)
+    agent.start()
+    wait_until(lambda: agent.health.collections >= 1, message="a collection")
+    samples = _samples(_get(agent, "/metrics")[1])
+    build = [dict(labels) for name, labels in samples if name == "gpuscale_agent_build_info"]
+    assert build == [{"version": gpu_metrics_agent_version(), "driver_version": "550.90.07-fake",
+                      "nvml_version": "12.550.90.07-fake", "gpu_model": "NVIDIA H100 80GB HBM3", "fake_gpus": "2"}]
+    node = [dict(labels) for name, labels in samples if name == "gpuscale_agent_node_info"]
+    assert node == [{"hostname": "ip-10-0-1-23.ec2.internal", "instance_id": "i-0123456789abcdef0",
+                     "instance_type": "p5.48xlarge", "autoscaling_group": "gpu-asg"}]
+    states = {(dict(labels)["gpu"], dict(labels)["state"]): value for (name, labels), value in samples.items()
+              if name == "gpuscale_agent_gpu_state"}
+    assert states == {("0", "ok"): 1.0, ("0", "error"): 0.0, ("0", "lost"): 0.0,
+                      ("1", "ok"): 1.0, ("1", "error"): 0.0, ("1", "lost"): 0.0}
+    nvml.gpus[1].error = pynvml.NVML_ERROR_UNKNOWN
+    wait_until(lambda: agent.sampler.latest.skipped == (1,), message="GPU 1 failing")
+    states = {(dict(labels)["gpu"], dict(labels)["state"]): value
+              for (name, labels), value in _samples(_get(agent, "/metrics")[1]).items()
+              if name == "gpuscale_agent_gpu_state"}
+    assert states[("1", "error")] == 1.0 and states[("1", "ok")] == 0.0
+
+
+def gpu_metrics_agent_version() -> str:
+    from gpu_metrics_agent.config import version
+    return version()
+
+
+def test_listens_on_ipv6_and_answers_50_concurrent_scrapes(make_agent):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    agent = make_agent(FakeNvml(8), cloudwatch=False, prometheus_address="::1")
+    try:
+        agent.start()
+    except OSError as exc:
+        pytest.skip(f"IPv6 loopback unavailable: {exc}")
+    wait_until(lambda: agent.health.collections >= 1, message="a collection")
+    url = f"http://[::1]:{agent.server.port}/metrics"
+    results: list[int] = []
+
+    def scrape() -> None:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            results.append(response.status if b"gpuscale_node_gpus " in response.read() else -1)
+
+    threads = [threading.Thread(target=scrape) for _ in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == [200] * 50
