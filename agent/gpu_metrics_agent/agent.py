@@ -115,7 +115,7 @@ class Agent:
                                        lifecycle=acts, node=node, dcgm=config.dcgm_compat,
                                        pods=self.pod_resources.latest if self.pod_resources else None)
             self.server = MetricsServer(make_registry(collector), self.health, config.prometheus_address,
-                                        config.prometheus_port)
+                                        config.prometheus_port, extra=collector.dcgm_text)
 
     def start(self) -> None:
         """Raises NvmlUnavailable when there is no NVIDIA driver, before any thread starts."""

@@ -16,7 +16,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Callable, Iterator, Mapping, Sequence
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import Metric
+from prometheus_client.utils import floatToGoString
 
 from . import catalogue as cat
 from .snapshot import Snapshot
@@ -103,34 +104,42 @@ def _labels() -> tuple[list[str], list[str], str, list[str]]:
 
 def dcgm_families(snapshot: Snapshot, hostname: str, holders: Callable[[int, str], Sequence] | None,
                   versions: Mapping[str, str] | None = None) -> Iterator[Metric]:
-    """dcgm-exporter's series for ``snapshot``, labelled as dcgm-exporter labels them."""
+    """dcgm-exporter's series for ``snapshot``, labelled as dcgm-exporter labels them.
+
+    Samples are added one by one, not through prometheus_client's typed families: dcgm-exporter leaves labels out
+    where it has no value (MIG labels on a whole GPU, pod labels on a GPU no pod holds), so the label sets of one
+    series differ, and its counters carry no ``_total`` suffix, which is what the queries written for it name
+    (see ``render``).
+    """
     gpu_names, mig_names, host_name, info_names = _labels()
     versions = versions or {}
-    info_values = [versions.get("driver_version", "") if name == "DCGM_FI_DRIVER_VERSION" else ""
-                   for name in info_names]
-    pod_names = list(upstream()["pod_labels"].values()) if holders is not None else []
+    info = {name: versions.get("driver_version", "") for name in info_names if name == "DCGM_FI_DRIVER_VERSION"}
+    pod_names = list(upstream()["pod_labels"].values())
     for counter in _counters():
         mapping, scale = counter.mapping, counter.mapping.source.prom_scale * counter.factor
-        cls = CounterMetricFamily if counter.kind == "counter" else GaugeMetricFamily
-        names = gpu_names + mig_names + [host_name] + info_names + pod_names
-        family = cls(mapping.counter, counter.help, labels=names)
+        family = Metric(mapping.counter, counter.help, counter.kind)
         for gpu in snapshot.gpus:
-            gpu_values = [str(gpu.index), gpu.uuid, gpu.info.pci_bus_id,
-                          f"nvidia{gpu.info.minor}" if gpu.info.minor else "", gpu.info.model]
-            pods = [[]] if holders is None else [list(h) for h in holders(gpu.index, gpu.uuid)] or [["", "", ""]]
-            rows: list[tuple[list[str], float]] = []
+            labels = dict(zip(gpu_names, (str(gpu.index), gpu.uuid, gpu.info.pci_bus_id,
+                                          f"nvidia{gpu.info.minor}" if gpu.info.minor else "", gpu.info.model)))
+            if hostname:
+                labels[host_name] = hostname
+            labels.update(info)
+            rows: list[tuple[dict, float]] = []
             value = _value(gpu.values, mapping.source, mapping.minus)
             if value is not None:
-                rows.append((["", ""], value))
+                rows.append((labels, value))
             if mapping.mig_source is not None:
                 minus = cat.MIG_MEMORY_USED if mapping.minus is not None else None
                 for mig in gpu.migs:
                     value = _value(mig.values, mapping.mig_source, minus)
                     if value is not None:
-                        rows.append(([mig.profile, mig.instance], value))
-            for mig_values, value in rows:
-                for pod in pods:
-                    family.add_metric(gpu_values + mig_values + [hostname] + info_values + pod, value * scale)
+                        rows.append(({**labels, **dict(zip(mig_names, (mig.profile, mig.instance)))}, value))
+            pods = holders(gpu.index, gpu.uuid) if holders is not None else ()
+            for row_labels, value in rows:
+                # A GPU shared by several pods (time-slicing) is shown once for each, as dcgm-exporter does.
+                for pod in pods or [None]:
+                    extra = dict(zip(pod_names, pod)) if pod else {}
+                    family.add_sample(mapping.counter, {**row_labels, **extra}, value * scale)
         if family.samples:
             yield family
 
@@ -141,3 +150,22 @@ def _value(values: Mapping[str, float], source: cat.MetricSpec, minus: cat.Metri
         return value
     subtracted = values.get(minus.name)
     return None if subtracted is None else value - subtracted
+
+
+def render(families: Iterator[Metric]) -> str:
+    """The text exposition of ``families`` as dcgm-exporter writes it. prometheus_client's own writer names a
+    counter's HELP and TYPE ``<name>_total``, which for a counter sampled without that suffix (all of
+    dcgm-exporter's) would leave its samples untyped for Prometheus."""
+    lines = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {_escape(family.documentation, quote=False)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{_escape(v)}"' for k, v in sample.labels.items())
+            lines.append(f"{sample.name}{{{labels}}} {floatToGoString(sample.value)}")
+    return "".join(line + "\n" for line in lines)
+
+
+def _escape(text: str, quote: bool = True) -> str:
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return text.replace('"', '\\"') if quote else text

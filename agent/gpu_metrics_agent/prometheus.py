@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from . import catalogue as cat
 from .buffer import DatapointBuffer
-from .dcgm import dcgm_families
+from .dcgm import dcgm_families, render
 from .health import DROP_REASONS, FAILURE_TIERS, LIFECYCLE_CALLS, PUBLISH_ERROR_REASONS, Health
 from .imds import NodeIdentity
 from .snapshot import GPU_STATES, Snapshot
@@ -89,11 +89,8 @@ class AgentCollector:
     def collect(self) -> Iterator[Metric]:
         snapshot = self._latest()
         holders = self._pods() if self._pods else None
-        if snapshot is not None and self._clock() - snapshot.monotonic <= self._health.max_age_s:
+        if self._fresh(snapshot):
             yield from self._readings(snapshot, holders)
-            if self._dcgm:
-                yield from dcgm_families(snapshot, self._node.hostname if self._node else "", holders,
-                                         self._health.versions)
         if snapshot is not None:
             yield from self._gpu_states(snapshot)
         if self._node is not None:
@@ -105,6 +102,18 @@ class AgentCollector:
             yield from self._lifecycle_health()
         if self._pods is not None:
             yield from self._pod_resources_health()
+
+    def dcgm_text(self) -> str:
+        """dcgm-exporter's series (``--dcgm-compat``) in its own text format, appended to the exposition; "" when
+        off or while readings are stale."""
+        snapshot = self._latest()
+        if not self._dcgm or not self._fresh(snapshot):
+            return ""
+        return render(dcgm_families(snapshot, self._node.hostname if self._node else "",
+                                    self._pods() if self._pods else None, self._health.versions))
+
+    def _fresh(self, snapshot: Snapshot | None) -> bool:
+        return snapshot is not None and self._clock() - snapshot.monotonic <= self._health.max_age_s
 
     @staticmethod
     def _readings(snapshot: Snapshot, holders: Holders | None) -> Iterator[Metric]:
@@ -250,8 +259,9 @@ def make_registry(collector: AgentCollector) -> CollectorRegistry:
 class MetricsServer:
     """``/metrics`` (Prometheus text format) and ``/healthz`` (200 healthy, 503 not, JSON body) on one port."""
 
-    def __init__(self, registry: CollectorRegistry, health: Health, address: str = "::", port: int = 0) -> None:
-        handler = _handler(registry, health)
+    def __init__(self, registry: CollectorRegistry, health: Health, address: str = "::", port: int = 0,
+                 extra: Callable[[], str] = str) -> None:
+        handler = _handler(registry, health, extra)
         try:
             self._server = _server_class(address)((address, port), handler)
         except OSError as exc:
@@ -294,12 +304,12 @@ def _server_class(address: str) -> type[ThreadingHTTPServer]:
     return Server
 
 
-def _handler(registry: CollectorRegistry, health: Health) -> type[BaseHTTPRequestHandler]:
+def _handler(registry: CollectorRegistry, health: Health, extra: Callable[[], str]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
             if path == "/metrics":
-                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry))
+                self._reply(200, CONTENT_TYPE_LATEST, generate_latest(registry) + extra().encode())
             elif path == "/healthz":
                 healthy, reason = health.status()
                 body = json.dumps({"healthy": healthy, "reason": reason}).encode()
