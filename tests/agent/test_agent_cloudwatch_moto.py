@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from datetime import datetime, timedelta, timezone
 
 from agent_support import NODE, FakeImds, stored_count, wait_until
@@ -125,3 +126,48 @@ def test_dimensions_come_from_instance_metadata_when_not_overridden(moto, make_a
     dims = {cat.DIM_ASG: "asg-from-tag", cat.DIM_INSTANCE_ID: "i-0fromimds", cat.DIM_INSTANCE_TYPE: "g6e.xlarge"}
     assert stored_count(client, cat.AGENT_HEARTBEAT.name, dims) == agent.health.collections
     assert ("GET", "/latest/meta-data/placement/region") in imds.requests
+
+
+def _utilizations_sent(payloads: list[dict]) -> set[float]:
+    return {value for payload in payloads for datum in payload["MetricData"]
+            if datum["MetricName"] == cat.NODE_GPU_UTILIZATION.name
+            for value in datum.get("Values") or [datum["Value"]]}
+
+
+def test_a_utilization_step_flushes_at_once_and_a_steady_node_flushes_on_its_interval(moto, proxy, make_agent):
+    nvml = FakeNvml(2)
+    for gpu in nvml.gpus:
+        gpu.utilization_gpu = 20
+    # A flush interval far longer than the test's waits: only the early flush can deliver the step in time.
+    agent = make_agent(nvml, cloudwatch_endpoint=proxy.url, prometheus=False, flush_interval=30.0,
+                       flush_on_change=10.0)
+    agent.start()
+    wait_until(lambda: agent.health.cw_requests >= 1, message="the first flush")
+    time.sleep(0.3)  # the first flush may still be sending the samples that arrived while it ran
+    sent = len(proxy.payloads)
+    for gpu in nvml.gpus:
+        gpu.utilization_gpu = 25  # a move below the step: no early flush
+    time.sleep(0.5)
+    assert agent.health.cw_early_flushes == 0 and len(proxy.payloads) == sent
+    for gpu in nvml.gpus:
+        gpu.utilization_gpu = 90
+    wait_until(lambda: 90.0 in _utilizations_sent(proxy.payloads), timeout=2, message="the burst in CloudWatch")
+    assert agent.health.cw_early_flushes == 1
+    assert 25.0 in _utilizations_sent(proxy.payloads), "everything buffered goes with it"
+    time.sleep(0.5)
+    assert agent.health.cw_early_flushes == 1, "a held level flushes no more"
+    agent.stop()
+
+
+def test_without_flush_on_change_a_step_waits_for_the_interval(moto, proxy, make_agent):
+    nvml = FakeNvml(1)
+    agent = make_agent(nvml, cloudwatch_endpoint=proxy.url, prometheus=False, flush_interval=30.0,
+                       flush_on_change=0.0)
+    agent.start()
+    wait_until(lambda: agent.health.cw_requests >= 1, message="the first flush")
+    time.sleep(0.3)
+    sent = len(proxy.payloads)
+    nvml.gpus[0].utilization_gpu = 95
+    time.sleep(0.6)
+    assert len(proxy.payloads) == sent and agent.health.cw_early_flushes == 0
+    agent.stop()
