@@ -6,7 +6,11 @@
 3. End-to-end latency at the default intervals (1 s sample, 10 s flush): a reading changed in the fake NVML until
    moto, on loopback, has acknowledged a PutMetricData carrying it (observed by a proxy in front of moto), each
    afterwards confirmed with get_metric_statistics.
-4. Real NVML cycle cost beside one ``nvidia-smi --query-gpu`` run, when this machine has an NVIDIA GPU.
+4. Flush early (``--flush-on-change``): a burst (every GPU jumping to a new level) until moto has acknowledged it,
+   and PutMetricData requests per hour on a steady node with small noise, each with the option on (default 10
+   points) and off (the behaviour before it), in the same run.
+5. Scrape latency of /metrics under 50 concurrent scrapes.
+6. Real NVML cycle cost beside one ``nvidia-smi --query-gpu`` run, when this machine has an NVIDIA GPU.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import subprocess
 import threading
 import time
 import tracemalloc
+import urllib.request
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +45,7 @@ from gpu_metrics_agent.config import DEFAULT_BUFFER_DATAPOINTS, AgentConfig, dat
 from gpu_metrics_agent.fake_nvml import FakeNvml
 from gpu_metrics_agent.health import Health
 from gpu_metrics_agent.imds import NodeIdentity
+from gpu_metrics_agent.prometheus import LISTEN_BACKLOG
 
 IDENTITY = NodeIdentity("bench-asg", "i-0bench0000000000", "p5.48xlarge", "us-east-1")
 GPUS = 8
@@ -180,14 +186,15 @@ def _reply(handler: BaseHTTPRequestHandler, status: int, content_type: str, body
 
 
 class _Sink:
-    """Answers every PutMetricData with success, and counts the bytes it received."""
+    """Answers every PutMetricData with success, and counts the requests and bytes it received."""
 
     def __init__(self) -> None:
-        self.received = 0
+        self.received = self.requests = 0
         self.url = _serve(self._post)
 
     def _post(self, handler: BaseHTTPRequestHandler) -> None:
         self.received += len(handler.rfile.read(int(handler.headers["Content-Length"])))
+        self.requests += 1
         _reply(handler, 200, "application/x-amz-json-1.0", b"{}")
 
 
@@ -309,17 +316,115 @@ def bench_latency(duration_s: float) -> None:
                  if (gpu, value) in observer.seen]
     confirmed = _confirm(client, nvml, probes)
     moto.stop()
-    latencies.sort()
-
-    def rank(p: float) -> float:  # nearest-rank percentile
-        return latencies[max(0, math.ceil(p * len(latencies)) - 1)]
-
     missing = len(probes) - len(latencies)
     print(f"[latency] defaults (sample 1 s, flush 10 s), {GPUS} GPUs, {len(probes)} changed readings over "
           f"{duration_s:.0f} s: {len(latencies)} acknowledged by moto"
           f"{f' ({missing} NEVER ARRIVED)' if missing else ''}, {confirmed} confirmed by get_metric_statistics")
-    print(f"  p50 {rank(0.5):5.2f} s   p90 {rank(0.9):5.2f} s   p99 {rank(0.99):5.2f} s   max {latencies[-1]:5.2f} s"
-          f"   (target p99 <= 11 s)")
+    print(f"  {_percentiles(latencies)}   (target p99 <= 11 s)")
+
+
+def _percentiles(values: list[float]) -> str:
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:  # nearest-rank percentile
+        return ordered[max(0, math.ceil(p * len(ordered)) - 1)]
+    return f"p50 {rank(0.5):5.2f} s   p90 {rank(0.9):5.2f} s   p99 {rank(0.99):5.2f} s   max {ordered[-1]:5.2f} s"
+
+
+def _bench_agent(endpoint: str, flush_on_change: float, **options) -> tuple[Agent, FakeNvml]:
+    nvml = FakeNvml(GPUS)
+    settings = dict(cloudwatch_endpoint=endpoint, prometheus=False, region=IDENTITY.region,
+                    asg_name=IDENTITY.asg_name, instance_id=IDENTITY.instance_id,
+                    instance_type=IDENTITY.instance_type, flush_on_change=flush_on_change,
+                    imds_endpoint="http://127.0.0.1:9")  # no instance metadata here: refused at once
+    config = AgentConfig(**{**settings, **options})
+    agent = Agent(config, nvml)  # default sample and flush intervals unless options say otherwise
+    agent.start()
+    return agent, nvml
+
+
+def bench_flush_early(duration_s: float) -> None:
+    from moto.server import ThreadedMotoServer
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    step = AgentConfig().flush_on_change
+    print(f"[flush early] defaults (sample 1 s, flush 10 s), {GPUS} GPUs, --flush-on-change {step:g} vs 0 (off, "
+          f"as before), {duration_s:.0f} s each, side by side:")
+    latencies: dict[float, list[float]] = {step: [], 0.0: []}
+    steady: dict[float, float] = {}
+    threads = []
+    for setting in (step, 0.0):
+        def burst(setting: float = setting) -> None:
+            observer = _AckObserver(moto.get_host_and_port())
+            agent, nvml = _bench_agent(observer.url, setting)
+            for gpu in nvml.gpus:  # low before the first burst up
+                gpu.utilization_gpu = 39
+            rng, stop_at = random.Random(7), time.time() + duration_s
+            for n in range(10**6):
+                time.sleep(rng.uniform(2.0, 10.0))  # bursts at every phase of the flush cycle
+                if time.time() >= stop_at:
+                    break
+                # Up to 60 % and more, then down below 30 %, alternately: a jump of 30 points or more each time,
+                # to a value GPU 0 never had before in the run, so its acknowledgement is unambiguous.
+                value = 60 + n // 2 % 40 if n % 2 == 0 else n // 2 % 30  # 39, the start, is never one
+                for gpu in nvml.gpus:
+                    gpu.utilization_gpu = value
+                changed = time.time()
+                while ("0", float(value)) not in observer.seen and time.time() < changed + 60:
+                    time.sleep(0.02)
+                if ("0", float(value)) in observer.seen:
+                    latencies[setting].append(observer.seen[("0", float(value))] - changed)
+            agent.stop()
+
+        def quiet(setting: float = setting) -> None:
+            sink = _Sink()
+            agent, nvml = _bench_agent(sink.url, setting)
+            rng, started = random.Random(11), time.monotonic()
+            while time.monotonic() - started < duration_s:  # steady load: 60 % give or take 3 points
+                for gpu in nvml.gpus:
+                    gpu.utilization_gpu = 60 + rng.randint(-3, 3)
+                time.sleep(1.0)
+            agent.stop()
+            steady[setting] = sink.requests * 3600 / (time.monotonic() - started)
+
+        threads += [threading.Thread(target=burst), threading.Thread(target=quiet)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    moto.stop()
+    for setting in (step, 0.0):
+        name = f"--flush-on-change {setting:g}" if setting else "off (before)         "
+        print(f"  {name}  burst to CloudWatch ({len(latencies[setting])} bursts): {_percentiles(latencies[setting])}")
+    print(f"  burst p99 target <= 3 s with the option on")
+    print(f"  steady load, PutMetricData requests/hour: on {steady[step]:.0f}, off (before) {steady[0.0]:.0f}: "
+          f"{steady[step] / steady[0.0]:.2f}x (target <= 1.2x)")
+
+
+def bench_scrapes(rounds: int) -> None:
+    agent, _nvml = _bench_agent("http://127.0.0.1:9", 0.0, cloudwatch=False, prometheus=True,
+                                prometheus_address="127.0.0.1", prometheus_port=0, dcgm_compat=True)
+    url = f"http://127.0.0.1:{agent.server.port}/metrics"
+    time.sleep(1.5)
+    timings: list[float] = []
+
+    def scrape() -> None:
+        start = time.perf_counter()
+        with urllib.request.urlopen(url, timeout=30) as response:
+            response.read()
+        timings.append(time.perf_counter() - start)
+
+    for _ in range(rounds):
+        threads = [threading.Thread(target=scrape) for _ in range(50)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    agent.stop()
+    print(f"[scrapes] /metrics of {GPUS} GPUs with dcgm-exporter series, 50 concurrent scrapes x {rounds} rounds:")
+    print(f"  {_percentiles(timings)}   (listen backlog {LISTEN_BACKLOG}; socketserver's default 5 made the 6th "
+          f"connection of a burst wait for a SYN retransmission)")
 
 
 def _confirm(client, nvml, probes) -> int:
@@ -379,6 +484,8 @@ def main() -> None:
     bench_cycle(cycles=500 if args.quick else 5000)
     bench_publisher(snapshots=300 if args.quick else 3600)
     bench_latency(duration_s=30 if args.quick else 150)
+    bench_flush_early(duration_s=60 if args.quick else 300)
+    bench_scrapes(rounds=3 if args.quick else 20)
     bench_real_nvml(cycles=100 if args.quick else 1000)
 
 
