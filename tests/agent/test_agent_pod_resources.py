@@ -148,3 +148,24 @@ def test_the_api_description_says_where_it_comes_from():
         "https://github.com/kubernetes/kubelet", "kubernetes-1.36.3", "Apache-2.0")
     assert description["path"] == "pkg/apis/podresources/v1/api.proto"
     assert {m["name"] for m in description["services"]["PodResourcesLister"]} >= {"List"}
+
+
+def test_the_generator_reads_the_proto_and_refuses_what_it_does_not_understand(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "agent" / "scripts" / "gen_podresources_proto.py"
+    spec = importlib.util.spec_from_file_location("gen_podresources_proto", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    # Declarations in the forms the pinned api.proto uses (not a copy of it).
+    parsed = generator.parse('syntax = "proto3";\npackage v1;\n'
+                             "service Lister {\n    rpc List(Req) returns (Resp) {}\n}\n"
+                             "message Req {}\n"
+                             "message Resp {\n    repeated Item items = 1; // a comment\n}\n"
+                             "message Item {\n    string name = 1;\n    optional string share_id = 5;\n}\n")
+    assert parsed["services"] == {"Lister": [{"name": "List", "input": "Req", "output": "Resp"}]}
+    assert parsed["messages"]["Resp"] == [{"name": "items", "number": 1, "type": "Item", "label": "repeated"}]
+    assert parsed["messages"]["Item"][1] == {"name": "share_id", "number": 5, "type": "string", "label": "optional"}
+    with pytest.raises(ValueError, match="cannot read"):
+        generator.parse('syntax = "proto3";\npackage v1;\nmessage M {\n    map<string, string> labels = 1;\n}\n')
