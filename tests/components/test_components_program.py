@@ -79,7 +79,7 @@ def test_runs_are_identical(stack_runs):
 
 def test_existing_cluster_mode():
     values = copy.deepcopy(stack_values("dev"))
-    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared-eks"}
+    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared-eks", "kubernetesVersion": "1.33"}
     harness = Harness()
     outputs = harness.run_program("dev", values)
     assert harness.of_type("aws:ec2/vpc:Vpc") == [] and harness.of_type("aws:eks/cluster:Cluster") == []
