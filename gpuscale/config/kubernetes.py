@@ -20,6 +20,9 @@ MIG_STRATEGIES = ("none", "single", "mixed")
 """The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
 IMAGE_SOURCES = ("build", "image")
 QUANTITY_PATTERN = r"\d+(\.\d+)?(m|Ki|Mi|Gi)?"
+UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
+"""cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old
+(core/static_autoscaler.go unschedulablePodWithGpuTimeBuffer, 1.33): it waits for more pods before buying GPU nodes."""
 
 
 @dataclass(frozen=True)

@@ -286,7 +286,7 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
     autoscaler = read_group_autoscaler_options(s.optional_section("autoscaler"))
     group = NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
                             first, autoscaler)
-    group = replace(group, workload=read_workload(s.optional_section("workload"), group))
+    group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True))
     s.finish()
     return group
 

@@ -37,7 +37,7 @@ def test_compare_and_json(tmp_path):
     (group,) = data["groups"]
     assert group["group"] == "infer-l40s" and group["currency"] == "USD"
     presets = [r["preset"] for r in group["results"]]
-    assert presets == ["static", "hf-like", "coreweave-kpa", "hpa-example", "stack", "ideal"]
+    assert presets == ["static", "hf-like", "coreweave-kpa", "hpa-example", "keda-queue", "stack", "ideal"]
     ideal = group["results"][-1]
     assert ideal["cost_vs_ideal"] == 1.0 and ideal["completion_vs_ideal"] == 1.0
     for preset in presets:
