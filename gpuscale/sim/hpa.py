@@ -131,7 +131,16 @@ class _Grouped:
     ignored: list[str] = field(default_factory=list)
 
 
-def _group_pods(pods: Sequence[Pod], metrics: Mapping[str, PodMetric], cpu: bool, now: float) -> _Grouped:
+@dataclass(frozen=True)
+class Readiness:
+    """How long CPU samples of starting pods are distrusted (the controller's flags)."""
+
+    cpu_initialization_period: float = CPU_INITIALIZATION_PERIOD
+    initial_readiness_delay: float = INITIAL_READINESS_DELAY
+
+
+def _group_pods(pods: Sequence[Pod], metrics: Mapping[str, PodMetric], cpu: bool, now: float,
+                readiness: Readiness) -> _Grouped:
     g = _Grouped()
     for pod in pods:
         if pod.deleting or pod.phase == FAILED:
@@ -140,19 +149,19 @@ def _group_pods(pods: Sequence[Pod], metrics: Mapping[str, PodMetric], cpu: bool
             g.unready.append(pod.name)
         elif pod.name not in metrics:
             g.missing.append(pod.name)
-        elif cpu and _cpu_unready(pod, metrics[pod.name], now):
+        elif cpu and _cpu_unready(pod, metrics[pod.name], now, readiness):
             g.unready.append(pod.name)
         else:
             g.ready += 1
     return g
 
 
-def _cpu_unready(pod: Pod, metric: PodMetric, now: float) -> bool:
+def _cpu_unready(pod: Pod, metric: PodMetric, now: float, r: Readiness) -> bool:
     """CPU samples of starting pods are not trusted: inside the initialization period a pod counts only when ready
     and sampled a full window after it became ready; later, only a pod that never became ready is left out."""
-    if pod.start_time + CPU_INITIALIZATION_PERIOD > now:
+    if pod.start_time + r.cpu_initialization_period > now:
         return not pod.ready or metric.timestamp < pod.ready_transition + metric.window
-    return not pod.ready and pod.start_time + INITIAL_READINESS_DELAY > pod.ready_transition
+    return not pod.ready and pod.start_time + r.initial_readiness_delay > pod.ready_transition
 
 
 def _usage_ratio(values: Mapping[str, int], target: int, requests: Mapping[str, int] | None) -> tuple[float, int]:
@@ -170,12 +179,13 @@ def _usage_ratio(values: Mapping[str, int], target: int, requests: Mapping[str, 
 
 
 def pod_metric_replicas(current: int, spec: MetricSpec, pods: Sequence[Pod], metrics: Mapping[str, PodMetric],
-                        tolerances: Tolerances = Tolerances(), now: float = 0.0) -> int:
-    """A Resource or Pods metric's proposal (GetResourceReplicas / calcPlainMetricReplicas)."""
+                        tolerances: Tolerances = Tolerances(), now: float = 0.0,
+                        readiness: Readiness = Readiness()) -> int:
+    """A Resource (cpu) or Pods metric's proposal (GetResourceReplicas / calcPlainMetricReplicas)."""
     if not pods:
         raise MetricError("no pods returned by selector while calculating replica count")
     cpu = spec.source == RESOURCE
-    g = _group_pods(pods, metrics, cpu, now)
+    g = _group_pods(pods, metrics, cpu, now, readiness)
     by_name = {p.name: p for p in pods}
     # Metrics of pods the selector no longer lists still count, as upstream keeps them (they only lack a request).
     values = {n: m.value for n, m in metrics.items() if n not in g.ignored and n not in g.unready}
@@ -248,27 +258,32 @@ class HorizontalController:
 
     def __init__(self, min_replicas: int, max_replicas: int, metrics: Sequence[MetricSpec], *,
                  behavior: Behavior | None = None, tolerances: Tolerances = Tolerances(),
-                 downscale_window: int = DOWNSCALE_STABILIZATION):
+                 downscale_window: int = DOWNSCALE_STABILIZATION, readiness: Readiness = Readiness()):
         self.min, self.max, self.metrics = min_replicas, max_replicas, tuple(metrics)
         self.behavior, self.tolerances, self.downscale_window = behavior, tolerances, downscale_window
+        self.readiness = readiness
         self.up, self.down = behavior.resolved(downscale_window) if behavior is not None else (None, None)
         self._recommendations: list[list[float]] = []  # [timestamp, recommendation]
-        self._up_events: list[tuple[float, int]] = []
-        self._down_events: list[tuple[float, int]] = []
+        self._up_events: list[list[float]] = []  # [timestamp, replicas added or removed]
+        self._down_events: list[list[float]] = []
 
     # The history a sync reads; tests seed it the way upstream's tests do.
     def record_recommendation(self, at: float, replicas: int) -> None:
         self._recommendations.append([at, replicas])
 
     def record_scale(self, at: float, previous: int, new: int) -> None:
-        """A rescale the controller made (storeScaleEvent): kept only with `behavior`, and only as long as the
-        longest policy period of its direction needs it."""
-        if self.behavior is None or new == previous:
+        """A rescale the controller made (storeScaleEvent): kept only with `behavior`; the new event takes the slot
+        of one older than its direction's longest policy period, if any, else it is appended."""
+        if self.behavior is None:
             return
         events, rules = (self._up_events, self.up) if new > previous else (self._down_events, self.down)
         longest = max((p.period_seconds for p in rules.policies), default=0)
-        events[:] = [e for e in events if e[0] >= at - longest]
-        events.append((at, abs(new - previous)))
+        outdated = [i for i, (when, _) in enumerate(events) if when < at - longest]
+        event = [at, abs(new - previous)]
+        if outdated:
+            events[outdated[-1]] = event
+        else:
+            events.append(event)
 
     def proposal(self, now: float, spec_replicas: int, status_replicas: int, pods: Sequence[Pod],
                  readings: Sequence[Any]) -> int | None:
@@ -280,7 +295,7 @@ class HorizontalController:
                 if reading is None:
                     raise MetricError(f"no {spec.source} metric")
                 if spec.source in (RESOURCE, PODS):
-                    p = pod_metric_replicas(spec_replicas, spec, pods, reading, self.tolerances, now)
+                    p = pod_metric_replicas(spec_replicas, spec, pods, reading, self.tolerances, now, self.readiness)
                 else:
                     p = object_metric_replicas(spec_replicas, status_replicas, spec, reading, pods, self.tolerances)
             except MetricError:
@@ -356,7 +371,7 @@ class HorizontalController:
         return (max if (direction > 0) == largest_change else min)(proposals)
 
     @staticmethod
-    def _changed(now: float, period: int, events: list[tuple[float, int]]) -> int:
+    def _changed(now: float, period: int, events: list[list[float]]) -> int:
         return sum(n for at, n in events if at > now - period)
 
     def sync(self, now: float, spec_replicas: int, status_replicas: int, pods: Sequence[Pod],
