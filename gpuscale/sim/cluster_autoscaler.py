@@ -109,7 +109,7 @@ class ClusterAutoscaler:
         if oldest + UNSCHEDULABLE_POD_BUFFER > t or oldest + UNSCHEDULABLE_GPU_POD_BUFFER > t:
             return False
         per_node = cluster.per_node
-        upcoming = sum(per_node - len(n.pods) for n in cluster.nodes if self._upcoming(t, n))
+        upcoming = sum(per_node - n.pods for n in cluster.nodes if self._upcoming(t, n))
         need = len(pods) - upcoming
         room = cluster.max_nodes - len(cluster.nodes)
         add = min(math.ceil(need / per_node), room) if need > 0 else 0
@@ -124,6 +124,8 @@ class ClusterAutoscaler:
         return self.s.accelerator_label and node.gpu_ready > t
 
     def _scale_down(self, t: int, cluster: PodCluster) -> None:
+        if not cluster.nodes:
+            return
         unneeded = self._unneeded(t, cluster)
         for node in cluster.nodes:
             if node in unneeded:
@@ -135,7 +137,7 @@ class ClusterAutoscaler:
                 t < self.last_delete + SCALE_DOWN_DELAY_AFTER_DELETE:
             return
         due = [n for n in unneeded if t - n.unneeded_since >= self.s.scale_down_unneeded]
-        due.sort(key=lambda n: (len(n.pods), n.unneeded_since))  # empty nodes first, then the longest unneeded
+        due.sort(key=lambda n: (n.pods, n.unneeded_since))  # empty nodes first, then the longest unneeded
         due = due[:max(0, min(MAX_SCALE_DOWN_PARALLELISM, len(cluster.nodes) - cluster.min_nodes))]
         if due:
             for node in due:
@@ -146,26 +148,29 @@ class ClusterAutoscaler:
         """Nodes below the GPU utilisation threshold whose pods the other nodes can take, fewest pods first."""
         per_node = cluster.per_node
         ready = [n for n in cluster.nodes if n.gpu_ready <= t]
-        candidates = sorted((n for n in ready if len(n.pods) / per_node < self.s.gpu_utilization_threshold),
-                            key=lambda n: len(n.pods))
+        candidates = sorted((n for n in ready if n.pods / per_node < self.s.gpu_utilization_threshold),
+                            key=lambda n: n.pods)
         if not candidates:
             return []
-        free = {id(n): per_node - len(n.pods) for n in ready}
+        free = {id(n): per_node - n.pods for n in ready}
+        total_free = sum(free.values())
         removable = len(cluster.nodes) - cluster.min_nodes
         chosen: list[Node] = []
         for node in candidates:
             if len(chosen) >= removable:
                 break
-            moving = len(node.pods)
-            others = [n for n in ready if n is not node and n not in chosen and free[id(n)] > 0]
-            if sum(free[id(n)] for n in others) < moving:
+            moving, own = node.pods, free[id(node)]
+            if total_free - own < moving:
+                continue  # its pods fit nowhere else
+            total_free -= own + moving
+            free[id(node)] = 0
+            chosen.append(node)
+            if not moving:
                 continue
-            for other in sorted(others, key=lambda n: -free[id(n)]):
+            for other in sorted(ready, key=lambda n: -free[id(n)]):
+                if not moving:
+                    break
                 take = min(moving, free[id(other)])
                 free[id(other)] -= take
                 moving -= take
-                if not moving:
-                    break
-            free[id(node)] = 0
-            chosen.append(node)
         return chosen

@@ -415,15 +415,12 @@ class HpaScaler:
 
     def readings(self, t: int, sim: Any, pods: list[Pod]) -> list[Any]:
         util = sim.util[t - self.delay] if t >= self.delay else None
-        out = []
-        for spec in self.hpa.metrics:
-            if util is None:
-                out.append(None)
-                continue
-            # Quantity.MilliValue rounds up; the epsilon keeps float noise from adding a milli-unit.
-            value = math.ceil(util * 1000 - 1e-6)
-            out.append({p.name: PodMetric(value if p.ready else 0, t) for p in pods if p.phase == RUNNING})
-        return out
+        if util is None:
+            return [None] * len(self.hpa.metrics)
+        # Quantity.MilliValue rounds up; the epsilon keeps float noise from adding a milli-unit.
+        busy, idle = PodMetric(math.ceil(util * 1000 - 1e-6), t), PodMetric(0, t)
+        reading = {p.name: busy if p.ready else idle for p in pods if p.phase == RUNNING}
+        return [reading] * len(self.hpa.metrics)
 
     def step(self, t: int, sim: Any) -> None:
         if t % self.period:

@@ -20,13 +20,20 @@ from .service import ServiceModel
 
 
 class Node:
-    __slots__ = ("launched", "registered", "gpu_ready", "image_at", "pods", "unneeded_since")
+    __slots__ = ("launched", "registered", "gpu_ready", "image_at", "ready", "starting", "unneeded_since")
 
-    def __init__(self, launched: float, registered: float, gpu_ready: float, image_at: float | None = None):
+    def __init__(self, launched: float, registered: float, gpu_ready: float, image_at: float | None = None,
+                 ready: int = 0):
         self.launched, self.registered, self.gpu_ready, self.image_at = launched, registered, gpu_ready, image_at
-        self.pods: list[tuple[float, float]] = []
-        """(image pulled, ready) of each pod placed here."""
+        self.ready = ready
+        """Pods serving here."""
+        self.starting: list[tuple[float, float]] = []
+        """(image pulled, ready) of each pod placed here that does not serve yet."""
         self.unneeded_since: float | None = None
+
+    @property
+    def pods(self) -> int:
+        return self.ready + len(self.starting)
 
 
 class PodCluster:
@@ -44,6 +51,12 @@ class PodCluster:
         self.pending: list[float] = []
         """Creation second of each pod no node has room for."""
         self.desired = min_pods
+        self._placed = 0
+        """Pods on nodes (a count kept as they come and go: the engine asks every second)."""
+        self._ready = 0
+        self._watch: dict[Node, None] = {}
+        """Nodes still booting or with pods not serving yet, in the order they got there: all the others are
+        settled, and the per-second bookkeeping skips them."""
         self.busy = 0.0
         self.version = 0
         self.next_change = 0
@@ -52,9 +65,9 @@ class PodCluster:
             self.pending = [0.0] * min_pods
         else:
             count = max(min_nodes, math.ceil(min_pods / self.per_node))
-            self.nodes = [Node(-math.inf, -math.inf, -math.inf, -math.inf) for _ in range(count)]
-            for i in range(min_pods):
-                self.nodes[i % count].pods.append((-math.inf, -math.inf))
+            self.nodes = [Node(-math.inf, -math.inf, -math.inf, -math.inf, min_pods // count + (i < min_pods % count))
+                          for i in range(count)]
+            self._placed = self._ready = min_pods
         self._recount(0)
 
     # --- what the engine and scalers read --------------------------------------------------------------------
@@ -81,11 +94,14 @@ class PodCluster:
 
     @property
     def pods(self) -> int:
-        return sum(len(n.pods) for n in self.nodes) + len(self.pending)
+        return self._placed + len(self.pending)
 
     # --- decisions ---------------------------------------------------------------------------------------------
     def set_desired(self, t: int, n: int) -> None:
-        self.desired = min(self.max_pods, max(self.min_pods, n))
+        n = min(self.max_pods, max(self.min_pods, n))
+        if n == self.desired and self.pods == n:
+            return
+        self.desired = n
         total = self.pods
         if self.desired > total:
             self.pending.extend([float(t)] * (self.desired - total))
@@ -97,25 +113,32 @@ class PodCluster:
     def launch_nodes(self, t: int, count: int) -> None:
         for _ in range(count):
             registered = t + self._provision
-            self.nodes.append(Node(t, registered, registered + self._plugin))
+            node = Node(t, registered, registered + self._plugin)
+            self.nodes.append(node)
+            self._watch[node] = None
 
     def remove_node(self, t: int, node: Node) -> None:
         """The node goes; its pods are evicted and recreated (pending until some node has room)."""
         self.nodes.remove(node)
-        self.pending.extend([float(t)] * len(node.pods))
+        self._watch.pop(node, None)
+        self._placed -= node.pods
+        self._ready -= node.ready
+        self.pending.extend([float(t)] * node.pods)
         self._schedule(t)
 
     def _schedule(self, t: int) -> None:
-        while self.pending:
-            open_nodes = [n for n in self.nodes if n.gpu_ready <= t and len(n.pods) < self.per_node]
-            if not open_nodes:
-                return
-            node = max(open_nodes, key=lambda n: self.per_node - len(n.pods))
+        open_nodes = [n for n in self.nodes if n.gpu_ready <= t and n.pods < self.per_node]
+        while self.pending and open_nodes:
+            node = min(open_nodes, key=lambda n: n.pods)
             self.pending.pop(0)
             if node.image_at is None:
                 node.image_at = t + self._pull
             pulled = max(t, node.image_at)
-            node.pods.append((pulled, pulled + self._load))
+            node.starting.append((pulled, pulled + self._load))
+            self._placed += 1
+            self._watch[node] = None
+            if node.pods >= self.per_node:
+                open_nodes.remove(node)
 
     def _shrink(self, t: int) -> None:
         excess = self.pods - self.desired
@@ -123,18 +146,31 @@ class PodCluster:
         if take:
             del self.pending[len(self.pending) - take:]
             excess -= take
-        starting = sorted(((pod[1], node, pod) for node in self.nodes for pod in node.pods if pod[1] > t),
-                          key=lambda x: -x[0])
-        for _, node, pod in starting[:excess]:
-            node.pods.remove(pod)
-            excess -= 1
-        idle = self._ready_now(t) - busy_units(self.busy, self.svc.concurrency)
+        self._promote(t)
+        if excess:
+            starting = sorted(((pod[1], node, pod) for node in self._watch for pod in node.starting),
+                              key=lambda x: -x[0])
+            for _, node, pod in starting[:excess]:
+                node.starting.remove(pod)
+                self._placed -= 1
+                excess -= 1
+        idle = self._ready - busy_units(self.busy, self.svc.concurrency)
         for _ in range(min(excess, max(0, idle))):
-            node = max(self.nodes, key=lambda n: sum(1 for p in n.pods if p[1] <= t))
-            node.pods.remove(next(p for p in node.pods if p[1] <= t))
+            max(self.nodes, key=lambda n: n.ready).ready -= 1
+            self._placed -= 1
+            self._ready -= 1
 
-    def _ready_now(self, t: int) -> int:
-        return sum(1 for n in self.nodes for p in n.pods if p[1] <= t)
+    def _promote(self, t: int) -> None:
+        """Pods whose model finished loading serve from now on; settled nodes leave the watch."""
+        for node in list(self._watch):
+            if node.starting:
+                done = sum(1 for pod in node.starting if pod[1] <= t)
+                if done:
+                    node.ready += done
+                    self._ready += done
+                    node.starting = [pod for pod in node.starting if pod[1] > t]
+            if not node.starting and node.gpu_ready <= t:
+                del self._watch[node]
 
     # --- time ----------------------------------------------------------------------------------------------------
     def advance(self, t: int) -> None:
@@ -147,26 +183,25 @@ class PodCluster:
         self._recount(t)
 
     def _recount(self, t: int) -> None:
-        ready = loading = pulling = registered = 0
+        self._promote(t)
+        loading = pulling = 0
+        registered = len(self.nodes) - len(self._watch)
         upcoming = self.ca.next_scan(t)
-        for node in self.nodes:
+        for node in self._watch:
             if node.registered <= t:
                 registered += 1
             elif node.registered < upcoming:
                 upcoming = node.registered
-            if node.gpu_ready > t and node.gpu_ready < upcoming:
+            if t < node.gpu_ready < upcoming:
                 upcoming = node.gpu_ready
-            for pulled, ready_at in node.pods:
-                if ready_at <= t:
-                    ready += 1
-                    continue
+            for pulled, ready_at in node.starting:
                 if pulled <= t:
                     loading += 1
                 else:
                     pulling += 1
                     upcoming = min(upcoming, pulled)
                 upcoming = min(upcoming, ready_at)
-        self._ready, self._loading, self._pulling, self._registered = ready, loading, pulling, registered
+        self._loading, self._pulling, self._registered = loading, pulling, registered
         if self.pods > self.desired:
             upcoming = min(upcoming, t + 1)
         self.version += 1
