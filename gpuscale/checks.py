@@ -47,6 +47,8 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _wake_path(key, group)
         findings += _cold_start(key, group, config.agent)
         findings += _time_to_capacity(key, group, config.agent)
+    for i, group in enumerate(getattr(config, "node_groups", ())):
+        findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
@@ -166,6 +168,30 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
                 f"{result.time_to_capacity} s ({start}) and is served after "
                 f"{_seconds(result.completion)}; see `gpuscale simulate` for the comparison")
     return [Finding(INFO, "time-to-capacity", (f"{key}.scaling", f"{key}.workload"), text)]
+
+
+def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Finding]:
+    """The same burst onto an EKS node group: cluster-autoscaler with the stack's settings adds nodes for the pods the
+    burst leaves pending (one pod per replica of work; the group's pod autoscaler is not configured yet)."""
+    if group.workload is None or config.kubernetes is None:
+        return []
+    from .sim.results import simulate_group
+    from .sim.traces import burst
+
+    result = simulate_group(group, config.agent, burst(), ["stack"], kubernetes=config.kubernetes).results[0]
+    ca = config.kubernetes.cluster_autoscaler
+    cs = group.workload.cold_start
+    start = (f"pending pod to GPU ready at most {cs.gpu_ready_seconds(ca.scan_interval_seconds):.0f} s, then image "
+             f"pull and model load {cs.image_pull_seconds + cs.model_load_seconds:.0f} s")
+    onto = f"onto the group idle at its {group.min_size} nodes" if group.min_size else "onto the group at zero"
+    settings = (f"{key}.workload", f"{PROJECT}:kubernetes.clusterAutoscaler")
+    if result.time_to_capacity is None:
+        text = f"a burst of 100 requests {onto} never gets enough capacity within an hour ({start})"
+    else:
+        text = (f"a burst of 100 requests {onto} has capacity for all of them after about {result.time_to_capacity} s "
+                f"with cluster-autoscaler adding nodes ({start}) and is served after {_seconds(result.completion)}; "
+                "see `gpuscale simulate` for the comparison")
+    return [Finding(INFO, "time-to-capacity", settings, text)]
 
 
 def _seconds(value: float | None) -> str:

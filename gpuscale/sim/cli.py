@@ -101,7 +101,7 @@ def _project(project_dir: Path | None) -> Path:
 
 
 def _groups(config, names: tuple[str, ...]) -> list:
-    by_name = {g.name: g for g in (*config.node_groups, *config.auto_scaling_groups)}
+    by_name = {g.name: g for g in (*config.auto_scaling_groups, *config.node_groups)}
     for name in names:
         if name not in by_name:
             known = ", ".join(by_name) or "none"
