@@ -12,6 +12,7 @@ from typing_extensions import NotRequired
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
 from .network import Network
+from .labels import SYSTEM_NODE_LABEL
 from .node_role import EksNodeRole
 
 
@@ -105,7 +106,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
             capacity_type="ON_DEMAND",
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=system["min_size"], max_size=system["max_size"],
                                                               desired_size=system["desired_size"]),
-            labels={"gpuscale.io/node-role": "system"},
+            labels={SYSTEM_NODE_LABEL: "system"},
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             tags=tags,
             # The autoscaler owns the node count once the group exists; `pulumi up` must not reset it.

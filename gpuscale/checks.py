@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PROJECT, StackConfig
+from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
-CA_TAG_PREFIX = "k8s.io/cluster-autoscaler/"
 
 
 @dataclass(frozen=True)
@@ -246,7 +246,7 @@ def _autoscalers_in_plan(plan: Any, config: Any) -> list[Finding]:
 
 
 def _is_ca_key(key: Any) -> bool:
-    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX)
+    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX + "/")
 
 
 def _auto_name(name: str) -> str:
