@@ -27,6 +27,11 @@ CHARTS = {
     "nvidia-device-plugin": Chart("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"),
 }
 
+DEVICE_PLUGIN_MIG_STRATEGIES = ("none", "single", "mixed")
+"""The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
+TIME_SLICING_MAX_REPLICAS = 64
+"""A bound of ours: more pods than this on one GPU is a misconfiguration, not a use case."""
+
 AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
 """Kubernetes minors the stack config accepts (gpuscale:cluster.kubernetesVersion)."""
 

@@ -53,7 +53,6 @@ class EksClusterArgs(TypedDict):
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Create mode: everything a GPU node group needs to join, in a VPC of its own."""
 
-    oidc_provider_arn: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     system_node_group_name: pulumi.Output[str]
 
@@ -114,6 +113,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
 
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
+        self.kubernetes_version = cluster.version
         self.endpoint = cluster.endpoint
         self.certificate_authority_data = cluster.certificate_authority.apply(lambda ca: ca.data)
         self.cluster_security_group_id = cluster.vpc_config.apply(lambda v: v.cluster_security_group_id)
@@ -125,4 +125,4 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
         self.node_role_arn = node_role.role_arn
         self.node_role_name = node_role.role_name
         self.system_node_group_name = system_group.node_group_name
-        self.register_outputs(self.cluster_outputs("oidc_provider_arn", "public_subnet_ids", "system_node_group_name"))
+        self.register_outputs(self.cluster_outputs("public_subnet_ids", "system_node_group_name"))

@@ -120,9 +120,16 @@ def autoscaler(repo: Path) -> dict[str, object]:
     facts["flagDefaults"] = {flag: _flag_default(flags, consts, flag) for flag in AUTOSCALER_FLAGS}
     facts["asgOptionKeys"] = [_const(consts, name) for name in
                               re.findall(r"options\[config\.(\w+Key)\]", manager)]
+    # The IAM actions upstream documents for auto-discovery ("Full Cluster Autoscaler Features Policy").
+    readme = git(repo, "show", f"{app_tag}:cluster-autoscaler/cloudprovider/aws/README.md")
+    block = re.search(r"Full Cluster Autoscaler Features Policy.*?```json\n(.*?)```", readme, re.S)
+    if not block:
+        raise SystemExit("cloudprovider/aws/README.md: no 'Full Cluster Autoscaler Features Policy' JSON block")
+    facts["iamAutoDiscoveryActions"] = [sorted(st["Action"]) for st in json.loads(block.group(1))["Statement"]]
     facts["flagsFrom"] = {"tag": app_tag, "files": ["cluster-autoscaler/config/flags/flags.go",
                                                     "cluster-autoscaler/config/const.go",
-                                                    "cluster-autoscaler/cloudprovider/aws/aws_manager.go"]}
+                                                    "cluster-autoscaler/cloudprovider/aws/aws_manager.go",
+                                                    "cluster-autoscaler/cloudprovider/aws/README.md"]}
     return facts
 
 

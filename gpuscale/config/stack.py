@@ -19,7 +19,7 @@ from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
-from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_expander_priorities,
+from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
 
@@ -185,11 +185,8 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
                         + [(f"{PROJECT}:autoScalingGroups[{i}].name", g.name) for i, g in enumerate(asgs)])
     alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
     kubernetes = read_kubernetes(Section(values.get(f"{PROJECT}:kubernetes") or {}, f"{PROJECT}:kubernetes"))
-    check_expander_priorities(kubernetes, node_groups, f"{PROJECT}:kubernetes")
-    if kubernetes.cluster_autoscaler.enabled and node_groups and cluster.kubernetes_version is None:
-        raise ConfigError(f"{PROJECT}:cluster.kubernetesVersion", REQUIRED,
-                          "the existing cluster's Kubernetes minor version, e.g. \"1.33\": cluster-autoscaler's "
-                          "minor must match it (the program checks it against the cluster at deploy time)")
+    check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
+                     f"{PROJECT}:cluster.kubernetesVersion")
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, raw=dict(values))
 
