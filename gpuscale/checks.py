@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PROJECT, StackConfig
+from .checks_kubernetes import kubernetes_findings
 from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
@@ -48,6 +49,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _cold_start(key, group, config.agent)
         findings += _time_to_capacity(key, group, config.agent)
     findings += _shared_queues(config)
+    findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
