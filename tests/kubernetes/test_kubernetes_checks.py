@@ -82,3 +82,19 @@ def test_image_pull_and_model_load_do_not_count_against_max_node_provision_time(
     config = _dev_with({"maxNodeProvisionSeconds": 200},
                        {"nodeProvisioningSeconds": 180, "imagePullSeconds": 90, "modelLoadSeconds": 75})
     assert findings(config, None, "node-provision-time") == []
+
+
+def test_two_autoscalers_on_a_node_group_are_still_found_with_the_real_autoscaler_installed(stack_plans):
+    """The shipped dev plan (cluster-autoscaler release, tagged node group) plus a scaling policy someone adds on the
+    node group's Auto Scaling group: the two would overwrite each other's desired capacity."""
+    from gpuscale.plan import PlannedResource
+
+    config, plan = load_stack_file(ROOT, "dev"), stack_plans["dev"]
+    assert any(r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "cluster-autoscaler"
+               for r in plan.resources)
+    asg = plan.outputs["nodeGroups"]["l4-spot"]["asgName"]
+    stack = next(r for r in plan.resources if r.parent is None)
+    policy = PlannedResource(f"{stack.urn}::aws:autoscaling/policy:Policy::extra", "aws:autoscaling/policy:Policy",
+                             "extra", stack.urn, True, {"autoscalingGroupName": asg})
+    [finding] = findings(config, replace(plan, resources=plan.resources + (policy,)), "two-autoscalers")
+    assert finding.severity == "error" and finding.settings == ("resource extra", "gpuscale:nodeGroups[0]")
