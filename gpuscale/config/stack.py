@@ -17,6 +17,7 @@ from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
+from .policy import PolicyConfig, read_policy
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .workload import WorkloadConfig, read_workload
@@ -25,7 +26,7 @@ PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "policy")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -138,6 +139,8 @@ class StackConfig:
     auto_scaling_groups: tuple[AutoScalingGroupConfig, ...] = ()
     alerts: AlertsConfig | None = None
     """Where alarms notify and how long throttling may last; absent keys give alarms that notify nobody."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """How the policy rules treat the stack (`gpuscale:policy`)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -167,7 +170,8 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
                         + [(f"{PROJECT}:autoScalingGroups[{i}].name", g.name) for i, g in enumerate(asgs)])
     alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                       auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
+                       auto_scaling_groups=asgs, alerts=alerts, policy=read_policy(values.get(f"{PROJECT}:policy")),
+                       raw=dict(values))
 
 
 def _read_cluster(s: Section) -> ClusterConfig:
