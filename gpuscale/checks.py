@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PROJECT, StackConfig
+from .checks_kubernetes import kubernetes_findings
+from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
-CA_TAG_PREFIX = "k8s.io/cluster-autoscaler/"
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _cold_start(key, group, config.agent)
         findings += _time_to_capacity(key, group, config.agent)
     findings += _shared_queues(config)
+    findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
         findings += _policy(plan, config)
@@ -260,7 +262,7 @@ def _autoscalers_in_plan(plan: Any, config: Any) -> list[Finding]:
 
 
 def _is_ca_key(key: Any) -> bool:
-    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX)
+    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX + "/")
 
 
 def _auto_name(name: str) -> str:

@@ -81,11 +81,9 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
 
 def _replaced(change: Any) -> bool:
     """Whether a change replaces the resource, as far as the plan knows: a changed input the program marked
-    `replaceOnChanges`, or a different parent. The provider's own replace-on-change properties are known only to
-    the real preview."""
+    `replaceOnChanges`. The provider's own replace-on-change properties are known only to the real preview."""
     marked = change.resource.options.get("replaceOnChanges", [])
-    return any(path == "parent" or any(path.startswith(f"inputs.{m}") for m in marked)
-               for path, _, _ in change.changes)
+    return any(path.startswith(f"inputs.{m}") for path, _, _ in change.changes for m in marked)
 
 
 def _resources(diff: Any) -> list[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .reader import REQUIRED, Section
 
 if TYPE_CHECKING:
-    from .stack import AutoScalingGroupConfig
+    from .stack import AutoScalingGroupConfig, NodeGroupConfig
 
 SERVICE_TIME_DISTRIBUTIONS = ("fixed", "exponential", "lognormal")
 AT_ZERO_CAPACITY = ("queue", "refuse")
@@ -75,7 +75,7 @@ class WorkloadConfig:
     """With ``refuse``: how long a client waits before retrying a refused request."""
 
 
-def read_workload(s: Section | None, group: AutoScalingGroupConfig) -> WorkloadConfig | None:
+def read_workload(s: Section | None, group: AutoScalingGroupConfig | NodeGroupConfig) -> WorkloadConfig | None:
     """The `workload:` section of one group, or None when the group has none."""
     if s is None:
         return None

@@ -9,7 +9,8 @@ role is held to the same IAM rules as the agent's instance role). Two kinds:
   the subnets it launches into, every group for the budget): CrossGuard runs them as `StackValidationPolicy`.
 
 `settings` is the stack's `PolicyConfig` (`gpuscale:policy`). Values not known before apply (a preview's unknowns,
-the offline plan's "(known after apply)") are never judged: a rule reports only what it can see.
+the offline plan's "(known after apply)") are never judged: a rule reports only what it can see. CrossGuard hands
+rules read-only `Mapping` and `Sequence` proxies, not dicts and lists, so the rules test for those.
 """
 
 from __future__ import annotations
@@ -76,8 +77,12 @@ def _true(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
+def _is_list(value: Any) -> bool:
+    return isinstance(value, Sequence) and not isinstance(value, (str, bytes))
+
+
+def _list(value: Any) -> Sequence[Any]:
+    return value if _is_list(value) else []
 
 
 # --- IMDSv2 -------------------------------------------------------------------------------------------------------
@@ -104,15 +109,15 @@ def ebs_encrypted(r: Resource, settings: PolicyConfig) -> Iterator[str]:
     elif r.type in (LAUNCH_TEMPLATE, LAUNCH_CONFIGURATION):
         mappings = _list(r.props.get("blockDeviceMappings") or r.props.get("ebsBlockDevices"))
         for i, m in enumerate(mappings):
-            ebs = m.get("ebs", m) if isinstance(m, dict) else {}
+            ebs = m.get("ebs", m) if isinstance(m, Mapping) else {}
             if not ebs.get("virtualName") and not ebs.get("noDevice") and not _true(ebs.get("encrypted")):
                 yield f"blockDeviceMappings[{i}] ({m.get('deviceName', '?')}) is not encrypted"
         root = r.props.get("rootBlockDevice")
-        if isinstance(root, dict) and not _true(root.get("encrypted")):
+        if isinstance(root, Mapping) and not _true(root.get("encrypted")):
             yield "rootBlockDevice is not encrypted"
     elif r.type == INSTANCE:
         root = r.props.get("rootBlockDevice")
-        if not isinstance(root, dict) or not _true(root.get("encrypted")):
+        if not isinstance(root, Mapping) or not _true(root.get("encrypted")):
             yield "rootBlockDevice.encrypted is not true"
         for i, d in enumerate(_list(r.props.get("ebsBlockDevices"))):
             if not _true(d.get("encrypted")):
@@ -135,7 +140,7 @@ def _group_instance_types(r: Resource, by_urn: Mapping[str, Resource]) -> list[s
         types = [t for t in _list(r.props.get("instanceTypes")) if isinstance(t, str)]
     else:
         spec = ((r.props.get("mixedInstancesPolicy") or {}).get("launchTemplate") or {})
-        types = [o.get("instanceType") for o in _list(spec.get("overrides")) if isinstance(o, dict)]
+        types = [o.get("instanceType") for o in _list(spec.get("overrides")) if isinstance(o, Mapping)]
         types = [t for t in types if isinstance(t, str)]
     if not types:
         types = [str(t.props["instanceType"]) for t in _launch_templates(r, by_urn) if t.props.get("instanceType")]
@@ -199,7 +204,7 @@ def _documents(r: Resource) -> Iterator[tuple[str, Any]]:
         yield "policy", r.props.get("policy")
     elif r.type == ROLE:
         for i, p in enumerate(_list(r.props.get("inlinePolicies"))):
-            if isinstance(p, dict):
+            if isinstance(p, Mapping):
                 yield f"inlinePolicies[{i}]", p.get("policy")
 
 
@@ -209,12 +214,12 @@ def _statements(doc: Any) -> Iterator[tuple[int, dict[str, Any]]]:
             doc = json.loads(doc)
         except ValueError:
             return  # not known yet, or not JSON: AWS rejects the latter anyway
-    if not isinstance(doc, dict):
+    if not isinstance(doc, Mapping):
         return
     statements = doc.get("Statement")
-    statements = [statements] if isinstance(statements, dict) else _list(statements)
+    statements = [statements] if isinstance(statements, Mapping) else _list(statements)
     for i, s in enumerate(statements):
-        if isinstance(s, dict) and s.get("Effect") == "Allow":
+        if isinstance(s, Mapping) and s.get("Effect") == "Allow":
             yield i, s
 
 
@@ -255,11 +260,11 @@ def put_metric_data_scoped(r: Resource, settings: PolicyConfig) -> Iterator[str]
 def _condition_values(condition: Any, key: str) -> list[str] | None:
     """Values a `StringEquals` condition on `key` allows; None when no such condition restricts it. Wildcard
     operators (`StringLike`) do not count: `GpuScale/*` would admit any namespace under it."""
-    if not isinstance(condition, dict):
+    if not isinstance(condition, Mapping):
         return None
     for operator in ("StringEquals", "ForAnyValue:StringEquals"):
         block = condition.get(operator)
-        if isinstance(block, dict):
+        if isinstance(block, Mapping):
             for k, v in block.items():
                 if k.lower() == key:
                     return [v] if isinstance(v, str) else [x for x in _list(v) if isinstance(x, str)]
@@ -284,10 +289,10 @@ def taggable(type_token: str) -> bool:
 
 def _tag_keys(tags: Any) -> set[str] | None:
     """Keys of a tags input: a mapping, or the Auto Scaling group's list of {key, value}; None when unknown."""
-    if isinstance(tags, dict):
+    if isinstance(tags, Mapping):
         return set(tags)
-    if isinstance(tags, list):
-        return {t.get("key") for t in tags if isinstance(t, dict)}
+    if _is_list(tags):
+        return {t.get("key") for t in tags if isinstance(t, Mapping)}
     return None if _known(tags) else set()
 
 
@@ -305,7 +310,7 @@ def required_tags(r: Resource, settings: PolicyConfig) -> Iterator[str]:
         yield f"tags lack {', '.join(missing)}"
     if r.type == LAUNCH_TEMPLATE:
         specs = {s.get("resourceType"): _tag_keys(s.get("tags")) or set()
-                 for s in _list(r.props.get("tagSpecifications")) if isinstance(s, dict)}
+                 for s in _list(r.props.get("tagSpecifications")) if isinstance(s, Mapping)}
         for launched in ("instance", "volume"):
             lacking = [t for t in settings.required_tags if t not in specs.get(launched, set())]
             if lacking:

@@ -157,3 +157,61 @@ def test_plan_exits_3_on_a_mandatory_finding_and_0_when_advisory(tmp_path):
     proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
     assert proc.returncode == 0, proc.stderr
     assert "warning: [policy:gpu-budget]" in proc.stdout
+
+
+def test_the_policy_pack_judges_through_pulumis_analyzer_protocol():
+    """policy/__main__.py as the Pulumi CLI runs it: a gRPC analyzer that it configures and asks to judge
+    resources. The same rules and levels reach it from `gpuscale policy-config`."""
+    import subprocess
+    import sys
+
+    import grpc
+    from google.protobuf import empty_pb2, struct_pb2
+    from pulumi.runtime.proto import analyzer_pb2, analyzer_pb2_grpc
+
+    def struct(value: dict) -> struct_pb2.Struct:
+        out = struct_pb2.Struct()
+        out.update(value)
+        return out
+
+    levels = {"mandatory": analyzer_pb2.MANDATORY, "advisory": analyzer_pb2.ADVISORY,
+              "disabled": analyzer_pb2.DISABLED}
+    settings = read_policy({"enforcement": {"required-tags": "advisory"}, "gpuHoursPerMonth": 1000,
+                            "accept": [{"rule": "ebs-encrypted", "resource": "scratch", "reason": "no data on it"}]})
+    config = {name: analyzer_pb2.PolicyConfig(enforcementLevel=levels[entry.pop("enforcementLevel")],
+                                              properties=struct(entry))
+              for name, entry in pack_config(settings).items()}
+    pack = subprocess.Popen([sys.executable, "__main__.py"], cwd=ROOT / "policy", stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = int(pack.stdout.readline())
+        stub = analyzer_pb2_grpc.AnalyzerStub(grpc.insecure_channel(f"127.0.0.1:{port}"))
+        info = stub.GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+        assert info.name == "gpuscale" and [p.name for p in info.policies] == list(RULES)
+        stub.Configure(analyzer_pb2.ConfigureAnalyzerRequest(policyConfig=config), timeout=30)
+
+        def judged(resource: Resource) -> dict[str, int]:
+            response = stub.Analyze(analyzer_pb2.AnalyzeRequest(
+                type=resource.type, name=resource.name, urn=resource.urn, properties=struct(dict(resource.props))),
+                timeout=30)
+            return {d.policyName: d.enforcementLevel for d in response.diagnostics}
+
+        template = {"metadataOptions": {"httpTokens": "optional"},
+                    "blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"encrypted": "false"}}],
+                    "tags": {"team": "ml"}}
+        assert judged(Resource(LT, "lt", "urn:lt", template)) == {
+            "imdsv2-required": analyzer_pb2.MANDATORY, "ebs-encrypted": analyzer_pb2.MANDATORY,
+            "required-tags": analyzer_pb2.ADVISORY}
+        assert "ebs-encrypted" not in judged(Resource(LT, "scratch", "urn:scratch", template)), "accepted"
+        role = Resource("aws:iam/rolePolicy:RolePolicy", "p", "urn:p", {"policy": DOC % (
+            '{"Effect": "Allow", "Action": ["s3:*", "cloudwatch:PutMetricData"], "Resource": "*"}')})
+        assert set(judged(role)) == {"no-wildcard-iam-actions", "put-metric-data-scoped"}
+
+        group = VIOLATIONS["gpu-budget"][0]
+        stack = stub.AnalyzeStack(analyzer_pb2.AnalyzeStackRequest(resources=[analyzer_pb2.AnalyzerResource(
+            type=group.type, name=group.name, urn=group.urn, properties=struct(dict(group.props)))]), timeout=30)
+        assert [(d.policyName, d.enforcementLevel) for d in stack.diagnostics] == [("gpu-budget",
+                                                                                    analyzer_pb2.MANDATORY)]
+    finally:
+        pack.kill()
+        pack.wait()
