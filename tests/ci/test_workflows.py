@@ -128,6 +128,10 @@ def test_deploy_goes_to_dev_then_prod_behind_its_environment():
     for job, stack in ((dev, "dev"), (prod, "prod")):
         action = uses(job, "pulumi/actions")[0]["with"]
         assert (action["command"], action["stack-name"]) == ("up", stack)
+        runs = [s.get("run", "") for s in steps(job)]
+        gate = next(i for i, r in enumerate(runs) if r.endswith(f"gpuscale plan --stack {stack}"))
+        assert gate < next(i for i, s in enumerate(steps(job)) if "pulumi/actions" in s.get("uses", "")), \
+            "the offline plan (checks and policy) runs before pulumi up"
 
 
 def test_drift_is_scheduled_and_fails_on_changes_after_a_refresh():

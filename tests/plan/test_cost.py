@@ -120,3 +120,15 @@ def test_pricing_api_book_asks_for_each_type_and_fixed_part():
     assert {p for p in book.regions["us-west-2"]["fixed"]} == set(FIXED_PARTS)
     assert ("AmazonEKS", {"regionCode": "us-west-2", "operation": "CreateOperation",
                           "usagetype": "USW2-AmazonEKS-Hours:perCluster"}) in calls
+
+
+def test_prices_from_the_api_need_credentials(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_CONFIG_FILE=str(tmp_path / "none"))
+    proc = subprocess.run([sys.executable, "-m", "gpuscale", "plan", "--stack", "prod", "--prices", "api"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "--prices api" in proc.stderr and "use --prices file" in proc.stderr

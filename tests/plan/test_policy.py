@@ -215,3 +215,15 @@ def test_the_policy_pack_judges_through_pulumis_analyzer_protocol():
     finally:
         pack.kill()
         pack.wait()
+
+
+def test_policy_config_cli_writes_the_stacks_pack_config(tmp_path):
+    out = tmp_path / "policy-config.json"
+    proc = gpuscale("policy-config", "--stack", "prod", "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(out.read_text())
+    assert doc == pack_config(load_stack_file(ROOT, "prod").policy)
+    assert doc["gpu-budget"]["gpuHoursPerMonth"] == 70000
+    assert [a["resource"] for a in doc["eks-api-not-public"]["accept"]] == ["gpuscale-prod-eks"]
+    bad = gpuscale("policy-config", "--stack", "nope")
+    assert bad.returncode == 2 and "--stack" in bad.stderr and "prod" in bad.stderr
