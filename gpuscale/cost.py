@@ -146,8 +146,8 @@ def _typical(config: Any, group: Any, month: float) -> float | None:
     from .sim.traces import diurnal
 
     sim = simulate_group(group, config.agent, diurnal(peak_rps(group, group_service(group))), ["stack"])
-    instance_hours = sim.results[0].instance_hours
-    return instance_hours * (HOURS_PER_MONTH * 3600 / sim.window) / HOURS_PER_MONTH * month
+    mean_instances = sim.results[0].instance_seconds / sim.window
+    return mean_instances * month
 
 
 def _fixed(config: Any, plan: Any, book: PriceBook, used: list[Price]) -> list[CostLine]:

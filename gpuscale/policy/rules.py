@@ -275,14 +275,15 @@ def _condition_values(condition: Any, key: str) -> list[str] | None:
 
 @functools.lru_cache(maxsize=None)
 def taggable(type_token: str) -> bool:
-    """Whether an AWS resource type takes `tags`, from the pulumi-aws SDK's own constructor."""
+    """Whether an AWS resource type takes `tags`, from the pulumi-aws SDK's own Args class (`SubnetArgs` for
+    `aws:ec2/subnet:Subnet`), so a type added to the provider is judged without a list to keep up to date."""
     parts = type_token.split(":")
     if len(parts) != 3 or parts[0] != "aws":
         return False
     try:
         module = importlib.import_module(f"pulumi_aws.{parts[1].split('/')[0]}")
-        cls = getattr(module, parts[2])
-        return "tags" in inspect.signature(cls._internal_init).parameters
+        args = getattr(module, f"{parts[2]}Args")
+        return "tags" in inspect.signature(args.__init__).parameters
     except (ImportError, AttributeError, TypeError, ValueError):
         return False
 

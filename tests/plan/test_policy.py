@@ -227,3 +227,11 @@ def test_policy_config_cli_writes_the_stacks_pack_config(tmp_path):
     assert [a["resource"] for a in doc["eks-api-not-public"]["accept"]] == ["gpuscale-prod-eks"]
     bad = gpuscale("policy-config", "--stack", "nope")
     assert bad.returncode == 2 and "--stack" in bad.stderr and "prod" in bad.stderr
+
+
+def test_taggable_types_come_from_the_provider_sdk():
+    from gpuscale.policy.rules import taggable
+
+    assert taggable("aws:cloudwatch/metricAlarm:MetricAlarm") and taggable("aws:autoscaling/group:Group")
+    assert not taggable("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+    assert not taggable("aws:autoscaling/tag:Tag") and not taggable("kubernetes:helm.sh/v3:Release")
