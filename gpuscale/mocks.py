@@ -95,6 +95,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "aws:index/getPartition:getPartition": self._partition,
             "aws:index/getRegion:getRegion": self._region_info,
             "aws:eks/getCluster:getCluster": self._eks_cluster,
+            "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider": self._oidc_provider_lookup,
         }
         # Per-type shapers add what AWS computes; each returns the id when it is not the default one.
         self._shapers: dict[str, Callable[[str, dict[str, Any]], str | None]] = {
@@ -133,6 +134,11 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         if not args.custom:  # components have no cloud state
             return None, state
         typ, name = args.typ, args.name
+        if not typ.startswith("aws:"):
+            # Kubernetes objects, Helm releases and providers: no ARN or region; the id Kubernetes would give.
+            meta = state.get("metadata") or {}
+            return (f"{meta.get('namespace', 'default')}/{meta['name']}" if meta.get("name")
+                    else f"{name}-{stable_hex(typ, name, length=8)}"), state
         name_prop = _NAME_PROPERTY.get(typ)
         if name_prop and not state.get(name_prop):
             # Pulumi's auto-naming: the resource name plus a 7-character suffix.
@@ -315,6 +321,12 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         region = args.get("region") or args.get("name") or self.region
         return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com",
                 "description": region}
+
+    def _oidc_provider_lookup(self, args: dict[str, Any]) -> dict[str, Any]:
+        url = str(args.get("url", ""))
+        host = url.removeprefix("https://")
+        return {"id": host, "url": host, "arn": self.arn(f"iam::{ACCOUNT_ID}:oidc-provider/{host}"),
+                "clientIdLists": ["sts.amazonaws.com"], "thumbprintLists": [], "tags": {}}
 
     def _eks_cluster(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["name"]

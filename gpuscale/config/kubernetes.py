@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .reader import ConfigError, Section
+from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS, NoAutoscalerRelease,
+                                 autoscaler_image_tag)
+from .reader import REQUIRED, ConfigError, Section
 
 if TYPE_CHECKING:
     from .stack import NodeGroupConfig
 
-MIG_STRATEGIES = ("none", "single", "mixed")
-"""The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
-IMAGE_SOURCES = ("build", "image")
 QUANTITY_PATTERN = r"\d+(\.\d+)?(m|Ki|Mi|Gi)?"
 UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
 """cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old
@@ -130,8 +129,8 @@ def _read_cluster_autoscaler(s: Section) -> ClusterAutoscalerConfig:
 
 
 def _read_device_plugin(s: Section) -> DevicePluginConfig:
-    mig = s.str("migStrategy", "none", choices=MIG_STRATEGIES)
-    replicas = s.int("timeSlicingReplicas", 1, min=1, max=64)
+    mig = s.str("migStrategy", "none", choices=DEVICE_PLUGIN_MIG_STRATEGIES)
+    replicas = s.int("timeSlicingReplicas", 1, min=1, max=TIME_SLICING_MAX_REPLICAS)
     if replicas > 1 and mig == "mixed":
         # The plugin's time-slicing applies per advertised resource name; with mixed MIG each profile is its own
         # resource, which the shared-access config cannot name generically.
@@ -168,11 +167,51 @@ def read_group_autoscaler_options(s: Section | None) -> GroupAutoscalerOptions:
     return options
 
 
-def check_expander_priorities(kubernetes: KubernetesConfig, node_groups: tuple[NodeGroupConfig, ...],
-                              key: str) -> None:
-    """Priorities may only name node groups of the stack (the autoscaler matches them against ASG names)."""
+def check_kubernetes(kubernetes: KubernetesConfig, node_groups: tuple[NodeGroupConfig, ...],
+                     kubernetes_version: str | None, key: str, version_key: str) -> None:
+    """Rules across sections: the cluster's minor has an autoscaler release; priorities name node groups."""
+    if kubernetes.cluster_autoscaler.enabled and node_groups:
+        if kubernetes_version is None:
+            raise ConfigError(version_key, REQUIRED,
+                              "the existing cluster's Kubernetes minor version, e.g. \"1.33\": cluster-autoscaler's "
+                              "minor must match it (the program checks it against the cluster at deploy time)")
+        try:
+            autoscaler_image_tag(kubernetes_version)
+        except NoAutoscalerRelease as e:
+            raise ConfigError(version_key, kubernetes_version, f"{e.allowed} (or set {key}.clusterAutoscaler."
+                                                               "enabled: false and run your own)") from None
     names = [g.name for g in node_groups]
     for i, name in enumerate(kubernetes.cluster_autoscaler.expander_priorities or ()):
         if name not in names:
             raise ConfigError(f"{key}.clusterAutoscaler.expanderPriorities[{i}]", name,
                               "names of this stack's node groups: " + (", ".join(names) or "(none)"))
+
+
+GPU_COST_ORDER = ("T4", "T4g", "L4", "A10G", "L40S", "A100", "H100", "H200", "B200")
+"""GPU models from cheapest to dearest per GPU-hour, by the on-demand price of their EC2 instances in us-east-1
+(AWS price list: g4dn, g5g, g6, g5, g6e, p4d, p5, p5e, p6-b200). Only the order is used: to prefer cheaper groups."""
+
+
+def expander_order(kubernetes: KubernetesConfig, node_groups: tuple[NodeGroupConfig, ...]) -> tuple[str, ...]:
+    """Node group names, most preferred first: the configured `expanderPriorities`, else Spot before on-demand,
+    then cheaper GPU models first (GPU_COST_ORDER; models not in it last), then the config's order."""
+    configured = kubernetes.cluster_autoscaler.expander_priorities
+    if configured is not None:
+        return configured
+
+    def rank(item: tuple[int, NodeGroupConfig]) -> tuple[int, int, int]:
+        i, g = item
+        model = GPU_COST_ORDER.index(g.gpu.gpu_name) if g.gpu.gpu_name in GPU_COST_ORDER else len(GPU_COST_ORDER)
+        return (0 if g.capacity_type == "SPOT" else 1, model, i)
+    return tuple(g.name for _, g in sorted(enumerate(node_groups), key=rank))
+
+
+def asg_option_tags(options: GroupAutoscalerOptions) -> dict[str, str]:
+    """A group's overrides as the AWS provider's `autoscaling-options` tag values (Go durations, floats, bools)."""
+    values = {"scaledownunneededtime": options.scale_down_unneeded_seconds,
+              "scaledownunreadytime": options.scale_down_unready_seconds,
+              "scaledownutilizationthreshold": options.scale_down_utilization_threshold,
+              "scaledowngpuutilizationthreshold": options.scale_down_gpu_utilization_threshold,
+              "ignoredaemonsetsutilization": options.ignore_daemonsets_utilization}
+    return {key: (f"{value}s" if key.endswith("time") else str(value).lower() if isinstance(value, bool)
+                  else str(value)) for key, value in values.items() if value is not None}
