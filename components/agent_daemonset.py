@@ -117,7 +117,7 @@ def check_args(args: AgentDaemonSetArgs) -> None:
         raise refuse("node_groups", groups, "at least one GPU node group")
     keys = [g["key"] for g in groups]
     for i, g in enumerate(groups):
-        if not (DNS_LABEL.fullmatch(g["key"]) and len(APP) + 1 + len(g["key"]) <= 63) or keys.count(g["key"]) > 1:
+        if not (DNS_LABEL.fullmatch(g["key"]) and len(APP) + 1 + len(g["key"]) <= 63) or g["key"] in keys[:i]:
             raise refuse(f"node_groups[{i}].key", g["key"], "unique lowercase letters, digits and hyphens, at most "
                                                             f"{62 - len(APP)} characters")
         if g["ami_family"] not in AMI_FAMILIES:

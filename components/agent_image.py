@@ -61,7 +61,7 @@ def _check(args: AgentImageArgs) -> tuple[str, list[docker_build.Platform]]:
     if not architectures or unknown:
         raise ValueError(f"architectures: {architectures!r} is not allowed; allowed: one or more of "
                          + ", ".join(PLATFORMS))
-    return context, [PLATFORMS[a] for a in sorted(set(architectures))]
+    return context, sorted({PLATFORMS[a] for a in architectures}, key=lambda p: p.value)
 
 
 class AgentImage(pulumi.ComponentResource):
