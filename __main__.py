@@ -118,7 +118,7 @@ if node_groups:
     # The agent on every GPU node: the image from config, else built from agent/Dockerfile into the stack's ECR.
     agent_k8s = kube.agent
     agent_image = agent_k8s.image or AgentImage("agent-image", {
-        "repository_name": f"gpuscale-{config.stack.lower()}/gpu-metrics-agent", "context_dir": "agent",
+        "repository_name": f"gpuscale-{config.stack.lower()}/gpu-metrics-agent",
         "architectures": sorted({"arm64" if "_ARM_64_" in g.ami_type else "x86_64" for g in config.node_groups}),
         "tags": tags}).image_ref
     AgentDaemonSet("agent-daemonset", {

@@ -3,7 +3,7 @@ repository of the stack, for the agent's DaemonSet on the EKS GPU nodes."""
 
 from __future__ import annotations
 
-import hashlib
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,48 +14,39 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 from typing_extensions import NotRequired
 
+from .agent_bundle import content_hash, find_agent_dir
+
 PLATFORMS = {"x86_64": docker_build.Platform.LINUX_AMD64, "arm64": docker_build.Platform.LINUX_ARM64}
 """Image platform per EC2 architecture (EKS AMI types name x86_64 and ARM_64)."""
 REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 """ECR's repository name rule (CreateRepository, repositoryName), 2-256 characters."""
-SKIPPED_DIRS = ("__pycache__", "build", "dist")
-SKIPPED_SUFFIXES = (".pyc", ".egg-info")
-"""Outputs of a local install or wheel build that may sit in the context but never change the image."""
 
 
 class AgentImageArgs(TypedDict):
     repository_name: str
     """ECR repository created for the image, e.g. "gpuscale-dev/gpu-metrics-agent"."""
-    context_dir: str
-    """The Docker build context, relative to the program's directory: "agent" (its Dockerfile is the one used)."""
     architectures: Sequence[str]
     """EC2 architectures of the nodes that run it ("x86_64", "arm64"); one image platform each."""
+    context_dir: NotRequired[str]
+    """The Docker build context holding the Dockerfile used. Default: the agent's directory, found next to the
+    installed `gpu_metrics_agent` package as AgentBundle finds it (this repository's `agent/`)."""
     tags: NotRequired[dict[str, str]]
     """Tags on the ECR repository. Default none."""
 
 
-def context_digest(context_dir: str) -> str:
-    """A digest of the build context's files (paths and contents): the image tag, so a changed agent is a new tag
-    in an immutable repository and a new rollout, and an unchanged one is neither."""
-    root = Path(context_dir)
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        relative = path.relative_to(root).as_posix()
-        if any(part in SKIPPED_DIRS or part.endswith(SKIPPED_SUFFIXES) for part in relative.split("/")):
-            continue
-        h.update(relative.encode() + b"\0" + path.read_bytes() + b"\0")
-    return h.hexdigest()[:16]
-
-
-def _check(args: AgentImageArgs) -> tuple[str, list[docker_build.Platform]]:
+def _check(args: AgentImageArgs) -> tuple[Path, list[docker_build.Platform]]:
     name = args["repository_name"]
     if not (2 <= len(name) <= 256 and REPOSITORY_NAME.fullmatch(name)):
         raise ValueError(f"repository_name: {name!r} is not allowed; allowed: an ECR repository name, 2-256 "
                          "lowercase letters, digits and . _ - / (e.g. \"gpuscale-dev/gpu-metrics-agent\")")
-    context = args["context_dir"]
-    if not (Path(context) / "Dockerfile").is_file():
-        raise ValueError(f"context_dir: {context!r} is not allowed; allowed: a directory with a Dockerfile, relative "
-                         f"to the program's directory ({Path.cwd()}), e.g. \"agent\"")
+    try:
+        context = Path(args["context_dir"]) if args.get("context_dir") else find_agent_dir()
+    except ValueError:
+        raise ValueError("context_dir: the agent's directory was not found next to the installed gpu_metrics_agent "
+                         "package; allowed: the path of this repository's agent/ directory") from None
+    if not (context / "Dockerfile").is_file():
+        raise ValueError(f"context_dir: {str(context)!r} is not allowed; allowed: a directory with a Dockerfile, "
+                         "e.g. this repository's agent/")
     architectures = list(args["architectures"])
     unknown = [a for a in architectures if a not in PLATFORMS]
     if not architectures or unknown:
@@ -85,11 +76,16 @@ class AgentImage(pulumi.ComponentResource):
         # Short-lived (12 h) registry credentials of the account, read at each `pulumi up`, never stored in config.
         token = aws.ecr.get_authorization_token_output(registry_id=repository.registry_id,
                                                        opts=pulumi.InvokeOutputOptions(parent=self))
-        tag = repository.repository_url.apply(lambda url: f"{url}:{context_digest(context)}")
+        # The tag is the agent's content digest (as AgentBundle's key) and the platforms: a changed agent or a new
+        # architecture is a new tag in the immutable repository and a new rollout; an unchanged one is neither.
+        version = "-".join([content_hash(context)[:16], *(p.value.split("/")[1] for p in platforms)])
+        tag = repository.repository_url.apply(lambda url: f"{url}:{version}")
+        # Relative to the program's directory (where Pulumi runs it), so plans match across checkouts.
+        location = Path(os.path.relpath(context)).as_posix()
         image = docker_build.Image(
             f"{name}-image",
-            context=docker_build.BuildContextArgs(location=context),
-            dockerfile=docker_build.DockerfileArgs(location=f"{context}/Dockerfile"),
+            context=docker_build.BuildContextArgs(location=location),
+            dockerfile=docker_build.DockerfileArgs(location=f"{location}/Dockerfile"),
             platforms=platforms,
             push=True,
             tags=[tag],

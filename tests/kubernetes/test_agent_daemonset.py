@@ -16,7 +16,7 @@ from kube_support import validate_object
 from gpu_metrics_agent import catalogue
 from gpu_metrics_agent.config import OPTIONS, parse_config
 from gpu_metrics_agent.imds import NodeIdentity, resolve_identity
-from gpuscale.components.agent_image import context_digest
+from gpuscale.components.agent_bundle import content_hash
 from gpuscale.components.labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from gpuscale.config import read_stack_values, stack_file_path
 from gpuscale.plan import Plan, PlannedResource
@@ -260,7 +260,7 @@ def test_image_is_built_from_the_agent_dockerfile_and_pinned_by_digest(stack_pla
     assert image["context"] == {"location": "agent"} and image["dockerfile"] == {"location": "agent/Dockerfile"}
     assert image["push"] is True and image["platforms"] == ["linux/amd64"]
     [tag] = image["tags"]
-    assert tag.endswith(f"/gpuscale-{stack}/gpu-metrics-agent:{context_digest(str(ROOT / 'agent'))}")
+    assert tag.endswith(f"/gpuscale-{stack}/gpu-metrics-agent:{content_hash(ROOT / 'agent')[:16]}-amd64")
     assert image["registries"] == "[secret]", "the ECR token must stay secret in the state"
     for ds in daemonsets(plan).values():
         ref = ds["spec"]["template"]["spec"]["containers"][0]["image"]

@@ -15,6 +15,7 @@ from pulumi.runtime import rpc
 from crd_support import validate_service_monitor
 from kube_support import validate_object
 
+from gpuscale.components.agent_bundle import content_hash
 from gpuscale.components.agent_daemonset import AgentDaemonSet, AgentDaemonSetArgs, check_args
 from gpuscale.components.agent_image import AgentImage, AgentImageArgs
 from gpuscale.components.charts import PROMETHEUS_OPERATOR_VERSION, upstream_facts
@@ -80,13 +81,13 @@ def test_bad_args_declare_nothing(harness: Harness):
 
 
 def good_image_args() -> AgentImageArgs:
-    return {"repository_name": "gpuscale-test/gpu-metrics-agent", "context_dir": "agent", "architectures": ["x86_64"]}
+    return {"repository_name": "gpuscale-test/gpu-metrics-agent", "architectures": ["x86_64"]}
 
 
 @pytest.mark.parametrize("name, change, allowed", [
     ("repository_name", lambda a: a.update(repository_name="Gpuscale/Agent"), "ECR repository name"),
     ("repository_name", lambda a: a.update(repository_name="a"), "2-256"),
-    ("context_dir", lambda a: a.update(context_dir="components"), "with a Dockerfile"),
+    ("context_dir", lambda a: a.update(context_dir=str(ROOT / "components")), "with a Dockerfile"),
     ("architectures", lambda a: a.update(architectures=[]), "x86_64, arm64"),
     ("architectures", lambda a: a.update(architectures=["aarch64"]), "x86_64, arm64"),
 ])
@@ -116,7 +117,8 @@ def test_image_pushes_with_the_registrys_own_token(harness: Harness):
     [registry] = secret["value"]
     assert registry == {"address": "123456789012.dkr.ecr.us-west-2.amazonaws.com", "username": "AWS",
                         "password": registry["password"]} and registry["password"].startswith("mock-ecr-token-")
-    assert image.inputs["tags"][0].startswith(f"123456789012.dkr.ecr.us-west-2.amazonaws.com/{repo.inputs['name']}:")
+    assert image.inputs["tags"] == [f"123456789012.dkr.ecr.us-west-2.amazonaws.com/{repo.inputs['name']}:"
+                                    f"{content_hash(ROOT / 'agent')[:16]}-amd64-arm64"]
 
 
 def run_stack(stack: str, **agent: object) -> Harness:
@@ -167,7 +169,8 @@ def test_service_monitor_only_on_request_and_valid_against_the_pinned_crd():
     lambda s: s.pop("selector"),                                       # required
 ])
 def test_the_crd_check_refuses_what_the_api_server_would(change):
-    from gpuscale.components.agent_daemonset import service_monitor_spec
+    from gpuscale.components.agent_bundle import content_hash
+from gpuscale.components.agent_daemonset import service_monitor_spec
     spec = service_monitor_spec(2.5)
     obj = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
            "metadata": {"name": "m", "namespace": "n"}, "spec": spec}
