@@ -16,7 +16,7 @@ from crd_support import validate_service_monitor
 from kube_support import validate_object
 
 from gpuscale.components.agent_bundle import content_hash
-from gpuscale.components.agent_daemonset import AgentDaemonSet, AgentDaemonSetArgs, check_args
+from gpuscale.components.agent_daemonset import AgentDaemonSet, AgentDaemonSetArgs, check_args, service_monitor_spec
 from gpuscale.components.agent_image import AgentImage, AgentImageArgs
 from gpuscale.components.charts import PROMETHEUS_OPERATOR_VERSION, upstream_facts
 from gpuscale.config.kubernetes import AgentDaemonSetConfig, ResourceRequests
@@ -169,8 +169,6 @@ def test_service_monitor_only_on_request_and_valid_against_the_pinned_crd():
     lambda s: s.pop("selector"),                                       # required
 ])
 def test_the_crd_check_refuses_what_the_api_server_would(change):
-    from gpuscale.components.agent_bundle import content_hash
-from gpuscale.components.agent_daemonset import service_monitor_spec
     spec = service_monitor_spec(2.5)
     obj = {"apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
            "metadata": {"name": "m", "namespace": "n"}, "spec": spec}
