@@ -5,6 +5,7 @@ pinned CRD, the ECR credentials the build pushes with, and the recorded CRD fact
 from __future__ import annotations
 
 import copy
+import importlib.metadata
 import re
 import sys
 from pathlib import Path
@@ -18,7 +19,7 @@ from kube_support import validate_object
 from gpuscale.components.agent_bundle import content_hash
 from gpuscale.components.agent_daemonset import AgentDaemonSet, AgentDaemonSetArgs, check_args, service_monitor_spec
 from gpuscale.components.agent_image import AgentImage, AgentImageArgs
-from gpuscale.components.charts import PROMETHEUS_OPERATOR_VERSION, upstream_facts
+from gpuscale.components.charts import DOCKER_BUILD_PROVIDER_VERSION, PROMETHEUS_OPERATOR_VERSION, upstream_facts
 from gpuscale.config.kubernetes import AgentDaemonSetConfig, ResourceRequests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,3 +200,52 @@ def test_crd_facts_are_recorded_at_the_pin():
     assert spec["properties"]["endpoints"]["items"]["properties"]["scheme"]["enum"] == ["http", "https", "HTTP",
                                                                                           "HTTPS"]
     assert "description" not in spec, "facts, not upstream's text"
+
+
+def provider_input_errors(inputs: dict, facts: dict) -> list[str]:
+    """Paths of planned `Image` inputs the pinned provider's schema does not have (argument names, nested field
+    names, enum values), and required inputs left out."""
+    types = facts["types"]
+    errors = [f"{name}: required" for name in facts["image"]["required"] if name not in inputs]
+
+    def check(path: str, value: object, refs: list[str]) -> None:
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                check(f"{path}[{i}]", item, refs)
+            return
+        for ref in refs:
+            t = types[ref]
+            if "enum" in t and value not in t["enum"]:
+                errors.append(f"{path}: {value!r} not in {ref}")
+            elif "properties" in t and isinstance(value, dict):
+                errors.extend(f"{path}.{k}: not a field of {ref}" for k in value if k not in t["properties"])
+                errors.extend(f"{path}.{k}: required by {ref}" for k in t["required"] if k not in value)
+                for k, v in value.items():
+                    check(f"{path}.{k}", v, t["properties"].get(k, []))
+
+    for name, value in inputs.items():
+        if name not in facts["image"]["inputs"]:
+            errors.append(f"{name}: not an argument of docker-build:index:Image")
+        else:
+            check(name, value, facts["image"]["inputs"][name])
+    return errors
+
+
+def test_image_arguments_exist_in_the_pinned_provider_schema(harness: Harness):
+    facts = upstream_facts("docker_build")
+    assert facts["tag"] == f"v{DOCKER_BUILD_PROVIDER_VERSION}" and facts["licence"] == "Apache-2.0"
+    def release(v: str) -> tuple[int, ...]:
+        return tuple(int(x) for x in v.split(".")[:3])
+    assert release(importlib.metadata.version("pulumi-docker-build")) >= release(DOCKER_BUILD_PROVIDER_VERSION)
+    harness.run(lambda: AgentImage("image", {**good_image_args(), "architectures": ["arm64", "x86_64"]}))
+    inputs = dict(harness.one("docker-build:index:Image").inputs)
+    inputs["registries"] = inputs["registries"]["value"]  # unwrapped from its secret
+    assert provider_input_errors(inputs, facts) == []
+    # The check itself refuses a wrong name, a wrong nested field, a wrong enum value and a missing requirement.
+    bad = {**inputs, "buildOnPreveiw": True, "context": {"path": "agent"}, "platforms": ["linux/x86"]}
+    del bad["push"]
+    assert sorted(provider_input_errors(bad, facts)) == sorted([
+        "push: required", "buildOnPreveiw: not an argument of docker-build:index:Image",
+        "context.path: not a field of docker-build:index:BuildContext",
+        "context.location: required by docker-build:index:BuildContext",
+        "platforms[0]: 'linux/x86' not in docker-build:index:Platform"])
