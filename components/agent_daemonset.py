@@ -179,8 +179,9 @@ def pod_spec(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> dict[str, Any]:
         # Blind GPU nodes stall scaling and alarms: evicted last, like other per-node agents.
         "priorityClassName": "system-node-critical",
         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": GPU_CLASS_LABEL, "operator": "Exists"},
-                                  {"key": NODE_GROUP_LABEL, "operator": "In", "values": [group["node_group_name"]]}]}]}}},
+            {"matchExpressions": [
+                {"key": GPU_CLASS_LABEL, "operator": "Exists"},
+                {"key": NODE_GROUP_LABEL, "operator": "In", "values": [group["node_group_name"]]}]}]}}},
         # Exactly the taint the GPU node groups set, nothing broader.
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}],
         # NVML reads the device nodes the runtime adds (mode 0666): no root, no capability. fsGroup lets a non-root

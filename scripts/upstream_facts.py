@@ -12,8 +12,8 @@ Usage (each argument a git clone, bare or not, of the named repository; tags mus
         --docker-build /path/to/pulumi/pulumi-docker-build
 
 Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json and
-docker_build.json (only those whose clone is given). Run it after changing a pin in components/charts.py; tests/kubernetes/test_upstream_facts.py fails until the data matches
-the pins.
+docker_build.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
+tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
 """
 
 from __future__ import annotations
@@ -255,11 +255,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--autoscaler", type=Path, help="a git clone of kubernetes/autoscaler")
     parser.add_argument("--device-plugin", type=Path, help="a git clone of NVIDIA/k8s-device-plugin")
-    parser.add_argument("--prometheus-operator", type=Path, help="a git clone of prometheus-operator/prometheus-operator")
+    parser.add_argument("--prometheus-operator", type=Path,
+                        help="a git clone of prometheus-operator/prometheus-operator")
     parser.add_argument("--docker-build", type=Path, help="a git clone of pulumi/pulumi-docker-build")
     args = parser.parse_args()
     jobs = [(name, make, repo) for name, make, repo in (
-        ("cluster_autoscaler", autoscaler, args.autoscaler), ("nvidia_device_plugin", device_plugin, args.device_plugin),
+        ("cluster_autoscaler", autoscaler, args.autoscaler),
+        ("nvidia_device_plugin", device_plugin, args.device_plugin),
         ("prometheus_operator", prometheus_operator, args.prometheus_operator),
         ("docker_build", docker_build, args.docker_build)) if repo is not None]
     if not jobs:

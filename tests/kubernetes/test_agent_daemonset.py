@@ -143,8 +143,8 @@ def test_gpu_nodes_only_all_gpus_none_requested(stack_plans, stack):
     gpu_groups = [r for r in stack_plans[stack].by_type("aws:eks/nodeGroup:NodeGroup")
                   if "gpuscale:index:GpuNodeGroup" in (r.parent or "")]
     ng_taints = [t for r in gpu_groups for t in r.inputs["taints"]]
-    assert len(ng_taints) == len(gpu_groups) and all(t == {"key": GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}
-                             for t in ng_taints)
+    taint = {"key": GPU_RESOURCE, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}
+    assert len(ng_taints) == len(gpu_groups) and all(t == taint for t in ng_taints)
     families = {g["name"]: g.get("amiType", "AL2023_x86_64_NVIDIA") for g in stack_config(stack)["gpuscale:nodeGroups"]}
     for key, ds in daemonsets(stack_plans[stack]).items():
         pod = ds["spec"]["template"]["spec"]
@@ -154,7 +154,8 @@ def test_gpu_nodes_only_all_gpus_none_requested(stack_plans, stack):
         assert GPU_RESOURCE not in json.dumps(container["resources"]), "the agent must not take a GPU from workloads"
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["NVIDIA_VISIBLE_DEVICES"] == "all" and env["NVIDIA_DRIVER_CAPABILITIES"] == "utility"
-        devices = [m for m in container["volumeMounts"] if m["mountPath"].startswith("/var/run/nvidia-container-devices")]
+        devices = [m for m in container["volumeMounts"]
+                   if m["mountPath"].startswith("/var/run/nvidia-container-devices")]
         if families[key].startswith("BOTTLEROCKET"):
             # Bottlerocket ignores NVIDIA_VISIBLE_DEVICES in unprivileged containers; /dev/null mounts name devices.
             assert devices == [{"name": "all-gpus", "mountPath": "/var/run/nvidia-container-devices/all",
@@ -220,7 +221,8 @@ def test_service_is_scraped_and_selects_every_agent(stack_plans, stack):
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": port, "targetPort": "metrics", "protocol": "TCP"}]
     for ds in daemonsets(stack_plans[stack]).values():
         assert svc["spec"]["selector"].items() <= ds["spec"]["template"]["metadata"]["labels"].items()
-    assert not [r for r in stack_plans[stack].resources if r.type == "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"], \
+    monitors = stack_plans[stack].by_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    assert not monitors, \
         "no ServiceMonitor unless gpuscale:kubernetes.agent.serviceMonitor says the operator is installed"
 
 
