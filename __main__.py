@@ -171,7 +171,7 @@ if config.auto_scaling_groups:
 # Scaling policies, alarms and the dashboard attach to `asgs` (config name -> GpuAutoScalingGroup) here; the
 # validated settings are in `config.auto_scaling_groups` (and `config.alerts`).
 alerts = config.alerts
-topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email}) \
+topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email, "tags": tags}) \
     if alerts.sns_topic_name or alerts.email else None
 panels: list[DashboardGroupArgs] = []
 for a in config.auto_scaling_groups:
@@ -182,14 +182,14 @@ for a in config.auto_scaling_groups:
     if scaling:
         alarm_lists.append(GpuScalingPolicies(f"{a.name}-scaling", {
             "asg_name": group.asg_name, "asg_arn": group.asg_arn, "instance_role_name": group.instance_role_name,
-            **scaling}).alarm_arns)
+            "tags": tags, **scaling}).alarm_arns)
     target = scaling["target"]["target_gpu_utilization"] if scaling else None
     alarm_lists.append(GpuAlarms(f"{a.name}-alarms", {
         "asg_name": group.asg_name, "target_gpu_utilization": target, "demand": scaling.get("demand"),
         "blind_after_seconds": a.health_check_grace_seconds,
         "sample_interval_seconds": config.agent.sample_interval_seconds,
         "throttle_minutes": alerts.throttle_minutes, "throttled_fraction": alerts.throttled_fraction,
-        "alarm_topic_arn": topic.topic_arn if topic else None}).alarm_arns)
+        "alarm_topic_arn": topic.topic_arn if topic else None, "tags": tags}).alarm_arns)
     panels.append({"asg_name": group.asg_name, "target_gpu_utilization": target, "warm_pool": a.warm_pool is not None,
                    "alarm_arns": pulumi.Output.all(*alarm_lists).apply(lambda lists: [x for xs in lists for x in xs])})
 if panels:

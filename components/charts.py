@@ -52,11 +52,20 @@ def upstream_facts(name: str) -> dict[str, Any]:
     return json.loads((resources.files(__package__) / "upstream" / f"{name}.json").read_text())
 
 
+class NoAutoscalerRelease(ValueError):
+    """A Kubernetes minor for which cluster-autoscaler has no release (at the pinned chart's facts)."""
+
+    def __init__(self, kubernetes_version: str):
+        tags = upstream_facts("cluster_autoscaler")["imageTags"]
+        self.allowed = f"a Kubernetes minor with a cluster-autoscaler release: {', '.join(tags)}"
+        super().__init__(f"kubernetes_version: {kubernetes_version!r} is not allowed; allowed: {self.allowed}")
+
+
 def autoscaler_image_tag(kubernetes_version: str) -> str:
     """The cluster-autoscaler release for a cluster's Kubernetes minor: upstream supports each autoscaler minor
-    only against the same Kubernetes minor, so it is derived, never chosen. ValueError for a minor without one."""
+    only against the same Kubernetes minor, so it is derived, never chosen. NoAutoscalerRelease for a minor
+    without one."""
     tags = upstream_facts("cluster_autoscaler")["imageTags"]
     if kubernetes_version not in tags:
-        raise ValueError(f"a Kubernetes minor with a cluster-autoscaler release ({', '.join(tags)}); "
-                         f"{kubernetes_version} has none yet at chart {CHARTS['cluster-autoscaler'].version}")
+        raise NoAutoscalerRelease(kubernetes_version)
     return tags[kubernetes_version]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PROJECT, StackConfig
+from .checks_kubernetes import kubernetes_findings
 from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
@@ -48,10 +49,25 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _cold_start(key, group, config.agent)
         findings += _time_to_capacity(key, group, config.agent)
     findings += _shared_queues(config)
+    findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
+        findings += _policy(plan, config)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
+
+
+def _policy(plan: Any, config: StackConfig) -> list[Finding]:
+    """The policy rules (`gpuscale.policy`) on the planned resources: a mandatory finding is an error, an advisory
+    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason."""
+    from .policy import MANDATORY, evaluate, resources_of_plan
+
+    found = []
+    for f in evaluate(resources_of_plan(plan), config.policy):
+        severity = INFO if f.accepted is not None else ERROR if f.level == MANDATORY else WARNING
+        text = f"{f.resource}: {f.message}" + (f" (accepted: {f.accepted})" if f.accepted is not None else "")
+        found.append(Finding(severity, f"policy:{f.rule}", (f"{PROJECT}:policy.enforcement.{f.rule}",), text))
+    return found
 
 
 def _periods(key: str, scaling: Any) -> Iterator[tuple[str, int]]:

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ..components.charts import DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS, autoscaler_image_tag
+from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS, NoAutoscalerRelease,
+                                 autoscaler_image_tag)
 from .reader import REQUIRED, ConfigError, Section
 
 if TYPE_CHECKING:
@@ -187,9 +188,9 @@ def check_kubernetes(kubernetes: KubernetesConfig, node_groups: tuple[NodeGroupC
                               "minor must match it (the program checks it against the cluster at deploy time)")
         try:
             autoscaler_image_tag(kubernetes_version)
-        except ValueError as e:
-            raise ConfigError(version_key, kubernetes_version, f"{e} (or set {key}.clusterAutoscaler.enabled: "
-                                                               "false and run your own)") from None
+        except NoAutoscalerRelease as e:
+            raise ConfigError(version_key, kubernetes_version, f"{e.allowed} (or set {key}.clusterAutoscaler."
+                                                               "enabled: false and run your own)") from None
     names = [g.name for g in node_groups]
     for i, name in enumerate(kubernetes.cluster_autoscaler.expander_priorities or ()):
         if name not in names:

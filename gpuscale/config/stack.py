@@ -17,6 +17,7 @@ from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
+from .policy import PolicyConfig, read_policy
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
@@ -27,7 +28,7 @@ PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -156,6 +157,8 @@ class StackConfig:
     """Where alarms notify and how long throttling may last; absent keys give alarms that notify nobody."""
     kubernetes: KubernetesConfig | None = None
     """The in-cluster side: cluster-autoscaler, device plugin, agent DaemonSet. Always set by load_stack_config."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """How the policy rules treat the stack (`gpuscale:policy`)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -188,7 +191,8 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                       auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, raw=dict(values))
+                       auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
+                       policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values))
 
 
 def _read_cluster(s: Section) -> ClusterConfig:

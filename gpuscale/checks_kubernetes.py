@@ -1,0 +1,81 @@
+"""Pre-apply checks of the Kubernetes side: what keeps cluster-autoscaler from scaling the GPU node groups as
+configured. `run_checks` (gpuscale/checks.py) calls `kubernetes_findings`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .components.labels import CA_ENABLED_TAG, ca_cluster_tag, ca_discovery_tags
+from .config import PROJECT, StackConfig
+
+ERROR, WARNING, INFO = "error", "warning", "info"
+RELEASE, TAG, NODE_GROUP = "kubernetes:helm.sh/v3:Release", "aws:autoscaling/tag:Tag", "aws:eks/nodeGroup:NodeGroup"
+NODE_GROUP_COMPONENT = "gpuscale:index:GpuNodeGroup"
+CA_KEY = f"{PROJECT}:kubernetes.clusterAutoscaler"
+
+
+def kubernetes_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
+    """Findings (instances of `finding`, gpuscale.checks.Finding) about the autoscaler and the node groups; none for
+    a config without node groups or with the autoscaler off."""
+    kubernetes = getattr(config, "kubernetes", None)
+    if kubernetes is None or not kubernetes.cluster_autoscaler.enabled or not getattr(config, "node_groups", ()):
+        return []
+    found = _provision_time(config, finding)
+    if plan is not None:
+        found += _discovery(config, plan, finding)
+    return found
+
+
+def node_ready_seconds(group: Any) -> float | None:
+    """From the autoscaler's scale-up to a node it counts as provisioned: the instance boots and joins, and (the node
+    carrying the accelerator label) the device plugin advertises its GPUs. Image pull and model load come after,
+    per pod, and do not count. None without a workload."""
+    if group.workload is None:
+        return None
+    cs = group.workload.cold_start
+    return cs.node_provisioning_seconds + getattr(cs, "device_plugin_ready_seconds", 0.0)
+
+
+def _provision_time(config: StackConfig, finding: type) -> list[Any]:
+    ca = config.kubernetes.cluster_autoscaler
+    found = []
+    for i, group in enumerate(config.node_groups):
+        ready = node_ready_seconds(group)
+        if ready is None or ca.max_node_provision_seconds >= ready:
+            continue
+        key = f"{PROJECT}:nodeGroups[{i}]"
+        found.append(finding(
+            ERROR, "node-provision-time", (f"{CA_KEY}.maxNodeProvisionSeconds",
+                                           f"{key}.workload.coldStart.nodeProvisioningSeconds"),
+            f"a {group.name} node needs about {ready:.0f} s until its GPUs are schedulable, longer than "
+            f"cluster-autoscaler's max-node-provision-time of {ca.max_node_provision_seconds} s: the autoscaler gives "
+            "up on every new node, removes it and backs the group off, so the group never scales up"))
+    return found
+
+
+def _discovery(config: StackConfig, plan: Any, finding: type) -> list[Any]:
+    """Every GPU node group's ASG carries the tags the autoscaler's auto-discovery looks for, and the autoscaler
+    looks for exactly those."""
+    resources = tuple(plan.resources)
+    releases = [r for r in resources if r.type == RELEASE and r.inputs.get("chart") == "cluster-autoscaler"]
+    if not releases:
+        return [finding(ERROR, "autoscaler-discovery", (f"{CA_KEY}.enabled",),
+                        "cluster-autoscaler is enabled but the plan installs none: no node group will scale")]
+    wanted = ca_discovery_tags(config.cluster.name)
+    looked_for = ((releases[0].inputs.get("values") or {}).get("autoDiscovery") or {}).get("tags") or []
+    found = []
+    if sorted(looked_for) != sorted(wanted):
+        found.append(finding(ERROR, "autoscaler-discovery", (f"{CA_KEY}",),
+                             f"cluster-autoscaler discovers groups tagged {looked_for}, but the node groups are "
+                             f"tagged {wanted}"))
+    components = {r.name: r for r in resources if r.type == NODE_GROUP_COMPONENT}
+    for i, group in enumerate(config.node_groups):
+        component = components.get(group.name)
+        keys = {str((t.inputs.get("tag") or {}).get("key")) for t in resources
+                if t.type == TAG and component is not None and t.parent == component.urn}
+        missing = [k for k in (CA_ENABLED_TAG, ca_cluster_tag(config.cluster.name)) if k not in keys]
+        if missing:
+            found.append(finding(ERROR, "autoscaler-discovery", (f"{PROJECT}:nodeGroups[{i}]", CA_KEY),
+                                 f"node group {group.name}'s Auto Scaling group lacks {', '.join(missing)}: "
+                                 "cluster-autoscaler never discovers it, so it never scales"))
+    return found
