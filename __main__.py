@@ -9,6 +9,8 @@ import pulumi_kubernetes as k8s
 
 from gpuscale.components._kubeconfig import eks_kubeconfig
 from gpuscale.components.agent_bundle import AgentBundle
+from gpuscale.components.agent_daemonset import AgentDaemonSet
+from gpuscale.components.agent_image import AgentImage
 from gpuscale.components.agent_user_data import AgentSettings
 from gpuscale.components.eks_cluster import EksCluster
 from gpuscale.components.existing_cluster import ExistingCluster
@@ -111,6 +113,27 @@ if al2023:
         "ami_families": al2023, "mig_strategy": kube.device_plugin.mig_strategy,
         "time_slicing_replicas": kube.device_plugin.time_slicing_replicas},
         # After the GPU node groups exist: the DaemonSet's only purpose is to schedule on them.
+        opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
+if node_groups:
+    # The agent on every GPU node: the image from config, else built from agent/Dockerfile into the stack's ECR.
+    agent_k8s = kube.agent
+    agent_image = agent_k8s.image or AgentImage("agent-image", {
+        "repository_name": f"gpuscale-{config.stack.lower()}/gpu-metrics-agent",
+        "architectures": sorted({"arm64" if "_ARM_64_" in g.ami_type else "x86_64" for g in config.node_groups}),
+        "tags": tags}).image_ref
+    AgentDaemonSet("agent-daemonset", {
+        "image": agent_image, "region": config.region,
+        "node_groups": [{"key": g.name, "node_group_name": node_groups[g.name].node_group_name,
+                         "asg_name": node_groups[g.name].asg_name, "ami_family": g.ami_type.split("_", 1)[0].lower()}
+                        for g in config.node_groups],
+        "sample_interval_seconds": config.agent.sample_interval_seconds,
+        "flush_interval_seconds": config.agent.flush_interval_seconds,
+        "prometheus_port": config.agent.prometheus_port,
+        "requests": {"cpu": agent_k8s.resources.cpu, "memory": agent_k8s.resources.memory},
+        "limits": {"cpu": agent_k8s.limits.cpu, "memory": agent_k8s.limits.memory},
+        "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
+        "service_monitor": agent_k8s.service_monitor, "tags": tags},
+        # After the GPU node groups: the DaemonSets exist to schedule on them (forwarded to them by the component).
         opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
 # --- end of the Kubernetes side ---
 

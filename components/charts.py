@@ -27,6 +27,15 @@ CHARTS = {
     "nvidia-device-plugin": Chart("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"),
 }
 
+PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
+"""The prometheus-operator release whose ServiceMonitor CRD (monitoring.coreos.com/v1) the agent's ServiceMonitor is
+checked against (recorded in upstream/prometheus_operator.json). Not installed by gpuscale: the cluster's own
+operator must serve monitoring.coreos.com/v1, which every release since v0.18 does."""
+
+DOCKER_BUILD_PROVIDER_VERSION = "0.0.22"
+"""The pulumi-docker-build release (pyproject's lower bound) whose `Image` schema (argument names, nested types,
+enums: upstream/docker_build.json) the tests check the planned image build against."""
+
 DEVICE_PLUGIN_MIG_STRATEGIES = ("none", "single", "mixed")
 """The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
 TIME_SLICING_MAX_REPLICAS = 64
@@ -38,7 +47,8 @@ AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
 
 @cache
 def upstream_facts(name: str) -> dict[str, Any]:
-    """The recorded facts of one upstream chart: "cluster_autoscaler" or "nvidia_device_plugin"."""
+    """The recorded facts of one upstream project: "cluster_autoscaler", "nvidia_device_plugin",
+    "prometheus_operator" or "docker_build"."""
     return json.loads((resources.files(__package__) / "upstream" / f"{name}.json").read_text())
 
 

@@ -7,11 +7,13 @@ and licence.
 Usage (each argument a git clone, bare or not, of the named repository; tags must be present):
 
     python scripts/upstream_facts.py --autoscaler /path/to/kubernetes/autoscaler \
-        --device-plugin /path/to/NVIDIA/k8s-device-plugin
+        --device-plugin /path/to/NVIDIA/k8s-device-plugin \
+        --prometheus-operator /path/to/prometheus-operator/prometheus-operator \
+        --docker-build /path/to/pulumi/pulumi-docker-build
 
-Writes components/upstream/cluster_autoscaler.json and components/upstream/nvidia_device_plugin.json. Run it
-after changing a pin in components/charts.py; tests/kubernetes/test_upstream_facts.py fails until the data matches
-the pins.
+Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json and
+docker_build.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
+tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from components.charts import CHARTS, AUTOSCALER_MINORS  # noqa: E402  (the pins, read from the repository itself)
+from components.charts import (CHARTS, AUTOSCALER_MINORS, DOCKER_BUILD_PROVIDER_VERSION,  # noqa: E402
+                               PROMETHEUS_OPERATOR_VERSION)  # noqa: E402  (the pins, read from the repository itself)
 
 OUT = ROOT / "components" / "upstream"
 
@@ -169,15 +172,103 @@ def device_plugin(repo: Path) -> dict[str, object]:
     return facts
 
 
+SCHEMA_FACT_KEYS = ("type", "properties", "items", "required", "enum", "additionalProperties", "pattern", "format",
+                    "minimum", "maximum", "minLength", "maxLength", "minItems", "maxItems", "anyOf",
+                    "x-kubernetes-int-or-string", "x-kubernetes-preserve-unknown-fields")
+"""What a structural CRD schema says about a field that an object's validity depends on. Descriptions, defaults
+and list/map merge hints are left out: the facts are what is checked, not upstream's documentation."""
+
+
+def schema_facts(schema: object) -> object:
+    """A CRD's openAPIV3Schema reduced to SCHEMA_FACT_KEYS at every level (field names, types, enums, required)."""
+    if isinstance(schema, list):
+        return [schema_facts(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    facts: dict[str, object] = {}
+    for key in SCHEMA_FACT_KEYS:
+        if key not in schema:
+            continue
+        value = schema[key]
+        if key == "properties":
+            facts[key] = {name: schema_facts(sub) for name, sub in value.items()}
+        elif key in ("items", "anyOf") or (key == "additionalProperties" and isinstance(value, dict)):
+            facts[key] = schema_facts(value)
+        else:
+            facts[key] = value
+    return facts
+
+
+def prometheus_operator(repo: Path) -> dict[str, object]:
+    """The ServiceMonitor CRD's schema facts at the pinned release (its generated CRD, as the operator installs it)."""
+    tag = PROMETHEUS_OPERATOR_VERSION
+    path = "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml"
+    crd = yaml.safe_load(git(repo, "show", f"{tag}:{path}"))
+    versions = {v["name"]: v for v in crd["spec"]["versions"]}
+    if "v1" not in versions:
+        raise SystemExit(f"{path} at {tag}: no v1 version (found {sorted(versions)})")
+    return {"source": "https://github.com/prometheus-operator/prometheus-operator", "tag": tag,
+            "commit": git(repo, "rev-list", "-n", "1", tag).strip(), "licence": licence(repo, tag), "files": [path],
+            "serviceMonitor": {"group": crd["spec"]["group"], "version": "v1", "kind": crd["spec"]["names"]["kind"],
+                               "served": versions["v1"]["served"],
+                               "schema": schema_facts(versions["v1"]["schema"]["openAPIV3Schema"])}}
+
+
+def docker_build(repo: Path) -> dict[str, object]:
+    """The `Image` resource's input names (required ones too) and the nested types and enums they reference, from
+    the provider's Pulumi schema at the pinned release: what a program may pass, by the names the engine receives."""
+    tag = f"v{DOCKER_BUILD_PROVIDER_VERSION}"
+    path = "provider/cmd/pulumi-resource-docker-build/schema.json"
+    schema = json.loads(git(repo, "show", f"{tag}:{path}"))
+    image = schema["resources"]["docker-build:index:Image"]
+    types: dict[str, object] = {}
+
+    def refs(prop: dict) -> list[str]:
+        """The schema types a property refers to, itself or through its items or map values."""
+        found = [prop["$ref"].removeprefix("#/types/")] if str(prop.get("$ref", "")).startswith("#/types/") else []
+        for key in ("items", "additionalProperties"):
+            if isinstance(prop.get(key), dict):
+                found += refs(prop[key])
+        return found
+
+    pending = [r for prop in image["inputProperties"].values() for r in refs(prop)]
+    while pending:
+        name = pending.pop()
+        if name in types:
+            continue
+        t = schema["types"][name]
+        if "enum" in t:
+            types[name] = {"enum": sorted(e["value"] for e in t["enum"])}
+        else:
+            props = t.get("properties", {})
+            types[name] = {"properties": {k: refs(v) for k, v in sorted(props.items())},
+                           "required": sorted(t.get("required", []))}
+            pending += [r for v in props.values() for r in refs(v)]
+    return {"source": "https://github.com/pulumi/pulumi-docker-build", "tag": tag,
+            "commit": git(repo, "rev-list", "-n", "1", tag).strip(), "licence": licence(repo, tag), "files": [path],
+            "image": {"inputs": {k: refs(v) for k, v in sorted(image["inputProperties"].items())},
+                      "required": sorted(image.get("requiredInputs", []))},
+            "types": dict(sorted(types.items()))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--autoscaler", type=Path, required=True, help="a git clone of kubernetes/autoscaler")
-    parser.add_argument("--device-plugin", type=Path, required=True, help="a git clone of NVIDIA/k8s-device-plugin")
+    parser.add_argument("--autoscaler", type=Path, help="a git clone of kubernetes/autoscaler")
+    parser.add_argument("--device-plugin", type=Path, help="a git clone of NVIDIA/k8s-device-plugin")
+    parser.add_argument("--prometheus-operator", type=Path,
+                        help="a git clone of prometheus-operator/prometheus-operator")
+    parser.add_argument("--docker-build", type=Path, help="a git clone of pulumi/pulumi-docker-build")
     args = parser.parse_args()
+    jobs = [(name, make, repo) for name, make, repo in (
+        ("cluster_autoscaler", autoscaler, args.autoscaler),
+        ("nvidia_device_plugin", device_plugin, args.device_plugin),
+        ("prometheus_operator", prometheus_operator, args.prometheus_operator),
+        ("docker_build", docker_build, args.docker_build)) if repo is not None]
+    if not jobs:
+        parser.error("give at least one clone: --autoscaler, --device-plugin, --prometheus-operator, --docker-build")
     OUT.mkdir(exist_ok=True)
-    for name, facts in (("cluster_autoscaler", autoscaler(args.autoscaler)),
-                        ("nvidia_device_plugin", device_plugin(args.device_plugin))):
-        facts = {"generatedBy": "scripts/upstream_facts.py", **facts}
+    for name, make, repo in jobs:
+        facts = {"generatedBy": "scripts/upstream_facts.py", **make(repo)}
         (OUT / f"{name}.json").write_text(json.dumps(facts, indent=1, sort_keys=False) + "\n")
         print(f"wrote {OUT / f'{name}.json'} from {facts['source']} at {facts['tag']}")
 

@@ -9,6 +9,7 @@ them, generated from the upstream files by `scripts/upstream_facts.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS, NoAutoscalerRelease,
@@ -83,6 +84,19 @@ class AgentDaemonSetConfig:
     """Requests; the limits are twice these (the agent is light and steady)."""
     service_monitor: bool
     """Also declare a ServiceMonitor (only where the Prometheus operator's CRDs are installed)."""
+
+    @property
+    def limits(self) -> ResourceRequests:
+        """Twice the requests: room for a burst (a CloudWatch backlog drained after an outage) without letting a
+        leak grow unbounded on a node whose GPUs are working."""
+        return ResourceRequests(_twice(self.resources.cpu), _twice(self.resources.memory))
+
+
+def _twice(quantity: str) -> str:
+    """A Kubernetes quantity of QUANTITY_PATTERN doubled, in the same unit ("50m" -> "100m", "0.5" -> "1")."""
+    number = quantity.rstrip("mKiGM")
+    value = Decimal(number) * 2
+    return f"{value.normalize():f}{quantity[len(number):]}"
 
 
 @dataclass(frozen=True)
