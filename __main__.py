@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 import pulumi
+import pulumi_kubernetes as k8s
 
+from gpuscale.components._kubeconfig import eks_kubeconfig
 from gpuscale.components.agent_bundle import AgentBundle
+from gpuscale.components.agent_daemonset import AgentDaemonSet
+from gpuscale.components.agent_image import AgentImage
 from gpuscale.components.agent_user_data import AgentSettings
 from gpuscale.components.eks_cluster import EksCluster
 from gpuscale.components.existing_cluster import ExistingCluster
@@ -15,8 +19,12 @@ from gpuscale.components.gpu_alert_topic import GpuAlertTopic
 from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
 from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard
 from gpuscale.components.gpu_node_group import GpuNodeGroup
+from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
+from gpuscale.components.labels import SYSTEM_NODE_LABEL
+from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.config import PROJECT, load_stack_config
+from gpuscale.config.kubernetes import asg_option_tags, expander_order
 from gpuscale.instance_types import PulumiInstanceTypes
 
 
@@ -61,8 +69,73 @@ node_groups: dict[str, GpuNodeGroup] = {
         "subnet_ids": cluster.private_subnet_ids, "instance_types": list(g.instance_types),
         "gpu_count": g.gpu.gpu_count, "gpu_name": g.gpu.gpu_name, "ami_type": g.ami_type,
         "capacity_type": g.capacity_type, "min_size": g.min_size, "max_size": g.max_size,
-        "root_volume_gib": g.root_volume_gib, "labels": g.labels, "tags": tags})
+        "root_volume_gib": g.root_volume_gib, "labels": g.labels,
+        "autoscaling_options": asg_option_tags(g.autoscaler), "tags": tags})
     for g in config.node_groups}
+
+# --- the Kubernetes side: one explicit provider, built from the cluster, for every Kubernetes resource ---
+kube = config.kubernetes
+if isinstance(cluster, ExistingCluster) and c.kubernetes_version is not None:
+    def _same_minor(actual: str) -> str:
+        # Checked where the real version is known (the lookup): the autoscaler's release was derived from config.
+        if actual != c.kubernetes_version:
+            raise ValueError(f"gpuscale:cluster.kubernetesVersion: {c.kubernetes_version!r} is not allowed; allowed: "
+                             f"the version of cluster {c.name}, which runs {actual}")
+        return actual
+    cluster.kubernetes_version.apply(_same_minor)
+k8s_provider = k8s.Provider("k8s", kubeconfig=eks_kubeconfig(cluster.cluster_name, cluster.endpoint,
+                                                             cluster.certificate_authority_data, config.region),
+                            # Server-side apply: fields other controllers own (e.g. replicas) stay theirs.
+                            enable_server_side_apply=True)
+in_cluster = pulumi.ResourceOptions(providers={"kubernetes": k8s_provider})
+if node_groups and kube.cluster_autoscaler.enabled:
+    ca = kube.cluster_autoscaler
+    ClusterAutoscaler("cluster-autoscaler", {
+        "cluster_name": cluster.cluster_name, "kubernetes_version": c.kubernetes_version, "region": config.region,
+        "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
+        "settings": {"scan_interval_seconds": ca.scan_interval_seconds,
+                     "scale_down_unneeded_seconds": ca.scale_down_unneeded_seconds,
+                     "scale_down_delay_after_add_seconds": ca.scale_down_delay_after_add_seconds,
+                     "scale_down_utilization_threshold": ca.scale_down_utilization_threshold,
+                     "scale_down_gpu_utilization_threshold": ca.scale_down_gpu_utilization_threshold,
+                     "max_node_provision_seconds": ca.max_node_provision_seconds,
+                     "balance_similar_node_groups": ca.balance_similar_node_groups,
+                     "skip_nodes_with_local_storage": ca.skip_nodes_with_local_storage},
+        "priorities": [node_groups[n].asg_name for n in expander_order(kube, config.node_groups)],
+        "resources": {"cpu": ca.resources.cpu, "memory": ca.resources.memory},
+        "node_selector": {SYSTEM_NODE_LABEL: "system"} if isinstance(cluster, EksCluster) else {}, "tags": tags},
+        # The release waits for its pod: in create mode that needs the system nodes.
+        opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
+            depends_on=[cluster] if isinstance(cluster, EksCluster) else [])))
+al2023 = sorted({g.ami_type.split("_", 1)[0].lower() for g in config.node_groups} & {"al2023"})
+if al2023:
+    NvidiaDevicePlugin("nvidia-device-plugin", {
+        "ami_families": al2023, "mig_strategy": kube.device_plugin.mig_strategy,
+        "time_slicing_replicas": kube.device_plugin.time_slicing_replicas},
+        # After the GPU node groups exist: the DaemonSet's only purpose is to schedule on them.
+        opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
+if node_groups:
+    # The agent on every GPU node: the image from config, else built from agent/Dockerfile into the stack's ECR.
+    agent_k8s = kube.agent
+    agent_image = agent_k8s.image or AgentImage("agent-image", {
+        "repository_name": f"gpuscale-{config.stack.lower()}/gpu-metrics-agent",
+        "architectures": sorted({"arm64" if "_ARM_64_" in g.ami_type else "x86_64" for g in config.node_groups}),
+        "tags": tags}).image_ref
+    AgentDaemonSet("agent-daemonset", {
+        "image": agent_image, "region": config.region,
+        "node_groups": [{"key": g.name, "node_group_name": node_groups[g.name].node_group_name,
+                         "asg_name": node_groups[g.name].asg_name, "ami_family": g.ami_type.split("_", 1)[0].lower()}
+                        for g in config.node_groups],
+        "sample_interval_seconds": config.agent.sample_interval_seconds,
+        "flush_interval_seconds": config.agent.flush_interval_seconds,
+        "prometheus_port": config.agent.prometheus_port,
+        "requests": {"cpu": agent_k8s.resources.cpu, "memory": agent_k8s.resources.memory},
+        "limits": {"cpu": agent_k8s.limits.cpu, "memory": agent_k8s.limits.memory},
+        "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
+        "service_monitor": agent_k8s.service_monitor, "tags": tags},
+        # After the GPU node groups: the DaemonSets exist to schedule on them (forwarded to them by the component).
+        opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
+# --- end of the Kubernetes side ---
 
 asgs: dict[str, GpuAutoScalingGroup] = {}
 if config.auto_scaling_groups:
@@ -98,7 +171,7 @@ if config.auto_scaling_groups:
 # Scaling policies, alarms and the dashboard attach to `asgs` (config name -> GpuAutoScalingGroup) here; the
 # validated settings are in `config.auto_scaling_groups` (and `config.alerts`).
 alerts = config.alerts
-topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email}) \
+topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email, "tags": tags}) \
     if alerts.sns_topic_name or alerts.email else None
 panels: list[DashboardGroupArgs] = []
 for a in config.auto_scaling_groups:
@@ -109,14 +182,14 @@ for a in config.auto_scaling_groups:
     if scaling:
         alarm_lists.append(GpuScalingPolicies(f"{a.name}-scaling", {
             "asg_name": group.asg_name, "asg_arn": group.asg_arn, "instance_role_name": group.instance_role_name,
-            **scaling}).alarm_arns)
+            "tags": tags, **scaling}).alarm_arns)
     target = scaling["target"]["target_gpu_utilization"] if scaling else None
     alarm_lists.append(GpuAlarms(f"{a.name}-alarms", {
         "asg_name": group.asg_name, "target_gpu_utilization": target, "demand": scaling.get("demand"),
         "blind_after_seconds": a.health_check_grace_seconds,
         "sample_interval_seconds": config.agent.sample_interval_seconds,
         "throttle_minutes": alerts.throttle_minutes, "throttled_fraction": alerts.throttled_fraction,
-        "alarm_topic_arn": topic.topic_arn if topic else None}).alarm_arns)
+        "alarm_topic_arn": topic.topic_arn if topic else None, "tags": tags}).alarm_arns)
     panels.append({"asg_name": group.asg_name, "target_gpu_utilization": target, "warm_pool": a.warm_pool is not None,
                    "alarm_arns": pulumi.Output.all(*alarm_lists).apply(lambda lists: [x for xs in lists for x in xs])})
 if panels:
@@ -132,8 +205,7 @@ pulumi.export("vpcId", cluster.vpc_id)
 pulumi.export("privateSubnetIds", cluster.private_subnet_ids)
 pulumi.export("nodeRoleArn", cluster.node_role_arn)
 pulumi.export("oidcIssuerUrl", cluster.oidc_issuer_url)
-if isinstance(cluster, EksCluster):
-    pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
+pulumi.export("oidcProviderArn", cluster.oidc_provider_arn)
 pulumi.export("nodeGroups", {name: {"nodeGroupName": g.node_group_name, "asgName": g.asg_name}
                              for name, g in node_groups.items()})
 pulumi.export("autoScalingGroups", {name: {"asgName": g.asg_name, "asgArn": g.asg_arn,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pulumi
 
-CLUSTER_OUTPUTS = ("cluster_name", "cluster_arn", "endpoint", "certificate_authority_data",
-                   "cluster_security_group_id", "oidc_issuer_url", "vpc_id", "private_subnet_ids", "node_role_arn",
-                   "node_role_name")
+CLUSTER_OUTPUTS = ("cluster_name", "cluster_arn", "kubernetes_version", "endpoint", "certificate_authority_data",
+                   "cluster_security_group_id", "oidc_issuer_url", "oidc_provider_arn", "vpc_id", "private_subnet_ids",
+                   "node_role_arn", "node_role_name")
 
 
 class ClusterOutputs:
@@ -14,10 +14,14 @@ class ClusterOutputs:
 
     cluster_name: pulumi.Output[str]
     cluster_arn: pulumi.Output[str]
+    kubernetes_version: pulumi.Output[str]
+    """The control plane's Kubernetes minor version, e.g. "1.33"."""
     endpoint: pulumi.Output[str]
     certificate_authority_data: pulumi.Output[str]
     cluster_security_group_id: pulumi.Output[str]
     oidc_issuer_url: pulumi.Output[str]
+    oidc_provider_arn: pulumi.Output[str]
+    """The IAM OIDC identity provider that IRSA roles trust."""
     vpc_id: pulumi.Output[str]
     private_subnet_ids: pulumi.Output[list[str]]
     """Subnets for GPU nodes."""

@@ -12,6 +12,7 @@ from typing_extensions import NotRequired
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
 from .network import Network
+from .labels import SYSTEM_NODE_LABEL
 from .node_role import EksNodeRole
 
 
@@ -52,7 +53,6 @@ class EksClusterArgs(TypedDict):
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Create mode: everything a GPU node group needs to join, in a VPC of its own."""
 
-    oidc_provider_arn: pulumi.Output[str]
     public_subnet_ids: pulumi.Output[list[str]]
     system_node_group_name: pulumi.Output[str]
 
@@ -105,7 +105,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
             capacity_type="ON_DEMAND",
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=system["min_size"], max_size=system["max_size"],
                                                               desired_size=system["desired_size"]),
-            labels={"gpuscale.io/node-role": "system"},
+            labels={SYSTEM_NODE_LABEL: "system"},
             update_config=aws.eks.NodeGroupUpdateConfigArgs(max_unavailable=1),
             tags=tags,
             # The autoscaler owns the node count once the group exists; `pulumi up` must not reset it.
@@ -113,6 +113,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
 
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
+        self.kubernetes_version = cluster.version
         self.endpoint = cluster.endpoint
         self.certificate_authority_data = cluster.certificate_authority.apply(lambda ca: ca.data)
         self.cluster_security_group_id = cluster.vpc_config.apply(lambda v: v.cluster_security_group_id)
@@ -124,4 +125,4 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
         self.node_role_arn = node_role.role_arn
         self.node_role_name = node_role.role_name
         self.system_node_group_name = system_group.node_group_name
-        self.register_outputs(self.cluster_outputs("oidc_provider_arn", "public_subnet_ids", "system_node_group_name"))
+        self.register_outputs(self.cluster_outputs("public_subnet_ids", "system_node_group_name"))

@@ -1,4 +1,5 @@
-"""ExistingCluster: attach GPU capacity to an EKS cluster that already exists, looked up by name."""
+"""ExistingCluster: attach GPU capacity to an EKS cluster that already exists, looked up by name with its OIDC
+provider (which must exist: IRSA roles trust it; `eksctl utils associate-iam-oidc-provider` creates one)."""
 
 from __future__ import annotations
 
@@ -35,10 +36,13 @@ class ExistingCluster(pulumi.ComponentResource, ClusterOutputs):
         configured = list(args.get("subnet_ids") or ())
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn
+        self.kubernetes_version = cluster.version
         self.endpoint = cluster.endpoint
         self.certificate_authority_data = cluster.certificate_authorities.apply(lambda cas: cas[0].data)
         self.cluster_security_group_id = cluster.vpc_config.apply(lambda v: v.cluster_security_group_id)
         self.oidc_issuer_url = cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        self.oidc_provider_arn = aws.iam.get_open_id_connect_provider_output(
+            url=self.oidc_issuer_url, opts=pulumi.InvokeOutputOptions(parent=self)).arn
         self.vpc_id = cluster.vpc_config.apply(lambda v: v.vpc_id)
         self.private_subnet_ids = (pulumi.Output.from_input(configured) if configured
                                    else cluster.vpc_config.apply(lambda v: list(v.subnet_ids)))

@@ -148,10 +148,11 @@ def for_dashboard(queries: Sequence[Query], label: str | None = None) -> list[li
 
 def threshold_alarm(name: str, queries: Sequence[Query], *, threshold: float, periods: int, treat_missing_data: str,
                     description: str, actions: Sequence[pulumi.Input[str]], notify_ok: bool,
-                    parent: pulumi.Resource) -> aws.cloudwatch.MetricAlarm:
+                    parent: pulumi.Resource,
+                    tags: pulumi.Input[Mapping[str, str]] | None = None) -> aws.cloudwatch.MetricAlarm:
     """An alarm on the result of `queries`: ALARM when it is >= threshold in `periods` consecutive periods."""
     return aws.cloudwatch.MetricAlarm(
         name, comparison_operator="GreaterThanOrEqualToThreshold", threshold=threshold, evaluation_periods=periods,
         metric_queries=for_alarm(queries), treat_missing_data=treat_missing_data, alarm_actions=list(actions),
-        ok_actions=list(actions) if notify_ok else [], alarm_description=description,
+        ok_actions=list(actions) if notify_ok else [], alarm_description=description, tags=tags,
         opts=pulumi.ResourceOptions(parent=parent))

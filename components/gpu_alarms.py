@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TypedDict
 
 import pulumi
@@ -40,6 +41,8 @@ class GpuAlarmsArgs(TypedDict):
     """Share of the group's GPU-samples throttled in each of those minutes, (0, 1]. Default 0.5."""
     alarm_topic_arn: NotRequired[pulumi.Input[str] | None]
     """SNS topic notified when an alarm fires and when it recovers. Default none."""
+    tags: NotRequired[pulumi.Input[Mapping[str, str]]]
+    """Tags on every alarm (cost allocation). Default none."""
 
 
 class GpuAlarms(pulumi.ComponentResource):
@@ -52,6 +55,7 @@ class GpuAlarms(pulumi.ComponentResource):
         self._name, asg = name, args["asg_name"]
         topic = args.get("alarm_topic_arn")
         self._actions = [topic] if topic is not None else []
+        self._tags = args.get("tags")
 
         beats_per_node = AWS_PERIOD / args.get("sample_interval_seconds", 1.0)
         blind_periods = max(1, math.ceil(args.get("blind_after_seconds", 600) / AWS_PERIOD))
@@ -114,4 +118,4 @@ class GpuAlarms(pulumi.ComponentResource):
                description: str) -> aws.cloudwatch.MetricAlarm:
         return threshold_alarm(f"{self._name}-{suffix}", queries, threshold=threshold, periods=periods,
                                treat_missing_data=treat_missing_data, description=description, actions=self._actions,
-                               notify_ok=True, parent=self)
+                               notify_ok=True, parent=self, tags=self._tags)

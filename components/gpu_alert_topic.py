@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TypedDict
 
 import pulumi
@@ -14,6 +15,8 @@ class GpuAlertTopicArgs(TypedDict):
     """Name of the topic to create. Default: Pulumi's auto-name from the component's name."""
     email: NotRequired[pulumi.Input[str] | None]
     """Address subscribed to the topic; AWS mails it a confirmation link first. Default none."""
+    tags: NotRequired[pulumi.Input[Mapping[str, str]]]
+    """Tags on the topic (cost allocation). Default none."""
 
 
 class GpuAlertTopic(pulumi.ComponentResource):
@@ -23,7 +26,8 @@ class GpuAlertTopic(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: GpuAlertTopicArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:GpuAlertTopic", name, None, opts)
-        topic = aws.sns.Topic(f"{name}-topic", name=args.get("topic_name"), opts=pulumi.ResourceOptions(parent=self))
+        topic = aws.sns.Topic(f"{name}-topic", name=args.get("topic_name"), tags=args.get("tags"),
+                                opts=pulumi.ResourceOptions(parent=self))
         email = args.get("email")
         if email is not None:
             aws.sns.TopicSubscription(f"{name}-email", topic=topic.arn, protocol="email", endpoint=email,

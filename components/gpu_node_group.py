@@ -10,12 +10,9 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired
 
-from .labels import ACCELERATOR_LABEL, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL
-
-GPU_RESOURCE = "nvidia.com/gpu"
-"""Extended resource the NVIDIA device plugin advertises; also the taint key keeping non-GPU pods off."""
-GPU_TAINT_VALUE = "true"
-CA_PREFIX = "k8s.io/cluster-autoscaler"
+from .labels import (ACCELERATOR_LABEL, AMI_FAMILY_LABEL, CA_AUTOSCALING_OPTION_KEYS, CA_AUTOSCALING_OPTIONS,
+                     CA_TAG_PREFIX, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE,
+                     GPU_TAINT_VALUE, ca_cluster_tag)
 
 # Which EBS device holds container images: AL2023's root volume, or Bottlerocket's separate data volume (its root
 # volume is a small, read-only OS image, encrypted too but left at the size the AMI gives it).
@@ -50,6 +47,10 @@ class GpuNodeGroupArgs(TypedDict):
     """Size of the volume holding container images (GPU images are often 10-30 GB each). Default 200."""
     labels: NotRequired[Mapping[str, str]]
     """Extra Kubernetes labels on the nodes (and in the scale-from-zero template). Default none."""
+    autoscaling_options: NotRequired[Mapping[str, str]]
+    """Per-group cluster-autoscaler overrides by the AWS provider's option name (`scaledownunneededtime`: "20m0s",
+    `scaledowngpuutilizationthreshold`: "0.3", ...), written as `autoscaling-options` tags on the group's ASG.
+    Default none: the autoscaler's cluster-wide settings."""
     tags: NotRequired[dict[str, str]]
     """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
 
@@ -70,11 +71,21 @@ def image_volume_device(ami_type: str) -> str:
     return IMAGE_VOLUME_DEVICE[family]
 
 
-def node_labels(gpu_name: str, capacity_type: str, extra: Mapping[str, str]) -> dict[str, str]:
-    """Labels EKS puts on the nodes: GPU class and capacity type from the spec, then the caller's."""
-    gpu_class = re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
-    return {GPU_CLASS_LABEL: gpu_class, ACCELERATOR_LABEL: f"nvidia-{gpu_class}",
-            CAPACITY_TYPE_LABEL: capacity_type.lower().replace("_", "-"), **extra}
+def gpu_class(gpu_name: str) -> str:
+    """The GPU class label value of a GPU model as EC2 names it: "L4" -> "l4", "A10G" -> "a10g"."""
+    return re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
+
+
+def node_labels(gpu_name: str, capacity_type: str, ami_type: str, extra: Mapping[str, str]) -> dict[str, str]:
+    """Labels EKS puts on the nodes: GPU class, capacity type and AMI family from the spec, then the caller's.
+
+    `k8s.amazonaws.com/accelerator` is among them from the node's first moment (EKS applies node group labels at
+    registration), so cluster-autoscaler treats a new node as a GPU node that is not ready until the device plugin
+    advertises `nvidia.com/gpu`, instead of adding more nodes for the same pending pods.
+    """
+    family = ami_type.split("_", 1)[0].lower()
+    return {GPU_CLASS_LABEL: gpu_class(gpu_name), ACCELERATOR_LABEL: f"nvidia-{gpu_class(gpu_name)}",
+            CAPACITY_TYPE_LABEL: capacity_type.lower().replace("_", "-"), AMI_FAMILY_LABEL: family, **extra}
 
 
 def scale_from_zero_tags(gpu_count: int, labels: Mapping[str, str], capacity_type: str) -> dict[str, str]:
@@ -107,7 +118,12 @@ class GpuNodeGroup(pulumi.ComponentResource):
         if not args["instance_types"]:
             raise ValueError("instance_types: [] is not allowed; allowed: at least one GPU instance type")
         tags = dict(args.get("tags") or {})
-        labels = node_labels(args["gpu_name"], capacity_type, args.get("labels") or {})
+        labels = node_labels(args["gpu_name"], capacity_type, ami_type, args.get("labels") or {})
+        options = dict(args.get("autoscaling_options") or {})
+        for key in options:
+            if key not in CA_AUTOSCALING_OPTION_KEYS:
+                raise ValueError(f"autoscaling_options.{key}: {options[key]!r} is not allowed; allowed: options "
+                                 f"cluster-autoscaler's AWS provider reads: {', '.join(CA_AUTOSCALING_OPTION_KEYS)}")
 
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
@@ -155,6 +171,7 @@ class GpuNodeGroup(pulumi.ComponentResource):
         asg_name = group.resources.apply(lambda rs: rs[0].autoscaling_groups[0].name)
         ca_tags: dict[str, pulumi.Input[str]] = {"enabled": "true"}
         ca_tags.update(scale_from_zero_tags(args["gpu_count"], labels, capacity_type))
+        ca_tags.update({f"{CA_AUTOSCALING_OPTIONS}/{key}": value for key, value in options.items()})
         self.ca_tags: list[aws.autoscaling.Tag] = []
         seen: set[str] = set()
         for suffix, value in ca_tags.items():
@@ -165,13 +182,13 @@ class GpuNodeGroup(pulumi.ComponentResource):
             self.ca_tags.append(aws.autoscaling.Tag(
                 child_name, autoscaling_group_name=asg_name,
                 # Not propagated: these describe the group to the autoscaler, not the instances.
-                tag=aws.autoscaling.TagTagArgs(key=f"{CA_PREFIX}/{suffix}", value=value, propagate_at_launch=False),
+                tag=aws.autoscaling.TagTagArgs(key=f"{CA_TAG_PREFIX}/{suffix}", value=value, propagate_at_launch=False),
                 opts=pulumi.ResourceOptions(parent=self)))
         # The auto-discovery tag naming the cluster (`--node-group-auto-discovery=asg:tag=...,k8s.io/
         # cluster-autoscaler/<cluster>`) keeps one cluster's autoscaler off another cluster's groups.
         self.ca_tags.append(aws.autoscaling.Tag(
             f"{name}-ca-cluster", autoscaling_group_name=asg_name,
-            tag=aws.autoscaling.TagTagArgs(key=pulumi.Output.concat(CA_PREFIX, "/", args["cluster_name"]),
+            tag=aws.autoscaling.TagTagArgs(key=pulumi.Output.from_input(args["cluster_name"]).apply(ca_cluster_tag),
                                            value="owned", propagate_at_launch=False),
             opts=pulumi.ResourceOptions(parent=self)))
 

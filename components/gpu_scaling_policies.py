@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypedDict
 
 import pulumi
@@ -103,6 +103,8 @@ class GpuScalingPoliciesArgs(TypedDict):
     """Role of the group's instances; when given, it may complete the drain hook itself. Default none."""
     instance_warmup_seconds: NotRequired[int | None]
     """Overrides the group's default instance warmup for these policies. Default: the group's."""
+    tags: NotRequired[pulumi.Input[Mapping[str, str]]]
+    """Tags on the policies' alarms (cost allocation). Default none."""
 
 
 _PolicyAlarm = tuple[aws.autoscaling.Policy, aws.cloudwatch.MetricAlarm]
@@ -148,6 +150,7 @@ class GpuScalingPolicies(pulumi.ComponentResource):
         check_args(args)
         super().__init__("gpuscale:index:GpuScalingPolicies", name, None, opts)
         self._name, self._asg = name, args["asg_name"]
+        self._tags = args.get("tags")
         self._warmup = args.get("instance_warmup_seconds")
         target = args["target"]
         utilization = target["target_gpu_utilization"]
@@ -291,7 +294,7 @@ class GpuScalingPolicies(pulumi.ComponentResource):
                policy: aws.autoscaling.Policy, treat_missing_data: str, description: str) -> aws.cloudwatch.MetricAlarm:
         return threshold_alarm(f"{self._name}-{suffix}", queries, threshold=threshold, periods=periods,
                                treat_missing_data=treat_missing_data, description=description, actions=[policy.arn],
-                               notify_ok=False, parent=self)
+                               notify_ok=False, parent=self, tags=self._tags)
 
     def _instance_permissions(self, role: pulumi.Input[str], asg_arn: pulumi.Input[str], protection: bool) -> None:
         actions = ["autoscaling:CompleteLifecycleAction", "autoscaling:RecordLifecycleActionHeartbeat"]

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .config import PROJECT, StackConfig
+from .checks_kubernetes import kubernetes_findings
+from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
-CA_TAG_PREFIX = "k8s.io/cluster-autoscaler/"
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,28 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _wake_path(key, group)
         findings += _cold_start(key, group, config.agent)
         findings += _time_to_capacity(key, group, config.agent)
+    for i, group in enumerate(getattr(config, "node_groups", ())):
+        findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
+    findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
+        findings += _policy(plan, config)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
+
+
+def _policy(plan: Any, config: StackConfig) -> list[Finding]:
+    """The policy rules (`gpuscale.policy`) on the planned resources: a mandatory finding is an error, an advisory
+    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason."""
+    from .policy import MANDATORY, evaluate, resources_of_plan
+
+    found = []
+    for f in evaluate(resources_of_plan(plan), config.policy):
+        severity = INFO if f.accepted is not None else ERROR if f.level == MANDATORY else WARNING
+        text = f"{f.resource}: {f.message}" + (f" (accepted: {f.accepted})" if f.accepted is not None else "")
+        found.append(Finding(severity, f"policy:{f.rule}", (f"{PROJECT}:policy.enforcement.{f.rule}",), text))
+    return found
 
 
 def _periods(key: str, scaling: Any) -> Iterator[tuple[str, int]]:
@@ -168,6 +186,30 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
     return [Finding(INFO, "time-to-capacity", (f"{key}.scaling", f"{key}.workload"), text)]
 
 
+def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Finding]:
+    """The same burst onto an EKS node group: cluster-autoscaler with the stack's settings adds nodes for the pods the
+    burst leaves pending (one pod per replica of work; the group's pod autoscaler is not configured yet)."""
+    if group.workload is None or config.kubernetes is None:
+        return []
+    from .sim.results import simulate_group
+    from .sim.traces import burst
+
+    result = simulate_group(group, config.agent, burst(), ["stack"], kubernetes=config.kubernetes).results[0]
+    ca = config.kubernetes.cluster_autoscaler
+    cs = group.workload.cold_start
+    start = (f"pending pod to GPU ready at most {cs.gpu_ready_seconds(ca.scan_interval_seconds):.0f} s, then image "
+             f"pull and model load {cs.image_pull_seconds + cs.model_load_seconds:.0f} s")
+    onto = f"onto the group idle at its {group.min_size} nodes" if group.min_size else "onto the group at zero"
+    settings = (f"{key}.workload", f"{PROJECT}:kubernetes.clusterAutoscaler")
+    if result.time_to_capacity is None:
+        text = f"a burst of 100 requests {onto} never gets enough capacity within an hour ({start})"
+    else:
+        text = (f"a burst of 100 requests {onto} has capacity for all of them after about {result.time_to_capacity} s "
+                f"with cluster-autoscaler adding nodes ({start}) and is served after {_seconds(result.completion)}; "
+                "see `gpuscale simulate` for the comparison")
+    return [Finding(INFO, "time-to-capacity", settings, text)]
+
+
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{math.ceil(value)} s"
 
@@ -246,7 +288,7 @@ def _autoscalers_in_plan(plan: Any, config: Any) -> list[Finding]:
 
 
 def _is_ca_key(key: Any) -> bool:
-    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX)
+    return isinstance(key, str) and key.startswith(CA_TAG_PREFIX + "/")
 
 
 def _auto_name(name: str) -> str:

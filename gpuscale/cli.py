@@ -1,4 +1,4 @@
-"""`gpuscale`: offline plan, plan diff, pre-apply checks and the scaling simulator."""
+"""`gpuscale`: offline plan, plan diff, pre-apply checks, policy, review of a change and the scaling simulator."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ SUBCOMMANDS = {
     "plan": "gpuscale.plan_cli:plan",
     "diff": "gpuscale.plan_cli:diff",
     "simulate": "gpuscale.sim.cli:simulate",
+    "review": "gpuscale.review:review",
+    "policy-config": "gpuscale.policy.cli:policy_config",
 }
 
 

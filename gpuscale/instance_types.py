@@ -63,6 +63,10 @@ class RecordedInstanceTypes:
         record = _recorded().get(instance_type)
         return from_describe_record(record) if record else None
 
+    def names(self) -> list[str]:
+        """Every instance type EC2 describes, sorted."""
+        return sorted(_recorded())
+
     def record(self, instance_type: str) -> dict[str, Any] | None:
         """The raw DescribeInstanceTypes record, for mocks that answer like EC2."""
         return _recorded().get(instance_type)

@@ -39,6 +39,7 @@ _IDS: dict[str, tuple[str, str | None]] = {
     "aws:eks/cluster:Cluster": ("", "eks:{region}:{account}:cluster/{name}"),
     "aws:autoscaling/tag:Tag": ("", None),
     "aws:s3/bucket:Bucket": ("", "s3:::{name}"),
+    "aws:ecr/repository:Repository": ("", "ecr:{region}:{account}:repository/{name}"),
 }
 
 # Properties that Pulumi auto-names when the program leaves them out, per type token.
@@ -52,6 +53,7 @@ _NAME_PROPERTY: dict[str, str] = {
     "aws:eks/cluster:Cluster": "name",
     "aws:eks/nodeGroup:NodeGroup": "nodeGroupName",
     "aws:s3/bucket:Bucket": "bucket",
+    "aws:ecr/repository:Repository": "name",
 }
 
 
@@ -95,6 +97,8 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "aws:index/getPartition:getPartition": self._partition,
             "aws:index/getRegion:getRegion": self._region_info,
             "aws:eks/getCluster:getCluster": self._eks_cluster,
+            "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider": self._oidc_provider_lookup,
+            "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
         }
         # Per-type shapers add what AWS computes; each returns the id when it is not the default one.
         self._shapers: dict[str, Callable[[str, dict[str, Any]], str | None]] = {
@@ -112,6 +116,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "aws:autoscaling/tag:Tag": self._asg_tag,
             "aws:s3/bucket:Bucket": self._bucket,
             "aws:s3/bucketObjectv2:BucketObjectv2": self._bucket_object,
+            "aws:ecr/repository:Repository": self._ecr_repository,
         }
 
     @property
@@ -133,6 +138,13 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         if not args.custom:  # components have no cloud state
             return None, state
         typ, name = args.typ, args.name
+        if typ == "docker-build:index:Image":
+            return self._image(name, state), state
+        if not typ.startswith("aws:"):
+            # Kubernetes objects, Helm releases and providers: no ARN or region; the id Kubernetes would give.
+            meta = state.get("metadata") or {}
+            return (f"{meta.get('namespace', 'default')}/{meta['name']}" if meta.get("name")
+                    else f"{name}-{stable_hex(typ, name, length=8)}"), state
         name_prop = _NAME_PROPERTY.get(typ)
         if name_prop and not state.get(name_prop):
             # Pulumi's auto-naming: the resource name plus a 7-character suffix.
@@ -242,6 +254,19 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         state["versionId"] = ""
         return str(state.get("key"))
 
+    def _ecr_repository(self, name: str, state: dict[str, Any]) -> str:
+        state["registryId"] = ACCOUNT_ID
+        state["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{state['name']}"
+        return state["name"]
+
+    def _image(self, name: str, state: dict[str, Any]) -> str:
+        # What docker-build reports after a push: the build's digest, and the first tag pinned to it.
+        digest = "sha256:" + stable_hex("image", name, *map(str, state.get("tags") or []), length=64)
+        state["digest"] = digest
+        tags = state.get("tags") or []
+        state["ref"] = f"{tags[0]}@{digest}" if state.get("push") and tags else ""
+        return digest
+
     # --- invokes ----------------------------------------------------------------------------------------------
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]]]:
@@ -315,6 +340,20 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         region = args.get("region") or args.get("name") or self.region
         return {"id": region, "name": region, "region": region, "endpoint": f"ec2.{region}.amazonaws.com",
                 "description": region}
+
+    def _oidc_provider_lookup(self, args: dict[str, Any]) -> dict[str, Any]:
+        url = str(args.get("url", ""))
+        host = url.removeprefix("https://")
+        return {"id": host, "url": host, "arn": self.arn(f"iam::{ACCOUNT_ID}:oidc-provider/{host}"),
+                "clientIdLists": ["sts.amazonaws.com"], "thumbprintLists": [], "tags": {}}
+
+    def _ecr_token(self, args: dict[str, Any]) -> dict[str, Any]:
+        registry = args.get("registryId") or ACCOUNT_ID
+        password = "mock-ecr-token-" + stable_hex("ecr-token", registry, self.region, length=32)
+        return {"id": self.region, "registryId": registry, "userName": "AWS", "password": password,
+                "authorizationToken": base64.b64encode(f"AWS:{password}".encode()).decode(),
+                "proxyEndpoint": f"https://{registry}.dkr.ecr.{self.region}.amazonaws.com",
+                "expiresAt": "2025-01-01T12:00:00Z", "region": self.region}
 
     def _eks_cluster(self, args: dict[str, Any]) -> dict[str, Any]:
         name = args["name"]

@@ -197,6 +197,14 @@ def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource
 
 def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executable) -> Plan:
     """Plan a stack in a fresh interpreter (Pulumi's runtime state is per process)."""
+    doc, _ = plan_document(project_dir, stack, python)
+    return Plan.from_json(doc)
+
+
+def plan_document(project_dir: Path, stack: str, python: str = sys.executable,
+                  accept_check_errors: bool = False) -> tuple[dict[str, Any], int]:
+    """`gpuscale plan --json` of a stack, run by `python` (another checkout's environment, for one), and its exit
+    code. With `accept_check_errors`, a plan whose checks found errors (exit 3) is returned too."""
     import subprocess
     import tempfile
 
@@ -204,6 +212,6 @@ def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executab
         out = Path(tmp) / "plan.json"
         proc = subprocess.run([python, "-m", "gpuscale", "plan", "--project-dir", str(project_dir), "--stack", stack,
                                "--json", str(out), "--quiet"], capture_output=True, text=True)
-        if proc.returncode != 0:
+        if proc.returncode != 0 and not (accept_check_errors and proc.returncode == 3 and out.is_file()):
             raise PlanError(proc.stderr.strip() or proc.stdout.strip())
-        return Plan.from_json(json.loads(out.read_text()))
+        return json.loads(out.read_text()), proc.returncode

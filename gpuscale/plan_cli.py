@@ -24,13 +24,18 @@ EXIT_CHECKS_FAILED = 3
               help="Also write the plan (type, name, parent, inputs, options) as JSON to this file.")
 @click.option("--details", is_flag=True, help="Show every input of every resource, not only the key ones.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (with --json, for machines).")
-def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: bool, quiet: bool) -> None:
+@click.option("--prices", type=click.Choice(["file", "api"]), default="file", show_default=True,
+              help="Price the stack from the dated price list in the package, or ask the AWS Pricing API "
+                   "(needs AWS credentials).")
+def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: bool, quiet: bool,
+         prices: str) -> None:
     """Show what `pulumi up` would create for STACK, offline: the real program under Pulumi's mock engine.
 
-    Then run the pre-apply checks on the stack's settings. Exit 0 when the plan holds and no check found an error,
+    Then run the pre-apply checks and the policy rules, and price the stack's month. Exit 0 when the plan holds and no check found an error,
     2 when the config is invalid, 3 when a check found an error.
     """
     from .checks import ERROR, run_checks
+    from .cost import estimate, render_cost
     from .config import load_stack_file
     from .plan import run_plan
     from .plan_render import render_tree
@@ -39,18 +44,21 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
         result = run_plan(project, stack)
         # The program validated the same file through the same rules; this copy feeds the checks.
-        findings = run_checks(load_stack_file(project, stack), result)
+        config = load_stack_file(project, stack)
+        findings = run_checks(config, result)
+        cost = estimate(config, result, _price_book(prices, config, result))
     except (PlanConfigError, ConfigError) as exc:
         _fail(f"invalid config for stack {stack}: {exc}", EXIT_INVALID)
     except PlanError as exc:
         _fail(str(exc), EXIT_INVALID)
     if json_path is not None:
-        doc = {**result.to_json(), "checks": [f.to_json() for f in findings]}
+        doc = {**result.to_json(), "checks": [f.to_json() for f in findings], "cost": cost.to_json()}
         json_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     if not quiet:
         click.echo(render_tree(result, details=details))
         click.echo("\nPre-apply checks:")
         click.echo("\n".join(f"  {f}" for f in findings) or "  none")
+        click.echo("\n" + render_cost(cost))
         if json_path is not None:
             click.echo(f"Plan written to {json_path}")
     errors = [f for f in findings if f.severity == ERROR]
@@ -64,17 +72,38 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
 @click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def diff(old: Path, new: Path) -> None:
     """Compare two plans written by `gpuscale plan --json`. Exit 0 when equal, 1 when they differ."""
+    from .cost import compare, cost_of_plan_json, render_change
     from .plan_diff import PlanFormatError, diff_plans, load_plan, render_diff
 
     try:
-        plans = [load_plan(json.loads(p.read_text()), str(p)) for p in (old, new)]
+        docs = [json.loads(p.read_text()) for p in (old, new)]
+        plans = [load_plan(doc, str(p)) for doc, p in zip(docs, (old, new))]
     except json.JSONDecodeError as exc:
         _fail(f"not a JSON plan: {exc}", EXIT_INVALID)
     except PlanFormatError as exc:
         _fail(str(exc), EXIT_INVALID)
     result = diff_plans(*plans)
+    cost = compare(*(cost_of_plan_json(doc) for doc in docs))
     click.echo(render_diff(result))
-    sys.exit(0 if result.equal else EXIT_DIFFERENT)
+    click.echo(render_change(cost))
+    sys.exit(0 if result.equal and not cost.lines else EXIT_DIFFERENT)
+
+
+def _price_book(source: str, config, plan):
+    """The price list to use: the package's file, or the Pricing API for the types and region the stack uses."""
+    from .prices import PriceBook
+
+    if source == "file":
+        return PriceBook.from_file()
+    import botocore.exceptions
+
+    types = {t for g in (*config.node_groups, *config.auto_scaling_groups) for t in g.instance_types}
+    if config.cluster.system_nodes is not None:
+        types.add(config.cluster.system_nodes.instance_type)
+    try:
+        return PriceBook.from_api([config.region], types)
+    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.ClientError) as exc:
+        raise PlanError(f"--prices api: the AWS Pricing API cannot be asked ({exc}); use --prices file") from None
 
 
 def _fail(message: str, code: int) -> None:

@@ -34,6 +34,8 @@ class RecordingMonitor(MockMonitor):
             "deleteBeforeReplace": bool(request.deleteBeforeReplace),
             "dependsOn": sorted(request.dependencies),
             "replaceOnChanges": sorted(request.replaceOnChanges),
+            # An explicit provider (the stack's Kubernetes provider), as `<urn>::<id>`; default providers are empty.
+            "provider": request.provider.rsplit("::", 1)[0] if request.provider else "",
         }
         self.recorded.append(PlannedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,

@@ -12,6 +12,9 @@ from .plan import Plan
 KEY_INPUTS_SHOWN = 6
 """Inputs shown under a resource in the default view; `details=True` shows every one."""
 VALUE_WIDTH = 72
+REVIEWED_INPUTS = {"kubernetes:helm.sh/v3:Release": ("chart", "version", "namespace", "values")}
+"""Inputs shown whole in the default view, by type: a chart's pin and every value set, which is what a reviewer of
+an add-on change reads."""
 
 
 def flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
@@ -42,15 +45,23 @@ def render_tree(plan: Plan, details: bool = False) -> str:
         pad = "    " * level
         lines.append(f"{pad}+ {r.type}  {r.name}")
         leaves = [(k, v) for k, v in flatten(r.inputs) if k]
-        shown = leaves if details else [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
-        limit = len(shown) if details else KEY_INPUTS_SHOWN
+        reviewed = REVIEWED_INPUTS.get(r.type)
+        if details or reviewed:
+            shown = leaves if details else [(k, v) for k, v in leaves if k.split(".", 1)[0].split("[", 1)[0]
+                                            in reviewed]
+            limit = len(shown)
+        else:
+            shown = [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
+            limit = KEY_INPUTS_SHOWN
         for key, value in shown[:limit]:
             lines.append(f"{pad}      {key}: {short(value)}")
         hidden = len(leaves) - min(limit, len(shown))
         if hidden > 0:
             lines.append(f"{pad}      … {hidden} more input(s) (--details shows all)")
         for opt, value in r.options.items():
-            if opt != "dependsOn":
+            if opt == "provider":  # its URN's last part is the provider's name, which is what a reader looks for
+                lines.append(f"{pad}      [provider: {value.rsplit('::', 1)[-1]}]")
+            elif opt != "dependsOn":
                 lines.append(f"{pad}      [{opt}: {short(value)}]")
     lines += ["", render_counts(plan)]
     return "\n".join(lines)

@@ -17,15 +17,18 @@ from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
+from .policy import PolicyConfig, read_policy
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
+from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
+                         read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
 
 PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -84,6 +87,20 @@ class NodeGroupConfig:
     labels: dict[str, str]
     gpu: InstanceTypeInfo
     """The GPUs every instance type of the group carries (they must all agree)."""
+    autoscaler: GroupAutoscalerOptions = GroupAutoscalerOptions()
+    """This group's cluster-autoscaler overrides (written as `autoscaling-options` tags on its ASG)."""
+    workload: WorkloadConfig | None = None
+    """The served workload's model, for the simulator and the pre-apply checks."""
+
+    @property
+    def gpus(self) -> tuple[InstanceTypeInfo, ...]:
+        """One description per instance type (all carry the same GPUs), as on an Auto Scaling group."""
+        return (self.gpu,) * len(self.instance_types)
+
+    @property
+    def warm_pool(self) -> None:
+        """Managed node groups have no warm pool."""
+        return None
 
 
 @dataclass(frozen=True)
@@ -138,6 +155,10 @@ class StackConfig:
     auto_scaling_groups: tuple[AutoScalingGroupConfig, ...] = ()
     alerts: AlertsConfig | None = None
     """Where alarms notify and how long throttling may last; absent keys give alarms that notify nobody."""
+    kubernetes: KubernetesConfig | None = None
+    """The in-cluster side: cluster-autoscaler, device plugin, agent DaemonSet. Always set by load_stack_config."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """How the policy rules treat the stack (`gpuscale:policy`)."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -166,17 +187,21 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     _check_unique_names([(f"{PROJECT}:nodeGroups[{i}].name", g.name) for i, g in enumerate(node_groups)]
                         + [(f"{PROJECT}:autoScalingGroups[{i}].name", g.name) for i, g in enumerate(asgs)])
     alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
+    kubernetes = read_kubernetes(Section(values.get(f"{PROJECT}:kubernetes") or {}, f"{PROJECT}:kubernetes"))
+    check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
+                     f"{PROJECT}:cluster.kubernetesVersion")
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                       auto_scaling_groups=asgs, alerts=alerts, raw=dict(values))
+                       auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
+                       policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values))
 
 
 def _read_cluster(s: Section) -> ClusterConfig:
     mode = s.str("mode", "create", choices=("create", "existing"))
     name = s.str("name", pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
                  describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
+    version = s.str("kubernetesVersion", "1.33" if mode == "create" else None, pattern=r"1\.(2[89]|3\d)",
+                    describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
     if mode == "create":
-        version = s.str("kubernetesVersion", "1.33", pattern=r"1\.(2[89]|3\d)",
-                        describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
         cidr = s.cidr("vpcCidr", "10.0.0.0/16")
         zones = s.int("availabilityZoneCount", 2, min=2, max=4)
         nat_per_zone = s.bool("natGatewayPerZone", True)
@@ -188,8 +213,8 @@ def _read_cluster(s: Section) -> ClusterConfig:
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
-        version, cidr, zones, nat_per_zone, system = None, None, 0, False, None
-        for key in ("kubernetesVersion", "vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
+        cidr, zones, nat_per_zone, system = None, 0, False, None
+        for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
         subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
@@ -259,9 +284,12 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
             raise s.fail(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets "
                                                                  "itself from the instance type and capacity type")
     reject_scaling_on_node_group(s)
+    autoscaler = read_group_autoscaler_options(s.optional_section("autoscaler"))
+    group = NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
+                            first, autoscaler)
+    group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True))
     s.finish()
-    return NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
-                           first)
+    return group
 
 
 def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> AutoScalingGroupConfig:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .kubernetes import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
 from .reader import REQUIRED, Section
 
 if TYPE_CHECKING:
-    from .stack import AutoScalingGroupConfig
+    from .stack import AutoScalingGroupConfig, NodeGroupConfig
 
 SERVICE_TIME_DISTRIBUTIONS = ("fixed", "exponential", "lognormal")
 AT_ZERO_CAPACITY = ("queue", "refuse")
@@ -40,11 +41,21 @@ class ColdStartConfig:
     """Server start until it answers its readiness check: weights into GPU memory, warm-up."""
     warm_pool_resume_seconds: float | None
     """A warm-pool instance starting from its pool state until it boots (its image is already on disk)."""
+    device_plugin_ready_seconds: float | None = None
+    """EKS node groups: node Ready until the NVIDIA device plugin has advertised its GPUs (None elsewhere)."""
 
     @property
     def cold_seconds(self) -> float:
         """A new instance, from launch request to serving."""
-        return self.node_provisioning_seconds + self.image_pull_seconds + self.model_load_seconds
+        return self.node_provisioning_seconds + (self.device_plugin_ready_seconds or 0) + self.image_pull_seconds \
+            + self.model_load_seconds
+
+    def gpu_ready_seconds(self, scan_interval_seconds: float) -> float:
+        """A node group's cold start from a pod pending for a GPU until a new node advertises that GPU, at most:
+        cluster-autoscaler helps GPU pods once the oldest is 30 s old, at its next scan; then node provisioning and
+        the device plugin. Image pull and model load come after."""
+        return UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS + scan_interval_seconds + self.node_provisioning_seconds + \
+            (self.device_plugin_ready_seconds or 0)
 
     @property
     def warm_seconds(self) -> float | None:
@@ -75,8 +86,16 @@ class WorkloadConfig:
     """With ``refuse``: how long a client waits before retrying a refused request."""
 
 
-def read_workload(s: Section | None, group: AutoScalingGroupConfig) -> WorkloadConfig | None:
-    """The `workload:` section of one group, or None when the group has none."""
+DEVICE_PLUGIN_READY_SECONDS = 30.0
+"""Estimate for node groups: after the node is Ready, the device plugin's DaemonSet pod is scheduled, pulls its
+image and registers with the kubelet, whose next node status update (every 10 s, the kubelet's
+nodeStatusUpdateFrequency default) publishes `nvidia.com/gpu` as allocatable."""
+
+
+def read_workload(s: Section | None, group: AutoScalingGroupConfig | NodeGroupConfig,
+                  node_group: bool = False) -> WorkloadConfig | None:
+    """The `workload:` section of one group, or None when the group has none. `node_group`: an EKS node group,
+    whose cold start has a device plugin step."""
     if s is None:
         return None
     concurrency = s.int("concurrencyPerReplica", min=1, max=4096)
@@ -87,7 +106,7 @@ def read_workload(s: Section | None, group: AutoScalingGroupConfig) -> WorkloadC
         raise s.fail("gpusPerReplica", gpus_per_replica,
                      f"at most {fewest}: {smallest}, one of the group's instance types, has {fewest} GPU(s)")
     service = _read_service_time(s.section("serviceTime"))
-    cold = _read_cold_start(s.section("coldStart"), has_warm_pool=group.warm_pool is not None)
+    cold = _read_cold_start(s.section("coldStart"), has_warm_pool=group.warm_pool is not None, node_group=node_group)
     price = s.section("price")
     per_hour = price.float("perInstanceHour", min=0, max=1000, min_exclusive=True)
     currency = price.str("currency", "USD", pattern=CURRENCY_PATTERN, describe="an ISO 4217 code such as USD")
@@ -115,10 +134,17 @@ def _read_service_time(s: Section) -> ServiceTimeConfig:
     return ServiceTimeConfig(mean, distribution, cv)
 
 
-def _read_cold_start(s: Section, has_warm_pool: bool) -> ColdStartConfig:
+def _read_cold_start(s: Section, has_warm_pool: bool, node_group: bool) -> ColdStartConfig:
     node = s.float("nodeProvisioningSeconds", min=0, max=3600)
     pull = s.float("imagePullSeconds", min=0, max=3600)
     load = s.float("modelLoadSeconds", min=0, max=3600)
     resume = s.float("warmPoolResumeSeconds", REQUIRED if has_warm_pool else None, min=0, max=3600)
+    plugin = None
+    if node_group:
+        plugin = s.float("devicePluginReadySeconds", DEVICE_PLUGIN_READY_SECONDS, min=0, max=3600)
+    elif s.has("devicePluginReadySeconds"):
+        raise s.fail("devicePluginReadySeconds", s.data["devicePluginReadySeconds"],
+                     "devicePluginReadySeconds only on gpuscale:nodeGroups entries (an Auto Scaling group's agent "
+                     "needs no device plugin: nodeProvisioningSeconds covers its boot)")
     s.finish()
-    return ColdStartConfig(node, pull, load, resume)
+    return ColdStartConfig(node, pull, load, resume, plugin)

@@ -38,7 +38,8 @@ def parse_duration(text: str) -> int:
 @click.option("--trace", "-t", "trace_name", default="burst", show_default=True,
               help=f"Built-in trace ({', '.join(BUILTIN_TRACES)}) or a CSV file (`timestamp` or `second,requests`).")
 @click.option("--group", "-g", "groups", multiple=True,
-              help="Auto Scaling group to simulate (repeatable; default: every group with a workload section).")
+              help="Auto Scaling group or EKS node group to simulate (repeatable; default: every group with a "
+                   "workload section).")
 @click.option("--preset", "-p", "presets", multiple=True, type=click.Choice(list(PRESETS)),
               help=f"Preset to run (repeatable; default: {', '.join(DEFAULT_PRESETS)}).")
 @click.option("--compare", is_flag=True, help="Run every preset side by side, with ratios against ideal.")
@@ -62,7 +63,7 @@ def simulate(stack: str, trace_name: str, groups: tuple[str, ...], presets: tupl
     chosen = list(PRESETS) if compare else list(dict.fromkeys(presets or DEFAULT_PRESETS))
     try:
         config = load_stack_file(_project(project_dir), stack)
-        sims = [_simulate(group, config.agent, trace_name, chosen, seconds, step_seconds, static_replicas)
+        sims = [_simulate(group, config, trace_name, chosen, seconds, step_seconds, static_replicas)
                 for group in _groups(config, groups)]
     except ConfigError as exc:
         _fail(f"invalid config for stack {stack}: {exc}")
@@ -100,23 +101,23 @@ def _project(project_dir: Path | None) -> Path:
 
 
 def _groups(config, names: tuple[str, ...]) -> list:
-    by_name = {g.name: g for g in config.auto_scaling_groups}
+    by_name = {g.name: g for g in (*config.auto_scaling_groups, *config.node_groups)}
     for name in names:
         if name not in by_name:
             known = ", ".join(by_name) or "none"
-            raise SimulationError(f"--group {name!r}: not an Auto Scaling group of stack {config.stack} (its groups: "
-                                  f"{known}; EKS node groups are not simulated)")
+            raise SimulationError(f"--group {name!r}: not a node group or Auto Scaling group of stack {config.stack} "
+                                  f"(its groups: {known})")
     chosen = [by_name[n] for n in dict.fromkeys(names)] or [g for g in by_name.values() if g.workload is not None]
     if not chosen:
-        raise SimulationError(f"stack {config.stack} has no Auto Scaling group with a workload: section to simulate "
+        raise SimulationError(f"stack {config.stack} has no group with a workload: section to simulate "
                               "(see docs/simulate.md)")
     return chosen
 
 
-def _simulate(group, agent, trace_name, presets, seconds, step_seconds, static_replicas) -> GroupSimulation:
+def _simulate(group, config, trace_name, presets, seconds, step_seconds, static_replicas) -> GroupSimulation:
     trace = load(trace_name, peak_rps(group, group_service(group)), seconds)
-    return simulate_group(group, agent, trace, presets, duration=seconds, step_seconds=step_seconds,
-                          static_replicas=static_replicas)
+    return simulate_group(group, config.agent, trace, presets, duration=seconds, step_seconds=step_seconds,
+                          static_replicas=static_replicas, kubernetes=config.kubernetes)
 
 
 def _write(path: Path, text: str, option: str) -> None:

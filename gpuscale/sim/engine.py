@@ -14,7 +14,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .fleet import EPS, InstanceFleet, PodCluster
+from .fleet import EPS, InstanceFleet
+from .pods import PodCluster
 from .service import ServiceModel
 
 

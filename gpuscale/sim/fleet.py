@@ -1,9 +1,8 @@
-"""Capacity: what a scaler's decision turns into, and when it serves.
+"""Capacity on EC2: what a scaler's decision turns into, and when it serves.
 
 `InstanceFleet` is an EC2 Auto Scaling group (also a hosted platform's replicas): an instance serves after its
 cold start (node provisioning, image pull, model load) or, taken from a warm pool, after resume plus model load.
-`PodCluster` is Kubernetes: a pod scaler (HPA, KPA) sets pods, pods that fit nowhere stay pending, and the
-cluster-autoscaler adds nodes for them and removes nodes that stay unneeded.
+Kubernetes capacity (pods on the nodes of a node group) is `gpuscale.sim.pods.PodCluster`.
 
 Busy capacity is never killed: where the fleet is protected (scale-in protection, or a pod's graceful drain)
 an instance or pod above the desired count leaves once it is idle. In-flight requests are spread evenly
@@ -18,13 +17,6 @@ from typing import Any
 from .service import ServiceModel
 
 EPS = 1e-9
-
-# cluster-autoscaler defaults (FAQ, "What are the parameters to CA?"): --scan-interval 10s,
-# --scale-down-unneeded-time 10m, --scale-down-delay-after-add 10m.
-CA_SCAN_INTERVAL = 10
-CA_SCALE_DOWN_UNNEEDED = 600
-CA_SCALE_DOWN_DELAY_AFTER_ADD = 600
-
 
 def busy_units(busy_requests: float, slots_per_unit: int) -> int:
     return max(0, math.ceil(busy_requests / slots_per_unit - EPS))
@@ -189,121 +181,3 @@ class InstanceFleet:
         self.next_change = min(upcoming, self._draining[0][0] if self._draining else math.inf,
                                self._warm_refills[0] if self._warm_refills else math.inf,
                                t + 1 if self.total > self.desired else math.inf)
-
-
-class PodCluster:
-    def __init__(self, svc: ServiceModel, min_nodes: int, max_nodes: int, min_pods: int, max_pods: int, *,
-                 start_at_zero: bool = False):
-        self.svc, self.min_nodes, self.max_nodes = svc, min_nodes, max_nodes
-        self.min_pods, self.max_pods = min_pods, max_pods
-        per_node = svc.replicas_per_instance
-        # Starting at zero, the minimum pods are created at second 0 and wait for nodes like any other.
-        self.desired, self.ready = min_pods, 0 if start_at_zero else min_pods
-        self.nodes = 0 if start_at_zero else max(min_nodes, math.ceil(min_pods / per_node))
-        self.pending = min_pods if start_at_zero else 0
-        self._starting: list[list[int]] = []  # [ready_t, n]
-        self._booting: list[list[int]] = []  # [ready_t, n]
-        self._unneeded_since: list[int] = []
-        self._last_scale_up = -CA_SCALE_DOWN_DELAY_AFTER_ADD
-        self.busy = 0.0
-        self.version = 0
-        self.next_change = 0
-
-    @property
-    def in_service(self) -> int:
-        return self.nodes
-
-    @property
-    def starting(self) -> int:
-        return sum(n for _, n in self._starting)
-
-    @property
-    def booting(self) -> int:
-        return sum(n for _, n in self._booting)
-
-    @property
-    def ready_replicas(self) -> int:
-        return self.ready
-
-    @property
-    def starting_replicas(self) -> int:
-        return self.starting + self.pending
-
-    @property
-    def billed_instances(self) -> int:
-        return self.nodes + self.booting
-
-    @property
-    def free_slots(self) -> int:
-        return self.nodes * self.svc.replicas_per_instance - self.ready - self.starting
-
-    def set_desired(self, t: int, n: int) -> None:
-        self.desired = min(self.max_pods, max(self.min_pods, n))
-        self.version += 1
-        self.next_change = t + 1
-        total = self.ready + self.starting + self.pending
-        if self.desired > total:
-            add = self.desired - total
-            placed = min(add, self.free_slots)
-            if placed:
-                # A node that already ran a pod of this service has its image: the pod only loads the model.
-                self._starting.append([t + self.svc.cold_start.model_load_seconds, placed])
-            self.pending += add - placed
-        elif self.desired < total:
-            self._shrink(t)
-
-    def _shrink(self, t: int) -> None:
-        excess = self.ready + self.starting + self.pending - self.desired
-        take = min(excess, self.pending)
-        self.pending -= take
-        excess -= take
-        for batch in sorted(self._starting, key=lambda b: -b[0]):
-            take = min(excess, batch[1])
-            batch[1] -= take
-            excess -= take
-        self._starting = [b for b in self._starting if b[1] > 0]
-        # Pods with requests in flight drain them before they stop (Knative's queue-proxy, a preStop hook).
-        idle = self.ready - busy_units(self.busy, self.svc.concurrency)
-        self.ready -= min(excess, max(0, idle))
-
-    def advance(self, t: int) -> None:
-        if self._starting and min(r for r, _ in self._starting) <= t:
-            self.ready += sum(n for r, n in self._starting if r <= t)
-            self._starting = [b for b in self._starting if b[0] > t]
-        if self._booting and self._booting[0][0] <= t:
-            fresh = sum(n for r, n in self._booting if r <= t)
-            self._booting = [b for b in self._booting if b[0] > t]
-            self.nodes += fresh
-            placed = min(self.pending, self.free_slots)
-            if placed:
-                cs = self.svc.cold_start
-                self._starting.append([t + cs.image_pull_seconds + cs.model_load_seconds, placed])
-                self.pending -= placed
-        if self.ready + self.starting + self.pending > self.desired:
-            self._shrink(t)
-        if t % CA_SCAN_INTERVAL == 0:
-            self._autoscale_nodes(t)
-        self.version += 1
-        upcoming = [r for r, _ in self._starting] + [r for r, _ in self._booting] + \
-            [(t // CA_SCAN_INTERVAL + 1) * CA_SCAN_INTERVAL]
-        if self.ready + self.starting + self.pending > self.desired:
-            upcoming.append(t + 1)
-        self.next_change = min(upcoming)
-
-    def _autoscale_nodes(self, t: int) -> None:
-        per_node = self.svc.replicas_per_instance
-        waiting = self.pending - self.booting * per_node
-        if waiting > 0:
-            add = min(math.ceil(waiting / per_node), self.max_nodes - self.nodes - self.booting)
-            if add > 0:
-                self._booting.append([t + self.svc.cold_start.node_provisioning_seconds, add])
-                self._last_scale_up = t
-        unneeded = max(0, min(self.free_slots // per_node, self.nodes - self.min_nodes)) if not self.pending else 0
-        while len(self._unneeded_since) < unneeded:
-            self._unneeded_since.append(t)
-        del self._unneeded_since[unneeded:]
-        if t - self._last_scale_up >= CA_SCALE_DOWN_DELAY_AFTER_ADD:
-            expired = sum(1 for since in self._unneeded_since if t - since >= CA_SCALE_DOWN_UNNEEDED)
-            if expired:
-                self.nodes -= expired
-                del self._unneeded_since[:expired]

@@ -11,7 +11,12 @@ only where it is 0). Sources (see docs/simulate.md):
 - hpa-example: the behavior of the HPA manifest in the LLM autoscaling article (75% GPU utilisation, up by
   max(50%, 2 pods) per 30 s, down 1 pod per 60 s after 300 s), with Kubernetes' default minReplicas of 1 (the
   article's manifest keeps 2, which would hold two GPUs all day), or the group's floor where that is higher.
-- stack: the group's own `scaling:` section as EC2 Auto Scaling runs it.
+- keda-queue: KEDA's defaults on the request queue (an SQS trigger, in-flight messages counted): one replica per
+  `concurrencyPerReplica` messages, activation above 0 messages, polling every 30 s, back to zero after a 300 s
+  cooldown, the HPA it creates without behavior.
+- stack: the group's own scaling: on an Auto Scaling group its `scaling:` section as EC2 Auto Scaling runs it; on an
+  EKS node group the stack's cluster-autoscaler settings, with one pod per replica of pending work (the pod-level
+  autoscaler of node-group services is not configured yet).
 - ideal: instant, perfect decisions with the same cold start; a bound, not a policy.
 """
 
@@ -22,10 +27,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.stack import NodeGroupConfig
+from .cluster_autoscaler import ca_settings
 from .ec2 import FixedScaler, IdealScaler, StackScaler, agent_delay, instance_fleet
 from .engine import Engine, Scaler
-from .fleet import InstanceFleet, PodCluster
-from .kubernetes import HpaPolicy, HpaRules, HpaScaler, KpaScaler, KpaSettings
+from .fleet import InstanceFleet, busy_units
+from .hpa import AVERAGE_VALUE, PODS, Behavior, HorizontalController, HpaScaler, MetricSpec, ScalingPolicy, \
+    ScalingRules
+from .keda import KedaScaler, QueueTrigger, ScaledObject
+from .knative import KpaConfig, KpaScaler
+from .pods import PodCluster
 from .service import ServiceModel
 
 HF_UP_EVERY = 180
@@ -35,13 +46,15 @@ HF_UTILIZATION_THRESHOLD = 80.0
 """Our assumption: the platform's page lists per-accelerator criteria that our copy does not include."""
 
 # The GPU cloud's KPA table: tick 15 s, stable window 180 s, target 90%, max scale up 1.5, max scale down 1.01,
-# scale-to-zero grace 30 min; its prose puts the panic check on a 30 s window at 200%.
-COREWEAVE_KPA = KpaSettings(stable_window=180, panic_window=30, panic_threshold=2.0, tick=15, target_utilization=0.9,
-                            max_scale_up_rate=1.5, max_scale_down_rate=1.01, scale_to_zero_grace=1800)
+# scale-to-zero grace 30 min; its prose puts the panic check on a 30 s window (a sixth of the stable window) at 200%.
+COREWEAVE_KPA = KpaConfig(stable_window=180, panic_window_percentage=100 * 30 / 180, panic_threshold_percentage=200,
+                          tick=15, target_utilization=0.9, max_scale_up_rate=1.5, max_scale_down_rate=1.01,
+                          scale_to_zero_grace_period=1800)
 
 # The article's manifest: up by max(50%, 2 pods) per 30 s after a 60 s window, down 1 pod per 60 s after 300 s.
-HPA_EXAMPLE_UP = HpaRules(60, (HpaPolicy("Percent", 50, 30), HpaPolicy("Pods", 2, 30)), "Max")
-HPA_EXAMPLE_DOWN = HpaRules(300, (HpaPolicy("Pods", 1, 60),), "Max")
+HPA_EXAMPLE_BEHAVIOR = Behavior(
+    scale_up=ScalingRules(60, (ScalingPolicy("Percent", 50, 30), ScalingPolicy("Pods", 2, 30)), "Max"),
+    scale_down=ScalingRules(300, (ScalingPolicy("Pods", 1, 60),), "Max"))
 HPA_EXAMPLE_TARGET = 75.0
 HPA_EXAMPLE_MIN_REPLICAS = 1
 
@@ -96,14 +109,23 @@ class Setup:
 
 
 @dataclass(frozen=True)
+class StackEnv:
+    """What every group of a stack shares: the agent's delivery of GPU metrics and the cluster-autoscaler's
+    settings (gpuscale.config.kubernetes.ClusterAutoscalerConfig)."""
+
+    agent: Any
+    cluster_autoscaler: Any
+
+
+@dataclass(frozen=True)
 class Preset:
     name: str
     source: str
-    build: Callable[[ServiceModel, Any, Any, int | None, bool], Setup]
-    """(service, group, agent config, static replicas, start at zero) -> the fleet and its scaler."""
+    build: Callable[[ServiceModel, Any, StackEnv, int | None, bool], Setup]
+    """(service, group, stack environment, static replicas, start at zero) -> the fleet and its scaler."""
 
 
-def _static(svc: ServiceModel, group: Any, agent: Any, replicas: int | None, at_zero: bool) -> Setup:
+def _static(svc: ServiceModel, group: Any, env: StackEnv, replicas: int | None, at_zero: bool) -> Setup:
     # A fixed fleet is provisioned ahead of demand by definition: it never starts at zero.
     count = group.max_size if replicas is None else math.ceil(replicas / svc.replicas_per_instance)
     fleet = InstanceFleet(svc, count, count, count)
@@ -115,39 +137,63 @@ def _floor_replicas(svc: ServiceModel, group: Any) -> int:
     return group.min_size * svc.replicas_per_instance
 
 
-def _hosted(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+def _hosted(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
     fleet = InstanceFleet(svc, group.min_size, group.max_size, group.min_size)
     return Setup(fleet, HostedScaler(svc.replicas_per_instance, _floor_replicas(svc, group)), "refuse")
 
 
-def _pods(svc: ServiceModel, group: Any, min_pods: int, at_zero: bool) -> PodCluster:
+def _pods(svc: ServiceModel, group: Any, env: StackEnv, min_pods: int, at_zero: bool) -> PodCluster:
+    """The group's GPUs as a node group the stack's cluster-autoscaler sizes (with the group's own overrides where
+    it is a node group)."""
     max_pods = group.max_size * svc.replicas_per_instance
     min_pods = min(max(min_pods, _floor_replicas(svc, group)), max_pods)
+    settings = ca_settings(env.cluster_autoscaler, getattr(group, "autoscaler", None))
     # The group's floor is up before the trace begins; only a preset's own minimum above it starts from zero.
-    return PodCluster(svc, group.min_size, group.max_size, min_pods, max_pods,
+    return PodCluster(svc, group.min_size, group.max_size, min_pods, max_pods, settings,
                       start_at_zero=at_zero and not group.min_size)
 
 
-def _coreweave(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
-    cluster = _pods(svc, group, 0, at_zero)
+def _coreweave(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
+    cluster = _pods(svc, group, env, 0, at_zero)
     # Knative's activator buffers requests while a revision is at zero: they queue, they are not refused.
     return Setup(cluster, KpaScaler(svc.concurrency, cluster.min_pods, cluster.max_pods, COREWEAVE_KPA), "queue")
 
 
-def _hpa(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
-    cluster = _pods(svc, group, HPA_EXAMPLE_MIN_REPLICAS, at_zero)
-    scaler = HpaScaler(HPA_EXAMPLE_TARGET, cluster.min_pods, cluster.max_pods, scale_up=HPA_EXAMPLE_UP,
-                       scale_down=HPA_EXAMPLE_DOWN, metric_delay=agent_delay(agent))
-    return Setup(cluster, scaler, None)
+def _hpa(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
+    cluster = _pods(svc, group, env, HPA_EXAMPLE_MIN_REPLICAS, at_zero)
+    # A Pods metric: each pod's GPU utilisation (percent, as milli-units) averaged against the target.
+    hpa = HorizontalController(cluster.min_pods, cluster.max_pods,
+                               (MetricSpec(PODS, AVERAGE_VALUE, round(HPA_EXAMPLE_TARGET * 1000)),),
+                               behavior=HPA_EXAMPLE_BEHAVIOR)
+    return Setup(cluster, HpaScaler(hpa, metric_delay=agent_delay(env.agent)), None)
 
 
-def _stack(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+def _keda(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
+    cluster = _pods(svc, group, env, 0, at_zero)
+    so = ScaledObject(min_replica_count=cluster.min_pods, max_replica_count=cluster.max_pods)
+    return Setup(cluster, KedaScaler(so, QueueTrigger(queue_length=svc.concurrency)), "queue")
+
+
+class PendingPodsScaler:
+    """A node group's own setup until its services get a pod autoscaler: one pod per replica of outstanding work
+    (requests waiting or in flight over the replica's concurrency), so cluster-autoscaler alone decides the nodes."""
+
+    def step(self, t: int, sim: Engine) -> None:
+        cluster: PodCluster = sim.fleet
+        wanted = busy_units(sim.outstanding, sim.svc.concurrency)
+        if wanted != cluster.desired:
+            cluster.set_desired(t, wanted)
+
+
+def _stack(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
+    if isinstance(group, NodeGroupConfig):
+        return Setup(_pods(svc, group, env, 0, at_zero), PendingPodsScaler(), None)
     fleet = instance_fleet(svc, group, scaling=group.scaling)
-    scaler = FixedScaler() if group.scaling is None else StackScaler(group, group.scaling, agent)
+    scaler = FixedScaler() if group.scaling is None else StackScaler(group, group.scaling, env.agent)
     return Setup(fleet, scaler, None)
 
 
-def _ideal(svc: ServiceModel, group: Any, agent: Any, _: int | None, at_zero: bool) -> Setup:
+def _ideal(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
     return Setup(instance_fleet(svc, group, ideal=True), IdealScaler(), None)
 
 
@@ -159,6 +205,9 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
                             "zero after 30 min; cluster-autoscaler adds nodes", _coreweave),
     Preset("hpa-example", "HPA at 75% GPU utilization, up max(50%, 2 pods)/30 s, down 1 pod/60 s after 300 s, "
                           "min 1 pod; cluster-autoscaler adds nodes", _hpa),
-    Preset("stack", "the group's own scaling: section on EC2 Auto Scaling", _stack),
+    Preset("keda-queue", "KEDA on the request queue: 1 pod per concurrency's worth of messages, poll 30 s, zero "
+                         "after 300 s cooldown; cluster-autoscaler adds nodes", _keda),
+    Preset("stack", "the group's own scaling: section on EC2 Auto Scaling; on a node group the stack's "
+                    "cluster-autoscaler, one pod per replica of pending work", _stack),
     Preset("ideal", "instant, perfect decisions, same cold start: the bound", _ideal),
 )}

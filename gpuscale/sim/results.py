@@ -8,8 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from ..config.kubernetes import read_kubernetes
+from ..config.reader import Section
 from .engine import Engine, Run
-from .presets import PRESETS
+from .presets import PRESETS, StackEnv
 from .service import ServiceModel, service_model
 from .traces import Trace
 
@@ -65,16 +67,22 @@ class GroupSimulation:
 
 
 def simulate_group(group: Any, agent: Any, trace: Trace, presets: list[str], *, duration: int | None = None,
-                   step_seconds: float | None = None, static_replicas: int | None = None) -> GroupSimulation:
-    """Run each preset on one Auto Scaling group; costs are over one window common to all of them."""
+                   step_seconds: float | None = None, static_replicas: int | None = None,
+                   kubernetes: Any = None) -> GroupSimulation:
+    """Run each preset on one group (an Auto Scaling group or an EKS node group); costs are over one window common
+    to all of them. `kubernetes`: the stack's gpuscale.config.kubernetes.KubernetesConfig (None: every key at its
+    default), whose cluster-autoscaler sizes the Kubernetes presets' nodes."""
     unknown = [p for p in presets if p not in PRESETS]
     if unknown:
         raise SimulationError(f"preset {unknown[0]!r}: not one of {', '.join(PRESETS)}")
     svc = group_service(group)
     horizon = duration if duration is not None else trace.seconds + SETTLE_TAIL_SECONDS
+    if kubernetes is None:
+        kubernetes = read_kubernetes(Section({}, "gpuscale:kubernetes"))
+    env = StackEnv(agent, kubernetes.cluster_autoscaler)
     runs = {}
     for name in presets:
-        setup = PRESETS[name].build(svc, group, agent, static_replicas, trace.starts_at_zero)
+        setup = PRESETS[name].build(svc, group, env, static_replicas, trace.starts_at_zero)
         runs[name] = Engine(svc, setup.fleet, setup.scaler, trace.arrivals, horizon, setup.at_zero_capacity).run()
     window = duration if duration is not None else \
         max(trace.seconds, *(r.settled_at + 1 for r in runs.values()))

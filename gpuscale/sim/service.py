@@ -75,8 +75,9 @@ def service_model(workload: Any) -> ServiceModel:
     st, cs = workload.service_time, workload.cold_start
     offsets, weights = service_kernel(st.mean_seconds, st.distribution, st.cv)
     resume = None if cs.warm_pool_resume_seconds is None else _whole(cs.warm_pool_resume_seconds)
+    plugin = None if cs.device_plugin_ready_seconds is None else _whole(cs.device_plugin_ready_seconds)
     cold_start = ColdStartConfig(_whole(cs.node_provisioning_seconds), _whole(cs.image_pull_seconds),
-                                 _whole(cs.model_load_seconds), resume)
+                                 _whole(cs.model_load_seconds), resume, plugin)
     return ServiceModel(
         concurrency=workload.concurrency_per_replica,
         replicas_per_instance=workload.replicas_per_instance,

@@ -105,3 +105,34 @@ def test_node_group_uses_the_latest_launch_template_version(harness):
 def test_bad_args_are_rejected_with_their_name(harness, override, arg):
     with pytest.raises(ValueError, match=arg):
         harness.run(lambda: GpuNodeGroup("bad", group_args("g6.xlarge", **override)))
+
+
+def test_accelerator_label_is_on_the_nodes_and_in_the_scale_from_zero_template(harness):
+    """cluster-autoscaler treats a node with this label as a GPU node that is not ready until the device plugin
+    advertises nvidia.com/gpu: on a real node (EKS applies the group's labels at registration) and on the node it
+    pictures for a group at zero (the template tags)."""
+    harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge")))
+    labels = harness.one(NG).inputs["labels"]
+    assert labels["k8s.amazonaws.com/accelerator"] == "nvidia-l4"
+    template = asg_tags(harness)
+    assert template[f"{CA}/node-template/label/k8s.amazonaws.com/accelerator"] == labels[
+        "k8s.amazonaws.com/accelerator"]
+    for key, value in labels.items():
+        assert template[f"{CA}/node-template/label/{key}"] == value, f"{key} pictured at zero too"
+    assert labels["gpuscale.io/ami-family"] == "al2023"
+
+
+def test_autoscaling_options_become_tags_the_aws_provider_reads(harness):
+    harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", autoscaling_options={
+        "scaledownunneededtime": "1200s", "scaledowngpuutilizationthreshold": "0.25"})))
+    tags = asg_tags(harness)
+    assert tags[f"{CA}/node-template/autoscaling-options/scaledownunneededtime"] == "1200s"
+    assert tags[f"{CA}/node-template/autoscaling-options/scaledowngpuutilizationthreshold"] == "0.25"
+
+
+def test_unknown_autoscaling_option_is_refused(harness):
+    with pytest.raises(ValueError, match=r"^autoscaling_options.maxnodeprovisiontime: '600s' is not allowed; "
+                                         r"allowed: options cluster-autoscaler's AWS provider reads"):
+        harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", autoscaling_options={
+            "maxnodeprovisiontime": "600s"})))
+    assert harness.of_type(NG) == []

@@ -79,11 +79,13 @@ def test_runs_are_identical(stack_runs):
 
 def test_existing_cluster_mode():
     values = copy.deepcopy(stack_values("dev"))
-    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared-eks"}
+    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared-eks", "kubernetesVersion": "1.33"}
     harness = Harness()
     outputs = harness.run_program("dev", values)
     assert harness.of_type("aws:ec2/vpc:Vpc") == [] and harness.of_type("aws:eks/cluster:Cluster") == []
-    assert outputs["clusterName"] == "shared-eks" and "oidcProviderArn" not in outputs
+    # The existing cluster's OIDC provider is looked up by its issuer: IRSA roles trust it.
+    assert outputs["clusterName"] == "shared-eks"
+    assert outputs["oidcProviderArn"].startswith("arn:aws:iam::123456789012:oidc-provider/oidc.eks.")
     ng = harness.one("aws:eks/nodeGroup:NodeGroup")
     assert ng.inputs["clusterName"] == "shared-eks" and ng.inputs["subnetIds"] == outputs["privateSubnetIds"]
 

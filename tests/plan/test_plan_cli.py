@@ -85,6 +85,7 @@ def test_diff_reports_added_removed_and_changed(plans, tmp_path):
         config["gpuscale:nodeGroups"][0]["maxSize"] = 4
         config["gpuscale:nodeGroups"].append({"name": "t4", "instanceTypes": ["g4dn.xlarge"], "minSize": 0,
                                               "maxSize": 1})
+        config["gpuscale:policy"]["gpuHoursPerMonth"] = 6000  # the two groups' GPUs at their maxima, within budget
 
     project = project_copy(tmp_path, "dev", grow)
     new = tmp_path / "new.json"

@@ -16,11 +16,14 @@ SCALED = [(name, g.name) for name in ("dev", "prod") for g in stack(name).auto_s
           if g.scaling is not None and g.workload is not None]
 
 
+NODE_GROUPS = [(name, g.name) for name in ("dev", "prod") for g in stack(name).node_groups if g.workload is not None]
+
+
 def compare(name: str, group: str) -> dict:
     """Every preset on the group, as `gpuscale simulate --stack NAME --group GROUP --compare` runs them."""
     cfg = stack(name)
-    g = next(g for g in cfg.auto_scaling_groups if g.name == group)
-    sim = simulate_group(g, cfg.agent, burst(), list(PRESETS))
+    g = next(g for g in (*cfg.node_groups, *cfg.auto_scaling_groups) if g.name == group)
+    sim = simulate_group(g, cfg.agent, burst(), list(PRESETS), kubernetes=cfg.kubernetes)
     return {r.preset: r for r in sim.results}
 
 
@@ -51,11 +54,27 @@ def test_stack_within_1_1x_ideal_cost_and_1_25x_its_completion(name, group):
         f"{name}/{group}: {own.completion_vs_ideal:.3f}x the ideal's completion time"
 
 
+@pytest.mark.parametrize("name, group", NODE_GROUPS)
+def test_node_groups_serve_the_burst_after_cluster_autoscalers_cold_start(name, group):
+    """A node group at zero: the burst's pods wait for the first scan once they are 30 s old (GPU pods), then node
+    provisioning, the device plugin, image pull and model load; its own setup serves every request."""
+    cfg = stack(name)
+    g = next(g for g in cfg.node_groups if g.name == group)
+    own = compare(name, group)["stack"]
+    assert own.completion is not None and own.timed_out == 0, f"{name}/{group}: the stack serves every request"
+    if g.min_size == 0:
+        scan = cfg.kubernetes.cluster_autoscaler.scan_interval_seconds
+        first_scan = -(-30 // scan) * scan
+        assert own.time_to_capacity == first_scan + g.workload.cold_start.cold_seconds, f"{name}/{group}"
+
+
 @pytest.mark.parametrize("name", ["dev", "prod"])
 def test_ideal_bounds_completion_and_time_to_capacity(name):
     cfg = stack(name)
-    for g in cfg.auto_scaling_groups:
-        sim = simulate_group(g, cfg.agent, burst(), [p for p in PRESETS if p != "static"])
+    for g in (*cfg.node_groups, *cfg.auto_scaling_groups):
+        if g.workload is None:
+            continue
+        sim = simulate_group(g, cfg.agent, burst(), [p for p in PRESETS if p != "static"], kubernetes=cfg.kubernetes)
         r = {x.preset: x for x in sim.results}
         ideal = r.pop("ideal")
         assert ideal.completion is not None and ideal.timed_out == 0

@@ -72,7 +72,7 @@ def test_two_groups_on_one_queue():
 def test_time_to_capacity_for_every_scalable_group():
     for name in ("dev", "prod"):
         cfg = stack(name)
-        infos = findings(cfg, "time-to-capacity")
+        infos = [f for f in findings(cfg, "time-to-capacity") if f.settings[0].startswith("gpuscale:autoScaling")]
         scalable = [i for i, g in enumerate(cfg.auto_scaling_groups) if g.scaling is not None and g.workload]
         assert [f.settings[0] for f in infos] == [f"gpuscale:autoScalingGroups[{i}].scaling" for i in scalable]
         assert all(f.severity == INFO and " s " in f.message for f in infos)
@@ -80,6 +80,19 @@ def test_time_to_capacity_for_every_scalable_group():
             g = cfg.auto_scaling_groups[i]
             onto = f"idle at its {g.min_size} instances" if g.min_size else "onto the group at zero"
             assert onto in f.message, f.message
+
+
+def test_time_to_capacity_for_every_node_group_with_a_workload():
+    for name in ("dev", "prod"):
+        cfg = stack(name)
+        infos = [f for f in findings(cfg, "time-to-capacity") if f.settings[0].startswith("gpuscale:nodeGroups")]
+        groups = [i for i, g in enumerate(cfg.node_groups) if g.workload is not None]
+        assert groups and [f.settings for f in infos] == [
+            (f"gpuscale:nodeGroups[{i}].workload", "gpuscale:kubernetes.clusterAutoscaler") for i in groups]
+        for i, f in zip(groups, infos):
+            g = cfg.node_groups[i]
+            ready = g.workload.cold_start.gpu_ready_seconds(cfg.kubernetes.cluster_autoscaler.scan_interval_seconds)
+            assert f"pending pod to GPU ready at most {ready:.0f} s" in f.message and "cluster-autoscaler" in f.message
 
 
 def test_errors_come_first():

@@ -25,7 +25,8 @@ def test_table_of_stack_and_ideal_by_default():
     for column in ("cost", "P", "p50 s", "p95 s", "p99 s", "to cap s", "done s", "queued", "502", "cost/ideal",
                    "done/ideal"):
         assert column in header
-    rows = [line.split()[0] for line in lines[lines.index(header) + 2:] if line.strip()]
+    table = lines[lines.index(header) + 2:]
+    rows = [line.split()[0] for line in table[:table.index("")]]
     assert rows == ["stack", "ideal"]
 
 
@@ -37,17 +38,26 @@ def test_compare_and_json(tmp_path):
     (group,) = data["groups"]
     assert group["group"] == "infer-l40s" and group["currency"] == "USD"
     presets = [r["preset"] for r in group["results"]]
-    assert presets == ["static", "hf-like", "coreweave-kpa", "hpa-example", "stack", "ideal"]
+    assert presets == ["static", "hf-like", "coreweave-kpa", "hpa-example", "keda-queue", "stack", "ideal"]
     ideal = group["results"][-1]
     assert ideal["cost_vs_ideal"] == 1.0 and ideal["completion_vs_ideal"] == 1.0
     for preset in presets:
         assert f"\n{preset} " in "\n" + result.output
 
 
+def test_node_groups_are_simulated_and_compared():
+    result = simulate("--stack", "dev")
+    assert result.exit_code == 0 and "group l4-spot:" in result.output, "node groups with a workload by default"
+    result = simulate("--stack", "prod", "--group", "a10g-x4", "--compare")
+    assert result.exit_code == 0, result.output
+    rows = [line.split()[0] for line in result.output.splitlines()[4:] if line.strip()]
+    assert rows == ["static", "hf-like", "coreweave-kpa", "hpa-example", "keda-queue", "stack", "ideal"]
+
+
 def test_png_chart_is_written(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "burst.png"
-    result = simulate("--stack", "dev", "--preset", "stack", "--preset", "ideal", "--png", str(out))
+    result = simulate("--stack", "dev", "--group", "infer", "--preset", "stack", "--preset", "ideal", "--png", str(out))
     assert result.exit_code == 0, result.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

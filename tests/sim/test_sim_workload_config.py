@@ -28,7 +28,8 @@ def test_replicas_per_instance_come_from_the_fewest_gpus():
 
 def test_the_stacks_have_workloads():
     for name in ("dev", "prod"):
-        assert all(g.workload is not None for g in stack(name).auto_scaling_groups)
+        cfg = stack(name)
+        assert all(g.workload is not None for g in (*cfg.auto_scaling_groups, *cfg.node_groups))
 
 
 @pytest.mark.parametrize("section, key, allowed", [
@@ -46,6 +47,9 @@ def test_the_stacks_have_workloads():
     (workload(atZeroCapacity="drop"), "workload.atZeroCapacity", "one of queue, refuse"),
     (workload(clientRetrySeconds=5), "workload.clientRetrySeconds", "only with atZeroCapacity: refuse"),
     (workload(requestTimeout=5), "workload.requestTimeout", "known keys here are"),
+    (workload(coldStart={"nodeProvisioningSeconds": 1, "imagePullSeconds": 1, "modelLoadSeconds": 1,
+                         "devicePluginReadySeconds": 10}),
+     "workload.coldStart.devicePluginReadySeconds", "only on gpuscale:nodeGroups entries"),
 ])
 def test_bad_values_name_the_key(section, key, allowed):
     with pytest.raises(ConfigError) as err:

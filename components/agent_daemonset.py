@@ -1,0 +1,293 @@
+"""AgentDaemonSet: the GPU metrics agent on every EKS GPU node, publishing to CloudWatch through its own IAM role
+(IRSA) and serving Prometheus, in a namespace of its own."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+from typing_extensions import NotRequired
+
+from gpu_metrics_agent import catalogue
+
+from ._options import depends_on_of
+from .irsa_role import IrsaRole
+from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
+
+NAMESPACE = "gpuscale-system"
+"""Not kube-system: that namespace belongs to EKS and its add-ons. Ours holds the agent's objects as one unit (its
+service account, Service and ServiceMonitor), so RBAC, quotas and `kubectl -n` see exactly gpuscale's node agent."""
+SERVICE_ACCOUNT = "gpu-metrics-agent"
+APP = "gpu-metrics-agent"
+PORT_NAME = "metrics"
+NODE_GROUP_LABEL = "eks.amazonaws.com/nodegroup"
+"""Set by EKS on every node of a managed node group: which group a node belongs to."""
+POD_RESOURCES_DIR = "/var/lib/kubelet/pod-resources"
+"""The kubelet's pod-resources API socket directory: which pod holds which GPU, for per-pod GPU metrics."""
+VOLUME_MOUNT_DEVICES = "/var/run/nvidia-container-devices"
+"""nvidia-container-toolkit reads device requests from mounts of /dev/null below this path
+(image.DeviceListAsVolumeMountsRoot) where it is set to `visible-devices-as-volume-mounts`, as on Bottlerocket."""
+NVML_CAPABILITIES = "utility"
+"""NVIDIA_DRIVER_CAPABILITIES: `utility` mounts nvidia-smi and libnvidia-ml only, all NVML needs (no CUDA)."""
+AMI_FAMILIES = ("al2023", "bottlerocket")
+PUT_METRIC_DATA = "cloudwatch:PutMetricData"
+DESCRIBE_INSTANCES = "autoscaling:DescribeAutoScalingInstances"
+QUANTITY = re.compile(r"\d+(\.\d+)?(m|Ki|Mi|Gi)?")
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?")
+
+
+class AgentNodeGroup(TypedDict):
+    """One EKS managed node group the agent runs on; each gets a DaemonSet of its own."""
+
+    key: str
+    """Short name of the group (the stack config's `name`): names its DaemonSet `gpu-metrics-agent-<key>`."""
+    node_group_name: pulumi.Input[str]
+    """The EKS node group's name: its nodes carry it as `eks.amazonaws.com/nodegroup`."""
+    asg_name: pulumi.Input[str]
+    """The group's Auto Scaling group: the `AutoScalingGroupName` dimension of every datapoint its agents send."""
+    ami_family: str
+    """"al2023" or "bottlerocket": how the NVIDIA container runtime is told to expose all GPUs differs."""
+
+
+class AgentDaemonSetArgs(TypedDict):
+    image: pulumi.Input[str]
+    """The agent's image, with a tag or digest (AgentImage `image_ref`, or one given in config)."""
+    node_groups: Sequence[AgentNodeGroup]
+    """The GPU node groups to run on, at least one."""
+    region: str
+    """AWS region the agent publishes to (`--region`)."""
+    sample_interval_seconds: float
+    """Seconds between GPU collections (`--sample-interval`), > 0."""
+    flush_interval_seconds: float
+    """Seconds between CloudWatch flushes (`--flush-interval`), >= the sample interval; also the scrape interval."""
+    prometheus_port: int
+    """Port of `/metrics` and `/healthz` (`--prometheus-port`), 1024-65535."""
+    requests: Mapping[str, str]
+    """The container's requests: {"cpu": "50m", "memory": "64Mi"}."""
+    limits: Mapping[str, str]
+    """The container's limits, at least the requests: {"cpu": "100m", "memory": "128Mi"}."""
+    oidc_provider_arn: pulumi.Input[str]
+    """The cluster's IAM OIDC provider, trusted by the agent's role."""
+    oidc_issuer_url: pulumi.Input[str]
+    """The cluster's OIDC issuer URL."""
+    service_monitor: NotRequired[bool]
+    """Also declare a ServiceMonitor (monitoring.coreos.com/v1): only where the Prometheus operator is installed,
+    since its CRD must exist. Default False."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on the IAM role. Default none."""
+
+
+def agent_policy() -> list[dict[str, Any]]:
+    """The agent's IAM statements: metrics into its own namespace only, and the one read that names its group."""
+    return [
+        # PutMetricData has no resource-level permissions; the namespace condition key is how IAM scopes it.
+        {"Effect": "Allow", "Action": [PUT_METRIC_DATA], "Resource": "*",
+         "Condition": {"StringEquals": {"cloudwatch:namespace": catalogue.NAMESPACE}}},
+        # EKS node metadata carries no tags: the group is found from the instance id. IAM cannot scope this read.
+        {"Effect": "Allow", "Action": [DESCRIBE_INSTANCES], "Resource": "*"},
+    ]
+
+
+def _seconds(value: float) -> str:
+    """A duration as Go and Prometheus write it: whole seconds ("10s") or milliseconds ("2500ms")."""
+    millis = round(value * 1000)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def check_args(args: AgentDaemonSetArgs) -> None:
+    """Every argument's rule, before anything is declared: a ValueError naming the argument and what is allowed."""
+    def refuse(name: str, value: object, allowed: str) -> ValueError:
+        return ValueError(f"{name}: {value!r} is not allowed; allowed: {allowed}")
+
+    image = args["image"]
+    if isinstance(image, str) and not (IMAGE.fullmatch(image) and (
+            "@" in image or ":" in image.rsplit("/", 1)[-1])):
+        raise refuse("image", image, "an image reference with a tag or digest, e.g. "
+                                     "123456789012.dkr.ecr.us-west-2.amazonaws.com/gpu-metrics-agent:0.1.0")
+    groups = list(args["node_groups"])
+    if not groups:
+        raise refuse("node_groups", groups, "at least one GPU node group")
+    keys = [g["key"] for g in groups]
+    for i, g in enumerate(groups):
+        if not (DNS_LABEL.fullmatch(g["key"]) and len(APP) + 1 + len(g["key"]) <= 63) or g["key"] in keys[:i]:
+            raise refuse(f"node_groups[{i}].key", g["key"], "unique lowercase letters, digits and hyphens, at most "
+                                                            f"{62 - len(APP)} characters")
+        if g["ami_family"] not in AMI_FAMILIES:
+            raise refuse(f"node_groups[{i}].ami_family", g["ami_family"], "one of " + ", ".join(AMI_FAMILIES))
+    if not args["region"] or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args["region"]):
+        raise refuse("region", args["region"], "an AWS region such as us-west-2")
+    sample, flush = args["sample_interval_seconds"], args["flush_interval_seconds"]
+    if not sample > 0:
+        raise refuse("sample_interval_seconds", sample, "a number of seconds > 0")
+    if not flush >= sample:
+        raise refuse("flush_interval_seconds", flush, f"a number of seconds >= sample_interval_seconds ({sample})")
+    port = args["prometheus_port"]
+    if not isinstance(port, int) or not 1024 <= port <= 65535:
+        raise refuse("prometheus_port", port, "an integer port in [1024, 65535]")
+    for field in ("requests", "limits"):
+        quantities = dict(args[field])
+        if set(quantities) != {"cpu", "memory"} or not all(QUANTITY.fullmatch(str(q)) for q in quantities.values()):
+            raise refuse(field, quantities, "{\"cpu\": <quantity>, \"memory\": <quantity>}, e.g. {\"cpu\": \"50m\", "
+                                            "\"memory\": \"64Mi\"}")
+
+
+def agent_env(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> list[dict[str, Any]]:
+    """The container's environment: the agent's own options (GPU_METRICS_AGENT_*, each one an option the agent has),
+    then what the NVIDIA container runtime and the Kubernetes node give it."""
+    options: dict[str, pulumi.Input[str]] = {
+        "REGION": args["region"],
+        "SAMPLE_INTERVAL": _number(args["sample_interval_seconds"]),
+        "FLUSH_INTERVAL": _number(args["flush_interval_seconds"]),
+        "PROMETHEUS_PORT": str(args["prometheus_port"]),
+        # Told, not looked up: the agent in this release reads its group only from instance metadata tags, which
+        # EKS nodes do not expose; one DaemonSet per group gives each pod its group's name.
+        "ASG_NAME": group["asg_name"],
+        # AGENT_OPTIONS_TO_ADD: options the agent gains for Kubernetes go here, e.g. the pod-resources socket
+        # (POD_RESOURCES_DIR is mounted already) and the node name below, once `gpu-metrics-agent --help` has them.
+    }
+    return [*({"name": f"GPU_METRICS_AGENT_{k}", "value": v} for k, v in options.items()),
+            # What the NVIDIA container runtime reads (nvidia-container-toolkit, image.CUDA): every GPU of the
+            # node, without requesting any from the device plugin (as dcgm-exporter does), NVML only.
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
+            {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVML_CAPABILITIES},
+            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}]
+
+
+def pod_spec(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> dict[str, Any]:
+    port = args["prometheus_port"]
+    probe = {"httpGet": {"path": "/healthz", "port": PORT_NAME, "scheme": "HTTP"}, "timeoutSeconds": 2}
+    volumes: list[dict[str, Any]] = [
+        {"name": "pod-resources", "hostPath": {"path": POD_RESOURCES_DIR, "type": "Directory"}}]
+    mounts: list[dict[str, Any]] = [{"name": "pod-resources", "mountPath": POD_RESOURCES_DIR, "readOnly": True}]
+    if group["ami_family"] == "bottlerocket":
+        # Bottlerocket honours NVIDIA_VISIBLE_DEVICES=all for privileged containers only
+        # (`visible-devices-envvar-when-unprivileged = false`): unprivileged ones name devices as /dev/null mounts.
+        volumes.append({"name": "all-gpus", "hostPath": {"path": "/dev/null", "type": "CharDevice"}})
+        mounts.append({"name": "all-gpus", "mountPath": f"{VOLUME_MOUNT_DEVICES}/all", "readOnly": True})
+    return {
+        "serviceAccountName": SERVICE_ACCOUNT,
+        # No Kubernetes API calls: no API token in the pod. The IRSA webhook still projects its own AWS token.
+        "automountServiceAccountToken": False,
+        # Blind GPU nodes stall scaling and alarms: evicted last, like other per-node agents.
+        "priorityClassName": "system-node-critical",
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [
+                {"key": GPU_CLASS_LABEL, "operator": "Exists"},
+                {"key": NODE_GROUP_LABEL, "operator": "In", "values": [group["node_group_name"]]}]}]}}},
+        # Exactly the taint the GPU node groups set, nothing broader.
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}],
+        # NVML reads the device nodes the runtime adds (mode 0666): no root, no capability. fsGroup lets a non-root
+        # process read the projected IRSA token.
+        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534,
+                            "seccompProfile": {"type": "RuntimeDefault"}},
+        # The agent flushes CloudWatch within --shutdown-timeout (5 s) of SIGTERM.
+        "terminationGracePeriodSeconds": 30,
+        "containers": [{
+            "name": "agent",
+            "image": args["image"],
+            "imagePullPolicy": "IfNotPresent",
+            "env": agent_env(args, group),
+            "ports": [{"name": PORT_NAME, "containerPort": port, "protocol": "TCP"}],
+            "resources": {"requests": dict(args["requests"]), "limits": dict(args["limits"])},
+            # Ready once a GPU read succeeded recently (/healthz); restarted after a minute of failed reads that the
+            # agent's own NVML re-initialization did not cure.
+            "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+            "livenessProbe": {**probe, "initialDelaySeconds": 30, "periodSeconds": 20, "failureThreshold": 3},
+            "securityContext": {"allowPrivilegeEscalation": False, "privileged": False,
+                                "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}},
+            "volumeMounts": mounts,
+        }],
+        "volumes": volumes,
+    }
+
+
+def labels(group_key: str | None = None) -> dict[str, str]:
+    base = {"app.kubernetes.io/name": APP, "app.kubernetes.io/part-of": "gpuscale"}
+    return {**base, "app.kubernetes.io/instance": group_key} if group_key else base
+
+
+def daemonset_spec(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> dict[str, Any]:
+    own = labels(group["key"])
+    return {
+        "selector": {"matchLabels": {"app.kubernetes.io/name": APP, "app.kubernetes.io/instance": group["key"]}},
+        # One node at a time, none surged: a node is blind for one restart at most, the group never all at once.
+        "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+        "template": {"metadata": {"labels": own}, "spec": pod_spec(args, group)},
+    }
+
+
+def service_spec(port: int) -> dict[str, Any]:
+    # Headless: Prometheus (annotations or ServiceMonitor) scrapes every agent, not one behind a virtual IP.
+    return {"clusterIP": "None", "selector": labels(),
+            "ports": [{"name": PORT_NAME, "port": port, "targetPort": PORT_NAME, "protocol": "TCP"}]}
+
+
+def scrape_annotations(port: int) -> dict[str, str]:
+    """The `prometheus.io/*` annotations Prometheus' common kubernetes_sd relabelling reads."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": "/metrics",
+            "prometheus.io/scheme": "http"}
+
+
+def service_monitor_spec(flush_interval_seconds: float) -> dict[str, Any]:
+    """The ServiceMonitor's spec (monitoring.coreos.com/v1; checked against the pinned CRD's schema in tests)."""
+    return {"selector": {"matchLabels": labels()}, "namespaceSelector": {"matchNames": [NAMESPACE]},
+            # The agent's Prometheus service label names (app.kubernetes.io/instance is the group's key).
+            "jobLabel": "app.kubernetes.io/name", "podTargetLabels": ["app.kubernetes.io/instance"],
+            # Scraped as often as CloudWatch is fed: both see the same freshness.
+            "endpoints": [{"port": PORT_NAME, "path": "/metrics", "scheme": "http",
+                           "interval": _seconds(flush_interval_seconds)}]}
+
+
+class AgentDaemonSet(pulumi.ComponentResource):
+    """The agent's namespace, IRSA service account, one DaemonSet per GPU node group, a headless Service with scrape
+    annotations and optionally a ServiceMonitor. Pass the stack's Kubernetes provider in `opts.providers`, and the
+    node groups in `opts.depends_on` (forwarded to the DaemonSets)."""
+
+    role_arn: pulumi.Output[str]
+    namespace: pulumi.Output[str]
+    daemonset_names: pulumi.Output[list[str]]
+
+    def __init__(self, name: str, args: AgentDaemonSetArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:AgentDaemonSet", name, None, opts)
+        check_args(args)
+        child = pulumi.ResourceOptions(parent=self)
+        role = IrsaRole(f"{name}-irsa", {
+            "oidc_provider_arn": args["oidc_provider_arn"], "oidc_issuer_url": args["oidc_issuer_url"],
+            "namespace": NAMESPACE, "service_account": SERVICE_ACCOUNT, "statements": agent_policy(),
+            "description": f"gpu-metrics-agent: metrics into {catalogue.NAMESPACE} only", "tags": args.get("tags")},
+            opts=child)
+        namespace = k8s.core.v1.Namespace(f"{name}-ns", metadata={"name": NAMESPACE, "labels": labels()}, opts=child)
+        in_namespace = pulumi.ResourceOptions(parent=self, depends_on=[namespace])
+        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={
+            "name": SERVICE_ACCOUNT, "namespace": NAMESPACE, "labels": labels(),
+            "annotations": {"eks.amazonaws.com/role-arn": role.role_arn}},
+            automount_service_account_token=False, opts=in_namespace)
+        daemonsets = [k8s.apps.v1.DaemonSet(
+            f"{name}-{g['key']}",
+            metadata={"name": f"{APP}-{g['key']}", "namespace": NAMESPACE, "labels": labels(g["key"])},
+            spec=daemonset_spec(args, g),
+            # After the node groups (they are what it schedules on) and its service account (pods need its role).
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*depends_on_of(opts), namespace, account]))
+            for g in args["node_groups"]]
+        k8s.core.v1.Service(f"{name}-svc", metadata={
+            "name": APP, "namespace": NAMESPACE, "labels": labels(),
+            "annotations": scrape_annotations(args["prometheus_port"])},
+            spec=service_spec(args["prometheus_port"]), opts=in_namespace)
+        if args.get("service_monitor", False):
+            k8s.apiextensions.CustomResource(
+                f"{name}-monitor", api_version="monitoring.coreos.com/v1", kind="ServiceMonitor",
+                metadata={"name": APP, "namespace": NAMESPACE, "labels": labels()},
+                spec=service_monitor_spec(args["flush_interval_seconds"]), opts=in_namespace)
+        self.role_arn = role.role_arn
+        self.namespace = namespace.metadata.name
+        self.daemonset_names = pulumi.Output.all(*(d.metadata.name for d in daemonsets))
+        self.register_outputs({"role_arn": self.role_arn, "namespace": self.namespace,
+                               "daemonset_names": self.daemonset_names})

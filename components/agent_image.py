@@ -1,0 +1,100 @@
+"""AgentImage: the agent's container image, built from agent/Dockerfile at `pulumi up` and pushed to an ECR
+repository of the stack, for the agent's DaemonSet on the EKS GPU nodes."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TypedDict
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_docker_build as docker_build
+from typing_extensions import NotRequired
+
+from .agent_bundle import content_hash, find_agent_dir
+
+PLATFORMS = {"x86_64": docker_build.Platform.LINUX_AMD64, "arm64": docker_build.Platform.LINUX_ARM64}
+"""Image platform per EC2 architecture (EKS AMI types name x86_64 and ARM_64)."""
+REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
+"""ECR's repository name rule (CreateRepository, repositoryName), 2-256 characters."""
+
+
+class AgentImageArgs(TypedDict):
+    repository_name: str
+    """ECR repository created for the image, e.g. "gpuscale-dev/gpu-metrics-agent"."""
+    architectures: Sequence[str]
+    """EC2 architectures of the nodes that run it ("x86_64", "arm64"); one image platform each."""
+    context_dir: NotRequired[str]
+    """The Docker build context holding the Dockerfile used. Default: the agent's directory, found next to the
+    installed `gpu_metrics_agent` package as AgentBundle finds it (this repository's `agent/`)."""
+    tags: NotRequired[dict[str, str]]
+    """Tags on the ECR repository. Default none."""
+
+
+def _check(args: AgentImageArgs) -> tuple[Path, list[docker_build.Platform]]:
+    name = args["repository_name"]
+    if not (2 <= len(name) <= 256 and REPOSITORY_NAME.fullmatch(name)):
+        raise ValueError(f"repository_name: {name!r} is not allowed; allowed: an ECR repository name, 2-256 "
+                         "lowercase letters, digits and . _ - / (e.g. \"gpuscale-dev/gpu-metrics-agent\")")
+    try:
+        context = Path(args["context_dir"]) if args.get("context_dir") else find_agent_dir()
+    except ValueError:
+        raise ValueError("context_dir: the agent's directory was not found next to the installed gpu_metrics_agent "
+                         "package; allowed: the path of this repository's agent/ directory") from None
+    if not (context / "Dockerfile").is_file():
+        raise ValueError(f"context_dir: {str(context)!r} is not allowed; allowed: a directory with a Dockerfile, "
+                         "e.g. this repository's agent/")
+    architectures = list(args["architectures"])
+    unknown = [a for a in architectures if a not in PLATFORMS]
+    if not architectures or unknown:
+        raise ValueError(f"architectures: {architectures!r} is not allowed; allowed: one or more of "
+                         + ", ".join(PLATFORMS))
+    return context, sorted({PLATFORMS[a] for a in architectures}, key=lambda p: p.value)
+
+
+class AgentImage(pulumi.ComponentResource):
+    """An ECR repository and the agent's image in it. `image_ref` is `<repository>:<tag>@sha256:<digest>`: nodes
+    pull exactly the image that was built."""
+
+    image_ref: pulumi.Output[str]
+    repository_url: pulumi.Output[str]
+
+    def __init__(self, name: str, args: AgentImageArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:AgentImage", name, None, opts)
+        context, platforms = _check(args)
+        child = pulumi.ResourceOptions(parent=self)
+        repository = aws.ecr.Repository(
+            f"{name}-repo", name=args["repository_name"],
+            # Tags are content digests: a tag never moves, so a node can never pull another image under it.
+            image_tag_mutability="IMMUTABLE",
+            image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
+            encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
+            tags=args.get("tags"), opts=child)
+        # Short-lived (12 h) registry credentials of the account, read at each `pulumi up`, never stored in config.
+        token = aws.ecr.get_authorization_token_output(registry_id=repository.registry_id,
+                                                       opts=pulumi.InvokeOutputOptions(parent=self))
+        # The tag is the agent's content digest (as AgentBundle's key) and the platforms: a changed agent or a new
+        # architecture is a new tag in the immutable repository and a new rollout; an unchanged one is neither.
+        version = "-".join([content_hash(context)[:16], *(p.value.split("/")[1] for p in platforms)])
+        tag = repository.repository_url.apply(lambda url: f"{url}:{version}")
+        # Relative to the program's directory (where Pulumi runs it), so plans match across checkouts.
+        location = Path(os.path.relpath(context)).as_posix()
+        image = docker_build.Image(
+            f"{name}-image",
+            context=docker_build.BuildContextArgs(location=location),
+            dockerfile=docker_build.DockerfileArgs(location=f"{location}/Dockerfile"),
+            platforms=platforms,
+            push=True,
+            tags=[tag],
+            registries=[docker_build.RegistryArgs(
+                address=repository.repository_url.apply(lambda url: url.split("/", 1)[0]),
+                # Secret whatever the provider marks: the token must never sit in the state in clear text.
+                username=token.user_name, password=pulumi.Output.secret(token.password))],
+            opts=child)
+        self.repository_url = repository.repository_url
+        # `ref` is the pushed tag with the build's digest; the DaemonSet pins that digest.
+        self.image_ref = image.ref
+        self.register_outputs({"image_ref": self.image_ref, "repository_url": self.repository_url})

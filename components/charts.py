@@ -1,0 +1,71 @@
+"""Every Helm chart the stack installs, pinned in one place, and the upstream facts recorded at those pins.
+
+`components/upstream/*.json` holds facts derived from the upstream repositories at these versions (value key
+paths, flag defaults, release tags) by `scripts/upstream_facts.py`; change a pin here, then rerun that script.
+Pure data: the stack config reads it without importing Pulumi.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Chart:
+    repo: str
+    """The Helm repository's URL."""
+    name: str
+    version: str
+
+
+CHARTS = {
+    "cluster-autoscaler": Chart("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0"),
+    "nvidia-device-plugin": Chart("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"),
+}
+
+PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
+"""The prometheus-operator release whose ServiceMonitor CRD (monitoring.coreos.com/v1) the agent's ServiceMonitor is
+checked against (recorded in upstream/prometheus_operator.json). Not installed by gpuscale: the cluster's own
+operator must serve monitoring.coreos.com/v1, which every release since v0.18 does."""
+
+DOCKER_BUILD_PROVIDER_VERSION = "0.0.22"
+"""The pulumi-docker-build release (pyproject's lower bound) whose `Image` schema (argument names, nested types,
+enums: upstream/docker_build.json) the tests check the planned image build against."""
+
+DEVICE_PLUGIN_MIG_STRATEGIES = ("none", "single", "mixed")
+"""The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
+TIME_SLICING_MAX_REPLICAS = 64
+"""A bound of ours: more pods than this on one GPU is a misconfiguration, not a use case."""
+
+AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
+"""Kubernetes minors the stack config accepts (gpuscale:cluster.kubernetesVersion)."""
+
+
+@cache
+def upstream_facts(name: str) -> dict[str, Any]:
+    """The recorded facts of one upstream project: "cluster_autoscaler", "nvidia_device_plugin",
+    "prometheus_operator" or "docker_build"."""
+    return json.loads((resources.files(__package__) / "upstream" / f"{name}.json").read_text())
+
+
+class NoAutoscalerRelease(ValueError):
+    """A Kubernetes minor for which cluster-autoscaler has no release (at the pinned chart's facts)."""
+
+    def __init__(self, kubernetes_version: str):
+        tags = upstream_facts("cluster_autoscaler")["imageTags"]
+        self.allowed = f"a Kubernetes minor with a cluster-autoscaler release: {', '.join(tags)}"
+        super().__init__(f"kubernetes_version: {kubernetes_version!r} is not allowed; allowed: {self.allowed}")
+
+
+def autoscaler_image_tag(kubernetes_version: str) -> str:
+    """The cluster-autoscaler release for a cluster's Kubernetes minor: upstream supports each autoscaler minor
+    only against the same Kubernetes minor, so it is derived, never chosen. NoAutoscalerRelease for a minor
+    without one."""
+    tags = upstream_facts("cluster_autoscaler")["imageTags"]
+    if kubernetes_version not in tags:
+        raise NoAutoscalerRelease(kubernetes_version)
+    return tags[kubernetes_version]

@@ -1,0 +1,134 @@
+"""The cost of a stack in `gpuscale plan` and its change in `gpuscale diff`, and the price list behind it."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from plan_support import ROOT, gpuscale, project_copy
+
+from gpuscale.cost import StackCost
+from gpuscale.prices import FIXED_PARTS, PRICE_FILE, PriceBook, on_demand_usd
+
+HOURS = 730
+
+
+def test_prod_cost_adds_up_from_the_price_list(plans):
+    cost = StackCost.from_json(plans["prod"]["doc"]["cost"])
+    book = PriceBook.from_file()
+    line = {c.name: c for c in cost.lines}
+    g6e, gp3 = book.instance("us-east-1", "g6e.xlarge").usd, book.fixed("us-east-1", "gp3GiBMonth").usd
+    # infer-l40s: 2 to 12 g6e.xlarge with 300 GiB root volumes; its warm pool keeps 2 stopped (volumes only).
+    assert round(line["infer-l40s"].low, 2) == round(2 * (g6e * HOURS + 300 * gp3), 2)
+    assert round(line["infer-l40s"].high, 2) == round(12 * (g6e * HOURS + 300 * gp3), 2)
+    assert round(line["infer-l40s warm pool"].low, 2) == round(2 * 300 * gp3, 2)
+    # h100-x8: 0 to 2 p5.48xlarge.
+    p5 = book.instance("us-east-1", "p5.48xlarge").usd
+    assert line["h100-x8"].low == 0 and round(line["h100-x8"].high, 2) == round(2 * (p5 * HOURS + 1000 * gp3), 2)
+    # Three zones, a NAT gateway and its address each, one control plane.
+    assert round(line["3 NAT gateways"].low, 2) == round(3 * book.fixed("us-east-1", "natGatewayHour").usd * HOURS, 2)
+    assert round(line["1 EKS control plane"].high, 2) == round(book.fixed("us-east-1", "eksControlPlaneHour").usd
+                                                               * HOURS, 2)
+    assert round(cost.low, 2) == round(sum(c.low for c in cost.lines), 2) and cost.low < cost.typical < cost.high
+    assert line["infer-l40s"].low < line["infer-l40s"].typical < line["infer-l40s"].high
+    assert line["l4-ondemand"].typical is None, "a group without a workload has no simulated month"
+    assert cost.sources and all(re.search(r"\(\d{4}-\d\d-\d\d\)$", s) for s in cost.sources)
+    text = plans["prod"]["stdout"]
+    assert "Monthly cost in us-east-1" in text and f"{cost.low:,.0f}" in text and f"{cost.high:,.0f}" in text
+
+
+def test_a_region_without_prices_says_how_to_get_them(plans):
+    doc = plans["dev"]["doc"]["cost"]
+    if "error" not in doc:  # the price list gained us-west-2: nothing to show here
+        return
+    assert "us-west-2" in doc["error"] and "scripts/refresh_prices.py --region us-west-2" in doc["error"]
+    assert "Monthly cost: unavailable: no prices for region us-west-2" in plans["dev"]["stdout"]
+
+
+def test_diff_prints_the_cost_change(plans, tmp_path):
+    def grow(config):
+        config["gpuscale:autoScalingGroups"][0]["maxSize"] = 14
+
+    project = project_copy(tmp_path, "prod", grow)
+    new = tmp_path / "new.json"
+    assert gpuscale("plan", "--stack", "prod", "--project-dir", str(project), "--json", str(new),
+                    "--quiet").returncode == 0
+    proc = gpuscale("diff", str(plans["prod"]["path"]), str(new))
+    assert proc.returncode == 1
+    old_cost = StackCost.from_json(plans["prod"]["doc"]["cost"])
+    new_cost = StackCost.from_json(json.loads(new.read_text())["cost"])
+    assert f"at max {new_cost.high - old_cost.high:+,.0f}" in proc.stdout
+    assert "  infer-l40s: " in proc.stdout and "at min +0" in proc.stdout
+
+
+def test_every_price_names_a_dated_source():
+    doc = json.loads(PRICE_FILE.read_text())
+    for region, parts in doc["regions"].items():
+        assert set(parts["fixed"]) == set(FIXED_PARTS), region
+        for kind in parts.values():
+            for name, price in kind.items():
+                assert price["usd"] > 0, name
+                assert re.fullmatch(r"\d{4}-\d\d-\d\d", doc["sources"][price["source"]]["date"]), name
+
+
+def test_refresh_from_karpenters_generated_map(tmp_path):
+    generated = tmp_path / "zz_generated.pricing_aws.go"
+    generated.write_text('// generated at 2026-07-20T13:44:30Z for us-east-1\nvar X = map[string]map[x]float64{\n'
+                         '\t// us-east-1\n\t"us-east-1": {\n\t\t"g6.xlarge": 0.804800, "zz.nope": 1.0,\n\t},\n}\n')
+    out = tmp_path / "prices.json"
+    out.write_text(PRICE_FILE.read_text())
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_prices.py"), "--source", "karpenter",
+                           "--karpenter-file", str(generated), "--karpenter-commit", "a" * 40, "--output", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    book = PriceBook.from_file(out)
+    price = book.instance("us-east-1", "g6.xlarge")
+    assert price.usd == 0.8048 and book.sources[price.source]["date"] == "2026-07-20"
+    assert "zz.nope" not in book.regions["us-east-1"]["instances"], "only instance types gpuscale offers"
+    assert book.fixed("us-east-1", "natGatewayHour").usd > 0, "prices this run did not fetch are kept"
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_prices.py"), "--source", "karpenter",
+                          "--karpenter-file", str(generated), "--output", str(out)], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--karpenter-commit" in bad.stderr
+
+
+def test_pricing_api_products_parse_to_their_on_demand_price():
+    product = {"product": {"attributes": {"instanceType": "g6.xlarge"}}, "terms": {"OnDemand": {"X.JRTCKXETXF": {
+        "priceDimensions": {"X.JRTCKXETXF.6YS6EN2CT7": {"unit": "Hrs", "pricePerUnit": {"USD": "0.8048000000"}}}}}}}
+    assert on_demand_usd(product) == 0.8048
+    assert on_demand_usd({"terms": {"OnDemand": {}}}) is None
+
+
+def test_pricing_api_book_asks_for_each_type_and_fixed_part():
+    calls = []
+
+    class Paginator:
+        def paginate(self, ServiceCode, Filters):  # noqa: N803 (boto3's argument names)
+            calls.append((ServiceCode, {f["Field"]: f["Value"] for f in Filters}))
+            usd = "0.1" if ServiceCode != "AmazonEC2" or "instanceType" not in calls[-1][1] else "2.5"
+            yield {"PriceList": [json.dumps({"terms": {"OnDemand": {"t": {"priceDimensions": {
+                "d": {"pricePerUnit": {"USD": usd}}}}}}})]}
+
+    class Client:
+        def get_paginator(self, name):
+            assert name == "get_products"
+            return Paginator()
+
+    book = PriceBook.from_api(["us-west-2"], ["g6.xlarge"], client=Client(), today="2026-12-05")
+    assert book.instance("us-west-2", "g6.xlarge").usd == 2.5
+    assert {p for p in book.regions["us-west-2"]["fixed"]} == set(FIXED_PARTS)
+    assert ("AmazonEKS", {"regionCode": "us-west-2", "operation": "CreateOperation",
+                          "usagetype": "USW2-AmazonEKS-Hours:perCluster"}) in calls
+
+
+def test_prices_from_the_api_need_credentials(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(AWS_EC2_METADATA_DISABLED="true", AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               AWS_CONFIG_FILE=str(tmp_path / "none"))
+    proc = subprocess.run([sys.executable, "-m", "gpuscale", "plan", "--stack", "prod", "--prices", "api"], cwd=ROOT,
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 2
+    assert "--prices api" in proc.stderr and "use --prices file" in proc.stderr
