@@ -147,18 +147,20 @@ def agent_env(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> list[dict[str,
         "SAMPLE_INTERVAL": _number(args["sample_interval_seconds"]),
         "FLUSH_INTERVAL": _number(args["flush_interval_seconds"]),
         "PROMETHEUS_PORT": str(args["prometheus_port"]),
-        # Told, not looked up: the agent in this release reads its group only from instance metadata tags, which
-        # EKS nodes do not expose; one DaemonSet per group gives each pod its group's name.
+        # Told, not looked up: EKS nodes expose no instance tags, and a name given needs no Auto Scaling API call
+        # on every agent start (the agent falls back to DescribeAutoScalingInstances when it is not given).
         "ASG_NAME": group["asg_name"],
-        # AGENT_OPTIONS_TO_ADD: options the agent gains for Kubernetes go here, e.g. the pod-resources socket
-        # (POD_RESOURCES_DIR is mounted already) and the node name below, once `gpu-metrics-agent --help` has them.
+        # Which pod holds which GPU (kubelet pod-resources API), as labels on the per-GPU series.
+        "POD_RESOURCES_SOCKET": f"{POD_RESOURCES_DIR}/kubelet.sock",
     }
     return [*({"name": f"GPU_METRICS_AGENT_{k}", "value": v} for k, v in options.items()),
             # What the NVIDIA container runtime reads (nvidia-container-toolkit, image.CUDA): every GPU of the
             # node, without requesting any from the device plugin (as dcgm-exporter does), NVML only.
             {"name": "NVIDIA_VISIBLE_DEVICES", "value": "all"},
             {"name": "NVIDIA_DRIVER_CAPABILITIES", "value": NVML_CAPABILITIES},
-            {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}]
+            # The node's name as the agent's hostname label (the pod's own hostname is the pod name).
+            {"name": "GPU_METRICS_AGENT_HOSTNAME",
+             "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}}]
 
 
 def pod_spec(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> dict[str, Any]:
@@ -184,9 +186,11 @@ def pod_spec(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> dict[str, Any]:
                 {"key": NODE_GROUP_LABEL, "operator": "In", "values": [group["node_group_name"]]}]}]}}},
         # Exactly the taint the GPU node groups set, nothing broader.
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}],
-        # NVML reads the device nodes the runtime adds (mode 0666): no root, no capability. fsGroup lets a non-root
-        # process read the projected IRSA token.
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 65534, "runAsGroup": 65534, "fsGroup": 65534,
+        # uid 0, but with every capability dropped (below): NVML needs only the device nodes the runtime adds (mode
+        # 0666), while the kubelet's pod-resources socket is root's and writable by its owner only, and connecting
+        # to a unix socket needs write permission. As root without CAP_DAC_OVERRIDE the agent reaches exactly what
+        # root owns, as dcgm-exporter does for the same socket.
+        "securityContext": {"runAsNonRoot": False, "runAsUser": 0, "runAsGroup": 0,
                             "seccompProfile": {"type": "RuntimeDefault"}},
         # The agent flushes CloudWatch within --shutdown-timeout (5 s) of SIGTERM.
         "terminationGracePeriodSeconds": 30,

@@ -172,7 +172,12 @@ def test_no_privilege_beyond_nvml(stack_plans, stack):
         [container] = pod["containers"]
         assert container["securityContext"] == {"allowPrivilegeEscalation": False, "privileged": False,
                                                 "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
-        assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] != 0
+        # uid 0 for the root-owned pod-resources socket only: no capability, so root's DAC override is gone too.
+        assert (pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsNonRoot"]) == (0, False)
+        env = {e["name"]: e for e in container["env"]}
+        assert env["GPU_METRICS_AGENT_POD_RESOURCES_SOCKET"]["value"] == "/var/lib/kubelet/pod-resources/kubelet.sock"
+        assert env["GPU_METRICS_AGENT_HOSTNAME"]["valueFrom"] == {
+            "fieldRef": {"apiVersion": "v1", "fieldPath": "spec.nodeName"}}
         assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
         assert not any(pod.get(k) for k in ("hostNetwork", "hostPID", "hostIPC"))
         assert pod["automountServiceAccountToken"] is False
