@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from gpuscale.components._kubeconfig import eks_kubeconfig
@@ -23,7 +24,7 @@ from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
-from gpuscale.config import PROJECT, load_stack_config
+from gpuscale.config import PROJECT, ConfigError, load_stack_config
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
 from gpuscale.instance_types import PulumiInstanceTypes
 
@@ -53,6 +54,14 @@ config = load_stack_config(read_config(), pulumi.get_stack(), PulumiInstanceType
 tags = {"gpuscale:stack": config.stack}
 
 c = config.cluster
+if c.mode == "existing" and c.kubernetes_version is not None:
+    # The autoscaler's release is derived from the configured minor: compare it with the real cluster before
+    # anything is declared (a blocking lookup), so a wrong version creates nothing.
+    actual = aws.eks.get_cluster(name=c.name).version
+    if actual != c.kubernetes_version:
+        raise ConfigError(f"{PROJECT}:cluster.kubernetesVersion", c.kubernetes_version,
+                          f"the version of cluster {c.name}, which runs {actual}")
+
 if c.mode == "create":
     cluster: EksCluster | ExistingCluster = EksCluster(c.name, {
         "cluster_name": c.name, "kubernetes_version": c.kubernetes_version, "vpc_cidr": c.vpc_cidr,
@@ -75,14 +84,6 @@ node_groups: dict[str, GpuNodeGroup] = {
 
 # --- the Kubernetes side: one explicit provider, built from the cluster, for every Kubernetes resource ---
 kube = config.kubernetes
-if isinstance(cluster, ExistingCluster) and c.kubernetes_version is not None:
-    def _same_minor(actual: str) -> str:
-        # Checked where the real version is known (the lookup): the autoscaler's release was derived from config.
-        if actual != c.kubernetes_version:
-            raise ValueError(f"gpuscale:cluster.kubernetesVersion: {c.kubernetes_version!r} is not allowed; allowed: "
-                             f"the version of cluster {c.name}, which runs {actual}")
-        return actual
-    cluster.kubernetes_version.apply(_same_minor)
 k8s_provider = k8s.Provider("k8s", kubeconfig=eks_kubeconfig(cluster.cluster_name, cluster.endpoint,
                                                              cluster.certificate_authority_data, config.region),
                             # Server-side apply: fields other controllers own (e.g. replicas) stay theirs.

@@ -68,8 +68,10 @@ class AgentImage(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         repository = aws.ecr.Repository(
             f"{name}-repo", name=args["repository_name"],
-            # Tags are content digests: a tag never moves, so a node can never pull another image under it.
-            image_tag_mutability="IMMUTABLE",
+            # Mutable: the tag names the agent's sources, but a rebuild of the same sources (a fresh CI checkout,
+            # a newer base image) pushes a new digest under it, which an immutable repository refuses. Nodes never
+            # depend on the tag: the DaemonSets pin the image by digest (repo:tag@sha256:...).
+            image_tag_mutability="MUTABLE",
             image_scanning_configuration=aws.ecr.RepositoryImageScanningConfigurationArgs(scan_on_push=True),
             encryption_configurations=[aws.ecr.RepositoryEncryptionConfigurationArgs(encryption_type="AES256")],
             tags=args.get("tags"), opts=child)

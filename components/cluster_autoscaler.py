@@ -119,9 +119,13 @@ def autoscaler_values(args: ClusterAutoscalerArgs, role_arn: pulumi.Input[str]) 
         # expressions over ASG names, anchored so one group's name never matches another's.
         "expanderPriorities": {str(10 * (len(priorities) - i)): [pulumi.Output.from_input(n).apply(anchored)]
                                for i, n in enumerate(priorities)},
-        # Evicting the autoscaler itself would stop all scaling: critical, and at most one replica down at once.
+        # Preempting the autoscaler would stop all scaling: critical. Its one replica may still be evicted by a
+        # drain (maxUnavailable 1), so upgrading a system node is never blocked; it restarts on another in seconds.
         "priorityClassName": "system-cluster-critical",
         "podDisruptionBudget": {"maxUnavailable": 1},
+        # Objects named cluster-autoscaler (the chart's default is <release>-aws-cluster-autoscaler), as the
+        # README's kubectl checks and the status ConfigMap's docs call it.
+        "fullnameOverride": "cluster-autoscaler",
         "resources": {"requests": dict(args["resources"]), "limits": {"memory": args["resources"]["memory"]}},
         "nodeSelector": dict(args.get("node_selector") or {}),
         # Never on a GPU node, whatever the taints say: a GPU node running the autoscaler could never be removed.

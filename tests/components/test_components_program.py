@@ -109,3 +109,15 @@ def _asset_json(asset):
     if isinstance(asset, pulumi.AssetArchive):
         return {name: _asset_json(member) for name, member in asset.assets.items()}
     return asset.path
+
+
+def test_existing_cluster_of_another_version_fails_before_any_resource():
+    """The autoscaler's release follows the configured minor; the real cluster (the mocks' runs 1.33) decides."""
+    values = copy.deepcopy(stack_values("dev"))
+    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared-eks", "kubernetesVersion": "1.31"}
+    harness = Harness()
+    with pytest.raises(ConfigError) as raised:
+        harness.run_program("dev", values)
+    assert str(raised.value) == ("gpuscale:cluster.kubernetesVersion: '1.31' is not allowed; allowed: the version "
+                                 "of cluster shared-eks, which runs 1.33")
+    assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"], "nothing declared"

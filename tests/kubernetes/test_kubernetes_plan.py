@@ -3,9 +3,14 @@ values against the pinned charts, every Kubernetes object against the Kubernetes
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from kube_support import unknown_chart_values, validate_object
 
+from gpuscale.config import load_stack_file
+
+ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "kubernetes:helm.sh/v3:Release"
 CHART_FACTS = {"cluster-autoscaler": "cluster_autoscaler", "nvidia-device-plugin": "nvidia_device_plugin"}
 STACKS = ("dev", "prod")
@@ -85,9 +90,11 @@ def test_device_plugin_only_on_al2023_groups(stack_plans):
 def test_kubernetes_objects_are_valid_for_the_stacks_version(stack_plans, stack):
     """Objects the program declares directly (not rendered by a chart) against the stack's Kubernetes schema."""
     plan = stack_plans[stack]
+    minor = load_stack_file(ROOT, stack).cluster.kubernetes_version
     objects = [r for r in k8s_resources(plan) if r.type != RELEASE]
+    assert objects, "the agent's namespace, service account, DaemonSets and Service at least"
     for r in objects:
         group_version, kind = r.type.split(":")[1], r.type.split(":")[2]
         group, version = group_version.rsplit("/", 1)
         api_version = version if group == "core" else f"{group}/{version}"
-        validate_object({"apiVersion": api_version, "kind": kind, **r.inputs}, "1.33")
+        validate_object({"apiVersion": api_version, "kind": kind, **r.inputs}, minor)
