@@ -15,6 +15,7 @@ from gpu_metrics_agent import catalogue
 
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
+from .kube_values import QUANTITY_PATTERN, is_pinned_image
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 
 NAMESPACE = "gpuscale-system"
@@ -35,9 +36,8 @@ NVML_CAPABILITIES = "utility"
 AMI_FAMILIES = ("al2023", "bottlerocket")
 PUT_METRIC_DATA = "cloudwatch:PutMetricData"
 DESCRIBE_INSTANCES = "autoscaling:DescribeAutoScalingInstances"
-QUANTITY = re.compile(r"\d+(\.\d+)?(m|Ki|Mi|Gi)?")
+QUANTITY = re.compile(QUANTITY_PATTERN)
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
-IMAGE = re.compile(r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?")
 
 
 class AgentNodeGroup(TypedDict):
@@ -108,8 +108,7 @@ def check_args(args: AgentDaemonSetArgs) -> None:
         return ValueError(f"{name}: {value!r} is not allowed; allowed: {allowed}")
 
     image = args["image"]
-    if isinstance(image, str) and not (IMAGE.fullmatch(image) and (
-            "@" in image or ":" in image.rsplit("/", 1)[-1])):
+    if isinstance(image, str) and not is_pinned_image(image):
         raise refuse("image", image, "an image reference with a tag or digest, e.g. "
                                      "123456789012.dkr.ecr.us-west-2.amazonaws.com/gpu-metrics-agent:0.1.0")
     groups = list(args["node_groups"])

@@ -40,6 +40,14 @@ DEVICE_PLUGIN_MIG_STRATEGIES = ("none", "single", "mixed")
 """The device plugin's `migStrategy` values (its README, "Configuration Option Details")."""
 TIME_SLICING_MAX_REPLICAS = 64
 """A bound of ours: more pods than this on one GPU is a misconfiguration, not a use case."""
+SLICING_WITH_MIXED_MIG = "1 with migStrategy: mixed (time-slicing needs none or single)"
+"""What time-slicing allows with mixed MIG: the plugin's time-slicing applies per advertised resource name; with
+mixed MIG each profile is its own resource, which the shared-access config cannot name generically."""
+
+
+def slicing_conflicts(mig_strategy: str, time_slicing_replicas: int) -> bool:
+    """Time-slicing asked for together with mixed MIG, which the device plugin cannot do."""
+    return time_slicing_replicas > 1 and mig_strategy == "mixed"
 
 AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
 """Kubernetes minors the stack config accepts (gpuscale:cluster.kubernetesVersion)."""

@@ -12,7 +12,8 @@ import yaml
 from typing_extensions import NotRequired
 
 from ._options import depends_on_of
-from .charts import CHARTS, DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS
+from .charts import (CHARTS, DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXED_MIG, TIME_SLICING_MAX_REPLICAS,
+                     slicing_conflicts)
 from .labels import AMI_FAMILY_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE
 
 NAMESPACE = "kube-system"
@@ -45,6 +46,8 @@ def device_plugin_values(args: NvidiaDevicePluginArgs) -> dict[str, Any]:
     if not isinstance(replicas, int) or not 1 <= replicas <= TIME_SLICING_MAX_REPLICAS:
         raise ValueError(f"time_slicing_replicas: {replicas!r} is not allowed; allowed: an integer in "
                          f"[1, {TIME_SLICING_MAX_REPLICAS}]")
+    if slicing_conflicts(mig, replicas):
+        raise ValueError(f"time_slicing_replicas: {replicas!r} is not allowed; allowed: {SLICING_WITH_MIXED_MIG}")
     families = list(args["ami_families"])
     if not families:
         raise ValueError("ami_families: [] is not allowed; allowed: at least one AMI family, e.g. [\"al2023\"]")

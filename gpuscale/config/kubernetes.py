@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, TIME_SLICING_MAX_REPLICAS, NoAutoscalerRelease,
-                                 autoscaler_image_tag)
+from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXED_MIG, TIME_SLICING_MAX_REPLICAS,
+                                 NoAutoscalerRelease, autoscaler_image_tag, slicing_conflicts)
+from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
 from .reader import REQUIRED, ConfigError, Section
 
 if TYPE_CHECKING:
     from .stack import NodeGroupConfig
 
-QUANTITY_PATTERN = r"\d+(\.\d+)?(m|Ki|Mi|Gi)?"
 UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
 """cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old
 (core/static_autoscaler.go unschedulablePodWithGpuTimeBuffer, 1.33): it waits for more pods before buying GPU nodes."""
@@ -145,19 +145,17 @@ def _read_cluster_autoscaler(s: Section) -> ClusterAutoscalerConfig:
 def _read_device_plugin(s: Section) -> DevicePluginConfig:
     mig = s.str("migStrategy", "none", choices=DEVICE_PLUGIN_MIG_STRATEGIES)
     replicas = s.int("timeSlicingReplicas", 1, min=1, max=TIME_SLICING_MAX_REPLICAS)
-    if replicas > 1 and mig == "mixed":
-        # The plugin's time-slicing applies per advertised resource name; with mixed MIG each profile is its own
-        # resource, which the shared-access config cannot name generically.
-        raise s.fail("timeSlicingReplicas", replicas, "1 with migStrategy: mixed (time-slicing needs none or single)")
+    if slicing_conflicts(mig, replicas):
+        raise s.fail("timeSlicingReplicas", replicas, SLICING_WITH_MIXED_MIG)
     s.finish()
     return DevicePluginConfig(mig, replicas)
 
 
 def _read_agent(s: Section) -> AgentDaemonSetConfig:
-    image = s.str("image", None, pattern=r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?",
+    image = s.str("image", None, pattern=IMAGE_PATTERN,
                   describe="a container image reference such as 123456789012.dkr.ecr.us-west-2.amazonaws.com/"
                            "gpu-metrics-agent:0.1.0 (omit it to build agent/Dockerfile into the stack's ECR)")
-    if image is not None and ":" not in image.rsplit("/", 1)[-1] and "@" not in image:
+    if image is not None and not is_pinned_image(image):
         raise s.fail("image", image, "an image reference with a tag or digest (no implicit :latest, so every node "
                                      "runs the same agent)")
     resources = _read_resources(s, "resources", "50m", "64Mi")
