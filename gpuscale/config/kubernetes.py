@@ -18,6 +18,7 @@ from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_
 from .reader import REQUIRED, ConfigError, Section
 
 if TYPE_CHECKING:
+    from .services import ServingConfig
     from .stack import NodeGroupConfig
 
 UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
@@ -104,6 +105,8 @@ class KubernetesConfig:
     cluster_autoscaler: ClusterAutoscalerConfig
     device_plugin: DevicePluginConfig
     agent: AgentDaemonSetConfig
+    serving: ServingConfig | None = None
+    """KServe and what scales its services (gpuscale/config/services.py); None: no serving layer installed."""
 
 
 def read_kubernetes(s: Section) -> KubernetesConfig:
@@ -111,8 +114,12 @@ def read_kubernetes(s: Section) -> KubernetesConfig:
     ca = _read_cluster_autoscaler(s.section("clusterAutoscaler", Section({}, s.key("clusterAutoscaler"))))
     plugin = _read_device_plugin(s.section("devicePlugin", Section({}, s.key("devicePlugin"))))
     agent = _read_agent(s.section("agent", Section({}, s.key("agent"))))
+    # Imported here: services.py reads service workloads (workload.py), which import this module's constants.
+    from .services import read_serving
+
+    serving = read_serving(s.optional_section("serving"))
     s.finish()
-    return KubernetesConfig(ca, plugin, agent)
+    return KubernetesConfig(ca, plugin, agent, serving)
 
 
 def _read_resources(s: Section, name: str, cpu: str, memory: str) -> ResourceRequests:

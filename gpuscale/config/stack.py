@@ -23,12 +23,14 @@ from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, rej
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
+from .services import ServiceConfig, read_services
 
 PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy",
+                  "services")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -159,6 +161,8 @@ class StackConfig:
     """The in-cluster side: cluster-autoscaler, device plugin, agent DaemonSet. Always set by load_stack_config."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """How the policy rules treat the stack (`gpuscale:policy`)."""
+    services: tuple[ServiceConfig, ...] = ()
+    """Model services on the node groups (`gpuscale:services`), served by `kubernetes.serving`."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -190,9 +194,11 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     kubernetes = read_kubernetes(Section(values.get(f"{PROJECT}:kubernetes") or {}, f"{PROJECT}:kubernetes"))
     check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
+    services = read_services(Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"), node_groups,
+                             kubernetes.serving, f"{PROJECT}:kubernetes.serving")
     return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                        auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
-                       policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values))
+                       policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values), services=services)
 
 
 def _read_cluster(s: Section) -> ClusterConfig:
