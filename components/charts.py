@@ -17,15 +17,40 @@ from typing import Any
 @dataclass(frozen=True)
 class Chart:
     repo: str
-    """The Helm repository's URL."""
+    """The Helm repository's URL; an `oci://` registry path for charts published as OCI artifacts."""
     name: str
     version: str
+
+    @property
+    def oci(self) -> bool:
+        """Published to an OCI registry: Helm takes `oci://<registry path>/<name>` as the chart, no repository."""
+        return self.repo.startswith("oci://")
 
 
 CHARTS = {
     "cluster-autoscaler": Chart("https://kubernetes.github.io/autoscaler", "cluster-autoscaler", "9.59.0"),
     "nvidia-device-plugin": Chart("https://nvidia.github.io/k8s-device-plugin", "nvidia-device-plugin", "0.20.0"),
+    # The serving layer (issue 14). KServe v0.16.0: built against Kubernetes 1.33's API (k8s.io/api v0.33) and the
+    # first release whose deployment modes are named Knative and Standard; its CRDs (InferenceService, serving
+    # runtimes, LocalModelCache / LocalModelNodeGroup for the model cache) ship as a chart of their own.
+    "kserve-crd": Chart("oci://ghcr.io/kserve/charts", "kserve-crd", "v0.16.0"),
+    "kserve": Chart("oci://ghcr.io/kserve/charts", "kserve", "v0.16.0"),
+    # Knative Serving through its operator: the chart installs the operator, a KnativeServing resource the
+    # serving release (KNATIVE_SERVING_VERSION) with Kourier and the cluster-wide autoscaler settings. The index
+    # names each release v<version> (hack/find_helm_chart_releases_and_create_helm_index.sh).
+    "knative-operator": Chart("https://knative.github.io/operator", "knative-operator", "v1.18.3"),
+    # KServe's webhooks get their serving certificates from cert-manager (its chart's Certificate and
+    # cert-manager.io/inject-ca-from), in both modes; v1.17 is what KServe v0.16 is tested with (kserve-deps.env).
+    "cert-manager": Chart("https://charts.jetstack.io", "cert-manager", "v1.17.4"),
+    "keda": Chart("https://kedacore.github.io/charts", "keda", "2.17.2"),
 }
+
+KNATIVE_SERVING_VERSION = "1.18.2"
+"""The Knative Serving release the KnativeServing resource asks the operator for (spec.version; the operator at
+CHARTS["knative-operator"] bundles 1.15-1.18). Same minor as the simulator's KPA model (gpuscale/sim/knative.py)."""
+KEDA_VERSION = "v2.17.2"
+"""KEDA's release at CHARTS["keda"] (its appVersion): the ScaledObject and TriggerAuthentication CRDs and the scalers'
+metadata keys are recorded at this tag. Same minor as the simulator's model (gpuscale/sim/keda.py)."""
 
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
 """The prometheus-operator release whose ServiceMonitor CRD (monitoring.coreos.com/v1) the agent's ServiceMonitor is
@@ -56,7 +81,8 @@ AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
 @cache
 def upstream_facts(name: str) -> dict[str, Any]:
     """The recorded facts of one upstream project: "cluster_autoscaler", "nvidia_device_plugin",
-    "prometheus_operator" or "docker_build"."""
+    "prometheus_operator", "docker_build", "kserve", "knative_serving", "knative_operator", "keda", "keda_chart"
+    or "cert_manager"."""
     return json.loads((resources.files(__package__) / "upstream" / f"{name}.json").read_text())
 
 

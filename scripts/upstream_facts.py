@@ -9,10 +9,14 @@ Usage (each argument a git clone, bare or not, of the named repository; tags mus
     python scripts/upstream_facts.py --autoscaler /path/to/kubernetes/autoscaler \
         --device-plugin /path/to/NVIDIA/k8s-device-plugin \
         --prometheus-operator /path/to/prometheus-operator/prometheus-operator \
-        --docker-build /path/to/pulumi/pulumi-docker-build
+        --docker-build /path/to/pulumi/pulumi-docker-build \
+        --kserve /path/to/kserve/kserve --knative-serving /path/to/knative/serving \
+        --knative-operator /path/to/knative/operator --keda /path/to/kedacore/keda \
+        --keda-charts /path/to/kedacore/charts --cert-manager /path/to/cert-manager/cert-manager
 
-Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json and
-docker_build.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
+Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json,
+docker_build.json, kserve.json, knative_serving.json, knative_operator.json, keda.json, keda_chart.json and
+cert_manager.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
 tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
 """
 
@@ -30,6 +34,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from components.charts import (CHARTS, AUTOSCALER_MINORS, DOCKER_BUILD_PROVIDER_VERSION,  # noqa: E402
+                               KNATIVE_SERVING_VERSION, KEDA_VERSION,  # noqa: E402
                                PROMETHEUS_OPERATOR_VERSION)  # noqa: E402  (the pins, read from the repository itself)
 
 OUT = ROOT / "components" / "upstream"
@@ -92,7 +97,7 @@ def chart_facts(repo: Path, tag: str, chart_dir: str, source: str) -> dict[str, 
     return {"source": source, "tag": tag, "commit": git(repo, "rev-list", "-n", "1", tag).strip(),
             "licence": licence(repo, tag), "files": [f"{chart_dir}/Chart.yaml", f"{chart_dir}/values.yaml",
                                                      f"{chart_dir}/templates/"],
-            "chart": {"name": chart["name"], "version": str(chart["version"]), "appVersion": str(chart["appVersion"])},
+            "chart": {"name": chart["name"], "version": str(chart["version"]), "appVersion": str(chart.get("appVersion", chart["version"]))},
             "valuePaths": sorted(paths), "freeFormValues": free_form(repo, tag, chart_dir, paths)}
 
 
@@ -251,6 +256,234 @@ def docker_build(repo: Path) -> dict[str, object]:
             "types": dict(sorted(types.items()))}
 
 
+# --- the serving layer (issue 14): KServe, Knative Serving and its operator, KEDA, cert-manager ---------------------
+def source_facts(repo: Path, tag: str, source: str, files: list[str]) -> dict[str, object]:
+    """What every facts file starts with: where the facts come from, at which tag and commit, under which licence."""
+    return {"source": source, "tag": tag, "commit": git(repo, "rev-list", "-n", "1", tag).strip(),
+            "licence": licence(repo, tag), "files": files}
+
+
+def crd_facts(crd: dict, version: str, where: str) -> dict[str, object]:
+    """One served version of a CRD: its group, kind, scope and schema facts."""
+    versions = {v["name"]: v for v in crd["spec"]["versions"]}
+    if version not in versions:
+        raise SystemExit(f"{where}: no version {version} (found {sorted(versions)})")
+    return {"group": crd["spec"]["group"], "version": version, "kind": crd["spec"]["names"]["kind"],
+            "scope": crd["spec"].get("scope", "Namespaced"), "served": versions[version]["served"],
+            "schema": schema_facts(versions[version]["schema"]["openAPIV3Schema"])}
+
+
+def go_constants(text: str, pattern: str, imported: str = "") -> dict[str, str]:
+    """Go string constants `Name = "value"` or `Name = Prefix + "/suffix"` whose name matches `pattern`, with the
+    prefix constant resolved from the same text, or from `imported` (the text of the package a `pkg.Name` names)."""
+    found: dict[str, str] = {}
+    for name, expr in re.findall(rf"\b({pattern})\b\s*(?:\w+\s*)?=\s*([^\n]+)", text):
+        parts = []
+        for part in expr.split("//")[0].split("+"):
+            part = part.strip()
+            if part.startswith('"'):
+                parts.append(part.strip('"'))
+            else:
+                source = imported if "." in part else text
+                part = part.rsplit(".", 1)[-1]
+                m = re.search(rf"\b{re.escape(part)}\s*(?:\w+\s*)?=\s*\"([^\"]*)\"", source)
+                if not m:
+                    raise SystemExit(f"constant {name}: cannot resolve {part}")
+                parts.append(m.group(1))
+        found[name] = "".join(parts)
+    return found
+
+
+KSERVE_OMITTED = ("spec.explainer", "spec.transformer", "spec.predictor.workerSpec",
+                  *(f"spec.predictor.{framework}" for framework in ("huggingface", "lightgbm", "onnx", "paddle", "pmml",
+                                                                    "pytorch", "sklearn", "tensorflow", "triton",
+                                                                    "xgboost")))
+"""InferenceService fields left out of the facts: gpuscale declares a predictor with `model` (a runtime) or
+`containers` only. The explainer, transformer, multi-node worker and per-framework predictor fields each repeat a
+whole pod or container schema (the facts would be ten times the size); an object using one fails the check."""
+
+
+def kserve(repo: Path) -> dict[str, object]:
+    """KServe at the pinned chart: the charts' values, the CRDs gpuscale declares (InferenceService) or the model
+    cache will (LocalModelCache, LocalModelNodeGroup), the runtimes the chart installs with their model formats, and
+    the annotation keys and values the controller reads."""
+    pin = CHARTS["kserve"]
+    tag = pin.version
+    crd_dir = "charts/kserve-crd/templates"
+    crds = {"InferenceService": ("serving.kserve.io_inferenceservices.yaml", "v1beta1"),
+            "LocalModelCache": ("serving.kserve.io_localmodelcaches.yaml", "v1alpha1"),
+            "LocalModelNodeGroup": ("serving.kserve.io_localmodelnodegroups.yaml", "v1alpha1")}
+    constants = git(repo, "show", f"{tag}:pkg/constants/constants.go")
+    s3 = git(repo, "show", f"{tag}:pkg/credentials/s3/s3_secret.go")
+    creds = git(repo, "show", f"{tag}:pkg/credentials/service_account_credentials.go")
+    runtimes_dir = "config/runtimes"
+    facts = source_facts(repo, tag, "https://github.com/kserve/kserve", [
+        "charts/kserve-resources/", "charts/kserve-crd/", *(f"{crd_dir}/{f}" for f, _ in crds.values()),
+        "pkg/constants/constants.go", "pkg/credentials/s3/s3_secret.go",
+        "pkg/credentials/service_account_credentials.go", f"{runtimes_dir}/"])
+    charts = {}
+    for key, chart_dir in (("kserve", "charts/kserve-resources"), ("kserve-crd", "charts/kserve-crd")):
+        c = chart_facts(repo, tag, chart_dir, facts["source"])
+        if c["chart"]["name"] != CHARTS[key].name or c["chart"]["version"] != CHARTS[key].version:
+            raise SystemExit(f"{chart_dir} at {tag} is {c['chart']}, not the pinned {CHARTS[key]}")
+        charts[key] = {k: c[k] for k in ("chart", "valuePaths", "freeFormValues")}
+    facts["charts"] = charts
+    facts["crds"] = {kind: crd_facts(yaml.safe_load(git(repo, "show", f"{tag}:{crd_dir}/{f}")), version, f)
+                     for kind, (f, version) in crds.items()}
+    isvc = facts["crds"]["InferenceService"]
+    for path in KSERVE_OMITTED:
+        node = isvc["schema"]
+        *parents, leaf = path.split(".")
+        for part in parents:
+            node = node["properties"][part]
+        del node["properties"][leaf]
+    isvc["omitted"] = list(KSERVE_OMITTED)
+    modes = go_constants(constants, r"(?:Legacy)?(?:Serverless|Knative|RawDeployment|Standard)")
+    classes = go_constants(constants, r"AutoscalerClass(?:HPA|KPA|External|Keda|None)")
+    allowed = re.search(r"AutoscalerAllowedClassList = \[\]AutoscalerClassType\{(.*?)\}", constants, re.S)
+    facts["annotations"] = {
+        "deploymentMode": go_constants(constants, "DeploymentMode")["DeploymentMode"],
+        "autoscalerClass": go_constants(constants, "AutoscalerClass")["AutoscalerClass"],
+        "s3": go_constants(s3, r"InferenceServiceS3\w+Annotation", constants),
+        "irsaRoleArn": go_constants(creds, "AwsIrsaAnnotationKey")["AwsIrsaAnnotationKey"],
+    }
+    facts["deploymentModes"] = {"Knative": modes["Knative"], "Standard": modes["Standard"]}
+    facts["autoscalerClasses"] = sorted(classes.values())
+    facts["standardAutoscalerClasses"] = sorted(classes[n.strip()] for n in allowed.group(1).split(",") if n.strip())
+    runtimes = {}
+    for name in git(repo, "ls-tree", "--name-only", tag, f"{runtimes_dir}/").split():
+        if name.endswith("kustomization.yaml"):
+            continue
+        for doc in yaml.safe_load_all(git(repo, "show", f"{tag}:{name}")):
+            if doc and doc.get("kind") == "ClusterServingRuntime":
+                runtimes[doc["metadata"]["name"]] = sorted(
+                    {f["name"] for f in doc["spec"]["supportedModelFormats"] if f.get("autoSelect")})
+    facts["clusterServingRuntimes"] = dict(sorted(runtimes.items()))
+    return facts
+
+
+def _resolved_default(text: str) -> str:
+    """The default of a Go flag or constant given as a literal."""
+    return text.strip().strip('"')
+
+
+def knative_serving(repo: Path) -> dict[str, object]:
+    """Knative Serving at the pinned release: the per-revision annotation keys (autoscaling and progress deadline)
+    with the class and metric values, and the keys and defaults of config-autoscaler and config-defaults."""
+    tag = f"knative-v{KNATIVE_SERVING_VERSION}"
+    files = ["pkg/apis/autoscaling/register.go", "pkg/apis/serving/register.go",
+             "config/core/configmaps/autoscaler.yaml", "config/core/configmaps/defaults.yaml",
+             "config/core/configmaps/deployment.yaml"]
+    facts = source_facts(repo, tag, "https://github.com/knative/serving", files)
+    autoscaling = git(repo, "show", f"{tag}:{files[0]}")
+    serving = git(repo, "show", f"{tag}:{files[1]}")
+    facts["autoscalingAnnotations"] = go_constants(autoscaling, r"\w+(?:AnnotationKey|Key)")
+    facts["autoscalingClasses"] = go_constants(autoscaling, r"KPA|HPA")
+    facts["autoscalingMetrics"] = go_constants(autoscaling, r"Concurrency|RPS|CPU|Memory")
+    facts["servingAnnotations"] = go_constants(serving, r"ProgressDeadlineAnnotationKey")
+
+    def example_keys(path: str) -> dict[str, str]:
+        """The keys of a Knative ConfigMap with their defaults, from its `_example` block."""
+        data = yaml.safe_load(git(repo, "show", f"{tag}:{path}"))["data"]["_example"]
+        return {k: str(v) for k, v in (yaml.safe_load(data) or {}).items()}
+    facts["configAutoscaler"] = example_keys(files[2])
+    facts["configDefaults"] = example_keys(files[3])
+    facts["configDeployment"] = example_keys(files[4])
+    return facts
+
+
+def knative_operator(repo: Path) -> dict[str, object]:
+    """The Knative Operator chart at the pinned release: its values, the KnativeServing CRD it installs and the
+    Serving releases and ingresses it bundles."""
+    pin = CHARTS["knative-operator"]
+    tag = f"knative-{pin.version}"
+    chart_dir = "config/charts/knative-operator"
+    template = f"{chart_dir}/templates/operator.yaml"
+    facts = source_facts(repo, tag, "https://github.com/knative/operator",
+                         [f"{chart_dir}/Chart.yaml", f"{chart_dir}/values.yaml", template, "cmd/operator/kodata/"])
+    # hack/generate-helm.sh fills the chart's placeholders at release: {{ version }} without the v, {{ tag }} with.
+    fill = {"{{ version }}": pin.version.removeprefix("v"), "{{ tag }}": pin.version}
+    chart_text, values_text = (git(repo, "show", f"{tag}:{chart_dir}/{f}") for f in ("Chart.yaml", "values.yaml"))
+    for placeholder, value in fill.items():
+        chart_text, values_text = chart_text.replace(placeholder, value), values_text.replace(placeholder, value)
+    chart, paths = yaml.safe_load(chart_text), value_paths(yaml.safe_load(values_text))
+    facts["chart"] = {"name": chart["name"], "version": f"v{chart['version']}", "appVersion": pin.version}
+    facts["valuePaths"] = sorted(paths)
+    facts["freeFormValues"] = free_form(repo, tag, chart_dir, paths)
+    crd = None
+    for doc in git(repo, "show", f"{tag}:{template}").split("\n---"):
+        if "name: knativeservings.operator.knative.dev" in doc:
+            # Template lines ({{- if ... }}) dropped; a tab inside one description is not YAML, spaces are.
+            crd = yaml.safe_load("\n".join(line for line in doc.splitlines()
+                                           if not line.lstrip().startswith("{{")).replace("\t", " "))
+    if crd is None:
+        raise SystemExit(f"{template} at {tag}: no knativeservings.operator.knative.dev CRD")
+    facts["knativeServing"] = crd_facts(crd, "v1beta1", template)
+    kodata = "cmd/operator/kodata"
+    facts["servingVersions"] = sorted(git(repo, "ls-tree", "--name-only", tag, f"{kodata}/knative-serving/")
+                                      .replace(f"{kodata}/knative-serving/", "").split())
+    facts["ingressVersions"] = sorted(git(repo, "ls-tree", "--name-only", tag, f"{kodata}/ingress/")
+                                      .replace(f"{kodata}/ingress/", "").split())
+    return facts
+
+
+KEDA_SCALERS = {"aws-cloudwatch": "aws_cloudwatch_scaler.go", "aws-sqs-queue": "aws_sqs_queue_scaler.go",
+                "prometheus": "prometheus_scaler.go"}
+"""The scalers gpuscale's ScaledObjects use, by trigger type, and the file declaring each one's metadata."""
+
+
+def keda(repo: Path) -> dict[str, object]:
+    """KEDA at the pinned release: the ScaledObject and TriggerAuthentication CRDs and, per scaler gpuscale uses,
+    the trigger metadata keys it parses (its `keda:"name=..."` tags: required unless optional or defaulted)."""
+    tag = KEDA_VERSION
+    crd_dir = "config/crd/bases"
+    crds = {"ScaledObject": "keda.sh_scaledobjects.yaml", "TriggerAuthentication": "keda.sh_triggerauthentications.yaml"}
+    facts = source_facts(repo, tag, "https://github.com/kedacore/keda",
+                         [*(f"{crd_dir}/{f}" for f in crds.values()),
+                          *(f"pkg/scalers/{f}" for f in KEDA_SCALERS.values())])
+    facts["crds"] = {kind: crd_facts(yaml.safe_load(git(repo, "show", f"{tag}:{crd_dir}/{f}")), "v1alpha1", f)
+                     for kind, f in crds.items()}
+    scalers = {}
+    for trigger, f in KEDA_SCALERS.items():
+        text = git(repo, "show", f"{tag}:pkg/scalers/{f}")
+        keys = {}
+        for tag_text in re.findall(r'keda:"([^"]*)"', text):
+            options = [o.strip() for o in tag_text.split(",")]
+            named = dict(o.split("=", 1) for o in options if "=" in o)
+            if "name" not in named or "triggerMetadata" not in named.get("order", ""):
+                continue
+            keys[named["name"]] = ("default=" + named["default"]) if "default" in named else (
+                "optional" if "optional" in options else "required")
+        if not keys:
+            raise SystemExit(f"pkg/scalers/{f} at {tag}: no trigger metadata keys found")
+        scalers[trigger] = dict(sorted(keys.items()))
+    facts["scalerMetadata"] = scalers
+    return facts
+
+
+def keda_chart(repo: Path) -> dict[str, object]:
+    pin = CHARTS["keda"]
+    facts = chart_facts(repo, f"v{pin.version}", "keda", "https://github.com/kedacore/charts")
+    if facts["chart"]["appVersion"] != KEDA_VERSION.removeprefix("v"):
+        raise SystemExit(f"keda chart {pin.version} runs KEDA {facts['chart']['appVersion']}, not {KEDA_VERSION}")
+    return facts
+
+
+def cert_manager(repo: Path) -> dict[str, object]:
+    """cert-manager's chart at the pinned release; the release tool sets version and appVersion to the tag."""
+    pin = CHARTS["cert-manager"]
+    chart_dir = "deploy/charts/cert-manager"
+    values = yaml.safe_load(git(repo, "show", f"{pin.version}:{chart_dir}/values.yaml"))
+    paths = value_paths(values)
+    facts = source_facts(repo, pin.version, "https://github.com/cert-manager/cert-manager",
+                         [f"{chart_dir}/Chart.template.yaml", f"{chart_dir}/values.yaml", f"{chart_dir}/templates/"])
+    name = yaml.safe_load(git(repo, "show", f"{pin.version}:{chart_dir}/Chart.template.yaml"))["name"]
+    facts["chart"] = {"name": name, "version": pin.version, "appVersion": pin.version}
+    facts["valuePaths"] = sorted(paths)
+    facts["freeFormValues"] = free_form(repo, pin.version, chart_dir, paths)
+    return facts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--autoscaler", type=Path, help="a git clone of kubernetes/autoscaler")
@@ -258,14 +491,25 @@ def main() -> None:
     parser.add_argument("--prometheus-operator", type=Path,
                         help="a git clone of prometheus-operator/prometheus-operator")
     parser.add_argument("--docker-build", type=Path, help="a git clone of pulumi/pulumi-docker-build")
+    parser.add_argument("--kserve", type=Path, help="a git clone of kserve/kserve")
+    parser.add_argument("--knative-serving", type=Path, help="a git clone of knative/serving")
+    parser.add_argument("--knative-operator", type=Path, help="a git clone of knative/operator")
+    parser.add_argument("--keda", type=Path, help="a git clone of kedacore/keda")
+    parser.add_argument("--keda-charts", type=Path, help="a git clone of kedacore/charts")
+    parser.add_argument("--cert-manager", type=Path, help="a git clone of cert-manager/cert-manager")
     args = parser.parse_args()
     jobs = [(name, make, repo) for name, make, repo in (
         ("cluster_autoscaler", autoscaler, args.autoscaler),
         ("nvidia_device_plugin", device_plugin, args.device_plugin),
         ("prometheus_operator", prometheus_operator, args.prometheus_operator),
-        ("docker_build", docker_build, args.docker_build)) if repo is not None]
+        ("docker_build", docker_build, args.docker_build),
+        ("kserve", kserve, args.kserve), ("knative_serving", knative_serving, args.knative_serving),
+        ("knative_operator", knative_operator, args.knative_operator), ("keda", keda, args.keda),
+        ("keda_chart", keda_chart, args.keda_charts), ("cert_manager", cert_manager, args.cert_manager))
+        if repo is not None]
     if not jobs:
-        parser.error("give at least one clone: --autoscaler, --device-plugin, --prometheus-operator, --docker-build")
+        parser.error("give at least one clone: --autoscaler, --device-plugin, --prometheus-operator, --docker-build, "
+                     "--kserve, --knative-serving, --knative-operator, --keda, --keda-charts, --cert-manager")
     OUT.mkdir(exist_ok=True)
     for name, make, repo in jobs:
         facts = {"generatedBy": "scripts/upstream_facts.py", **make(repo)}
