@@ -1,0 +1,53 @@
+"""CertManager: cert-manager from its chart, with its CRDs. KServe's chart asks it for its webhooks' serving
+certificate (a Certificate and `cert-manager.io/inject-ca-from` on every webhook configuration), in both modes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+from typing_extensions import NotRequired
+
+from ._options import depends_on_of
+from .charts import CHARTS
+
+NAMESPACE = "cert-manager"
+
+
+class CertManagerArgs(TypedDict):
+    node_selector: NotRequired[Mapping[str, str]]
+    """Labels of the nodes its controller, webhook and CA injector run on (the system node group). Default none."""
+
+
+def cert_manager_values(args: CertManagerArgs) -> dict[str, Any]:
+    """The chart's values (every key exists in the pinned chart's values.yaml, or in a map it renders whole)."""
+    selector = {"kubernetes.io/os": "linux", **dict(args.get("node_selector") or {})}
+    return {
+        # The chart installs and upgrades the CRDs with the release; `keep` leaves them (and every certificate)
+        # in place if the release is ever uninstalled.
+        "crds": {"enabled": True, "keep": True},
+        "nodeSelector": selector,
+        "webhook": {"nodeSelector": selector},
+        "cainjector": {"nodeSelector": selector},
+        "startupapicheck": {"nodeSelector": selector},
+    }
+
+
+class CertManager(pulumi.ComponentResource):
+    """cert-manager in its own namespace. Pass the stack's Kubernetes provider in `opts.providers`."""
+
+    release_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:CertManager", name, None, opts)
+        chart = CHARTS["cert-manager"]
+        # helm.v3.Release: Helm owns the CRDs (crds.enabled) and the startup check hook, which waits for the webhook.
+        release = k8s.helm.v3.Release(
+            f"{name}-chart", name="cert-manager", chart=chart.name, version=chart.version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo), namespace=NAMESPACE,
+            create_namespace=True, values=cert_manager_values(args), atomic=True, timeout=600,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on_of(opts)))
+        self.release_name = release.name
+        self.register_outputs({"release_name": self.release_name})

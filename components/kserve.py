@@ -1,0 +1,85 @@
+"""KServe: its CRDs and controller from KServe's charts, in Knative or Standard deployment mode, and the namespace
+the model services run in."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+from typing_extensions import NotRequired
+
+from ._options import depends_on_of
+from .charts import CHARTS, Chart
+
+NAMESPACE = "kserve"
+SERVICES_NAMESPACE = "gpuscale-serving"
+"""Where the model services (InferenceServices, their service accounts and scalers) live: not KServe's own
+namespace, whose controller and webhooks KServe excludes from injection."""
+DEPLOYMENT_MODES = {"knative": "Knative", "standard": "Standard"}
+"""The stack config's serving mode -> KServe's deploymentMode (pkg/constants, v0.16 names)."""
+
+
+class KServeArgs(TypedDict):
+    mode: str
+    """``knative`` (predictors are Knative services: KPA, activator, scale to zero that queues) or ``standard``
+    (plain Deployments, scaled by an HPA or KEDA)."""
+    node_selector: NotRequired[Mapping[str, str]]
+    """Labels of the nodes KServe's controller runs on (the system node group). Default none."""
+
+
+def check_args(args: KServeArgs) -> None:
+    if args["mode"] not in DEPLOYMENT_MODES:
+        raise ValueError(f"mode: {args['mode']!r} is not allowed; allowed: one of {', '.join(DEPLOYMENT_MODES)}")
+
+
+def kserve_values(args: KServeArgs) -> dict[str, Any]:
+    """The controller chart's values (every key exists in the pinned chart's values.yaml, or a map it renders
+    whole)."""
+    knative = args["mode"] == "knative"
+    return {"kserve": {"controller": {
+        "deploymentMode": DEPLOYMENT_MODES[args["mode"]],
+        "gateway": {
+            # Knative mode routes through Kourier, not Istio: no VirtualService for the top-level host.
+            "disableIstioVirtualHost": knative,
+            # Standard mode: no Ingress object (no ingress controller is installed; clients reach the predictor's
+            # Service in the cluster, or through an ingress the platform team adds).
+            "disableIngressCreation": not knative,
+        },
+        "nodeSelector": dict(args.get("node_selector") or {}),
+    }}}
+
+
+def _release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:
+    # KServe publishes its charts to an OCI registry: the chart is the full oci:// reference, no repository.
+    return k8s.helm.v3.Release(name, name=chart.name, chart=f"{chart.repo}/{chart.name}", version=chart.version,
+                               namespace=NAMESPACE, create_namespace=True, values=values, atomic=True, timeout=600,
+                               opts=opts)
+
+
+class KServe(pulumi.ComponentResource):
+    """KServe's CRDs (InferenceService, serving runtimes, the local model cache), its controller with the built-in
+    ClusterServingRuntimes, and the services' namespace. Needs cert-manager (its webhooks' certificates) and, in
+    Knative mode, Knative Serving: pass both in `opts.depends_on`, and the stack's Kubernetes provider in
+    `opts.providers`."""
+
+    services_namespace: pulumi.Output[str]
+    release_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: KServeArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:KServe", name, None, opts)
+        check_args(args)
+        after = depends_on_of(opts)
+        # helm.v3.Release for both: Helm owns the CRDs' upgrades, and the controller release's certificate and
+        # webhook configurations as one unit. The CRDs are their own release so that deleting the controller never
+        # deletes every InferenceService with them.
+        crds = _release(f"{name}-crd", CHARTS["kserve-crd"], {}, pulumi.ResourceOptions(parent=self))
+        release = _release(f"{name}-controller", CHARTS["kserve"], kserve_values(args),
+                           pulumi.ResourceOptions(parent=self, depends_on=[crds, *after]))
+        namespace = k8s.core.v1.Namespace(f"{name}-services-ns", metadata={
+            "name": SERVICES_NAMESPACE, "labels": {"app.kubernetes.io/part-of": "gpuscale"}},
+            opts=pulumi.ResourceOptions(parent=self))
+        self.services_namespace = namespace.metadata.name
+        self.release_name = release.name
+        self.register_outputs({"services_namespace": self.services_namespace, "release_name": self.release_name})

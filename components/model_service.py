@@ -1,0 +1,267 @@
+"""ModelService: one model served by KServe on a GPU node group: its InferenceService (runtime or own container, GPU
+requests, the node group's GPU class and taint, replicas, timeouts), a service account with an IAM role for the
+storage initializer's S3 reads, and its pod autoscaling (Knative's KPA annotations, or a KEDA ScaledObject)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
+
+import pulumi
+import pulumi_kubernetes as k8s
+from typing_extensions import NotRequired
+
+from ._options import depends_on_of
+from .irsa_role import IrsaRole
+from .kube_values import QUANTITY_PATTERN, is_pinned_image
+from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
+from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws, refuse,
+                              scaled_object_spec, trigger_authentication_spec)
+
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+S3_REGION = "serving.kserve.io/s3-region"
+"""Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
+IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
+MODES = {"knative": "Knative", "standard": "Standard"}
+STANDARD_PROGRESS_DEADLINE_SECONDS = 600
+"""KServe v0.16 gives a Standard predictor's Deployment a fixed progressDeadlineSeconds of 600
+(deployment_reconciler.go setDefaultDeploymentSpec); the InferenceService has no field for it."""
+CONTAINER_NAME = "kserve-container"
+"""The predictor container KServe's storage initializer and runtimes expect."""
+NAME = re.compile(r"[a-z]([-a-z0-9]{0,45}[a-z0-9])?")
+S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?")
+
+
+class ContainerArgs(TypedDict):
+    image: str
+    """The image, with a tag or digest."""
+    args: Sequence[str]
+    port: int
+    """The port it serves HTTP on."""
+
+
+class ModelArgs(TypedDict):
+    storage_uri: str | None
+    """s3://bucket/prefix (downloaded by KServe's storage initializer with the service's role) or pvc://claim/path;
+    None only with a container that carries its model."""
+    format: str | None
+    """A model format a KServe runtime serves (e.g. huggingface); None with a container."""
+    runtime: str | None
+    """A ClusterServingRuntime by name; None: KServe picks one that serves the format."""
+    container: ContainerArgs | None
+
+
+class HpaArgs(TypedDict):
+    """An HPA on the agent's GPU metric; field names as gpuscale.config.services.HpaScaling."""
+
+    metric: str
+    target: float
+    """Percent GPU utilisation per pod."""
+    behavior: BehaviorArgs | None
+
+
+class ModelServiceArgs(TypedDict):
+    name: str
+    """The InferenceService's name (a DNS-1123 label of at most 47 characters)."""
+    namespace: str
+    """Namespace of the service (kserve.SERVICES_NAMESPACE; pass the KServe component in `opts.depends_on`)."""
+    serving_mode: str
+    """``knative`` or ``standard``: the KServe deployment mode the stack installs."""
+    model: ModelArgs
+    gpus: int
+    """GPUs per pod (nvidia.com/gpu), at least 1."""
+    cpu: str
+    """CPU request, a Kubernetes quantity."""
+    memory: str
+    """Memory request and limit, a Kubernetes quantity."""
+    min_replicas: int
+    """0 scales to zero (needs a KPA, or a KEDA wake trigger)."""
+    max_replicas: int
+    request_timeout_seconds: int
+    """How long one request may take (the predictor's `timeout`; Knative's revision timeout)."""
+    progress_deadline_seconds: int
+    """How long a new pod may take to become ready before its rollout fails."""
+    concurrency: int
+    """Requests one pod serves at once (Knative's containerConcurrency)."""
+    node_selector: Mapping[str, str]
+    """Labels of the node group's nodes, at least the GPU class (gpuscale.io/gpu-class)."""
+    scaling_mode: str
+    """``kpa`` (Knative mode), ``hpa`` or ``keda`` (Standard mode)."""
+    scaling: KpaArgs | HpaArgs | KedaArgs
+    """The pod autoscaler's settings, of the scaling mode."""
+    metrics: MetricsSource
+    """Where GPU triggers read the agent's series (hpa, keda)."""
+    oidc_provider_arn: pulumi.Input[str]
+    """The cluster's IAM OIDC provider, trusted by the service's role (S3 models)."""
+    oidc_issuer_url: pulumi.Input[str]
+    tags: NotRequired[dict[str, str]]
+    """Tags on the IAM role. Default none."""
+
+
+def check_args(args: ModelServiceArgs) -> None:
+    """Every argument's rule, before anything is declared: a ValueError naming the argument and what is allowed."""
+    if not NAME.fullmatch(args["name"]):
+        raise refuse("name", args["name"], "a DNS-1123 label of 1-47 characters starting with a letter")
+    mode, scaling_mode = args["serving_mode"], args["scaling_mode"]
+    if mode not in MODES:
+        raise refuse("serving_mode", mode, "knative or standard")
+    allowed = {"knative": ("kpa",), "standard": ("hpa", "keda")}[mode]
+    if scaling_mode not in allowed:
+        raise refuse("scaling_mode", scaling_mode, f"{' or '.join(allowed)} in {mode} mode")
+    m = args["model"]
+    if (m["format"] is None) == (m["container"] is None):
+        raise refuse("model", m, "exactly one of format (a KServe runtime) and container")
+    if m["format"] is not None and m["storage_uri"] is None:
+        raise refuse("model.storage_uri", None, "s3://bucket/prefix or pvc://claim/path with a format")
+    uri = m["storage_uri"]
+    if uri is not None and not (S3_URI.fullmatch(uri) or uri.startswith("pvc://")):
+        raise refuse("model.storage_uri", uri, "s3://bucket/prefix or pvc://claim/path")
+    if m["container"] is not None and not is_pinned_image(m["container"]["image"]):
+        raise refuse("model.container.image", m["container"]["image"], "an image reference with a tag or digest")
+    if not isinstance(args["gpus"], int) or args["gpus"] < 1:
+        raise refuse("gpus", args["gpus"], "a whole number of GPUs >= 1")
+    for field in ("cpu", "memory"):
+        if not re.fullmatch(QUANTITY_PATTERN, args[field]):
+            raise refuse(field, args[field], "a Kubernetes quantity such as 2 or 16Gi")
+    if not 0 <= args["min_replicas"] <= args["max_replicas"] or args["max_replicas"] < 1:
+        raise refuse("min_replicas", args["min_replicas"], f"0 <= min_replicas <= max_replicas "
+                                                           f"({args['max_replicas']}), max_replicas >= 1")
+    if args["min_replicas"] == 0 and scaling_mode == "hpa":
+        raise refuse("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
+    if mode == "standard" and args["progress_deadline_seconds"] != STANDARD_PROGRESS_DEADLINE_SECONDS:
+        raise refuse("progress_deadline_seconds", args["progress_deadline_seconds"],
+                     f"{STANDARD_PROGRESS_DEADLINE_SECONDS} in standard mode (KServe fixes a Standard predictor's "
+                     "Deployment deadline; Knative mode sets any)")
+    if GPU_CLASS_LABEL not in args["node_selector"]:
+        raise refuse("node_selector", dict(args["node_selector"]), f"labels including {GPU_CLASS_LABEL} (the node "
+                                                                   "group's GPU class)")
+    if args["concurrency"] < 1:
+        raise refuse("concurrency", args["concurrency"], "a whole number of requests >= 1")
+
+
+def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
+    """The ScaledObject's settings: keda as given; hpa as a ScaledObject with only the GPU trigger (KEDA creates the
+    HPA with that behavior and serves its external metric); None for kpa."""
+    if args["scaling_mode"] == "keda":
+        return args["scaling"]  # type: ignore[return-value]
+    if args["scaling_mode"] == "hpa":
+        hpa: HpaArgs = args["scaling"]  # type: ignore[assignment]
+        return {"gpu_utilization": {"metric": hpa["metric"], "target": hpa["target"]}, "wake": None,
+                # Never at zero (min >= 1): polling and cooldown only govern 0 <-> 1, so KEDA's defaults stand.
+                "polling_interval_seconds": 30, "cooldown_period_seconds": 300, "behavior": hpa["behavior"]}
+    return None
+
+
+def s3_statements(storage_uri: str) -> list[dict[str, Any]]:
+    """Read the model's objects, and list only under its prefix (the storage initializer lists, then downloads)."""
+    match = S3_URI.fullmatch(storage_uri)
+    assert match is not None
+    bucket, prefix = match.group(1), (match.group(2) or "/").strip("/")
+    objects = f"arn:aws:s3:::{bucket}/{prefix}/*" if prefix else f"arn:aws:s3:::{bucket}/*"
+    listing: dict[str, Any] = {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": f"arn:aws:s3:::{bucket}"}
+    if prefix:
+        listing["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+    return [{"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": objects}, listing]
+
+
+def predictor_resources(args: ModelServiceArgs) -> dict[str, Any]:
+    gpus = str(args["gpus"])
+    # GPUs: request = limit (an extended resource cannot be overcommitted). Memory limited at the request, so a
+    # leaking server is restarted instead of pushing a neighbour out; CPU unlimited, to use what the node has spare.
+    return {"requests": {"cpu": args["cpu"], "memory": args["memory"], GPU_RESOURCE: gpus},
+            "limits": {"memory": args["memory"], GPU_RESOURCE: gpus}}
+
+
+def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]) -> dict[str, Any]:
+    """The InferenceService's metadata annotations and spec (serving.kserve.io/v1beta1; checked against the pinned
+    CRD in tests)."""
+    knative = args["serving_mode"] == "knative"
+    annotations = {DEPLOYMENT_MODE: MODES[args["serving_mode"]]}
+    if knative:
+        annotations.update(kpa_annotations(args["scaling"], args["progress_deadline_seconds"]))  # type: ignore[arg-type]
+    else:
+        # KEDA's ScaledObject (and the HPA it creates) owns the replicas: KServe creates no HPA of its own.
+        annotations[AUTOSCALER_CLASS] = "external"
+    m = args["model"]
+    predictor: dict[str, Any] = {
+        "minReplicas": args["min_replicas"], "maxReplicas": args["max_replicas"],
+        "timeout": args["request_timeout_seconds"], "serviceAccountName": service_account,
+        "nodeSelector": dict(args["node_selector"]),
+        # Exactly the taint the GPU node groups carry.
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}],
+    }
+    if knative:
+        predictor["containerConcurrency"] = args["concurrency"]
+    if m["container"] is None:
+        model: dict[str, Any] = {"modelFormat": {"name": m["format"]}, "storageUri": m["storage_uri"],
+                                 "resources": predictor_resources(args)}
+        if m["runtime"] is not None:
+            model["runtime"] = m["runtime"]
+        predictor["model"] = model
+    else:
+        c = m["container"]
+        container: dict[str, Any] = {"name": CONTAINER_NAME, "image": c["image"], "args": list(c["args"]),
+                                     "ports": [{"containerPort": c["port"], "protocol": "TCP"}],
+                                     "resources": predictor_resources(args)}
+        if m["storage_uri"] is not None:
+            # KServe's storage initializer downloads STORAGE_URI into /mnt/models for a custom container too.
+            container["env"] = [{"name": "STORAGE_URI", "value": m["storage_uri"]}]
+        predictor["containers"] = [container]
+    return {"annotations": annotations, "spec": {"predictor": predictor}}
+
+
+class ModelService(pulumi.ComponentResource):
+    """An InferenceService with its service account (and IRSA role for an S3 model) and, in Standard mode, a KEDA
+    ScaledObject (with a TriggerAuthentication when a trigger reads AWS). Pass the stack's Kubernetes provider in
+    `opts.providers`, and the serving platform (KServe, KEDA) in `opts.depends_on`."""
+
+    inference_service_name: pulumi.Output[str]
+    role_arn: pulumi.Output[str] | None
+
+    def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("gpuscale:index:ModelService", name, None, opts)
+        check_args(args)
+        keda = keda_args(args)
+        namespace, service = args["namespace"], args["name"]
+        deployment = f"{service}-predictor"  # KServe's predictor name (constants.PredictorServiceName)
+        auth_name = f"{service}-aws" if keda is not None and reads_aws(keda, args["metrics"]) else None
+        # Built (and so checked) before any child is declared.
+        scaler = scaled_object_spec(keda, args["metrics"], namespace, service, deployment, args["min_replicas"],
+                                    args["max_replicas"], auth_name) if keda is not None else None
+        after = depends_on_of(opts)
+        uri = args["model"]["storage_uri"]
+        account_name = f"{service}-predictor"
+        role = IrsaRole(f"{name}-irsa", {
+            "oidc_provider_arn": args["oidc_provider_arn"], "oidc_issuer_url": args["oidc_issuer_url"],
+            "namespace": namespace, "service_account": account_name,
+            "statements": s3_statements(uri), "description": f"model service {service}: read its model from S3",
+            "tags": args.get("tags")}, opts=pulumi.ResourceOptions(parent=self)) \
+            if uri is not None and uri.startswith("s3://") else None
+        account_annotations: dict[str, pulumi.Input[str]] = {}
+        if role is not None:
+            account_annotations = {IRSA_ROLE_ARN: role.role_arn, S3_REGION: args["metrics"]["region"]}
+        account = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata={
+            "name": account_name, "namespace": namespace, "annotations": account_annotations},
+            # The model server calls no Kubernetes API; the IRSA webhook still projects its AWS token.
+            automount_service_account_token=False, opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+        body = inference_service(args, account.metadata.name)
+        isvc = k8s.apiextensions.CustomResource(
+            f"{name}-isvc", api_version="serving.kserve.io/v1beta1", kind="InferenceService",
+            metadata={"name": service, "namespace": namespace, "annotations": body["annotations"]},
+            spec=body["spec"], opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, account]))
+        if scaler is not None:
+            if auth_name is not None:
+                k8s.apiextensions.CustomResource(
+                    f"{name}-auth", api_version="keda.sh/v1alpha1", kind="TriggerAuthentication",
+                    metadata={"name": auth_name, "namespace": namespace}, spec=trigger_authentication_spec(),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=after))
+            k8s.apiextensions.CustomResource(
+                f"{name}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject",
+                metadata={"name": service, "namespace": namespace}, spec=scaler,
+                # After the InferenceService: its Deployment is what the ScaledObject scales.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, isvc]))
+        self.inference_service_name = isvc.metadata["name"]
+        self.role_arn = role.role_arn if role else None
+        self.register_outputs({"inference_service_name": self.inference_service_name})
