@@ -219,9 +219,13 @@ class KpaScaler:
     windows each tick; the activator buffers a revision at zero and reports at once when a request arrives."""
 
     def __init__(self, concurrency: int, min_scale: int, max_scale: int, config: KpaConfig = KpaConfig(), *,
-                 reachable: bool = True):
-        self.config = config
-        self.decider = Decider(decider_spec(config, concurrency, reachable), min_scale)
+                 reachable: bool = True, spec: DeciderSpec | None = None, rps: bool = False):
+        """`spec`: the decider's target as the revision resolves it (default: containerConcurrency times the target
+        utilisation); `rps`: the metric is requests per second (received at the activator or the queue-proxy)
+        instead of requests in flight."""
+        self.config, self.rps = config, rps
+        self._cum_received = [0.0]
+        self.decider = Decider(spec or decider_spec(config, concurrency, reachable), min_scale)
         self.pa = PodAutoscaler(config, min_scale, max_scale, reachable=reachable, active=min_scale > 0)
         self.stable_window = int(config.stable_window)
         self.panic_window = max(1, int(config.stable_window * config.panic_window_percentage / 100))
@@ -231,11 +235,13 @@ class KpaScaler:
 
     def step(self, t: int, sim: Any) -> None:
         cluster = sim.fleet
+        if self.rps:
+            self._cum_received.append(self._cum_received[-1] + sim.received_now)
         # The activator reports a request for a revision whose last decision was zero at once (multiscaler Poke).
         poked = self._last == 0 and sim.received_now > 0
         if t % self.config.tick and not poked:
             return
-        cum = sim.cum_outstanding
+        cum = self._cum_received if self.rps else sim.cum_outstanding
         stable = (cum[t + 1] - cum[max(0, t + 1 - self.stable_window)]) / min(t + 1, self.stable_window)
         panic = (cum[t + 1] - cum[max(0, t + 1 - self.panic_window)]) / min(t + 1, self.panic_window)
         ready = cluster.ready_replicas
