@@ -46,6 +46,46 @@ class KpaConfig:
     tick: int = TICK
 
 
+RPS_TARGET_DEFAULT = 200.0
+"""config-autoscaler requests-per-second-target-default."""
+RPS_TARGET_UTILIZATION = 0.7
+"""The target utilisation of metrics other than concurrency: not configurable cluster-wide (autoscalerconfig.go
+TargetUtilization); a revision's target-utilization-percentage overrides it."""
+
+
+def kpa_target(kpa: Any, knative: Any, concurrency: int) -> tuple[float, float]:
+    """(target, total) per pod as Knative resolves them (resources/target.go ResolveMetricTarget): concurrency aims
+    at containerConcurrency (or the annotation's target, never above it) times the target utilisation; rps at the
+    annotation's target (or the default) times it."""
+    if kpa.metric == "rps":
+        total = kpa.target if kpa.target is not None else RPS_TARGET_DEFAULT
+        utilization = RPS_TARGET_UTILIZATION
+    else:
+        total = float(concurrency) if kpa.target is None else min(kpa.target, float(concurrency))
+        utilization = knative.target_utilization_percentage / 100
+    if kpa.target_utilization_percentage is not None:
+        utilization = kpa.target_utilization_percentage / 100
+    return max(TARGET_MIN, total * utilization), total
+
+
+def kpa_config(kpa: Any, knative: Any) -> KpaConfig:
+    """The revision's effective autoscaler settings: its annotations (gpuscale.config.services.KpaScaling) over the
+    cluster-wide config-autoscaler (KnativeAutoscalerConfig)."""
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+    return KpaConfig(
+        target_utilization=pick(kpa.target_utilization_percentage, knative.target_utilization_percentage) / 100,
+        target_burst_capacity=knative.target_burst_capacity,
+        panic_window_percentage=pick(kpa.panic_window_percentage, knative.panic_window_percentage),
+        panic_threshold_percentage=pick(kpa.panic_threshold_percentage, knative.panic_threshold_percentage),
+        max_scale_up_rate=knative.max_scale_up_rate, max_scale_down_rate=knative.max_scale_down_rate,
+        stable_window=pick(kpa.window_seconds, knative.stable_window_seconds),
+        scale_to_zero_grace_period=knative.scale_to_zero_grace_period_seconds,
+        scale_to_zero_pod_retention_period=pick(kpa.scale_to_zero_retention_seconds, 0),
+        scale_down_delay=pick(kpa.scale_down_delay_seconds, 0), initial_scale=pick(kpa.initial_scale, 1),
+        activation_scale=pick(kpa.activation_scale, 1), enable_scale_to_zero=knative.enable_scale_to_zero)
+
+
 @dataclass(frozen=True)
 class DeciderSpec:
     target_value: float

@@ -60,6 +60,10 @@ class GroupSimulation:
     window: int
     results: list[Result]
     runs: dict[str, Run] = field(repr=False, default_factory=dict)
+    kind: str = "group"
+    """What was simulated: ``group`` (a node group or Auto Scaling group) or ``service`` (a model service)."""
+    notes: tuple[str, ...] = ()
+    """Lines the report prints under its heading (a service's node group, cold-start stages, front end at zero)."""
 
     @property
     def currency(self) -> str:

@@ -36,7 +36,7 @@ from .ec2 import IdealScaler, agent_delay, instance_fleet
 from .engine import Engine
 from .hpa import HorizontalController, listed_pods
 from .keda import GpuUtilizationTrigger, KedaScaler, QueueTrigger, RequestRateTrigger, ScaledObject
-from .knative import TARGET_MIN, DeciderSpec, KpaConfig, KpaScaler
+from .knative import DeciderSpec, KpaScaler, kpa_config, kpa_target
 from .pods import PodCluster
 from .results import SETTLE_TAIL_SECONDS, GroupSimulation, SimulationError, summarise, with_ratios
 from .service import ServiceModel, service_model
@@ -45,11 +45,6 @@ from .traces import Trace
 STACK, IDEAL = "stack", "ideal"
 SERVICE_PRESETS = (STACK, *PRESETS, IDEAL)
 """What `--compare` runs on a service: its own scaling, every preset, and the ideal bound."""
-RPS_TARGET_DEFAULT = 200.0
-"""config-autoscaler requests-per-second-target-default (Knative v1.18)."""
-RPS_TARGET_UTILIZATION = 0.7
-"""Knative's TargetUtilization for metrics other than concurrency: not configurable cluster-wide in v1.18
-(autoscalerconfig.go); a revision's target-utilization-percentage overrides it."""
 
 SOURCES = {STACK: "the service's own scaling: section, as configured",
            IDEAL: "instant, perfect decisions, same cold start (node, device plugin, image, model): the bound",
@@ -96,38 +91,6 @@ def pod_cluster(svc: ServiceModel, service: ServiceConfig, group: Any, cluster_a
     # The group's floor is up before the trace begins; pods above it start from nothing on a burst.
     return PodCluster(svc, min_nodes, max_nodes, min(min_pods, max_pods), max_pods, settings,
                       start_at_zero=start_at_zero and not min_nodes)
-
-
-def kpa_target(kpa: KpaScaling, knative: KnativeAutoscalerConfig, concurrency: int) -> tuple[float, float]:
-    """(target, total) per pod as Knative resolves them (resources/target.go ResolveMetricTarget): concurrency aims
-    at containerConcurrency (or the annotation's target, never above it) times the target utilisation; rps at the
-    annotation's target (or the default) times it."""
-    if kpa.metric == "rps":
-        total = kpa.target if kpa.target is not None else RPS_TARGET_DEFAULT
-        utilization = RPS_TARGET_UTILIZATION
-    else:
-        total = float(concurrency) if kpa.target is None else min(kpa.target, float(concurrency))
-        utilization = knative.target_utilization_percentage / 100
-    if kpa.target_utilization_percentage is not None:
-        utilization = kpa.target_utilization_percentage / 100
-    return max(TARGET_MIN, total * utilization), total
-
-
-def kpa_config(kpa: KpaScaling, knative: KnativeAutoscalerConfig) -> KpaConfig:
-    """The revision's effective autoscaler settings: its annotations over the cluster-wide config-autoscaler."""
-    def pick(value: Any, default: Any) -> Any:
-        return default if value is None else value
-    return KpaConfig(
-        target_utilization=pick(kpa.target_utilization_percentage, knative.target_utilization_percentage) / 100,
-        target_burst_capacity=knative.target_burst_capacity,
-        panic_window_percentage=pick(kpa.panic_window_percentage, knative.panic_window_percentage),
-        panic_threshold_percentage=pick(kpa.panic_threshold_percentage, knative.panic_threshold_percentage),
-        max_scale_up_rate=knative.max_scale_up_rate, max_scale_down_rate=knative.max_scale_down_rate,
-        stable_window=pick(kpa.window_seconds, knative.stable_window_seconds),
-        scale_to_zero_grace_period=knative.scale_to_zero_grace_period_seconds,
-        scale_to_zero_pod_retention_period=pick(kpa.scale_to_zero_retention_seconds, 0),
-        scale_down_delay=pick(kpa.scale_down_delay_seconds, 0), initial_scale=pick(kpa.initial_scale, 1),
-        activation_scale=pick(kpa.activation_scale, 1), enable_scale_to_zero=knative.enable_scale_to_zero)
 
 
 def build_scaler(scaling: Scaling, svc: ServiceModel, cluster: PodCluster, agent: Any,
@@ -230,7 +193,24 @@ def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets:
     if IDEAL in runs:
         ideal = next(r for r in results if r.preset == IDEAL)
         results = [with_ratios(r, ideal) for r in results]
-    return GroupSimulation(service.name, trace, svc, step, window, results, runs)
+    return GroupSimulation(service.name, trace, svc, step, window, results, runs, kind="service",
+                           notes=service_notes(service, svc))
+
+
+def service_notes(service: ServiceConfig, svc: ServiceModel) -> tuple[str, ...]:
+    """What the table's reader needs to know of the service: where it runs, each cold-start stage, the front end."""
+    cs = svc.cold_start
+    if isinstance(service.scaling, KpaScaling):
+        front = "Knative's activator holds requests until a pod is ready"
+    elif svc.at_zero_capacity == "queue":
+        front = "requests wait on the SQS queue the service consumes"
+    else:
+        front = "the gateway has no endpoint and answers 502/503; clients retry"
+    return (f"node group {service.node_group}; {service.scaling.mode} in KServe's {service.serving_mode} mode, "
+            f"{service.min_replicas}-{service.max_replicas} replicas of {svc.concurrency} concurrent requests",
+            f"cold start: node {cs.node_provisioning_seconds} s + device plugin {cs.device_plugin_ready_seconds or 0} s"
+            f" + image {cs.image_pull_seconds} s + model {cs.model_load_seconds} s (after cluster-autoscaler's 30 s "
+            f"wait for GPU pods and its scan); at zero: {front}")
 
 
 def peak_rps(service: ServiceConfig, svc: ServiceModel) -> float:
