@@ -66,6 +66,13 @@ KEDA_POLLING_INTERVAL_SECONDS = 30
 KEDA_COOLDOWN_PERIOD_SECONDS = 300
 """KEDA v2.17 ScaledObject defaults (withtriggers_types.go, scale_executor.go)."""
 
+GPU_TRIGGER_METRIC_TYPE = "Value"
+"""How a GPU trigger's target is compared: the agent's GPU utilisation is a mean over GPUs, and an AverageValue
+target on a mean (KEDA's default metricType) divides it by the replicas again, so the service would never grow past
+ceil(mean / target) replicas. `Value` multiplies the ratio by the ready pods, as a per-pod metric would."""
+CLOUDWATCH_QUERY_PERIODS = "1, 5, 10, 30 or a multiple of 60"
+"""Periods GetMetricData accepts on high-resolution metrics (the agent publishes with StorageResolution 1)."""
+
 DEFAULT_GPU_METRIC = {"cloudwatch": catalogue.NODE_GPU_UTILIZATION.name,
                       "prometheus": catalogue.GPU_UTILIZATION.prom_full_name}
 """The agent's GPU utilisation for pod scaling, by source: in CloudWatch the node mean rolled up to the node group's
@@ -110,7 +117,8 @@ KNATIVE_KEYS = {
     "maxScaleUpRate": ("max_scale_up_rate", float, 1.0, 1e6, True),
     "maxScaleDownRate": ("max_scale_down_rate", float, 1.0, 1e6, True),
     "scaleToZeroGracePeriodSeconds": ("scale_to_zero_grace_period_seconds", int, 0, 86400, True),
-    "targetUtilizationPercentage": ("target_utilization_percentage", float, 0.0, 100.0, True),
+    # Above 1: config.go reads a value of at most 1.0 as a fraction (1 would mean 100 %).
+    "targetUtilizationPercentage": ("target_utilization_percentage", float, 1.0, 100.0, True),
     "targetBurstCapacity": ("target_burst_capacity", float, -1.0, 1e6, False),
     "enableScaleToZero": ("enable_scale_to_zero", bool, None, None, False),
     "allowZeroInitialScale": ("allow_zero_initial_scale", bool, None, None, False),
@@ -205,6 +213,8 @@ class HpaScaling:
     """Percent GPU utilisation per pod."""
     behavior: Behavior | None = None
     """spec.behavior (stabilisation windows and policies); None: the API's defaults."""
+    period_seconds: int = 60
+    """The window the metric is averaged over when read (see GpuTrigger.period_seconds)."""
 
     mode = "hpa"
 
@@ -214,7 +224,11 @@ class GpuTrigger:
     metric: str | None = None
     """As HpaScaling.metric."""
     target: float = 75.0
-    """Percent GPU utilisation per replica (the trigger's AverageValue target)."""
+    """Percent mean GPU utilisation over the service's GPUs. The metric is a mean, so the target is a `Value`
+    (GPU_TRIGGER_METRIC_TYPE): the HPA proposes ceil(ready pods x mean / target)."""
+    period_seconds: int = 60
+    """The window the query averages the metric over: KEDA aws-cloudwatch's metricStatPeriod (its own default, 300,
+    would average five minutes), or a PromQL avg_over_time range."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +247,8 @@ class WakeTrigger:
     activation: float = 0.0
     """The service leaves zero while the signal is strictly above this (activationQueueLength /
     activationThreshold)."""
+    period_seconds: int = 60
+    """requests: the rate()'s range in the PromQL query (sqs is read live from the queue)."""
 
 
 @dataclass(frozen=True)
@@ -545,8 +561,9 @@ def _read_hpa(s: Section, base: HpaScaling, serving: ServingConfig) -> HpaScalin
                    describe="a metric name as the metrics source names it, e.g. NodeGpuUtilization")
     target = s.float("target", base.target, min=0, max=100, min_exclusive=True)
     behavior = _read_behavior(s.optional_section("behavior"), base.behavior)
+    period = _read_period(s, base.period_seconds, serving)
     s.finish()
-    return HpaScaling(metric, target, behavior)
+    return HpaScaling(metric, target, behavior, period)
 
 
 def _read_keda(s: Section, base: KedaScaling, serving: ServingConfig) -> KedaScaling:
@@ -556,7 +573,8 @@ def _read_keda(s: Section, base: KedaScaling, serving: ServingConfig) -> KedaSca
         start = gpu or GpuTrigger()
         gpu = GpuTrigger(g.str("metric", start.metric, pattern=METRIC_NAME_PATTERN,
                                describe="a metric name as the metrics source names it, e.g. NodeGpuUtilization"),
-                         g.float("target", start.target, min=0, max=100, min_exclusive=True))
+                         g.float("target", start.target, min=0, max=100, min_exclusive=True),
+                         _read_period(g, start.period_seconds, serving))
         g.finish()
     w = s.optional_section("wake")
     wake = base.wake
@@ -596,8 +614,22 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
         raise s.fail("queueName", s.data["queueName"], "queueName only with kind: sqs")
     per = s.float("perReplica", same.per_replica if same is not None else None, min=0, max=1e6, min_exclusive=True)
     activation = s.float("activation", same.activation if same is not None else 0.0, min=0, max=1e6)
+    period = same.period_seconds if same is not None else WakeTrigger.period_seconds
+    if kind == "requests":
+        period = _read_period(s, period, serving)
+    elif s.has("periodSeconds"):
+        raise s.fail("periodSeconds", s.data["periodSeconds"], "periodSeconds only with kind: requests (KEDA reads "
+                                                                "an SQS queue's length live)")
     s.finish()
-    return WakeTrigger(kind, queue, per, activation)
+    return WakeTrigger(kind, queue, per, activation, period)
+
+
+def _read_period(s: Section, default: int, serving: ServingConfig) -> int:
+    period = s.int("periodSeconds", default, min=1, max=3600)
+    if serving.metrics_source == "cloudwatch" and not (period in (1, 5, 10, 30) or period % 60 == 0):
+        raise s.fail("periodSeconds", period, f"{CLOUDWATCH_QUERY_PERIODS} (CloudWatch's periods for "
+                                              "high-resolution metrics)")
+    return period
 
 
 def _read_behavior(s: Section | None, base: Behavior | None) -> Behavior | None:

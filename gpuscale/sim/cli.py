@@ -13,6 +13,9 @@ from ..config import ConfigError, load_stack_file
 from .presets import PRESETS
 from .report import render_table
 from .results import GroupSimulation, SimulationError, group_service, peak_rps, simulate_group
+from .service import service_model
+from .serving import SERVICE_PRESETS, simulate_service
+from .serving import peak_rps as service_peak_rps
 from .traces import BUILTIN_TRACES, TraceError, load
 
 EXIT_INVALID = 2
@@ -40,8 +43,13 @@ def parse_duration(text: str) -> int:
 @click.option("--group", "-g", "groups", multiple=True,
               help="Auto Scaling group or EKS node group to simulate (repeatable; default: every group with a "
                    "workload section).")
-@click.option("--preset", "-p", "presets", multiple=True, type=click.Choice(list(PRESETS)),
-              help=f"Preset to run (repeatable; default: {', '.join(DEFAULT_PRESETS)}).")
+@click.option("--service", "services", multiple=True,
+              help="Model service of gpuscale:services to simulate on the EKS path: its pod autoscaler, "
+                   "cluster-autoscaler, node, device plugin, image pull and model load (repeatable).")
+@click.option("--preset", "-p", "presets", multiple=True, type=click.Choice(list(dict.fromkeys(
+              [*PRESETS, *SERVICE_PRESETS]))),
+              help=f"Preset to run (repeatable; default: {', '.join(DEFAULT_PRESETS)}). A service runs "
+                   f"{', '.join(SERVICE_PRESETS)}.")
 @click.option("--compare", is_flag=True, help="Run every preset side by side, with ratios against ideal.")
 @click.option("--duration", help="Simulated time, e.g. 2h (default: the trace plus time for every preset to "
                                  "settle; built-in diurnal and spiky traces take this length).")
@@ -55,16 +63,26 @@ def parse_duration(text: str) -> int:
               help="Write every figure as JSON to this file.")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
-def simulate(stack: str, trace_name: str, groups: tuple[str, ...], presets: tuple[str, ...], compare: bool,
-             duration: str | None, step_seconds: float | None, static_replicas: int | None, png_path: Path | None,
-             json_path: Path | None, project_dir: Path | None) -> None:
+def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tuple[str, ...],
+             presets: tuple[str, ...], compare: bool, duration: str | None, step_seconds: float | None,
+             static_replicas: int | None, png_path: Path | None, json_path: Path | None,
+             project_dir: Path | None) -> None:
     """Predict cost and latency of STACK's scaling under a request trace, before `pulumi up`."""
     seconds = parse_duration(duration) if duration is not None else None
     chosen = list(PRESETS) if compare else list(dict.fromkeys(presets or DEFAULT_PRESETS))
     try:
         config = load_stack_file(_project(project_dir), stack)
-        sims = [_simulate(group, config, trace_name, chosen, seconds, step_seconds, static_replicas)
-                for group in _groups(config, groups)]
+        sims = []
+        if groups or not services:
+            group_presets = [p for p in chosen if p in PRESETS]
+            _unknown(chosen if not services else [], PRESETS, "a group")
+            sims += [_simulate(group, config, trace_name, group_presets, seconds, step_seconds, static_replicas)
+                     for group in _groups(config, groups)]
+        if services:
+            service_presets = list(SERVICE_PRESETS) if compare else chosen
+            _unknown(service_presets, SERVICE_PRESETS, "a service")
+            sims += [_simulate_service(service, config, trace_name, service_presets, seconds, step_seconds)
+                     for service in _services(config, services)]
     except ConfigError as exc:
         _fail(f"invalid config for stack {stack}: {exc}")
     except (TraceError, SimulationError) as exc:
@@ -112,6 +130,26 @@ def _groups(config, names: tuple[str, ...]) -> list:
         raise SimulationError(f"stack {config.stack} has no group with a workload: section to simulate "
                               "(see docs/simulate.md)")
     return chosen
+
+
+def _unknown(presets: list[str], known, what: str) -> None:
+    for name in presets:
+        if name not in known:
+            raise SimulationError(f"--preset {name}: not a preset for {what} (those are {', '.join(known)})")
+
+
+def _services(config, names: tuple[str, ...]) -> list:
+    by_name = {s.name: s for s in config.services}
+    for name in names:
+        if name not in by_name:
+            raise SimulationError(f"--service {name!r}: not a service of stack {config.stack} (its services: "
+                                  f"{', '.join(by_name) or 'none; see gpuscale:services in docs/simulate.md'})")
+    return [by_name[n] for n in dict.fromkeys(names)]
+
+
+def _simulate_service(service, config, trace_name, presets, seconds, step_seconds) -> GroupSimulation:
+    trace = load(trace_name, service_peak_rps(service, service_model(service.workload)), seconds)
+    return simulate_service(service, config, trace, presets, duration=seconds, step_seconds=step_seconds)
 
 
 def _simulate(group, config, trace_name, presets, seconds, step_seconds, static_replicas) -> GroupSimulation:

@@ -12,6 +12,7 @@ as the metrics APIs carry them, so the integer arithmetic matches upstream's.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,6 +397,14 @@ class HorizontalController:
 
 
 # --- in the simulation ----------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def listed_pods(ready: int, loading: int, pending: int) -> tuple[Pod, ...]:
+    """A scale target's pods as the controller lists them: ready ones, Running ones still loading (not ready), and
+    Pending ones (unscheduled or pulling their image)."""
+    return tuple([Pod(f"r{i}") for i in range(ready)] + [Pod(f"l{i}", ready=False) for i in range(loading)]
+                 + [Pod(f"p{i}", phase=PENDING, ready=False) for i in range(pending)])
+
+
 class HpaScaler:
     """An HPA on the pods of a `PodCluster`: every sync it lists the pods (pending ones in phase Pending, loading ones
     Running but not ready, with their GPU's idle reading) and reads their GPU utilisation as the agent published it
@@ -403,17 +412,12 @@ class HpaScaler:
 
     def __init__(self, controller: HorizontalController, *, metric_delay: int = 0, sync_period: int = SYNC_PERIOD):
         self.hpa, self.delay, self.period = controller, metric_delay, sync_period
-        self._pods: dict[tuple[int, int, int], list[Pod]] = {}
 
-    def pods(self, ready: int, loading: int, pending: int) -> list[Pod]:
-        key = (ready, loading, pending)
-        if key not in self._pods:
-            self._pods[key] = [Pod(f"r{i}") for i in range(ready)] + \
-                [Pod(f"l{i}", ready=False) for i in range(loading)] + \
-                [Pod(f"p{i}", phase=PENDING, ready=False) for i in range(pending)]
-        return self._pods[key]
+    @staticmethod
+    def pods(ready: int, loading: int, pending: int) -> tuple[Pod, ...]:
+        return listed_pods(ready, loading, pending)
 
-    def readings(self, t: int, sim: Any, pods: list[Pod]) -> list[Any]:
+    def readings(self, t: int, sim: Any, pods: tuple[Pod, ...]) -> list[Any]:
         util = sim.util[t - self.delay] if t >= self.delay else None
         if util is None:
             return [None] * len(self.hpa.metrics)

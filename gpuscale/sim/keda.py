@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .hpa import AVERAGE_VALUE, EXTERNAL, SYNC_PERIOD, Behavior, HorizontalController, MetricSpec
+from .hpa import (AVERAGE_VALUE, EXTERNAL, SYNC_PERIOD, VALUE, Behavior, HorizontalController, MetricSpec,
+                  listed_pods)
 
 POLLING_INTERVAL = 30
 COOLDOWN_PERIOD = 300
@@ -49,14 +50,80 @@ class ScaledObject:
 
 @dataclass(frozen=True)
 class QueueTrigger:
-    """An `aws-sqs-queue` trigger."""
+    """An `aws-sqs-queue` trigger: the queue's visible and in-flight messages, read live from SQS (waiting, in
+    service and retrying requests in the simulation)."""
 
     queue_length: float = SQS_QUEUE_LENGTH
     """Messages per replica (an AverageValue target)."""
     activation_queue_length: float = SQS_ACTIVATION_QUEUE_LENGTH
 
+    @property
+    def metric(self) -> MetricSpec:
+        return MetricSpec(EXTERNAL, AVERAGE_VALUE, round(self.queue_length * 1000))
+
     def is_active(self, length: float) -> bool:
         return length > self.activation_queue_length
+
+    def observe(self, t: int, sim: Any) -> None:
+        """Nothing to keep: SQS answers with the live count."""
+
+    def value(self, t: int, sim: Any) -> float | None:
+        return sim.outstanding
+
+
+class WindowedTrigger:
+    """A trigger on a metric averaged over `period` seconds and seen `delay` seconds late (a CloudWatch or PromQL
+    query over the agent's or the gateway's series); `observe` records each second's reading."""
+
+    def __init__(self, metric: MetricSpec, activation: float, period: int, delay: int, before: float | None):
+        """`before`: the reading of every second before the trace (the service idle at its floor)."""
+        self.metric, self.activation, self.period, self.delay = metric, activation, max(1, period), delay
+        self._lead = self.period + delay
+        self._readings: list[float | None] = [before] * self._lead
+
+    def reading(self, t: int, sim: Any) -> float | None:
+        raise NotImplementedError
+
+    def observe(self, t: int, sim: Any) -> None:
+        self._readings.append(self.reading(t, sim))
+
+    def value(self, t: int, sim: Any) -> float | None:
+        end = self._lead + t - self.delay + 1
+        window = [r for r in self._readings[end - self.period:end] if r is not None]
+        return sum(window) / len(window) if window else None
+
+    def is_active(self, value: float | None) -> bool:
+        return value is not None and value > self.activation
+
+
+class GpuUtilizationTrigger(WindowedTrigger):
+    """The mean GPU utilisation (percent) over the service's pods that hold a GPU: ready pods report their share of
+    busy slots, pods still loading their model an idle GPU; no pod, no datapoint. A `Value` target: the HPA proposes
+    ceil(ready pods x mean / target), as for a mean (a per-pod `AverageValue` on a mean would not grow with load)."""
+
+    def __init__(self, target: float, *, period: int, delay: int, activation: float = 0.0, idle_pods: int = 0):
+        """`idle_pods`: pods serving before the trace (their GPUs read 0 %); none: no datapoint."""
+        super().__init__(MetricSpec(EXTERNAL, VALUE, round(target * 1000)), activation, period, delay,
+                         0.0 if idle_pods else None)
+
+    def reading(self, t: int, sim: Any) -> float | None:
+        ready, loading, _ = sim.fleet.pod_phases
+        util = sim.util[t]
+        if ready + loading == 0:
+            return None
+        return (util or 0.0) * ready / (ready + loading)
+
+
+class RequestRateTrigger(WindowedTrigger):
+    """Requests per second reaching the gateway (new and retried), averaged over the window: a Prometheus `rate()`
+    of the gateway's request counter; an AverageValue target per replica."""
+
+    def __init__(self, per_replica: float, *, period: int, delay: int = 0, activation: float = 0.0):
+        super().__init__(MetricSpec(EXTERNAL, AVERAGE_VALUE, round(per_replica * 1000)), activation, period, delay,
+                         0.0)
+
+    def reading(self, t: int, sim: Any) -> float | None:
+        return sim.received_now
 
 
 class ScaleExecutor:
@@ -86,32 +153,37 @@ class ScaleExecutor:
         return None
 
 
-def keda_hpa(so: ScaledObject, trigger: QueueTrigger) -> HorizontalController:
-    """The HPA KEDA creates for the ScaledObject: the trigger's external metric with an AverageValue target."""
-    metric = MetricSpec(EXTERNAL, AVERAGE_VALUE, round(trigger.queue_length * 1000))
-    return HorizontalController(so.hpa_min_replicas, so.hpa_max_replicas, (metric,), behavior=so.behavior)
+def keda_hpa(so: ScaledObject, *triggers: Any) -> HorizontalController:
+    """The HPA KEDA creates for the ScaledObject: one external metric per trigger, with the trigger's target."""
+    return HorizontalController(so.hpa_min_replicas, so.hpa_max_replicas, tuple(t.metric for t in triggers),
+                                behavior=so.behavior)
 
 
 class KedaScaler:
-    """KEDA on a `PodCluster`, scaling on the request queue (waiting plus in flight, as SQS counts visible and
-    in-flight messages): the operator polls for activity every polling interval; the HPA syncs every 15 s on the
-    queue length the metrics adapter reads live."""
+    """KEDA on a `PodCluster`: every polling interval the operator asks each trigger whether it is active (0 <-> 1);
+    every 15 s the HPA it created reads each trigger's metric through KEDA's metrics adapter, live, and takes the
+    largest proposal (1 <-> N). The default trigger is the request queue (waiting plus in flight, as SQS counts
+    visible and in-flight messages)."""
 
-    def __init__(self, so: ScaledObject, trigger: QueueTrigger = QueueTrigger(), *, hpa_sync: int = SYNC_PERIOD):
-        self.so, self.trigger, self.hpa_sync = so, trigger, hpa_sync
+    def __init__(self, so: ScaledObject, trigger: Any = QueueTrigger(), *more: Any, hpa_sync: int = SYNC_PERIOD):
+        self.so, self.triggers, self.hpa_sync = so, (trigger, *more), hpa_sync
+        self.trigger = trigger
         self.executor = ScaleExecutor(so)
-        self.hpa = keda_hpa(so, trigger)
+        self.hpa = keda_hpa(so, *self.triggers)
 
     def step(self, t: int, sim: Any) -> None:
         cluster = sim.fleet
-        length = sim.outstanding
+        for trigger in self.triggers:
+            trigger.observe(t, sim)
         if t % self.so.polling_interval == 0:
-            replicas = self.executor.request_scale(t, cluster.desired, self.trigger.is_active(length))
+            active = any(trigger.is_active(trigger.value(t, sim)) for trigger in self.triggers)
+            replicas = self.executor.request_scale(t, cluster.desired, active)
             if replicas is not None and replicas != cluster.desired:
                 cluster.set_desired(t, replicas)
         if t % self.hpa_sync == 0:
-            ready, loading, pending = cluster.pod_phases
-            reading = (max(0, math.floor(length * 1000)),)
-            desired = self.hpa.sync(t, cluster.desired, ready + loading + pending, (), (reading,))
+            phases = cluster.pod_phases
+            values = [trigger.value(t, sim) for trigger in self.triggers]
+            readings = [None if v is None else (max(0, math.floor(v * 1000)),) for v in values]
+            desired = self.hpa.sync(t, cluster.desired, sum(phases), listed_pods(*phases), readings)
             if desired != cluster.desired:
                 cluster.set_desired(t, desired)

@@ -46,6 +46,46 @@ class KpaConfig:
     tick: int = TICK
 
 
+RPS_TARGET_DEFAULT = 200.0
+"""config-autoscaler requests-per-second-target-default."""
+RPS_TARGET_UTILIZATION = 0.7
+"""The target utilisation of metrics other than concurrency: not configurable cluster-wide (autoscalerconfig.go
+TargetUtilization); a revision's target-utilization-percentage overrides it."""
+
+
+def kpa_target(kpa: Any, knative: Any, concurrency: int) -> tuple[float, float]:
+    """(target, total) per pod as Knative resolves them (resources/target.go ResolveMetricTarget): concurrency aims
+    at containerConcurrency (or the annotation's target, never above it) times the target utilisation; rps at the
+    annotation's target (or the default) times it."""
+    if kpa.metric == "rps":
+        total = kpa.target if kpa.target is not None else RPS_TARGET_DEFAULT
+        utilization = RPS_TARGET_UTILIZATION
+    else:
+        total = float(concurrency) if kpa.target is None else min(kpa.target, float(concurrency))
+        utilization = knative.target_utilization_percentage / 100
+    if kpa.target_utilization_percentage is not None:
+        utilization = kpa.target_utilization_percentage / 100
+    return max(TARGET_MIN, total * utilization), total
+
+
+def kpa_config(kpa: Any, knative: Any) -> KpaConfig:
+    """The revision's effective autoscaler settings: its annotations (gpuscale.config.services.KpaScaling) over the
+    cluster-wide config-autoscaler (KnativeAutoscalerConfig)."""
+    def pick(value: Any, default: Any) -> Any:
+        return default if value is None else value
+    return KpaConfig(
+        target_utilization=pick(kpa.target_utilization_percentage, knative.target_utilization_percentage) / 100,
+        target_burst_capacity=knative.target_burst_capacity,
+        panic_window_percentage=pick(kpa.panic_window_percentage, knative.panic_window_percentage),
+        panic_threshold_percentage=pick(kpa.panic_threshold_percentage, knative.panic_threshold_percentage),
+        max_scale_up_rate=knative.max_scale_up_rate, max_scale_down_rate=knative.max_scale_down_rate,
+        stable_window=pick(kpa.window_seconds, knative.stable_window_seconds),
+        scale_to_zero_grace_period=knative.scale_to_zero_grace_period_seconds,
+        scale_to_zero_pod_retention_period=pick(kpa.scale_to_zero_retention_seconds, 0),
+        scale_down_delay=pick(kpa.scale_down_delay_seconds, 0), initial_scale=pick(kpa.initial_scale, 1),
+        activation_scale=pick(kpa.activation_scale, 1), enable_scale_to_zero=knative.enable_scale_to_zero)
+
+
 @dataclass(frozen=True)
 class DeciderSpec:
     target_value: float
@@ -219,9 +259,13 @@ class KpaScaler:
     windows each tick; the activator buffers a revision at zero and reports at once when a request arrives."""
 
     def __init__(self, concurrency: int, min_scale: int, max_scale: int, config: KpaConfig = KpaConfig(), *,
-                 reachable: bool = True):
-        self.config = config
-        self.decider = Decider(decider_spec(config, concurrency, reachable), min_scale)
+                 reachable: bool = True, spec: DeciderSpec | None = None, rps: bool = False):
+        """`spec`: the decider's target as the revision resolves it (default: containerConcurrency times the target
+        utilisation); `rps`: the metric is requests per second (received at the activator or the queue-proxy)
+        instead of requests in flight."""
+        self.config, self.rps = config, rps
+        self._cum_received = [0.0]
+        self.decider = Decider(spec or decider_spec(config, concurrency, reachable), min_scale)
         self.pa = PodAutoscaler(config, min_scale, max_scale, reachable=reachable, active=min_scale > 0)
         self.stable_window = int(config.stable_window)
         self.panic_window = max(1, int(config.stable_window * config.panic_window_percentage / 100))
@@ -231,11 +275,13 @@ class KpaScaler:
 
     def step(self, t: int, sim: Any) -> None:
         cluster = sim.fleet
+        if self.rps:
+            self._cum_received.append(self._cum_received[-1] + sim.received_now)
         # The activator reports a request for a revision whose last decision was zero at once (multiscaler Poke).
         poked = self._last == 0 and sim.received_now > 0
         if t % self.config.tick and not poked:
             return
-        cum = sim.cum_outstanding
+        cum = self._cum_received if self.rps else sim.cum_outstanding
         stable = (cum[t + 1] - cum[max(0, t + 1 - self.stable_window)]) / min(t + 1, self.stable_window)
         panic = (cum[t + 1] - cum[max(0, t + 1 - self.panic_window)]) / min(t + 1, self.panic_window)
         ready = cluster.ready_replicas

@@ -7,7 +7,8 @@ only where it is 0). Sources (see docs/simulate.md):
 - static: a fixed fleet, the "no autoscaling" scenario of the cost article (25 pods at all times).
 - hf-like: a hosted endpoint platform: scale-up decisions every 3 minutes and scale-down every 5 on accelerator
   utilisation, scale to zero after 15 minutes without requests, 502 while a replica starts from zero.
-- coreweave-kpa: Knative KPA with the values a GPU cloud publishes for its inference service.
+- coreweave-kpa: Knative KPA with the values a GPU cloud publishes for its inference service (at Knative's 2 s tick:
+  the 15 s its table names is not a Knative setting).
 - hpa-example: the behavior of the HPA manifest in the LLM autoscaling article (75% GPU utilisation, up by
   max(50%, 2 pods) per 30 s, down 1 pod per 60 s after 300 s), with Kubernetes' default minReplicas of 1 (the
   article's manifest keeps 2, which would hold two GPUs all day), or the group's floor where that is higher.
@@ -27,15 +28,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.services import PRESETS as SERVICE_PRESETS
 from ..config.stack import NodeGroupConfig
 from .cluster_autoscaler import ca_settings
 from .ec2 import FixedScaler, IdealScaler, StackScaler, agent_delay, instance_fleet
 from .engine import Engine, Scaler
 from .fleet import InstanceFleet, busy_units
-from .hpa import AVERAGE_VALUE, PODS, Behavior, HorizontalController, HpaScaler, MetricSpec, ScalingPolicy, \
-    ScalingRules
+from .hpa import AVERAGE_VALUE, PODS, HorizontalController, HpaScaler, MetricSpec
 from .keda import KedaScaler, QueueTrigger, ScaledObject
-from .knative import KpaConfig, KpaScaler
+from .knative import KpaScaler, kpa_config
 from .pods import PodCluster
 from .service import ServiceModel
 
@@ -45,18 +46,16 @@ HF_IDLE_TO_ZERO = 900
 HF_UTILIZATION_THRESHOLD = 80.0
 """Our assumption: the platform's page lists per-accelerator criteria that our copy does not include."""
 
-# The GPU cloud's KPA table: tick 15 s, stable window 180 s, target 90%, max scale up 1.5, max scale down 1.01,
-# scale-to-zero grace 30 min; its prose puts the panic check on a 30 s window (a sixth of the stable window) at 200%.
-COREWEAVE_KPA = KpaConfig(stable_window=180, panic_window_percentage=100 * 30 / 180, panic_threshold_percentage=200,
-                          tick=15, target_utilization=0.9, max_scale_up_rate=1.5, max_scale_down_rate=1.01,
-                          scale_to_zero_grace_period=1800)
-
-# The article's manifest: up by max(50%, 2 pods) per 30 s after a 60 s window, down 1 pod per 60 s after 300 s.
-HPA_EXAMPLE_BEHAVIOR = Behavior(
-    scale_up=ScalingRules(60, (ScalingPolicy("Percent", 50, 30), ScalingPolicy("Pods", 2, 30)), "Max"),
-    scale_down=ScalingRules(300, (ScalingPolicy("Pods", 1, 60),), "Max"))
-HPA_EXAMPLE_TARGET = 75.0
-HPA_EXAMPLE_MIN_REPLICAS = 1
+# The presets a model service can deploy (gpuscale/config/services.py PRESETS) are the one definition: a group runs
+# the same values. The GPU cloud's table also names a 15 s tick, which Knative cannot be configured with (its
+# multiscaler ticks every 2 s), so the preset runs Knative's.
+_COREWEAVE = SERVICE_PRESETS["coreweave-kpa"]
+COREWEAVE_KPA = kpa_config(_COREWEAVE.scaling, _COREWEAVE.knative_config)
+_HPA_EXAMPLE = SERVICE_PRESETS["hpa-example"]
+HPA_EXAMPLE_BEHAVIOR = _HPA_EXAMPLE.scaling.behavior
+HPA_EXAMPLE_TARGET = _HPA_EXAMPLE.scaling.target
+HPA_EXAMPLE_MIN_REPLICAS = _HPA_EXAMPLE.min_replicas
+_KEDA_QUEUE = SERVICE_PRESETS["keda-queue"].scaling
 
 
 class HostedScaler:
@@ -170,7 +169,9 @@ def _hpa(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: b
 
 def _keda(svc: ServiceModel, group: Any, env: StackEnv, _: int | None, at_zero: bool) -> Setup:
     cluster = _pods(svc, group, env, 0, at_zero)
-    so = ScaledObject(min_replica_count=cluster.min_pods, max_replica_count=cluster.max_pods)
+    so = ScaledObject(min_replica_count=cluster.min_pods, max_replica_count=cluster.max_pods,
+                      polling_interval=_KEDA_QUEUE.polling_interval_seconds,
+                      cooldown_period=_KEDA_QUEUE.cooldown_period_seconds)
     return Setup(cluster, KedaScaler(so, QueueTrigger(queue_length=svc.concurrency)), "queue")
 
 
@@ -201,10 +202,8 @@ PRESETS: dict[str, Preset] = {p.name: p for p in (
     Preset("static", "fixed fleet at the group's maxSize (or --static-replicas); cost article, scenario 1", _static),
     Preset("hf-like", "hosted endpoints: up every 3 min, down every 5, zero after 15 min idle, 502 at zero",
            _hosted),
-    Preset("coreweave-kpa", "Knative KPA, GPU cloud values: stable 180 s, target 90%, up 1.5x, down 1.01x, "
-                            "zero after 30 min; cluster-autoscaler adds nodes", _coreweave),
-    Preset("hpa-example", "HPA at 75% GPU utilization, up max(50%, 2 pods)/30 s, down 1 pod/60 s after 300 s, "
-                          "min 1 pod; cluster-autoscaler adds nodes", _hpa),
+    Preset("coreweave-kpa", _COREWEAVE.source + "; cluster-autoscaler adds nodes", _coreweave),
+    Preset("hpa-example", _HPA_EXAMPLE.source + "; cluster-autoscaler adds nodes", _hpa),
     Preset("keda-queue", "KEDA on the request queue: 1 pod per concurrency's worth of messages, poll 30 s, zero "
                          "after 300 s cooldown; cluster-autoscaler adds nodes", _keda),
     Preset("stack", "the group's own scaling: section on EC2 Auto Scaling; on a node group the stack's "

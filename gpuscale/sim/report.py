@@ -36,12 +36,12 @@ def _ratio(value: float | None) -> str:
 
 def render_table(sim: GroupSimulation) -> str:
     """One group's results, one preset a row, with a header saying what the units are."""
-    head = (f"group {sim.group}: trace {sim.trace.name} ({sim.trace.description}); cost in {sim.currency} over "
+    head = (f"{sim.kind} {sim.group}: trace {sim.trace.name} ({sim.trace.description}); cost in {sim.currency} over "
             f"{sim.window} s; P = one replica for one {sim.step_seconds:g} s step; times in seconds from the first "
             f"request")
     rows = [[name for name, _, _ in COLUMNS]] + [[show(r, sim) for _, _, show in COLUMNS] for r in sim.results]
     widths = [max(w, *(len(row[i]) for row in rows)) for i, (_, w, _) in enumerate(COLUMNS)]
-    lines = [head, ""]
+    lines = [head, *sim.notes, ""]
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
         lines.append("  ".join(cells).rstrip())
@@ -61,6 +61,7 @@ def simulation_json(stack: str, sims: list[GroupSimulation]) -> dict[str, Any]:
         "stack": stack,
         "groups": [{
             "group": s.group,
+            "kind": s.kind,
             "trace": {"name": s.trace.name, "description": s.trace.description, "seconds": s.trace.seconds,
                       "requests": s.trace.total_requests},
             "window_seconds": s.window,

@@ -60,6 +60,10 @@ class GroupSimulation:
     window: int
     results: list[Result]
     runs: dict[str, Run] = field(repr=False, default_factory=dict)
+    kind: str = "group"
+    """What was simulated: ``group`` (a node group or Auto Scaling group) or ``service`` (a model service)."""
+    notes: tuple[str, ...] = ()
+    """Lines the report prints under its heading (a service's node group, cold-start stages, front end at zero)."""
 
     @property
     def currency(self) -> str:
@@ -106,7 +110,8 @@ def peak_rps(group: Any, svc: ServiceModel) -> float:
     return group.max_size * svc.slots_per_instance / svc.mean_service_seconds
 
 
-def summarise(name: str, run: Run, window: int, step_seconds: float) -> Result:
+def summarise(name: str, run: Run, window: int, step_seconds: float, source: str | None = None) -> Result:
+    """One run's figures over `window` seconds; `source`: what the preset is (default: the group preset's)."""
     svc = run.svc
     instance_seconds = float(run.billed_instances[:window].sum())
     p50, p95, p99 = latency_percentiles(run, (0.5, 0.95, 0.99))
@@ -115,7 +120,7 @@ def summarise(name: str, run: Run, window: int, step_seconds: float) -> Result:
         completion = run.finished_at - run.first_arrival
     served = float(run.wait_hist.sum())
     return Result(
-        preset=name, source=PRESETS[name].source, instance_seconds=instance_seconds,
+        preset=name, source=source if source is not None else PRESETS[name].source, instance_seconds=instance_seconds,
         cost=instance_seconds / 3600 * svc.price_per_instance_hour,
         cost_p=instance_seconds * svc.replicas_per_instance / step_seconds,
         latency_p50=p50, latency_p95=p95, latency_p99=p99, time_to_capacity=run.time_to_capacity,

@@ -125,7 +125,7 @@ def test_image_pushes_with_the_registrys_own_token(harness: Harness):
 def run_stack(stack: str, **agent: object) -> Harness:
     values = copy.deepcopy(stack_values(stack))
     if agent:
-        values["gpuscale:kubernetes"] = {"agent": agent}
+        values["gpuscale:kubernetes"] = {**values.get("gpuscale:kubernetes", {}), "agent": agent}
     harness = Harness()
     harness.run_program(stack, values)
     return harness
@@ -183,6 +183,7 @@ def test_the_crd_check_refuses_what_the_api_server_would(change):
 def test_no_node_groups_no_agent():
     values = copy.deepcopy(stack_values("dev"))
     del values["gpuscale:nodeGroups"]
+    del values["gpuscale:services"]  # they run on the node groups
     harness = Harness()
     harness.run_program("dev", values)
     assert not [r for r in harness.resources if r.type.startswith(("kubernetes:", "docker-build:"))

@@ -59,7 +59,7 @@ def test_no_autoscaler_in_the_plan_while_enabled_is_an_error(stack_plans):
 
 def _dev_with(ca: dict, cold_start: dict):
     values = copy.deepcopy(read_stack_values(stack_file_path(ROOT, "dev")))
-    values["gpuscale:kubernetes"] = {"clusterAutoscaler": ca}
+    values["gpuscale:kubernetes"] = {**values["gpuscale:kubernetes"], "clusterAutoscaler": ca}
     values["gpuscale:nodeGroups"][0]["workload"] = {
         "concurrencyPerReplica": 4, "serviceTime": {"meanSeconds": 60}, "coldStart": cold_start,
         "price": {"perInstanceHour": 0.8048}, "requestTimeoutSeconds": 1800}

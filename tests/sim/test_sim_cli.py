@@ -103,3 +103,34 @@ def test_png_without_matplotlib_says_how_to_install(tmp_path, monkeypatch):
 def test_unwritable_json_is_an_error_not_a_traceback(tmp_path):
     result = simulate("--stack", "dev", "--preset", "ideal", "--json", str(tmp_path / "no" / "such" / "dir.json"))
     assert result.exit_code == 2 and "--json" in result.output and "Traceback" not in result.output
+
+
+def test_a_service_compared_with_every_preset():
+    result = simulate("--stack", "prod", "--service", "batch", "--compare")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("service batch: trace burst")
+    assert lines[1].startswith("node group l4-spot; keda in KServe's standard mode")
+    assert "cold start: node 120 s + device plugin 30 s + image 90 s + model 60 s" in lines[2]
+    header = next(line for line in lines if line.startswith("preset"))
+    table = lines[lines.index(header) + 2:]
+    rows = [line.split()[0] for line in table if line.strip()]
+    assert rows == ["stack", "coreweave-kpa", "hf-like", "hpa-example", "keda-queue", "ideal"]
+
+
+def test_service_json_says_what_was_simulated(tmp_path):
+    out = tmp_path / "sim.json"
+    result = simulate("--stack", "dev", "--service", "chat", "--json", str(out))
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads(out.read_text())["groups"]
+    assert (entry["group"], entry["kind"]) == ("chat", "service")
+    assert [r["preset"] for r in entry["results"]] == ["stack", "ideal"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--service", "nope"), "--service 'nope': not a service of stack dev (its services: chat)"),
+    (("--service", "chat", "--preset", "static"), "--preset static: not a preset for a service"),
+])
+def test_service_errors_name_the_input(args, message):
+    result = simulate("--stack", "dev", *args)
+    assert result.exit_code == 2 and message in result.output and "Traceback" not in result.output
