@@ -21,11 +21,19 @@ from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroup
 from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard
 from gpuscale.components.gpu_node_group import GpuNodeGroup
 from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
+from gpuscale.components.cert_manager import CertManager
+from gpuscale.components.gpu_node_group import gpu_class
+from gpuscale.components.keda import Keda
+from gpuscale.components.knative_serving import KnativeServing
+from gpuscale.components.kserve import SERVICES_NAMESPACE, KServe
+from gpuscale.components.labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL
+from gpuscale.components.model_service import ModelService, ModelServiceArgs
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.config import PROJECT, ConfigError, load_stack_config
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
+from gpuscale.config.services import HpaScaling, KedaScaling, ServiceConfig, agent_metric, gpu_metric
 from gpuscale.instance_types import PulumiInstanceTypes
 
 
@@ -136,6 +144,90 @@ if node_groups:
         "service_monitor": agent_k8s.service_monitor, "tags": tags},
         # After the GPU node groups: the DaemonSets exist to schedule on them (forwarded to them by the component).
         opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
+
+# --- the serving layer (issue 14): cert-manager, Knative Serving or KEDA, KServe, and the model services ---
+serving = kube.serving
+if serving is not None:
+    system_nodes = {SYSTEM_NODE_LABEL: "system"} if isinstance(cluster, EksCluster) else {}
+    # Charts wait for their pods: in create mode those run on the system nodes.
+    platform_opts = pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
+        depends_on=[cluster] if isinstance(cluster, EksCluster) else []))
+    platform: list[pulumi.Resource] = [CertManager("cert-manager", {"node_selector": system_nodes}, opts=platform_opts)]
+    if serving.mode == "knative":
+        platform.append(KnativeServing("knative-serving", {
+            "autoscaler": asdict(serving.knative),  # the config's fields are the component's argument names
+            "max_revision_timeout_seconds": max((s.request_timeout_seconds for s in config.services), default=600)},
+            opts=platform_opts))
+    partition = aws.get_partition_output().partition
+    account = aws.get_caller_identity_output().account_id
+
+    def queue_arn(name: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat("arn:", partition, ":sqs:", config.region, ":", account, ":", name)
+
+    def queue_url(name: str) -> pulumi.Output[str]:
+        return pulumi.Output.concat("https://sqs.", config.region, ".amazonaws.com/", account, "/", name)
+
+    keda_scaled = [s for s in config.services if isinstance(s.scaling, (HpaScaling, KedaScaling))]
+    if keda_scaled:
+        reads_gpu = any(isinstance(s.scaling, HpaScaling) or s.scaling.gpu_utilization is not None
+                        for s in keda_scaled)
+        queues = sorted({s.scaling.wake.queue_name for s in keda_scaled if isinstance(s.scaling, KedaScaling)
+                         and s.scaling.wake is not None and s.scaling.wake.kind == "sqs"})
+        platform.append(Keda("keda", {
+            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
+            "read_cloudwatch": reads_gpu and serving.metrics_source == "cloudwatch",
+            "queue_arns": [queue_arn(q) for q in queues], "node_selector": system_nodes, "tags": tags},
+            opts=platform_opts))
+    kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes},
+                    opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=platform)))
+
+    def gpu_trigger(metric: str | None, target: float, period_seconds: int) -> dict[str, object]:
+        return {"metric": gpu_metric(metric, serving.metrics_source), "target": target,
+                "period_seconds": period_seconds}
+
+    def scaling_args(s: ServiceConfig) -> dict[str, object]:
+        """The service's scaling as the component's arguments: the config's field names, with the metric resolved
+        for the metrics source and the queue's URL."""
+        sc = s.scaling
+        if isinstance(sc, HpaScaling):
+            return {**gpu_trigger(sc.metric, sc.target, sc.period_seconds),
+                    "behavior": asdict(sc.behavior) if sc.behavior else None}
+        if isinstance(sc, KedaScaling):
+            g, w = sc.gpu_utilization, sc.wake
+            wake: dict[str, object] | None = None
+            if w is not None:
+                # Unset: what one replica serves (concurrencyPerReplica messages), as the simulator reads it.
+                wake = {"kind": w.kind, "per_replica": w.per_replica if w.per_replica is not None else s.concurrency,
+                        "activation": w.activation}
+                if w.queue_name is not None:
+                    wake["queue_url"] = queue_url(w.queue_name)
+            return {"gpu_utilization": gpu_trigger(g.metric, g.target, g.period_seconds) if g else None,
+                    "wake": wake, "polling_interval_seconds": sc.polling_interval_seconds,
+                    "cooldown_period_seconds": sc.cooldown_period_seconds,
+                    "behavior": asdict(sc.behavior) if sc.behavior else None}
+        return asdict(sc)
+
+    groups = {g.name: g for g in config.node_groups}
+    for s in config.services:
+        group = groups[s.node_group]
+        m = s.model
+        service: ModelServiceArgs = {
+            "name": s.name, "namespace": SERVICES_NAMESPACE, "serving_mode": serving.mode,
+            "model": {"storage_uri": m.storage_uri, "format": m.format, "runtime": m.runtime,
+                      "container": asdict(m.container) if m.container else None},
+            "gpus": s.gpus, "cpu": s.cpu, "memory": s.memory, "min_replicas": s.min_replicas,
+            "max_replicas": s.max_replicas, "request_timeout_seconds": s.request_timeout_seconds,
+            "progress_deadline_seconds": s.progress_deadline_seconds, "concurrency": s.concurrency,
+            # The group's GPU class and capacity type: labels its nodes carry, and its scale-from-zero template too.
+            "node_selector": {GPU_CLASS_LABEL: gpu_class(group.gpu.gpu_name),
+                              CAPACITY_TYPE_LABEL: group.capacity_type.lower().replace("_", "-")},
+            "scaling_mode": s.scaling.mode, "scaling": scaling_args(s),  # type: ignore[typeddict-item]
+            "metrics": {"kind": serving.metrics_source, "region": config.region,
+                        "asg_name": node_groups[s.node_group].asg_name,
+                        **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
+            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags}
+        ModelService(s.name, service, opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
+            depends_on=[kserve, *platform, node_groups[s.node_group]])))
 # --- end of the Kubernetes side ---
 
 asgs: dict[str, GpuAutoScalingGroup] = {}

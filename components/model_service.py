@@ -60,6 +60,8 @@ class HpaArgs(TypedDict):
     target: float
     """Percent GPU utilisation per pod."""
     behavior: BehaviorArgs | None
+    period_seconds: int
+    """The window the metric is averaged over when read (GpuTriggerArgs.period_seconds)."""
 
 
 class ModelServiceArgs(TypedDict):
@@ -148,7 +150,8 @@ def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
         return args["scaling"]  # type: ignore[return-value]
     if args["scaling_mode"] == "hpa":
         hpa: HpaArgs = args["scaling"]  # type: ignore[assignment]
-        return {"gpu_utilization": {"metric": hpa["metric"], "target": hpa["target"]}, "wake": None,
+        return {"gpu_utilization": {"metric": hpa["metric"], "target": hpa["target"],
+                                    "period_seconds": hpa["period_seconds"]}, "wake": None,
                 # Never at zero (min >= 1): polling and cooldown only govern 0 <-> 1, so KEDA's defaults stand.
                 "polling_interval_seconds": 30, "cooldown_period_seconds": 300, "behavior": hpa["behavior"]}
     return None

@@ -19,9 +19,6 @@ KNATIVE = "autoscaling.knative.dev/"
 PROGRESS_DEADLINE = "serving.knative.dev/progress-deadline"
 """serving.ProgressDeadlineAnnotationKey: a revision not ready by then fails (its Deployment's deadline)."""
 KEDA_API_VERSION = "keda.sh/v1alpha1"
-CLOUDWATCH_PERIOD_SECONDS = 60
-"""The CloudWatch statistic period a GPU trigger reads (metricStatPeriod), over the last two periods
-(metricCollectionTime); KEDA's defaults are 300 s each, five minutes late for a burst."""
 
 
 class PolicyArgs(TypedDict):
@@ -70,6 +67,10 @@ class GpuTriggerArgs(TypedDict):
     gpuscale_gpu_utilization_ratio in Prometheus)."""
     target: float
     """Percent GPU utilisation the service aims at (averaged over its pods)."""
+    period_seconds: int
+    """The window the series is averaged over when read: CloudWatch's statistic period (metricStatPeriod, over the
+    last two periods: metricCollectionTime; KEDA's defaults of 300 s each would answer five minutes late), or the
+    PromQL avg_over_time range."""
 
 
 class WakeArgs(TypedDict):
@@ -162,7 +163,8 @@ def hpa_behavior(behavior: BehaviorArgs) -> dict[str, Any]:
             out["policies"] = [{"type": p["kind"], "value": p["value"], "periodSeconds": p["period_seconds"]}
                                for p in r["policies"]]
         return out
-    return {"scaleUp": rules(behavior["scale_up"]), "scaleDown": rules(behavior["scale_down"])}
+    both = {"scaleUp": rules(behavior["scale_up"]), "scaleDown": rules(behavior["scale_down"])}
+    return {direction: r for direction, r in both.items() if r}  # a direction left at the API's defaults: absent
 
 
 def gpu_trigger(gpu: GpuTriggerArgs, source: MetricsSource, namespace: str, service: str,
@@ -180,8 +182,8 @@ def gpu_trigger(gpu: GpuTriggerArgs, source: MetricsSource, namespace: str, serv
                     "namespace": catalogue.NAMESPACE, "metricName": spec.name,
                     # The agent's group series: the node group's Auto Scaling group is its only dimension.
                     "dimensionName": catalogue.DIM_ASG, "dimensionValue": source["asg_name"],
-                    "metricStat": "Average", "metricStatPeriod": str(CLOUDWATCH_PERIOD_SECONDS),
-                    "metricCollectionTime": str(2 * CLOUDWATCH_PERIOD_SECONDS),
+                    "metricStat": "Average", "metricStatPeriod": str(gpu["period_seconds"]),
+                    "metricCollectionTime": str(2 * gpu["period_seconds"]),
                     "targetMetricValue": _number(gpu["target"]), "minMetricValue": "0",
                     "awsRegion": source["region"]}}
     spec = next((m for m in catalogue.ALL_METRICS if m.prom_full_name == gpu["metric"]), None)
@@ -192,7 +194,8 @@ def gpu_trigger(gpu: GpuTriggerArgs, source: MetricsSource, namespace: str, serv
     # The service's own pods: KServe names a Standard predictor's pods <service>-predictor-<hash>.
     selector = f'namespace="{namespace}",pod=~"{service}-predictor-.+"'
     return {"type": "prometheus", "name": "gpu-utilization", "metricType": "Value", "metadata": {
-        "serverAddress": source["prometheus_url"], "query": f"avg({spec.prom_full_name}{{{selector}}})",
+        "serverAddress": source["prometheus_url"],
+        "query": f"avg(avg_over_time({spec.prom_full_name}{{{selector}}}[{gpu['period_seconds']}s]))",
         # Prometheus holds the agent's ratios (0-1); the target is in percent.
         "threshold": _number(gpu["target"] * spec.prom_scale)}}
 

@@ -373,7 +373,7 @@ def knative_serving(repo: Path) -> dict[str, object]:
     tag = f"knative-v{KNATIVE_SERVING_VERSION}"
     files = ["pkg/apis/autoscaling/register.go", "pkg/apis/serving/register.go",
              "config/core/configmaps/autoscaler.yaml", "config/core/configmaps/defaults.yaml",
-             "config/core/configmaps/deployment.yaml"]
+             "config/core/configmaps/deployment.yaml", "config/core/configmaps/features.yaml"]
     facts = source_facts(repo, tag, "https://github.com/knative/serving", files)
     autoscaling = git(repo, "show", f"{tag}:{files[0]}")
     serving = git(repo, "show", f"{tag}:{files[1]}")
@@ -389,6 +389,7 @@ def knative_serving(repo: Path) -> dict[str, object]:
     facts["configAutoscaler"] = example_keys(files[2])
     facts["configDefaults"] = example_keys(files[3])
     facts["configDeployment"] = example_keys(files[4])
+    facts["configFeatures"] = example_keys(files[5])
     return facts
 
 
@@ -424,6 +425,15 @@ def knative_operator(repo: Path) -> dict[str, object]:
                                       .replace(f"{kodata}/knative-serving/", "").split())
     facts["ingressVersions"] = sorted(git(repo, "ls-tree", "--name-only", tag, f"{kodata}/ingress/")
                                       .replace(f"{kodata}/ingress/", "").split())
+    # config-network as the operator deploys the pinned Serving release (it lives in knative/networking, not in
+    # knative/serving): the keys spec.config.network may set, e.g. ingress-class.
+    core = f"{kodata}/knative-serving/{KNATIVE_SERVING_VERSION}/2-serving-core.yaml"
+    facts["files"].append(core)
+    for doc in yaml.safe_load_all(git(repo, "show", f"{tag}:{core}")):
+        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "config-network":
+            facts["configNetwork"] = {k: str(v) for k, v in yaml.safe_load(doc["data"]["_example"]).items()}
+    if "configNetwork" not in facts:
+        raise SystemExit(f"{core} at {tag}: no config-network ConfigMap")
     return facts
 
 
