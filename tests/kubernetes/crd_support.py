@@ -31,8 +31,45 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def validate_against(obj: dict[str, Any], facts: dict[str, Any]) -> None:
+    """Raise jsonschema's ValidationError unless `obj` is a valid object of the CRD version the facts describe
+    (AssertionError if it is of another kind or version)."""
+    assert obj["apiVersion"] == f"{facts['group']}/{facts['version']}" and obj["kind"] == facts["kind"], \
+        f"{obj['apiVersion']} {obj['kind']} is not {facts['group']}/{facts['version']} {facts['kind']}"
+    assert facts["served"], f"{facts['kind']} {facts['version']} is not served at the pinned version"
+    jsonschema.Draft7Validator(strict(facts["schema"])).validate(_known(obj))
+
+
+def _known(value: Any) -> Any:
+    """Values only known after apply, replaced by a string (what every such input here is: names, ARNs, URLs)."""
+    if value == "(known after apply)":
+        return "unknown-after-apply"
+    if isinstance(value, dict):
+        return {k: _known(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_known(v) for v in value]
+    return value
+
+
+def crd(kind: str) -> dict[str, Any]:
+    """The facts of a custom resource gpuscale declares, at the pinned version of the project that defines it."""
+    where = {"ServiceMonitor": ("prometheus_operator", "serviceMonitor"),
+             "KnativeServing": ("knative_operator", "knativeServing")}
+    if kind in where:
+        facts_name, key = where[kind]
+        return upstream_facts(facts_name)[key]
+    for facts_name in ("kserve", "keda"):
+        crds = upstream_facts(facts_name)["crds"]
+        if kind in crds:
+            return crds[kind]
+    raise KeyError(kind)
+
+
+def validate_custom_resource(obj: dict[str, Any]) -> None:
+    """Raise jsonschema's ValidationError unless `obj` is valid against its kind's CRD at the pinned version."""
+    validate_against(obj, crd(obj["kind"]))
+
+
 def validate_service_monitor(obj: dict[str, Any]) -> None:
     """Raise jsonschema's ValidationError unless `obj` is a valid ServiceMonitor at the pinned prometheus-operator."""
-    facts = upstream_facts("prometheus_operator")["serviceMonitor"]
-    assert obj["apiVersion"] == f"{facts['group']}/{facts['version']}" and obj["kind"] == facts["kind"]
-    jsonschema.Draft7Validator(strict(facts["schema"])).validate(obj)
+    validate_against(obj, crd("ServiceMonitor"))

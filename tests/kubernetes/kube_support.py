@@ -48,9 +48,12 @@ def value_paths(values: Any, prefix: str = "") -> Iterator[str]:
             yield path
 
 
-def unknown_chart_values(values: dict[str, Any], facts_name: str) -> list[str]:
-    """The value paths the chart does not have: neither in its values.yaml nor under a map it renders whole."""
+def unknown_chart_values(values: dict[str, Any], facts_name: str, chart: str | None = None) -> list[str]:
+    """The value paths the chart does not have: neither in its values.yaml nor under a map it renders whole. `chart`
+    names one chart of a facts file that records several (kserve: "kserve", "kserve-crd")."""
     facts = upstream_facts(facts_name)
+    if chart is not None:
+        facts = facts["charts"][chart]
     known, free = set(facts["valuePaths"]), facts["freeFormValues"]
     return [p for p in value_paths(values)
             if p not in known and not any(p.startswith(f + ".") for f in free)]
