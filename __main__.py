@@ -147,7 +147,8 @@ if node_groups:
 
 # --- the serving layer (issue 14): cert-manager, Knative Serving or KEDA, KServe, and the model services ---
 serving = kube.serving
-if serving is not None:
+# Like the other add-ons, only with GPU node groups to serve on (services must name one, so none exist without).
+if serving is not None and node_groups:
     system_nodes = {SYSTEM_NODE_LABEL: "system"} if isinstance(cluster, EksCluster) else {}
     # Charts wait for their pods: in create mode those run on the system nodes.
     platform_opts = pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(

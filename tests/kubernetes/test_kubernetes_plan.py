@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from crd_support import validate_custom_resource
 from kube_support import unknown_chart_values, validate_object
 
 from gpuscale.config import load_stack_file
@@ -86,6 +87,9 @@ def test_device_plugin_only_on_al2023_groups(stack_plans):
     assert {"key": "gpuscale.io/ami-family", "operator": "In", "values": ["al2023"]} in term["matchExpressions"]
 
 
+CUSTOM_GROUPS = ("serving.kserve.io", "keda.sh", "operator.knative.dev", "monitoring.coreos.com")
+
+
 @pytest.mark.parametrize("stack", STACKS)
 def test_kubernetes_objects_are_valid_for_the_stacks_version(stack_plans, stack):
     """Objects the program declares directly (not rendered by a chart) against the stack's Kubernetes schema."""
@@ -97,4 +101,8 @@ def test_kubernetes_objects_are_valid_for_the_stacks_version(stack_plans, stack)
         group_version, kind = r.type.split(":")[1], r.type.split(":")[2]
         group, version = group_version.rsplit("/", 1)
         api_version = version if group == "core" else f"{group}/{version}"
-        validate_object({"apiVersion": api_version, "kind": kind, **r.inputs}, minor)
+        obj = {"apiVersion": api_version, "kind": kind, **r.inputs}
+        if group in CUSTOM_GROUPS:  # custom resources: against their CRD at the pinned version
+            validate_custom_resource(obj)
+        else:
+            validate_object(obj, minor)
