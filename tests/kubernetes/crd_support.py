@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+from kube_support import known
 
 from gpuscale.components.charts import upstream_facts
 
@@ -37,18 +38,7 @@ def validate_against(obj: dict[str, Any], facts: dict[str, Any]) -> None:
     assert obj["apiVersion"] == f"{facts['group']}/{facts['version']}" and obj["kind"] == facts["kind"], \
         f"{obj['apiVersion']} {obj['kind']} is not {facts['group']}/{facts['version']} {facts['kind']}"
     assert facts["served"], f"{facts['kind']} {facts['version']} is not served at the pinned version"
-    jsonschema.Draft7Validator(strict(facts["schema"])).validate(_known(obj))
-
-
-def _known(value: Any) -> Any:
-    """Values only known after apply, replaced by a string (what every such input here is: names, ARNs, URLs)."""
-    if value == "(known after apply)":
-        return "unknown-after-apply"
-    if isinstance(value, dict):
-        return {k: _known(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_known(v) for v in value]
-    return value
+    jsonschema.Draft7Validator(strict(facts["schema"])).validate(known(obj))
 
 
 def crd(kind: str) -> dict[str, Any]:

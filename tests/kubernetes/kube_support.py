@@ -11,6 +11,7 @@ import kubernetes_validate
 from kubernetes_validate.utils import all_versions
 
 from gpuscale.components.charts import upstream_facts
+from gpuscale.plan import Plan, PlannedResource
 
 UNKNOWN = "(known after apply)"
 
@@ -28,6 +29,11 @@ def validate_object(obj: dict[str, Any], kubernetes_minor: str) -> None:
     kubernetes_validate.validate(_known(obj), schema_version(kubernetes_minor), strict=True)
 
 
+def known(value: Any) -> Any:
+    """`value` with every value only known after apply replaced by a string, the JSON type such inputs have."""
+    return _known(value)
+
+
 def _known(value: Any) -> Any:
     if value == UNKNOWN:
         return "unknown-after-apply"
@@ -36,6 +42,16 @@ def _known(value: Any) -> Any:
     if isinstance(value, list):
         return [_known(v) for v in value]
     return value
+
+
+def subtree(plan: Plan, root: PlannedResource) -> list[PlannedResource]:
+    """Every resource below `root` in a plan (its whole subtree)."""
+    found, frontier = [], [root.urn]
+    while frontier:
+        kids = plan.children(frontier.pop())
+        found += kids
+        frontier += [k.urn for k in kids]
+    return found
 
 
 def value_paths(values: Any, prefix: str = "") -> Iterator[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import kubernetes_validate
 import pytest
-from kube_support import validate_object
+from kube_support import subtree, validate_object
 
 from gpu_metrics_agent import catalogue
 from gpu_metrics_agent.config import OPTIONS, parse_config
@@ -33,12 +33,7 @@ def stack_config(stack: str) -> dict:
 def under(plan: Plan, component_type: str) -> list[PlannedResource]:
     """Every resource below the one component of that type (its whole subtree)."""
     [root] = [r for r in plan.resources if r.type == component_type]
-    found, frontier = [], [root.urn]
-    while frontier:
-        kids = plan.children(frontier.pop())
-        found += kids
-        frontier += [k.urn for k in kids]
-    return found
+    return subtree(plan, root)
 
 
 def as_object(r: PlannedResource) -> dict:

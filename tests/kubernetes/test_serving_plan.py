@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from crd_support import validate_custom_resource
-from kube_support import unknown_chart_values, validate_object
+from kube_support import subtree, unknown_chart_values, validate_object
 
 from gpuscale.components.charts import CHARTS, KNATIVE_SERVING_VERSION, upstream_facts
 from gpuscale.components.labels import GPU_RESOURCE, GPU_TAINT_VALUE
@@ -36,15 +36,6 @@ def stack_config(stack: str) -> dict:
 
 def services(stack: str) -> list[dict]:
     return stack_config(stack)["gpuscale:services"]
-
-
-def subtree(plan: Plan, root: PlannedResource) -> list[PlannedResource]:
-    found, frontier = [], [root.urn]
-    while frontier:
-        kids = plan.children(frontier.pop())
-        found += kids
-        frontier += [k.urn for k in kids]
-    return found
 
 
 def serving_resources(plan: Plan) -> list[PlannedResource]:
