@@ -22,7 +22,8 @@ CLASSES_THAT_SCALE = ("hpa", "keda", "kpa")
 """KServe autoscaler classes (v0.16) under which KServe creates the service's autoscaler itself; `external` and
 `none` leave it to objects declared beside the InferenceService."""
 DEFAULT_CLASS = {"knative": "kpa", "standard": "hpa"}
-"""KServe's class when the annotation is absent: Knative mode scales with the KPA, Standard mode with an HPA (on CPU)."""
+"""KServe's class when the annotation is absent: Knative mode scales with the KPA, Standard mode with an HPA on
+CPU."""
 
 
 def serving_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:

@@ -107,18 +107,24 @@ def test_refused_requests_count_their_retry_against_the_timeout():
     assert "refused (502/503) and retry every 30 s about 415 s" in f.message
 
 
-@pytest.mark.parametrize("metric, source", [
-    ("DCGM_FI_DEV_GPU_UTIL", "cloudwatch"),  # dcgm-exporter's name: not the agent's CloudWatch series
-    ("GpuUtilization", "cloudwatch"),  # the agent's, but per GPU: not rolled up to the node group
-    ("NodeGpuUtilization", "prometheus"),  # a CloudWatch name; Prometheus has gpuscale_node_gpu_utilization_ratio
-])
-def test_a_trigger_on_a_metric_the_agent_does_not_publish(metric, source):
+def prod_reading(source: str, metric: str) -> dict:
+    """prod with its chat service's GPU trigger on `metric`, read from `source` (Prometheus scrapes the agent)."""
     v = values("prod")
     if source == "prometheus":
         v["gpuscale:kubernetes"]["serving"].update(metricsSource="prometheus",
                                                    prometheusUrl="http://prometheus-server.monitoring.svc:80")
         v["gpuscale:kubernetes"]["agent"] = {"serviceMonitor": True}
     service(v, "chat")["scaling"]["keda"]["gpuUtilization"]["metric"] = metric
+    return v
+
+
+@pytest.mark.parametrize("metric, source", [
+    ("DCGM_FI_DEV_GPU_UTIL", "cloudwatch"),  # dcgm-exporter's name: not the agent's CloudWatch series
+    ("GpuUtilization", "cloudwatch"),  # the agent's, but per GPU: not rolled up to the node group
+    ("NodeGpuUtilization", "prometheus"),  # a CloudWatch name; Prometheus has gpuscale_node_gpu_utilization_ratio
+])
+def test_a_trigger_on_a_metric_the_agent_does_not_publish(metric, source):
+    v = prod_reading(source, metric)
     [f] = findings(v, "prod", "agent-metric")
     assert f.severity == ERROR and f.settings == ("gpuscale:services[0].scaling.keda.gpuUtilization.metric",
                                                   "gpuscale:kubernetes.serving.metricsSource")
@@ -129,12 +135,7 @@ def test_a_trigger_on_a_metric_the_agent_does_not_publish(metric, source):
                                             ("gpuscale_gpu_utilization_ratio", "prometheus"),
                                             ("gpuscale_node_gpu_utilization_ratio", "prometheus")])
 def test_the_agents_own_series_pass(metric, source):
-    v = values("prod")
-    if source == "prometheus":
-        v["gpuscale:kubernetes"]["serving"].update(metricsSource="prometheus",
-                                                   prometheusUrl="http://prometheus-server.monitoring.svc:80")
-        v["gpuscale:kubernetes"]["agent"] = {"serviceMonitor": True}
-    service(v, "chat")["scaling"]["keda"]["gpuUtilization"]["metric"] = metric
+    v = prod_reading(source, metric)
     assert findings(v, "prod", "agent-metric") == []
 
 
