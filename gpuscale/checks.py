@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import PROJECT, StackConfig
 from .checks_kubernetes import kubernetes_findings
+from .checks_serving import serving_findings
 from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
@@ -52,6 +53,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
     findings += kubernetes_findings(config, plan, Finding)
+    findings += serving_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
         findings += _policy(plan, config)

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_metrics_agent import catalogue
 
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
-from ..sim.hpa import Behavior, ScalingPolicy, ScalingRules
+from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import SQS_QUEUE_PATTERN
 from .workload import CURRENCY_PATTERN, ColdStartConfig, WorkloadConfig, _read_service_time

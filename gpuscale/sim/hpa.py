@@ -18,6 +18,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The behavior API's shapes and defaults, which the stack config shares (re-exported for the model's users).
+from ..config.hpa_behavior import (DEFAULT_SCALE_DOWN_POLICIES, DEFAULT_SCALE_UP_POLICIES, DISABLED, MAX, MIN,
+                                   Behavior, ScalingPolicy, ScalingRules)
+
 SYNC_PERIOD = 15
 """--horizontal-pod-autoscaler-sync-period (defaults.go: 15 s)."""
 DOWNSCALE_STABILIZATION = 300
@@ -35,7 +39,6 @@ SCALE_UP_LIMIT_MINIMUM = 4.0
 RUNNING, PENDING, FAILED = "Running", "Pending", "Failed"
 RESOURCE, PODS, OBJECT, EXTERNAL = "Resource", "Pods", "Object", "External"
 UTILIZATION, AVERAGE_VALUE, VALUE = "Utilization", "AverageValue", "Value"
-MAX, MIN, DISABLED = "Max", "Min", "Disabled"
 
 
 class MetricError(ValueError):
@@ -84,43 +87,6 @@ class Tolerances:
     def within(self, ratio: float) -> bool:
         # Inclusive at both edges: a ratio exactly at 1 - down or 1 + up is no change.
         return 1.0 - self.scale_down <= ratio <= 1.0 + self.scale_up
-
-
-@dataclass(frozen=True)
-class ScalingPolicy:
-    kind: str
-    """``Pods`` or ``Percent``."""
-    value: int
-    period_seconds: int
-
-
-@dataclass(frozen=True)
-class ScalingRules:
-    stabilization_window_seconds: int | None = None
-    """None: 0 for scale-up, the controller's downscale stabilization for scale-down (the API's defaulting)."""
-    policies: tuple[ScalingPolicy, ...] | None = None
-    select_policy: str | None = None
-
-
-# pkg/apis/autoscaling/v2/defaults.go: up by max(100 %, 4 pods) per 15 s with no window; down by 100 % per 15 s.
-DEFAULT_SCALE_UP_POLICIES = (ScalingPolicy("Pods", 4, 15), ScalingPolicy("Percent", 100, 15))
-DEFAULT_SCALE_DOWN_POLICIES = (ScalingPolicy("Percent", 100, 15),)
-
-
-@dataclass(frozen=True)
-class Behavior:
-    scale_up: ScalingRules = ScalingRules()
-    scale_down: ScalingRules = ScalingRules()
-
-    def resolved(self, downscale_window: int) -> tuple[ScalingRules, ScalingRules]:
-        """Both directions with every field the API server and controller fill in."""
-        up, down = self.scale_up, self.scale_down
-        up = ScalingRules(0 if up.stabilization_window_seconds is None else up.stabilization_window_seconds,
-                          up.policies or DEFAULT_SCALE_UP_POLICIES, up.select_policy or MAX)
-        down = ScalingRules(downscale_window if down.stabilization_window_seconds is None
-                            else down.stabilization_window_seconds,
-                            down.policies or DEFAULT_SCALE_DOWN_POLICIES, down.select_policy or MAX)
-        return up, down
 
 
 # --- the replica calculator -----------------------------------------------------------------------------------------

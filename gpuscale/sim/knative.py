@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..config.services import KnativeAutoscalerConfig
+
 TICK = 2
 """multiscaler.go tickInterval."""
 TARGET_MIN = 0.01
@@ -23,27 +25,33 @@ ACTIVATION_TIMEOUT_BUFFER = 30
 """scaler.go: a revision stuck activating longer than the progress deadline plus this goes back to zero."""
 
 
+_UPSTREAM = KnativeAutoscalerConfig()
+"""config-autoscaler's defaults, as the stack config holds them."""
+
+
 @dataclass(frozen=True)
 class KpaConfig:
-    """config-autoscaler, with its upstream defaults (config.go defaultConfig)."""
+    """config-autoscaler with a revision's annotations applied; upstream's defaults (config.go defaultConfig)."""
 
-    target_utilization: float = 0.7
+    target_utilization: float = _UPSTREAM.target_utilization_percentage / 100
     """container-concurrency-target-percentage 70 %."""
     container_concurrency_target_default: float = 100
-    target_burst_capacity: float = 211
+    target_burst_capacity: float = _UPSTREAM.target_burst_capacity
     """-1: the activator always stays in the path; 0: only at zero."""
-    panic_window_percentage: float = 10.0
-    panic_threshold_percentage: float = 200.0
-    max_scale_up_rate: float = 1000.0
-    max_scale_down_rate: float = 2.0
-    stable_window: int = 60
-    scale_to_zero_grace_period: int = 30
+    panic_window_percentage: float = _UPSTREAM.panic_window_percentage
+    panic_threshold_percentage: float = _UPSTREAM.panic_threshold_percentage
+    max_scale_up_rate: float = _UPSTREAM.max_scale_up_rate
+    max_scale_down_rate: float = _UPSTREAM.max_scale_down_rate
+    stable_window: int = _UPSTREAM.stable_window_seconds
+    scale_to_zero_grace_period: int = _UPSTREAM.scale_to_zero_grace_period_seconds
     scale_to_zero_pod_retention_period: int = 0
     scale_down_delay: int = 0
     initial_scale: int = 1
     activation_scale: int = 1
-    enable_scale_to_zero: bool = True
+    enable_scale_to_zero: bool = _UPSTREAM.enable_scale_to_zero
     tick: int = TICK
+    progress_deadline: int = PROGRESS_DEADLINE
+    """The revision's progress deadline (config-deployment, or its `serving.knative.dev/progress-deadline`)."""
 
 
 RPS_TARGET_DEFAULT = 200.0
@@ -68,7 +76,7 @@ def kpa_target(kpa: Any, knative: Any, concurrency: int) -> tuple[float, float]:
     return max(TARGET_MIN, total * utilization), total
 
 
-def kpa_config(kpa: Any, knative: Any) -> KpaConfig:
+def kpa_config(kpa: Any, knative: Any, progress_deadline: int = PROGRESS_DEADLINE) -> KpaConfig:
     """The revision's effective autoscaler settings: its annotations (gpuscale.config.services.KpaScaling) over the
     cluster-wide config-autoscaler (KnativeAutoscalerConfig)."""
     def pick(value: Any, default: Any) -> Any:
@@ -83,7 +91,8 @@ def kpa_config(kpa: Any, knative: Any) -> KpaConfig:
         scale_to_zero_grace_period=knative.scale_to_zero_grace_period_seconds,
         scale_to_zero_pod_retention_period=pick(kpa.scale_to_zero_retention_seconds, 0),
         scale_down_delay=pick(kpa.scale_down_delay_seconds, 0), initial_scale=pick(kpa.initial_scale, 1),
-        activation_scale=pick(kpa.activation_scale, 1), enable_scale_to_zero=knative.enable_scale_to_zero)
+        activation_scale=pick(kpa.activation_scale, 1), enable_scale_to_zero=knative.enable_scale_to_zero,
+        progress_deadline=progress_deadline)
 
 
 @dataclass(frozen=True)
@@ -225,7 +234,7 @@ class PodAutoscaler:
         if not c.enable_scale_to_zero:
             return 1, True
         if self.state == ACTIVATING:
-            if now - self.since >= PROGRESS_DEADLINE + ACTIVATION_TIMEOUT_BUFFER:
+            if now - self.since >= c.progress_deadline + ACTIVATION_TIMEOUT_BUFFER:
                 return 0, True
             return -1, False
         if self.state == ACTIVE:

@@ -36,7 +36,7 @@ from .ec2 import IdealScaler, agent_delay, instance_fleet
 from .engine import Engine
 from .hpa import HorizontalController, listed_pods
 from .keda import GpuUtilizationTrigger, KedaScaler, QueueTrigger, RequestRateTrigger, ScaledObject
-from .knative import DeciderSpec, KpaScaler, kpa_config, kpa_target
+from .knative import PROGRESS_DEADLINE, DeciderSpec, KpaScaler, kpa_config, kpa_target
 from .pods import PodCluster
 from .results import SETTLE_TAIL_SECONDS, GroupSimulation, SimulationError, summarise, with_ratios
 from .service import ServiceModel, service_model
@@ -94,10 +94,11 @@ def pod_cluster(svc: ServiceModel, service: ServiceConfig, group: Any, cluster_a
 
 
 def build_scaler(scaling: Scaling, svc: ServiceModel, cluster: PodCluster, agent: Any,
-                 knative: KnativeAutoscalerConfig) -> Any:
-    """The pod autoscaler model of a service's scaling dataclass."""
+                 knative: KnativeAutoscalerConfig, progress_deadline: int = PROGRESS_DEADLINE) -> Any:
+    """The pod autoscaler model of a service's scaling dataclass; `progress_deadline`: the service's (Knative gives
+    up activating a revision after it)."""
     if isinstance(scaling, KpaScaling):
-        config = kpa_config(scaling, knative)
+        config = kpa_config(scaling, knative, progress_deadline)
         target, total = kpa_target(scaling, knative, svc.concurrency)
         spec = DeciderSpec(target, total, config.target_burst_capacity, config.panic_threshold_percentage / 100,
                            config.max_scale_up_rate, config.max_scale_down_rate, config.stable_window,
@@ -178,7 +179,8 @@ def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets:
     for plan in service_plans(service, knative, presets):
         cluster = pod_cluster(svc, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
                               trace.starts_at_zero)
-        scaler = build_scaler(plan.scaling, svc, cluster, config.agent, plan.knative)
+        scaler = build_scaler(plan.scaling, svc, cluster, config.agent, plan.knative,
+                              service.progress_deadline_seconds)
         runs[plan.name] = Engine(svc, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
     if IDEAL in presets:
         min_nodes, max_nodes, min_pods, _ = service_bounds(service, group)

@@ -12,7 +12,7 @@ from test_config_validation import CATALOG, _set, assert_rejected, base
 from gpuscale.config import load_stack_config, load_stack_file
 from gpuscale.config.services import (PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
                                       at_zero_behaviour, scales_to_zero_on_gpu_only)
-from gpuscale.sim.hpa import ScalingPolicy
+from gpuscale.config.hpa_behavior import ScalingPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 K, S = "gpuscale:kubernetes.serving", "gpuscale:services[0]"
