@@ -33,7 +33,7 @@ from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.config import PROJECT, ConfigError, load_stack_config
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
-from gpuscale.config.services import HpaScaling, KedaScaling, ServiceConfig, agent_metric, gpu_metric
+from gpuscale.config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric
 from gpuscale.instance_types import PulumiInstanceTypes
 
 

@@ -362,11 +362,6 @@ def kserve(repo: Path) -> dict[str, object]:
     return facts
 
 
-def _resolved_default(text: str) -> str:
-    """The default of a Go flag or constant given as a literal."""
-    return text.strip().strip('"')
-
-
 def knative_serving(repo: Path) -> dict[str, object]:
     """Knative Serving at the pinned release: the per-revision annotation keys (autoscaling and progress deadline)
     with the class and metric values, and the keys and defaults of config-autoscaler and config-defaults."""
