@@ -111,8 +111,10 @@ def knative_serving_spec(args: KnativeServingArgs) -> dict[str, Any]:
     return {
         "version": KNATIVE_SERVING_VERSION,
         # Kourier: Envoy with a small controller, no service mesh. The activator, not the ingress, holds requests
-        # while a revision wakes from zero, so nothing heavier is needed in front of it.
-        "ingress": {"kourier": {"enabled": True}},
+        # while a revision wakes from zero, so nothing heavier is needed in front of it. Its gateway Service is
+        # a LoadBalancer upstream, which on EKS opens an internet-facing load balancer nobody planned: ClusterIP
+        # here; expose it through the platform's own ingress or load balancer controller.
+        "ingress": {"kourier": {"enabled": True, "service-type": "ClusterIP"}},
         "config": {
             "network": {"ingress-class": KOURIER_INGRESS_CLASS},
             "autoscaler": autoscaler_config(args["autoscaler"]),

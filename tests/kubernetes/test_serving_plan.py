@@ -161,6 +161,7 @@ def test_knative_serving_sets_only_keys_of_the_pinned_release(stack_plans):
     # dev's chat waits out a cold start: its 900 s timeout needs the revision timeout ceiling raised.
     timeout = services("dev")[0]["requestTimeoutSeconds"]
     assert int(ks["spec"]["config"]["defaults"]["max-revision-timeout-seconds"]) >= timeout > 600
+    assert ks["spec"]["ingress"] == {"kourier": {"enabled": True, "service-type": "ClusterIP"}}, "no public LB"
     assert ks["spec"]["config"]["features"] == {"kubernetes.podspec-nodeselector": "enabled",
                                                 "kubernetes.podspec-tolerations": "enabled"}
 
