@@ -66,6 +66,8 @@ if c.mode == "create":
     cluster: EksCluster | ExistingCluster = EksCluster(c.name, {
         "cluster_name": c.name, "kubernetes_version": c.kubernetes_version, "vpc_cidr": c.vpc_cidr,
         "availability_zone_count": c.availability_zone_count, "nat_gateway_per_zone": c.nat_gateway_per_zone,
+        "endpoint_public_access": c.public_access,
+        **({"public_access_cidrs": list(c.public_access_cidrs)} if c.public_access else {}),
         "system_nodes": {"instance_type": c.system_nodes.instance_type, "min_size": c.system_nodes.min_size,
                          "max_size": c.system_nodes.max_size, "desired_size": c.system_nodes.desired_size},
         "tags": tags})

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import PROJECT, StackConfig
 from .checks_kubernetes import kubernetes_findings
+from .components.endpoint_access import open_to_internet
 from .components.labels import CA_TAG_PREFIX
 from .config.scaling import AWS_METRIC_PERIOD
 
@@ -51,6 +52,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     for i, group in enumerate(getattr(config, "node_groups", ())):
         findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
+    findings += _api_endpoint(config)
     findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
@@ -212,6 +214,25 @@ def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Find
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{math.ceil(value)} s"
+
+
+def _api_endpoint(config: StackConfig) -> list[Finding]:
+    """A new cluster whose API endpoint answers the whole internet (by the rule the policy rule eks-api-not-public
+    applies to the planned cluster: one definition of "open")."""
+    c = config.cluster
+    if c.mode != "create":
+        return []
+    open_to = open_to_internet(c.public_access, c.public_access_cidrs)
+    if not open_to:
+        return []
+    accepted = any(a.rule == "eks-api-not-public" for a in config.policy.accepted)
+    key = f"{PROJECT}:cluster.apiEndpoint"
+    return [Finding(WARNING, "api-endpoint", (f"{key}.publicAccess", f"{key}.publicAccessCidrs"),
+                    f"the Kubernetes API of {c.name} is public to {', '.join(open_to)}: anyone on the internet can "
+                    "reach it (IAM still authenticates every call). Set publicAccessCidrs to the networks that "
+                    "deploy, or publicAccess: false"
+                    + (" (the stack accepts it: gpuscale:policy.accept names rule eks-api-not-public)" if accepted
+                       else ""))]
 
 
 def _shared_queues(config: StackConfig) -> list[Finding]:

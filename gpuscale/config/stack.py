@@ -15,6 +15,7 @@ from typing import Any
 
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
+from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
@@ -73,6 +74,10 @@ class ClusterConfig:
     system_nodes: SystemNodesConfig | None
     subnet_ids: tuple[str, ...]
     """Existing mode: private subnets for GPU nodes (default: the cluster's own subnets)."""
+    public_access: bool = True
+    """Create mode: the API's public endpoint is on (the private one always is, for the nodes)."""
+    public_access_cidrs: tuple[str, ...] = ()
+    """Create mode, public endpoint on: the networks it answers (AWS's default 0.0.0.0/0 when none are set)."""
 
 
 @dataclass(frozen=True)
@@ -208,19 +213,37 @@ def _read_cluster(s: Section) -> ClusterConfig:
         sys_s = s.section("systemNodes", {})
         sys_s = sys_s if isinstance(sys_s, Section) else Section(sys_s, s.key("systemNodes"))
         system = _read_system_nodes(sys_s)
+        public_access, public_cidrs = _read_api_endpoint(s)
         subnet_ids: tuple[str, ...] = ()
         if s.has("subnetIds"):
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
         cidr, zones, nat_per_zone, system = None, 0, False, None
-        for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
+        public_access, public_cidrs = True, ()
+        for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes", "apiEndpoint"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
         subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
                                 describe="subnet ids such as subnet-0123456789abcdef0")
     s.finish()
-    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids)
+    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids, public_access,
+                         public_cidrs)
+
+
+def _read_api_endpoint(cluster: Section) -> tuple[bool, tuple[str, ...]]:
+    """`apiEndpoint`: the public endpoint off (`publicAccess: false`, private only), or on for `publicAccessCidrs`
+    (default AWS's 0.0.0.0/0). The rule is components/endpoint_access.py's, which EksCluster applies too."""
+    s = cluster.optional_section("apiEndpoint") or Section({}, cluster.key("apiEndpoint"))
+    public = s.bool("publicAccess", True)
+    cidrs = s.str_list("publicAccessCidrs", None, min_items=1,
+                       describe="IPv4 networks in CIDR notation, e.g. 52.94.76.5/32")
+    problem = endpoint_access_problem(public, cidrs)
+    if problem is not None:
+        key = "publicAccessCidrs" if problem.index is None else f"publicAccessCidrs[{problem.index}]"
+        raise s.fail(key, problem.value, problem.allowed)
+    s.finish()
+    return public, (cidrs or AWS_DEFAULT_PUBLIC_ACCESS_CIDRS) if public else ()
 
 
 def _read_system_nodes(s: Section) -> SystemNodesConfig:
