@@ -18,6 +18,7 @@ from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
 
 from ._iam import assume_role_policy, attach_managed_policies
 from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, render_user_data
+from .signal_queue import consumer_statement
 
 GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
                  "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances",
@@ -86,6 +87,9 @@ class GpuAutoScalingGroupArgs(TypedDict):
     ssm_access: NotRequired[bool]
     """Attach AmazonSSMManagedInstanceCore: a shell through Session Manager with no SSH and no open ports.
     Default True."""
+    request_queue_arns: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """SQS queues the instances' workload takes requests from (SignalQueue.queue_arn, or a looked-up queue's ARN):
+    the instance role may receive, delete and extend messages on exactly these. Default none."""
     metrics_ingress_cidrs: NotRequired[Sequence[str]]
     """Networks allowed to scrape the agent's Prometheus port. Default none (no inbound traffic at all)."""
     tags: NotRequired[dict[str, str]]
@@ -143,6 +147,12 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         permissions: list[pulumi.Resource] = [aws.iam.RolePolicy(
             f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag)),
             opts=child)]
+        if args.get("request_queue_arns"):
+            # A policy of its own: the workload's grant changes with the queues, the agent's stays as it is.
+            permissions.append(aws.iam.RolePolicy(
+                f"{name}-requests", role=role.id, opts=child,
+                policy=pulumi.Output.from_input(args["request_queue_arns"]).apply(
+                    lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [consumer_statement(list(arns))]}))))
         if args.get("ssm_access", True):
             permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)

@@ -53,6 +53,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
         findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
     findings += _api_endpoint(config)
+    findings += _queue_visibility(config)
     findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
@@ -233,6 +234,27 @@ def _api_endpoint(config: StackConfig) -> list[Finding]:
                     "deploy, or publicAccess: false"
                     + (" (the stack accepts it: gpuscale:policy.accept names rule eks-api-not-public)" if accepted
                        else ""))]
+
+
+def _queue_visibility(config: StackConfig) -> list[Finding]:
+    """A created queue whose messages reappear before its consumers' mean request is done: a second instance runs
+    the same request, and the backlog the scaling reads counts it twice."""
+    found = []
+    groups = {g.name: (i, g) for i, g in enumerate(config.auto_scaling_groups)}
+    for q in getattr(config, "queues", ()):
+        if q.existing:
+            continue
+        for name in q.consumer_groups:
+            i, g = groups[name]
+            if g.workload is not None and q.visibility_timeout_seconds < g.workload.service_time.mean_seconds:
+                found.append(Finding(
+                    WARNING, "queue-visibility",
+                    (q.setting_key("visibilityTimeoutSeconds"),
+                     f"{PROJECT}:autoScalingGroups[{i}].workload.serviceTime.meanSeconds"),
+                    f"queue {q.name} hides a received request for {q.visibility_timeout_seconds} s, less than the "
+                    f"{g.workload.service_time.mean_seconds:g} s {name} takes on average: most requests are "
+                    "received again, and run twice, before they are done"))
+    return found
 
 
 def _shared_queues(config: StackConfig) -> list[Finding]:

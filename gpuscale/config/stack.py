@@ -19,6 +19,7 @@ from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoi
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
+from .queues import QueueConfig, queue_uses, read_queues
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
@@ -29,7 +30,7 @@ PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -164,6 +165,8 @@ class StackConfig:
     """The in-cluster side: cluster-autoscaler, device plugin, agent DaemonSet. Always set by load_stack_config."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """How the policy rules treat the stack (`gpuscale:policy`)."""
+    queues: tuple[QueueConfig, ...] = ()
+    """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -195,9 +198,10 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
     kubernetes = read_kubernetes(Section(values.get(f"{PROJECT}:kubernetes") or {}, f"{PROJECT}:kubernetes"))
     check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
-    return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                       auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
-                       policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values))
+    config = StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
+                         auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
+                         policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values))
+    return replace(config, queues=read_queues(values.get(f"{PROJECT}:queues"), queue_uses(config)))
 
 
 def _read_cluster(s: Section) -> ClusterConfig:
