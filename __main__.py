@@ -182,6 +182,10 @@ if config.auto_scaling_groups:
             "agent": replace(agent, scale_in_protection=a.scaling.scale_in_protection,
                              drain_timeout_seconds=a.scaling.drain_timeout_seconds) if a.scaling else agent,
             "metrics_ingress_cidrs": scrapers, "tags": tags}
+        if a.startup is not None:
+            # The workload's published ports answer clients inside the VPC (a load balancer or gateway there).
+            args["startup"] = a.startup  # type: ignore[typeddict-item]
+            args["workload_ingress_cidrs"] = scrapers
         consumed = [queue_arns[q.name] for q in config.queues if a.name in q.consumer_groups]
         if consumed:
             args["request_queue_arns"] = consumed

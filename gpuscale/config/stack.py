@@ -20,6 +20,7 @@ from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
 from .queues import QueueConfig, queue_uses, read_queues
+from .startup import read_startup
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
@@ -137,6 +138,8 @@ class AutoScalingGroupConfig:
     """GPU-metric scaling settings, or None for a group whose size only its min/max bound."""
     workload: WorkloadConfig | None = None
     """The served workload's model, for the simulator and the pre-apply checks."""
+    startup: Mapping[str, Any] | None = None
+    """The user's own startup beside the agent's (components/workload_startup.py StartupArgs), or None."""
 
     @property
     def uses_mixed_instances(self) -> bool:
@@ -351,6 +354,7 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
 def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: AgentConfig) -> AutoScalingGroupConfig:
     """The scaling and workload sections of a group, read by their own modules."""
     group = replace(group, scaling=read_scaling(s, group, agent))
+    group = replace(group, startup=read_startup(s.optional_section("startup"), (agent.prometheus_port,)))
     return replace(group, workload=read_workload(s.optional_section("workload"), group))
 
 
