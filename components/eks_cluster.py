@@ -66,8 +66,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
         public = args.get("endpoint_public_access", True)
         problem = endpoint_access_problem(public, args.get("public_access_cidrs"))
         if problem is not None:
-            key = problem.field if problem.index is None else f"{problem.field}[{problem.index}]"
-            raise ValueError(f"{key}: {problem.value!r} is not allowed; allowed: {problem.allowed}")
+            raise problem.error()
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

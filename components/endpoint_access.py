@@ -11,53 +11,45 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
+
+from .arg_rules import Refusal
 
 AWS_DEFAULT_PUBLIC_ACCESS_CIDRS = ("0.0.0.0/0",)
 """What EKS allows when publicAccessCidrs is not set (an IPv4 cluster; IPv6 clusters add ::/0): everyone."""
 
 
-@dataclass(frozen=True)
-class EndpointProblem:
-    """A value the endpoint rule refuses. `field` is "public_access_cidrs" (with `index` for one entry) or
-    "endpoint_public_access"; callers name it their way (the config key or the Args key)."""
-
-    field: str
-    index: int | None
-    value: object
-    allowed: str
 
 
-def endpoint_access_problem(public_access: bool, cidrs: Sequence[str] | None) -> EndpointProblem | None:
+def endpoint_access_problem(public_access: bool, cidrs: Sequence[str] | None) -> Refusal | None:
     """None when EKS would accept this endpoint access, else the first thing it would refuse (or that would lock
     everyone out)."""
     if not isinstance(public_access, bool):
-        return EndpointProblem("endpoint_public_access", None, public_access, "true or false")
+        return Refusal("endpoint_public_access", public_access, "true or false")
     if cidrs is None:
         return None
     if not public_access:
-        return EndpointProblem("public_access_cidrs", None, list(cidrs),
+        return Refusal("public_access_cidrs", list(cidrs),
                                "no public CIDRs with the public endpoint off (publicAccess: false): the API answers "
                                "only inside the VPC")
     if isinstance(cidrs, str) or not cidrs:
-        return EndpointProblem("public_access_cidrs", None, cidrs,
+        return Refusal("public_access_cidrs", cidrs,
                                "a list of at least one IPv4 network; for no public access turn the public endpoint "
                                "off instead")
     for i, cidr in enumerate(cidrs):
         try:
             net = ipaddress.IPv4Network(cidr, strict=True)
         except (ValueError, TypeError):
-            return EndpointProblem("public_access_cidrs", i, cidr,
+            return Refusal(f"public_access_cidrs[{i}]", cidr,
                                    "an IPv4 network in CIDR notation, e.g. 52.94.76.5/32 (EKS takes IPv6 blocks only "
                                    "on IPv6 clusters)")
         if net.prefixlen and not net.is_global:
             # EKS refuses reserved ranges here; private addresses reach the API through the private endpoint anyway.
-            return EndpointProblem("public_access_cidrs", i, cidr,
+            return Refusal(f"public_access_cidrs[{i}]", cidr,
                                    "a public (globally routable) network: EKS refuses reserved ranges in "
                                    "publicAccessCidrs, and private addresses reach the API through the private "
                                    "endpoint")
     if len(set(cidrs)) != len(cidrs):
-        return EndpointProblem("public_access_cidrs", None, list(cidrs), "a list without repeated networks")
+        return Refusal("public_access_cidrs", list(cidrs), "a list without repeated networks")
     return None
 
 

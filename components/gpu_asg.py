@@ -123,7 +123,7 @@ def check_args(args: GpuAutoScalingGroupArgs) -> None:
         port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
         problem = startup_problem(args["startup"], reserved_ports=(port,))
         if problem is not None:
-            raise ValueError(f"startup.{problem.field}: {problem.value!r} is not allowed; allowed: {problem.allowed}")
+            raise problem.error("startup.")
         # EC2's size limit, before anything is declared: the bucket and key are outputs, so the longest bucket name
         # S3 allows and a generous key stand in for them (the rendering checks the real ones again).
         render_launch_user_data(render_user_data("b" * 63, "k" * 200, args["region"], args.get("agent") or

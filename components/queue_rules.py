@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from .arg_rules import Refusal
 
 MAX_QUEUE_NAME = 80
 """SQS queue names: 1 to 80 characters (letters, digits, hyphens, underscores; FIFO names end in .fifo)."""
@@ -33,20 +33,13 @@ def dead_letter_queue_name(queue_name: str) -> str:
     return queue_name + DEAD_LETTER_SUFFIX
 
 
-@dataclass(frozen=True)
-class QueueProblem:
-    """A value the queue rules refuse: `field` is the Args name (snake_case); the config maps it to its key."""
-
-    field: str
-    value: object
-    allowed: str
 
 
 def created_queue_problem(queue_name: str, visibility_timeout_seconds: int, message_retention_seconds: int,
-                          max_receive_count: int) -> QueueProblem | None:
+                          max_receive_count: int) -> Refusal | None:
     """None when SQS would create this queue and its dead-letter queue, else the first value it would refuse."""
     if len(dead_letter_queue_name(queue_name)) > MAX_QUEUE_NAME:
-        return QueueProblem("queue_name", queue_name,
+        return Refusal("queue_name", queue_name,
                             f"a name of at most {MAX_QUEUE_NAME - len(DEAD_LETTER_SUFFIX)} characters before any "
                             f".fifo: its dead-letter queue {dead_letter_queue_name(queue_name)!r} must fit SQS's "
                             f"{MAX_QUEUE_NAME}")
@@ -55,5 +48,5 @@ def created_queue_problem(queue_name: str, visibility_timeout_seconds: int, mess
                                    ("message_retention_seconds", message_retention_seconds, RETENTION_RANGE),
                                    ("max_receive_count", max_receive_count, MAX_RECEIVE_RANGE)):
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-            return QueueProblem(field, value, f"an integer in [{lo}, {hi}]")
+            return Refusal(field, value, f"an integer in [{lo}, {hi}]")
     return None

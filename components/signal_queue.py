@@ -59,7 +59,7 @@ class SignalQueue(pulumi.ComponentResource):
         receives = args.get("max_receive_count", DEFAULT_MAX_RECEIVES)
         problem = created_queue_problem(queue_name, visibility, retention, receives)
         if problem is not None:
-            raise ValueError(f"{problem.field}: {problem.value!r} is not allowed; allowed: {problem.allowed}")
+            raise problem.error()
         super().__init__("gpuscale:index:SignalQueue", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

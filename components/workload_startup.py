@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 import hashlib
 from email.charset import Charset
 from email.mime.multipart import MIMEMultipart
@@ -23,6 +22,7 @@ from typing import Any, TypedDict
 import yaml
 from typing_extensions import NotRequired
 
+from .arg_rules import Refusal
 from .kube_values import is_pinned_image
 
 WORKLOAD_UNIT = "gpuscale-workload.service"
@@ -71,27 +71,20 @@ class StartupArgs(TypedDict):
     cloud-init after the agent's part (a script once, at first boot)."""
 
 
-@dataclass(frozen=True)
-class StartupProblem:
-    """A value the rules refuse; `field` is its path in StartupArgs, e.g. "container.ports[1]"."""
-
-    field: str
-    value: object
-    allowed: str
 
 
 def _control(text: str) -> bool:
     return any(ord(c) < 32 or ord(c) == 127 for c in text)
 
 
-def startup_problem(startup: Mapping[str, Any], reserved_ports: Sequence[int] = ()) -> StartupProblem | None:
+def startup_problem(startup: Mapping[str, Any], reserved_ports: Sequence[int] = ()) -> Refusal | None:
     """None when the startup can be rendered and run, else the first value refused. `reserved_ports` are ports the
     instance already serves (the agent's Prometheus port)."""
     unknown = sorted(set(startup) - set(StartupArgs.__annotations__))
     if unknown:
-        return StartupProblem(unknown[0], startup[unknown[0]], "container or user_data")
+        return Refusal(unknown[0], startup[unknown[0]], "container or user_data")
     if not startup:
-        return StartupProblem("container", None, "a container, user_data, or both")
+        return Refusal("container", None, "a container, user_data, or both")
     if "user_data" in startup:
         problem = _user_data_problem(startup["user_data"])
         if problem is not None:
@@ -101,64 +94,64 @@ def startup_problem(startup: Mapping[str, Any], reserved_ports: Sequence[int] = 
     return None
 
 
-def _user_data_problem(text: Any) -> StartupProblem | None:
+def _user_data_problem(text: Any) -> Refusal | None:
     if not isinstance(text, str) or not text.startswith((SHELL_SCRIPT, CLOUD_CONFIG)):
-        return StartupProblem("user_data", text, 'a shell script starting with "#!" or a cloud-config document '
+        return Refusal("user_data", text, 'a shell script starting with "#!" or a cloud-config document '
                                                  'starting with "#cloud-config"')
     if text.startswith(CLOUD_CONFIG):
         try:
             doc = yaml.safe_load(text)
         except yaml.YAMLError as err:
-            return StartupProblem("user_data", text, f"valid YAML in a cloud-config document ({err})")
+            return Refusal("user_data", text, f"valid YAML in a cloud-config document ({err})")
         if not isinstance(doc, dict):
-            return StartupProblem("user_data", text, "a cloud-config document that is a YAML mapping")
+            return Refusal("user_data", text, "a cloud-config document that is a YAML mapping")
     return None
 
 
-def _container_problem(c: Any, reserved_ports: Sequence[int]) -> StartupProblem | None:
+def _container_problem(c: Any, reserved_ports: Sequence[int]) -> Refusal | None:
     if not isinstance(c, Mapping):
-        return StartupProblem("container", c, "a mapping with image and optional args, ports, env, volumes, gpus, "
+        return Refusal("container", c, "a mapping with image and optional args, ports, env, volumes, gpus, "
                                               "ipc_host, restart")
     unknown = sorted(set(c) - set(ContainerArgs.__annotations__))
     if unknown:
-        return StartupProblem(f"container.{unknown[0]}", c[unknown[0]],
+        return Refusal(f"container.{unknown[0]}", c[unknown[0]],
                               "keys " + ", ".join(ContainerArgs.__annotations__))
     image = c.get("image")
     if not isinstance(image, str) or not is_pinned_image(image):
-        return StartupProblem("container.image", image, "an image reference with a tag or digest, e.g. "
+        return Refusal("container.image", image, "an image reference with a tag or digest, e.g. "
                                                         "vllm/vllm-openai:v0.11.0 (no implicit :latest: every "
                                                         "instance of the group runs the same image)")
     for i, arg in enumerate(_sequence(c.get("args"))):
         if not isinstance(arg, str) or _control(arg):
-            return StartupProblem(f"container.args[{i}]", arg, "a string without control characters")
+            return Refusal(f"container.args[{i}]", arg, "a string without control characters")
     ports = list(_sequence(c.get("ports")))
     for i, port in enumerate(ports):
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            return StartupProblem(f"container.ports[{i}]", port, "a TCP port from 1 to 65535")
+            return Refusal(f"container.ports[{i}]", port, "a TCP port from 1 to 65535")
         if port in reserved_ports or port in ports[:i]:
-            return StartupProblem(f"container.ports[{i}]", port, "a port not already published on the instance "
+            return Refusal(f"container.ports[{i}]", port, "a port not already published on the instance "
                                                                  f"(taken: {sorted({*reserved_ports, *ports[:i]})})")
     env = c.get("env") or {}
     if not isinstance(env, Mapping):
-        return StartupProblem("container.env", env, "a mapping of variable names to string values")
+        return Refusal("container.env", env, "a mapping of variable names to string values")
     for name, value in env.items():
         if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
-            return StartupProblem(f"container.env.{name}", value, "a variable name: letters, digits and _, not "
+            return Refusal(f"container.env.{name}", value, "a variable name: letters, digits and _, not "
                                                                   "starting with a digit")
         if not isinstance(value, str) or _control(value):
-            return StartupProblem(f"container.env.{name}", value, "a string value without control characters")
+            return Refusal(f"container.env.{name}", value, "a string value without control characters")
     for i, volume in enumerate(_sequence(c.get("volumes"))):
         if not isinstance(volume, str) or not VOLUME.fullmatch(volume):
-            return StartupProblem(f"container.volumes[{i}]", volume,
+            return Refusal(f"container.volumes[{i}]", volume,
                                   '"/host/path:/container/path", optionally ":ro" (absolute paths of letters, '
                                   "digits, . _ - /)")
     gpus = c.get("gpus", "all")
     if gpus != "all" and (isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1):
-        return StartupProblem("container.gpus", gpus, '"all" or a number of GPUs >= 1')
+        return Refusal("container.gpus", gpus, '"all" or a number of GPUs >= 1')
     if not isinstance(c.get("ipc_host", False), bool):
-        return StartupProblem("container.ipc_host", c["ipc_host"], "true or false")
+        return Refusal("container.ipc_host", c["ipc_host"], "true or false")
     if c.get("restart", "always") not in RESTART_POLICIES:
-        return StartupProblem("container.restart", c["restart"], "one of " + ", ".join(RESTART_POLICIES))
+        return Refusal("container.restart", c["restart"], "one of " + ", ".join(RESTART_POLICIES))
     return None
 
 

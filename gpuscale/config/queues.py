@@ -21,8 +21,6 @@ if TYPE_CHECKING:
     from .stack import StackConfig
 
 KEY = "gpuscale:queues"
-_CONFIG_KEYS = {"queue_name": "name", "visibility_timeout_seconds": "visibilityTimeoutSeconds",
-                "message_retention_seconds": "messageRetentionSeconds", "max_receive_count": "maxReceiveCount"}
 
 
 @dataclass(frozen=True)
@@ -104,8 +102,10 @@ def read_queues(value: Any, uses: list[QueueUse]) -> tuple[QueueConfig, ...]:
         receives = s.int("maxReceiveCount", DEFAULT_MAX_RECEIVES)
         problem = None if existing else created_queue_problem(name, visibility, retention, receives)
         if problem is not None:
-            key = _CONFIG_KEYS[problem.field]
-            where = s.key(key) if name in entries else next(u.key for u in uses if u.queue_name == name)
+            # queue_name is the entry's name; the other Args are its keys in camelCase. Without an entry, the
+            # signal that names the queue is where to look.
+            where = problem.config_key(s.path).replace(".queueName", ".name") if name in entries \
+                else next(u.key for u in uses if u.queue_name == name)
             raise ConfigError(where, problem.value, problem.allowed)
         s.finish()
         queues.append(QueueConfig(name, existing, visibility, retention, receives,

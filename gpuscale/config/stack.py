@@ -246,9 +246,8 @@ def _read_api_endpoint(cluster: Section) -> tuple[bool, tuple[str, ...]]:
     cidrs = s.str_list("publicAccessCidrs", None, min_items=1,
                        describe="IPv4 networks in CIDR notation, e.g. 52.94.76.5/32")
     problem = endpoint_access_problem(public, cidrs)
-    if problem is not None:
-        key = "publicAccessCidrs" if problem.index is None else f"publicAccessCidrs[{problem.index}]"
-        raise s.fail(key, problem.value, problem.allowed)
+    if problem is not None:  # the Args name public_access_cidrs; the config publicAccessCidrs
+        raise ConfigError(problem.config_key(s.path), problem.value, problem.allowed)
     s.finish()
     return public, (cidrs or AWS_DEFAULT_PUBLIC_ACCESS_CIDRS) if public else ()
 

@@ -11,16 +11,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..components.arg_rules import camel
 from ..components.workload_startup import StartupArgs, startup_problem
 from .reader import ConfigError, Section
 
 
 def _snake(key: str) -> str:
     return re.sub(r"([A-Z])", lambda m: "_" + m.group(1).lower(), key)
-
-
-def _camel(key: str) -> str:
-    return re.sub(r"_([a-z])", lambda m: m.group(1).upper(), key)
 
 
 def read_startup(s: Section | None, reserved_ports: tuple[int, ...]) -> StartupArgs | None:
@@ -33,14 +30,12 @@ def read_startup(s: Section | None, reserved_ports: tuple[int, ...]) -> StartupA
         startup["container"] = {_snake(k): v for k, v in startup["container"].items()}
     problem = startup_problem(startup, reserved_ports)
     if problem is not None:
-        head, *rest = problem.field.split(".", 2)
-        path = ".".join([_camel(head), *([_camel(rest[0])] if rest else []), *rest[1:]])
-        raise ConfigError(f"{s.path}.{path}", problem.value, _allowed_in_config_words(problem.allowed))
+        raise ConfigError(problem.config_key(s.path), problem.value, _allowed_in_config_words(problem.allowed))
     return startup  # type: ignore[return-value]
 
 
 def _allowed_in_config_words(allowed: str) -> str:
     """The rule's text names Args keys (snake_case); the config's reader names its own keys."""
     for name in ("ipc_host", "user_data"):
-        allowed = allowed.replace(name, _camel(name))
+        allowed = allowed.replace(name, camel(name))
     return allowed

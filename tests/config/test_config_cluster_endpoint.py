@@ -53,7 +53,8 @@ def test_endpoint_defaults_to_aws_and_reads_private_only_and_given_networks():
 
 def test_component_and_config_share_the_rule():
     problem = endpoint_access_problem(True, ["192.168.0.0/16"])
-    assert (problem.field, problem.index, problem.value) == ("public_access_cidrs", 0, "192.168.0.0/16")
+    assert (problem.field, problem.value) == ("public_access_cidrs[0]", "192.168.0.0/16")
+    assert problem.config_key("gpuscale:cluster.apiEndpoint") == "gpuscale:cluster.apiEndpoint.publicAccessCidrs[0]"
     assert endpoint_access_problem(False, None) is None and endpoint_access_problem(True, ["0.0.0.0/0"]) is None
 
 
