@@ -192,3 +192,15 @@ def test_a_service_without_any_pod_autoscaler():
     none = plan_of(isvc("chat", "external"), isvc("batch", "keda"))
     [f] = findings(v, "prod", "two-autoscalers", none)
     assert "no pod autoscaler" in f.message and f.settings == ("gpuscale:services[0].scaling",)
+
+
+def test_the_batch_services_queue_is_created_with_its_own_visibility():
+    """The queue a service's KEDA wake names is created by the stack (gpuscale:queues), consumed by pods; a
+    visibility timeout shorter than the service's mean request runs requests twice."""
+    v = values("prod")
+    queue = next(q for q in load(v, "prod").queues if q.name == "gpuscale-prod-batch-generate")
+    assert queue.consumer_groups == () and queue.uses[0].key == "gpuscale:services[1].scaling.keda.wake.queueName"
+    v["gpuscale:queues"] = [q for q in v["gpuscale:queues"] if q["name"] != "gpuscale-prod-batch-generate"]
+    [f] = findings(v, "prod", "queue-visibility")
+    assert f.severity == WARNING and "30 s, less than the 120 s service batch takes" in f.message
+    assert f.settings[1] == "gpuscale:services[1].workload.serviceTime.meanSeconds"
