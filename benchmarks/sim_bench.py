@@ -63,23 +63,20 @@ def main() -> None:
     for g, preset in runs:
         start = time.perf_counter()
         sim = simulate_group(g, config.agent, trace, [preset], duration=trace.seconds, kubernetes=config.kubernetes)
-        wall = time.perf_counter() - start
-        r = sim.results[0]
-        peak = int(sim.runs[preset].ready_replicas.max())
-        verdict = "OK" if wall <= TARGET_SECONDS else f"SLOW (target {TARGET_SECONDS:g} s)"
-        print(f"{g.name:9s} {preset:14s} {wall:5.2f} s wall  peak {peak:3d} ready replicas  p99 {r.latency_p99} s  "
-              f"cost {r.cost:.2f} {svc.currency}  {verdict}")
+        _report(g.name, preset, sim, time.perf_counter() - start)
     service = config.services[0]
     for preset in SERVICE_PRESETS:
         start = time.perf_counter()
         sim = simulate_service(service, config, trace, [preset], duration=trace.seconds)
-        wall = time.perf_counter() - start
-        r = sim.results[0]
-        peak = int(sim.runs[preset].ready_replicas.max())
-        verdict = "OK" if wall <= TARGET_SECONDS else f"SLOW (target {TARGET_SECONDS:g} s)"
-        print(f"{service.name:9s} {preset:14s} {wall:5.2f} s wall  peak {peak:3d} ready replicas  p99 "
-              f"{r.latency_p99} s  cost {r.cost:.2f} {svc.currency}  {verdict}")
+        _report(service.name, preset, sim, time.perf_counter() - start)
 
+
+def _report(name: str, preset: str, sim, wall: float) -> None:
+    r = sim.results[0]
+    peak = int(sim.runs[preset].ready_replicas.max())
+    verdict = "OK" if wall <= TARGET_SECONDS else f"SLOW (target {TARGET_SECONDS:g} s)"
+    print(f"{name:9s} {preset:14s} {wall:5.2f} s wall  peak {peak:3d} ready replicas  p99 {r.latency_p99} s  "
+          f"cost {r.cost:.2f} {sim.currency}  {verdict}")
 
 if __name__ == "__main__":
     main()

@@ -240,22 +240,27 @@ def _api_endpoint(config: StackConfig) -> list[Finding]:
 
 
 def _queue_visibility(config: StackConfig) -> list[Finding]:
-    """A created queue whose messages reappear before its consumers' mean request is done: a second instance runs
-    the same request, and the backlog the scaling reads counts it twice."""
+    """A created queue whose messages reappear before its consumers' mean request is done: a second instance (or
+    pod) runs the same request, and the backlog the scaling reads counts it twice. Consumers: the Auto Scaling
+    groups whose instances take the queue's messages, and the model services whose KEDA wake names it."""
     found = []
     groups = {g.name: (i, g) for i, g in enumerate(config.auto_scaling_groups)}
+    services = {f"{PROJECT}:services[{i}].scaling.keda.wake.queueName": (i, s)
+                for i, s in enumerate(getattr(config, "services", ()))}
     for q in getattr(config, "queues", ()):
         if q.existing:
             continue
-        for name in q.consumer_groups:
-            i, g = groups[name]
-            if g.workload is not None and q.visibility_timeout_seconds < g.workload.service_time.mean_seconds:
+        consumers = [(f"{PROJECT}:autoScalingGroups[{groups[n][0]}]", n, groups[n][1].workload)
+                     for n in q.consumer_groups]
+        consumers += [(f"{PROJECT}:services[{services[u.key][0]}]", f"service {services[u.key][1].name}",
+                       services[u.key][1].workload) for u in q.uses if u.key in services]
+        for key, name, workload in consumers:
+            if workload is not None and q.visibility_timeout_seconds < workload.service_time.mean_seconds:
                 found.append(Finding(
                     WARNING, "queue-visibility",
-                    (q.setting_key("visibilityTimeoutSeconds"),
-                     f"{PROJECT}:autoScalingGroups[{i}].workload.serviceTime.meanSeconds"),
+                    (q.setting_key("visibilityTimeoutSeconds"), f"{key}.workload.serviceTime.meanSeconds"),
                     f"queue {q.name} hides a received request for {q.visibility_timeout_seconds} s, less than the "
-                    f"{g.workload.service_time.mean_seconds:g} s {name} takes on average: most requests are "
+                    f"{workload.service_time.mean_seconds:g} s {name} takes on average: most requests are "
                     "received again, and run twice, before they are done"))
     return found
 

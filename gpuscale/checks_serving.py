@@ -38,7 +38,6 @@ def serving_findings(config: StackConfig, plan: Any | None, finding: type) -> li
         found += _agent_metrics(key, service, config, finding)
         found += _time_to_capacity(key, service, config, finding)
     found += _group_room(config, finding)
-    found += _queue_visibility(config, finding)
     found += _shared_group_metric(config, finding)
     found += _prometheus_scrape(config, finding)
     if plan is not None:
@@ -178,26 +177,6 @@ def _group_room(config: StackConfig, finding: type) -> list[Any]:
                                  f"node group {name}'s {room} GPUs at maxSize {group.max_size} hold fewer than the "
                                  f"{wanted} its services ask for at their maxReplicas "
                                  f"({', '.join(s.name for _, s in on)}): pods beyond them stay Pending"))
-    return found
-
-
-def _queue_visibility(config: StackConfig, finding: type) -> list[Any]:
-    """A created queue a service consumes whose messages reappear before the service's mean request is done: a
-    second pod runs the same request, and the backlog KEDA reads counts it twice (as checks.py's queue-visibility
-    for an Auto Scaling group's queue)."""
-    found = []
-    for q in getattr(config, "queues", ()):
-        for use in q.uses:
-            if q.existing or use.consumer_group is not None or not use.key.startswith(f"{PROJECT}:services["):
-                continue
-            i = int(use.key[len(f"{PROJECT}:services["):].split("]")[0])
-            mean = config.services[i].workload.service_time.mean_seconds
-            if q.visibility_timeout_seconds < mean:
-                found.append(finding(WARNING, "queue-visibility", (q.setting_key("visibilityTimeoutSeconds"),
-                                     f"{PROJECT}:services[{i}].workload.serviceTime.meanSeconds"),
-                                     f"queue {q.name} hides a received request for {q.visibility_timeout_seconds} s, "
-                                     f"less than the {mean:g} s service {config.services[i].name} takes on average: "
-                                     "most requests are received again, and run twice, before they are done"))
     return found
 
 

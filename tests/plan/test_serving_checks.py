@@ -202,7 +202,7 @@ def test_the_batch_services_queue_is_created_with_its_own_visibility():
     assert queue.consumer_groups == () and queue.uses[0].key == "gpuscale:services[1].scaling.keda.wake.queueName"
     v["gpuscale:queues"] = [q for q in v["gpuscale:queues"] if q["name"] != "gpuscale-prod-batch-generate"]
     [f] = findings(v, "prod", "queue-visibility")
-    assert f.severity == WARNING and "30 s, less than the 120 s service batch takes" in f.message
+    assert f.severity == WARNING and "30 s, less than the 120 s service batch takes on average" in f.message
     assert f.settings[1] == "gpuscale:services[1].workload.serviceTime.meanSeconds"
 
 
