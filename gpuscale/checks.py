@@ -194,7 +194,8 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
 
 def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Finding]:
     """The same burst onto an EKS node group: cluster-autoscaler with the stack's settings adds nodes for the pods the
-    burst leaves pending (one pod per replica of work; the group's pod autoscaler is not configured yet)."""
+    burst leaves pending (one pod per replica of work; a model service's own pod autoscaler has a finding of its
+    own, gpuscale/checks_serving.py)."""
     if group.workload is None or config.kubernetes is None:
         return []
     from .sim.results import simulate_group
