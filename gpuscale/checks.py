@@ -16,7 +16,9 @@ from typing import Any
 from .config import PROJECT, StackConfig
 from .checks_kubernetes import kubernetes_findings
 from .checks_serving import serving_findings
+from .components.endpoint_access import open_to_internet
 from .components.labels import CA_TAG_PREFIX
+from .config.policy import PolicyConfig
 from .config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -52,6 +54,8 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     for i, group in enumerate(getattr(config, "node_groups", ())):
         findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
     findings += _shared_queues(config)
+    findings += _api_endpoint(config)
+    findings += _queue_visibility(config)
     findings += kubernetes_findings(config, plan, Finding)
     findings += serving_findings(config, plan, Finding)
     if plan is not None:
@@ -190,7 +194,8 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
 
 def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Finding]:
     """The same burst onto an EKS node group: cluster-autoscaler with the stack's settings adds nodes for the pods the
-    burst leaves pending (one pod per replica of work; the group's pod autoscaler is not configured yet)."""
+    burst leaves pending (one pod per replica of work; a model service's own pod autoscaler has a finding of its
+    own, gpuscale/checks_serving.py)."""
     if group.workload is None or config.kubernetes is None:
         return []
     from .sim.results import simulate_group
@@ -214,6 +219,51 @@ def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Find
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{math.ceil(value)} s"
+
+
+def _api_endpoint(config: StackConfig) -> list[Finding]:
+    """A new cluster whose API endpoint answers the whole internet (by the rule the policy rule eks-api-not-public
+    applies to the planned cluster: one definition of "open")."""
+    c = getattr(config, "cluster", None)  # the simulator's checks pass a config of groups alone
+    if c is None or c.mode != "create":
+        return []
+    open_to = open_to_internet(c.public_access, c.public_access_cidrs)
+    if not open_to:
+        return []
+    accepted = any(a.rule == "eks-api-not-public" for a in getattr(config, "policy", PolicyConfig()).accepted)
+    key = f"{PROJECT}:cluster.apiEndpoint"
+    return [Finding(WARNING, "api-endpoint", (f"{key}.publicAccess", f"{key}.publicAccessCidrs"),
+                    f"the Kubernetes API of {c.name} is public to {', '.join(open_to)}: anyone on the internet can "
+                    "reach it (IAM still authenticates every call). Set publicAccessCidrs to the networks that "
+                    "deploy, or publicAccess: false"
+                    + (" (the stack accepts it: gpuscale:policy.accept names rule eks-api-not-public)" if accepted
+                       else ""))]
+
+
+def _queue_visibility(config: StackConfig) -> list[Finding]:
+    """A created queue whose messages reappear before its consumers' mean request is done: a second instance (or
+    pod) runs the same request, and the backlog the scaling reads counts it twice. Consumers: the Auto Scaling
+    groups whose instances take the queue's messages, and the model services whose KEDA wake names it."""
+    found = []
+    groups = {g.name: (i, g) for i, g in enumerate(config.auto_scaling_groups)}
+    services = {f"{PROJECT}:services[{i}].scaling.keda.wake.queueName": (i, s)
+                for i, s in enumerate(getattr(config, "services", ()))}
+    for q in getattr(config, "queues", ()):
+        if q.existing:
+            continue
+        consumers = [(f"{PROJECT}:autoScalingGroups[{groups[n][0]}]", n, groups[n][1].workload)
+                     for n in q.consumer_groups]
+        consumers += [(f"{PROJECT}:services[{services[u.key][0]}]", f"service {services[u.key][1].name}",
+                       services[u.key][1].workload) for u in q.uses if u.key in services]
+        for key, name, workload in consumers:
+            if workload is not None and q.visibility_timeout_seconds < workload.service_time.mean_seconds:
+                found.append(Finding(
+                    WARNING, "queue-visibility",
+                    (q.setting_key("visibilityTimeoutSeconds"), f"{key}.workload.serviceTime.meanSeconds"),
+                    f"queue {q.name} hides a received request for {q.visibility_timeout_seconds} s, less than the "
+                    f"{workload.service_time.mean_seconds:g} s {name} takes on average: most requests are "
+                    "received again, and run twice, before they are done"))
+    return found
 
 
 def _shared_queues(config: StackConfig) -> list[Finding]:

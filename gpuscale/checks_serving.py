@@ -37,6 +37,7 @@ def serving_findings(config: StackConfig, plan: Any | None, finding: type) -> li
         found += _timings(key, service, config, finding)
         found += _agent_metrics(key, service, config, finding)
         found += _time_to_capacity(key, service, config, finding)
+    found += _group_room(config, finding)
     found += _shared_group_metric(config, finding)
     found += _prometheus_scrape(config, finding)
     if plan is not None:
@@ -157,6 +158,26 @@ def _agent_metrics(key: str, service: ServiceConfig, config: StackConfig, findin
                     f"service {service.name} scales on {name}, which the agent does not publish {where}: the "
                     f"trigger never gets a value and the service never scales (the default, "
                     f"{DEFAULT_GPU_METRIC[source]}, is)")]
+
+
+def _group_room(config: StackConfig, finding: type) -> list[Any]:
+    """The services on a node group, each at its maxReplicas, against the GPUs the group has at its maxSize: pods
+    beyond them stay Pending, and the pod autoscaler's maximum is never reached."""
+    found = []
+    groups = {g.name: (i, g) for i, g in enumerate(config.node_groups)}
+    for name, (i, group) in groups.items():
+        on = [(j, s) for j, s in enumerate(config.services) if s.node_group == name]
+        if not on:
+            continue
+        wanted = sum(s.max_replicas * s.gpus for _, s in on)
+        room = group.max_size * group.gpu.gpu_count
+        if wanted > room:
+            keys = tuple(f"{PROJECT}:services[{j}].maxReplicas" for j, _ in on)
+            found.append(finding(WARNING, "serving-capacity", (*keys, f"{PROJECT}:nodeGroups[{i}].maxSize"),
+                                 f"node group {name}'s {room} GPUs at maxSize {group.max_size} hold fewer than the "
+                                 f"{wanted} its services ask for at their maxReplicas "
+                                 f"({', '.join(s.name for _, s in on)}): pods beyond them stay Pending"))
+    return found
 
 
 def _shared_group_metric(config: StackConfig, finding: type) -> list[Any]:

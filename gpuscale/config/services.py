@@ -99,7 +99,7 @@ class KnativeAutoscalerConfig:
     scale_to_zero_grace_period_seconds: int = 30
     """scale-to-zero-grace-period, > 0: after the last pod is marked inactive, how long until it goes."""
     target_utilization_percentage: float = 70.0
-    """container-concurrency-target-percentage, (0, 100]: of containerConcurrency the autoscaler aims at."""
+    """container-concurrency-target-percentage, (1, 100]: of containerConcurrency the autoscaler aims at."""
     target_burst_capacity: float = 211.0
     """target-burst-capacity: >= 0, or -1 to keep the activator always in the request path."""
     enable_scale_to_zero: bool = True

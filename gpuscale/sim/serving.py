@@ -19,7 +19,9 @@ What the model assumes, beyond the autoscalers' own documentation:
   the group's minSize up to as many as its maxReplicas need.
 - A GPU metric is the mean over the service's pods holding a GPU, the agent's sample interval plus one flush late,
   averaged over the trigger's period; pods still loading their model read an idle GPU.
-- KEDA's and the HPA's metrics are read at each 15 s HPA sync; KEDA's activation at each polling interval.
+- KEDA's and the HPA's metrics are read at each 15 s HPA sync; KEDA's activation at each polling interval. An
+  `hpa` service's GPU metric is the same mean with a `Value` target (ceil(ready pods x mean / target)), which is
+  also what a per-pod `AverageValue` through a metrics adapter proposes when every pod reports.
 - Pods are removed only once idle (a preStop hook or the queue-proxy drains in-flight requests).
 """
 

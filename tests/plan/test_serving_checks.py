@@ -14,7 +14,7 @@ from gpuscale.config import load_stack_config, read_stack_values, stack_file_pat
 from gpuscale.instance_types import RecordedInstanceTypes
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVING_CHECKS = ("serving-timing", "agent-metric", "two-autoscalers")
+SERVING_CHECKS = ("serving-timing", "agent-metric", "two-autoscalers", "serving-capacity", "queue-visibility")
 
 
 def values(stack: str) -> dict:
@@ -192,3 +192,24 @@ def test_a_service_without_any_pod_autoscaler():
     none = plan_of(isvc("chat", "external"), isvc("batch", "keda"))
     [f] = findings(v, "prod", "two-autoscalers", none)
     assert "no pod autoscaler" in f.message and f.settings == ("gpuscale:services[0].scaling",)
+
+
+def test_the_batch_services_queue_is_created_with_its_own_visibility():
+    """The queue a service's KEDA wake names is created by the stack (gpuscale:queues), consumed by pods; a
+    visibility timeout shorter than the service's mean request runs requests twice."""
+    v = values("prod")
+    queue = next(q for q in load(v, "prod").queues if q.name == "gpuscale-prod-batch-generate")
+    assert queue.consumer_groups == () and queue.uses[0].key == "gpuscale:services[1].scaling.keda.wake.queueName"
+    v["gpuscale:queues"] = [q for q in v["gpuscale:queues"] if q["name"] != "gpuscale-prod-batch-generate"]
+    [f] = findings(v, "prod", "queue-visibility")
+    assert f.severity == WARNING and "30 s, less than the 120 s service batch takes on average" in f.message
+    assert f.settings[1] == "gpuscale:services[1].workload.serviceTime.meanSeconds"
+
+
+def test_services_asking_for_more_gpus_than_their_node_group_has():
+    v = values("dev")
+    service(v, "chat")["maxReplicas"] = 3  # l4-spot: two single-GPU nodes at its maxSize
+    [f] = findings(v, "dev", "serving-capacity")
+    assert f.severity == WARNING
+    assert f.settings == ("gpuscale:services[0].maxReplicas", "gpuscale:nodeGroups[0].maxSize")
+    assert "2 GPUs at maxSize 2 hold fewer than the 3" in f.message
