@@ -148,6 +148,26 @@ if node_groups:
         # After the GPU node groups: the DaemonSets exist to schedule on them (forwarded to them by the component).
         opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
 
+# --- end of the Kubernetes side ---
+
+# --- SQS queues the wake and demand signals name: created (dead-letter queue, encryption) unless they exist ---
+queue_arns: dict[str, pulumi.Output[str]] = {}
+created_queues: dict[str, SignalQueue] = {}
+for q in config.queues:
+    if q.existing:
+        queue_arns[q.name] = aws.sqs.get_queue_output(name=q.name).arn
+    else:
+        created_queues[q.name] = SignalQueue(q.name, {
+            "queue_name": q.name, "visibility_timeout_seconds": q.visibility_timeout_seconds,
+            "message_retention_seconds": q.message_retention_seconds, "max_receive_count": q.max_receive_count,
+            "tags": tags})
+        queue_arns[q.name] = created_queues[q.name].queue_arn
+if queue_arns:
+    pulumi.export("queues", {name: {"arn": arn, **({"url": created_queues[name].queue_url}
+                                                   if name in created_queues else {})}
+                             for name, arn in queue_arns.items()})
+# --- end of SQS queues ---
+
 # --- the serving layer (issue 14): cert-manager, Knative Serving or KEDA, KServe, and the model services ---
 serving = kube.serving
 # Like the other add-ons, only with GPU node groups to serve on (services must name one, so none exist without).
@@ -162,14 +182,11 @@ if serving is not None and node_groups:
             "autoscaler": asdict(serving.knative),  # the config's fields are the component's argument names
             "max_revision_timeout_seconds": max((s.request_timeout_seconds for s in config.services), default=600)},
             opts=platform_opts))
-    partition = aws.get_partition_output().partition
-    account = aws.get_caller_identity_output().account_id
-
-    def queue_arn(name: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat("arn:", partition, ":sqs:", config.region, ":", account, ":", name)
 
     def queue_url(name: str) -> pulumi.Output[str]:
-        return pulumi.Output.concat("https://sqs.", config.region, ".amazonaws.com/", account, "/", name)
+        """A wake queue is one of gpuscale:queues (the config says so): created above, or looked up."""
+        return created_queues[name].queue_url if name in created_queues else \
+            aws.sqs.get_queue_output(name=name).url
 
     keda_scaled = [s for s in config.services if isinstance(s.scaling, (HpaScaling, KedaScaling))]
     if keda_scaled:
@@ -180,7 +197,7 @@ if serving is not None and node_groups:
         platform.append(Keda("keda", {
             "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
             "read_cloudwatch": reads_gpu and serving.metrics_source == "cloudwatch",
-            "queue_arns": [queue_arn(q) for q in queues], "node_selector": system_nodes, "tags": tags},
+            "queue_arns": [queue_arns[q] for q in queues], "node_selector": system_nodes, "tags": tags},
             opts=platform_opts))
     kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes},
                     opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=platform)))
@@ -232,25 +249,7 @@ if serving is not None and node_groups:
             "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags}
         ModelService(s.name, service, opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
             depends_on=[kserve, *platform, node_groups[s.node_group]])))
-# --- end of the Kubernetes side ---
-
-# --- SQS queues the wake and demand signals name: created (dead-letter queue, encryption) unless they exist ---
-queue_arns: dict[str, pulumi.Output[str]] = {}
-created_queues: dict[str, SignalQueue] = {}
-for q in config.queues:
-    if q.existing:
-        queue_arns[q.name] = aws.sqs.get_queue_output(name=q.name).arn
-    else:
-        created_queues[q.name] = SignalQueue(q.name, {
-            "queue_name": q.name, "visibility_timeout_seconds": q.visibility_timeout_seconds,
-            "message_retention_seconds": q.message_retention_seconds, "max_receive_count": q.max_receive_count,
-            "tags": tags})
-        queue_arns[q.name] = created_queues[q.name].queue_arn
-if queue_arns:
-    pulumi.export("queues", {name: {"arn": arn, **({"url": created_queues[name].queue_url}
-                                                   if name in created_queues else {})}
-                             for name, arn in queue_arns.items()})
-# --- end of SQS queues ---
+# --- end of the serving layer ---
 
 asgs: dict[str, GpuAutoScalingGroup] = {}
 if config.auto_scaling_groups:

@@ -241,6 +241,8 @@ def test_prod_triggers_read_the_group_and_the_queue_the_config_names(stack_plans
     assert statements[0]["Action"] == ["cloudwatch:GetMetricData"]
     assert statements[1]["Action"] == ["sqs:GetQueueAttributes"]
     assert [arn.rsplit(":", 1)[1] for arn in statements[1]["Resource"]] == [wake["queueName"]]
+    # The queue the trigger reads is the one the stack creates (gpuscale:queues).
+    assert wake["queueName"] in [r.inputs.get("name") for r in plan.resources if r.type == "aws:sqs/queue:Queue"]
 
 
 def test_the_gpu_trigger_reads_its_own_node_groups_asg(stack_plans):
