@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -95,7 +96,7 @@ def test_diff_reports_added_removed_and_changed(plans, tmp_path):
     assert proc.returncode == 1
     assert "scalingConfig.maxSize: 2 => 4" in proc.stdout
     assert "+ gpuscale:index:GpuNodeGroup  t4" in proc.stdout
-    assert " added, 0 removed, " in proc.stdout
+    assert re.search(r"^[1-9]\d* to add, [1-9]\d* to change, 0 to replace, 0 to delete$", proc.stdout, re.M)
     back = gpuscale("diff", str(new), str(plans["dev"]["path"]))
     assert back.returncode == 1 and "- gpuscale:index:GpuNodeGroup  t4" in back.stdout
 
