@@ -68,7 +68,7 @@ if c.mode == "create":
         "availability_zone_count": c.availability_zone_count, "nat_gateway_per_zone": c.nat_gateway_per_zone,
         "system_nodes": {"instance_type": c.system_nodes.instance_type, "min_size": c.system_nodes.min_size,
                          "max_size": c.system_nodes.max_size, "desired_size": c.system_nodes.desired_size},
-        "tags": tags})
+        "tags": tags, **({"preview_role_arn": c.preview_role_arn} if c.preview_role_arn else {})})
 else:
     cluster = ExistingCluster(c.name, {"cluster_name": c.name, "subnet_ids": list(c.subnet_ids), "tags": tags})
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
+from ..components.arns import IAM_ROLE_ARN, IAM_ROLE_ARN_DESCRIBED
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
@@ -73,6 +74,8 @@ class ClusterConfig:
     system_nodes: SystemNodesConfig | None
     subnet_ids: tuple[str, ...]
     """Existing mode: private subnets for GPU nodes (default: the cluster's own subnets)."""
+    preview_role_arn: str | None = None
+    """Create mode: the CI preview/drift role, given read-only access to the cluster by an EKS access entry."""
 
 
 @dataclass(frozen=True)
@@ -209,18 +212,23 @@ def _read_cluster(s: Section) -> ClusterConfig:
         sys_s = sys_s if isinstance(sys_s, Section) else Section(sys_s, s.key("systemNodes"))
         system = _read_system_nodes(sys_s)
         subnet_ids: tuple[str, ...] = ()
+        preview_role = s.str("previewRoleArn", None, pattern=IAM_ROLE_ARN, describe=IAM_ROLE_ARN_DESCRIBED)
         if s.has("subnetIds"):
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
-        cidr, zones, nat_per_zone, system = None, 0, False, None
+        cidr, zones, nat_per_zone, system, preview_role = None, 0, False, None, None
+        if s.has("previewRoleArn"):
+            raise s.fail("previewRoleArn", s.data["previewRoleArn"], "previewRoleArn only with mode: create (an "
+                                                                    "existing cluster's access entries are its "
+                                                                    "owner's to grant)")
         for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
         subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
                                 describe="subnet ids such as subnet-0123456789abcdef0")
     s.finish()
-    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids)
+    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids, preview_role)
 
 
 def _read_system_nodes(s: Section) -> SystemNodesConfig:

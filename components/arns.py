@@ -1,0 +1,13 @@
+"""ARN rules the config reader and the components share (one home for each)."""
+
+from __future__ import annotations
+
+import re
+
+IAM_ROLE_ARN = r"arn:aws(?:-cn|-us-gov)?:iam::\d{12}:role/(?:[\w+=,.@-]+/)*[\w+=,.@-]{1,64}"
+"""An IAM role's ARN: partition, 12-digit account, optional path, and a role name of 1 to 64 of IAM's characters."""
+IAM_ROLE_ARN_DESCRIBED = "an IAM role ARN such as arn:aws:iam::123456789012:role/gpuscale-preview"
+
+
+def is_iam_role_arn(value: object) -> bool:
+    return isinstance(value, str) and re.fullmatch(IAM_ROLE_ARN, value) is not None
