@@ -82,8 +82,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
 def _resources(diff: Any) -> list[str]:
     from .plan_diff import change_lines
 
-    lines = [f"**Resources**: {len(diff.added)} to add, {len(diff.updated)} to change, {len(diff.replaced)} to "
-             f"replace, {len(diff.removed)} to remove", ""]
+    lines = [f"**Resources**: {diff.summary()}", ""]
     if diff.equal:
         return lines + ["No resource changes."]
     return lines + ["<details><summary>What changes</summary>", "", "```diff", *change_lines(diff, 60), "```", "",

@@ -31,7 +31,7 @@ def test_review_reports_changes_policy_and_cost(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = out.read_text()
     assert report.startswith("<!-- gpuscale-review -->"), "the workflow's comment is found by this marker"
-    assert "### Stack `prod`" in report and "0 to add, 1 to change, 0 to replace, 0 to remove" in report
+    assert "### Stack `prod`" in report and "0 to add, 1 to change, 0 to replace, 0 to delete" in report
     assert "~ aws:autoscaling/group:Group  infer-l40s-asg" in report and "inputs.maxSize: 12 => 14" in report
     assert "**Policy**: 0 mandatory, 0 advisory, 1 accepted" in report and "`eks-api-not-public`" in report
     book = PriceBook.from_file()
@@ -76,7 +76,7 @@ def test_review_shows_replaced_resources_from_the_providers_facts(plans):
         if r["type"] == "aws:autoscaling/group:Group":
             r["inputs"]["maxSize"] = 1
     text = "\n".join(_resources(diff_plans(Plan.from_json(base), Plan.from_json(head))))
-    assert "**Resources**: 0 to add, 1 to change, 1 to replace, 0 to remove" in text
+    assert "**Resources**: 0 to add, 1 to change, 1 to replace, 0 to delete" in text
     assert "+- aws:eks/nodeGroup:NodeGroup  l4-spot-ng  (replace)" in text
     assert "replaced because inputs.amiType: ForceNew in terraform-provider-aws aws_eks_node_group" in text
     assert "~ aws:autoscaling/group:Group  infer-asg" in text
