@@ -27,7 +27,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from upstream_facts import ROOT, git  # noqa: E402  (this folder is on sys.path when run as a script)
+
 OUT = ROOT / "gpuscale" / "data" / "provider_replacements.json"
 
 PULUMI_TO_TERRAFORM = {
@@ -68,10 +69,6 @@ PULUMI_TO_TERRAFORM = {
     "aws:sns/topic:Topic": "aws_sns_topic",
 }
 """Every AWS resource type gpuscale's components declare, by its Pulumi token, with its Terraform resource name."""
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
 def licence(repo: Path, ref: str) -> str:
@@ -333,7 +330,8 @@ def main() -> None:
     if source.unresolved:
         raise SystemExit("schemas built by helpers this script cannot read: " + ", ".join(source.unresolved))
     facts = {"generatedBy": "scripts/provider_facts.py", "source": args.source, "ref": ref, "commit": commit,
-             "commitDate": git(repo, "log", "-1", "--format=%cs", commit).strip(), "version": changelog, "licence": licence(repo, ref),
+             "commitDate": git(repo, "log", "-1", "--format=%cs", commit).strip(), "version": changelog,
+             "licence": licence(repo, ref),
              "meaning": "input paths whose change makes terraform-provider-aws (and so pulumi-aws, bridged from "
                         "it) replace the resource: ForceNew or RequiresReplace; replacedIfChanged: only for some "
                         "changes (CustomizeDiff)",

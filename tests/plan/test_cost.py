@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from plan_support import ROOT, gpuscale, project_copy
+from plan_support import ROOT, diff_with_changed
 
 from gpuscale.cost import StackCost
 from gpuscale.prices import FIXED_PARTS, PRICE_FILE, PriceBook, on_demand_usd
@@ -85,11 +85,8 @@ def test_diff_prints_the_cost_change(plans, tmp_path):
     def grow(config):
         config["gpuscale:autoScalingGroups"][0]["maxSize"] = 14
 
-    project = project_copy(tmp_path, "prod", grow)
+    proc = diff_with_changed(tmp_path, plans["prod"]["path"], "prod", grow)
     new = tmp_path / "new.json"
-    assert gpuscale("plan", "--stack", "prod", "--project-dir", str(project), "--json", str(new),
-                    "--quiet").returncode == 0
-    proc = gpuscale("diff", str(plans["prod"]["path"]), str(new))
     assert proc.returncode == 1
     old_cost = StackCost.from_json(plans["prod"]["doc"]["cost"])
     new_cost = StackCost.from_json(json.loads(new.read_text())["cost"])

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from plan_support import ROOT, gpuscale, project_copy
+from plan_support import ROOT, diff_with_changed
 
 from gpuscale.plan import PlannedResource
 from gpuscale.plan_diff import replacement_facts, replacement_reasons
@@ -62,11 +62,7 @@ def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp
         config["gpuscale:nodeGroups"][0]["instanceTypes"] = ["g6.2xlarge"]  # same L4 GPU, a larger host
         config["gpuscale:autoScalingGroups"][0]["maxSize"] = 1
 
-    project = project_copy(tmp_path, "dev", change)
-    new = tmp_path / "new.json"
-    assert gpuscale("plan", "--stack", "dev", "--project-dir", str(project), "--json", str(new),
-                    "--quiet").returncode == 0
-    proc = gpuscale("diff", str(plans["dev"]["path"]), str(new))
+    proc = diff_with_changed(tmp_path, plans["dev"]["path"], "dev", change)
     assert proc.returncode == 1
     out = proc.stdout
     assert f"+- {NODE_GROUP}  l4-spot-ng  (replace)" in out
