@@ -67,6 +67,10 @@ PULUMI_TO_TERRAFORM = {
     "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration":
         "aws_s3_bucket_server_side_encryption_configuration",
     "aws:sns/topic:Topic": "aws_sns_topic",
+    "aws:sqs/queue:Queue": "aws_sqs_queue",
+    "aws:sqs/queuePolicy:QueuePolicy": "aws_sqs_queue_policy",
+    # pulumi-aws names aws_sqs_queue_redrive_allow_policy "RedriveAllowPolicy" in its sqs module.
+    "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "aws_sqs_queue_redrive_allow_policy",
 }
 """Every AWS resource type gpuscale's components declare, by its Pulumi token, with its Terraform resource name."""
 
