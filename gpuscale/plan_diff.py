@@ -150,10 +150,15 @@ def render_diff(d: PlanDiff) -> str:
     lines = change_lines(d, 40)
     lines += ["", d.summary()]
     if d.replaced:
-        facts = replacement_facts()
-        lines.append(f"(replacements: the provider's ForceNew properties from {facts['source']} at {facts['version']}, "
-                     f"commit {facts['commit'][:12]}; the real `pulumi preview` is the final word)")
+        lines.append(replacement_source())
     return "\n".join(lines)
+
+
+def replacement_source() -> str:
+    """Where the replacement marks come from, for a footnote under a diff that has some."""
+    facts = replacement_facts()
+    return (f"(replacements: the provider's ForceNew properties from {facts['source']} at {facts['version']}, "
+            f"commit {facts['commit'][:12]}; the real `pulumi preview` is the final word)")
 
 
 def change_lines(d: PlanDiff, width: int) -> list[str]:

@@ -80,13 +80,14 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
 
 
 def _resources(diff: Any) -> list[str]:
-    from .plan_diff import change_lines
+    from .plan_diff import change_lines, replacement_source
 
     lines = [f"**Resources**: {diff.summary()}", ""]
     if diff.equal:
         return lines + ["No resource changes."]
+    source = [f"_{replacement_source()}_", ""] if diff.replaced else []
     return lines + ["<details><summary>What changes</summary>", "", "```diff", *change_lines(diff, 60), "```", "",
-                    "</details>"]
+                    *source, "</details>"]
 
 
 def _policy(checks: list[dict[str, Any]]) -> list[str]:

@@ -65,7 +65,7 @@ def test_review_shows_replaced_resources_from_the_providers_facts(plans):
     import copy
 
     from gpuscale.plan import Plan
-    from gpuscale.plan_diff import diff_plans
+    from gpuscale.plan_diff import diff_plans, replacement_facts
     from gpuscale.review import _resources
 
     base = plans["dev"]["doc"]
@@ -80,3 +80,4 @@ def test_review_shows_replaced_resources_from_the_providers_facts(plans):
     assert "+- aws:eks/nodeGroup:NodeGroup  l4-spot-ng  (replace)" in text
     assert "replaced because inputs.amiType: ForceNew in terraform-provider-aws aws_eks_node_group" in text
     assert "~ aws:autoscaling/group:Group  infer-asg" in text
+    assert replacement_facts()["commit"][:12] in text, "the source of the replacement rules is named"
