@@ -2,8 +2,9 @@
 
 A change replaces a resource when it touches an input the provider cannot update in place: for pulumi-aws (bridged
 from terraform-provider-aws) the properties the Terraform schema marks ForceNew / RequiresReplace, recorded as facts
-in `gpuscale/data/provider_replacements.json` by `scripts/provider_facts.py`; and any input the program itself marks
-`replaceOnChanges`.
+in `gpuscale/data/provider_replacements.json` by `scripts/provider_facts.py`; for pulumi-kubernetes (a native
+provider) an object's name and namespace and its kind's immutable fields, recorded the same way; and any input the
+program itself marks `replaceOnChanges`.
 """
 
 from __future__ import annotations
@@ -119,8 +120,12 @@ def replacement_reasons(resource: PlannedResource, paths: list[str]) -> list[str
     `replaceOnChanges`, replace `resource`, each with where that rule comes from."""
     facts = replacement_facts()
     entry = facts["resources"].get(resource.type)
-    triggers = [(_segments(t), f"ForceNew in terraform-provider-aws {entry['terraform']}")
-                for t in (entry or {}).get("replacedOnChange", [])]
+    if entry is not None:
+        why = f"ForceNew in terraform-provider-aws {entry['terraform']}"
+    else:
+        entry = facts.get("kubernetes", {}).get("resources", {}).get(resource.type)
+        why = f"replaced on change by pulumi-kubernetes {facts['kubernetes']['ref']}" if entry else ""
+    triggers = [(_segments(t), why) for t in (entry or {}).get("replacedOnChange", [])]
     triggers += [(_segments(t), "replaceOnChanges in the program")
                  for t in resource.options.get("replaceOnChanges", [])]
     reasons = []
@@ -157,8 +162,10 @@ def render_diff(d: PlanDiff) -> str:
 def replacement_source() -> str:
     """Where the replacement marks come from, for a footnote under a diff that has some."""
     facts = replacement_facts()
+    kube = facts.get("kubernetes")
+    also = f", and pulumi-kubernetes's own at {kube['ref']} ({kube['commit'][:12]})" if kube else ""
     return (f"(replacements: the provider's ForceNew properties from {facts['source']} at {facts['version']}, "
-            f"commit {facts['commit'][:12]}; the real `pulumi preview` is the final word)")
+            f"commit {facts['commit'][:12]}{also}; the real `pulumi preview` is the final word)")
 
 
 def change_lines(d: PlanDiff, width: int) -> list[str]:

@@ -8,9 +8,13 @@ resource types gpuscale declares (`PULUMI_TO_TERRAFORM` below, the names pulumi-
 them to), and writes them as facts, with the source, ref, commit and licence, to
 gpuscale/data/provider_replacements.json. Nothing upstream is copied: only the property paths.
 
-Usage:
+The same for pulumi-kubernetes (a native provider): every object's metadata name and namespace, the per-kind
+fields of its diff.go forceNew table, and a Helm release's name and namespace, into the file's `kubernetes` section.
 
-    python scripts/provider_facts.py --terraform-provider-aws /path/to/clone [--ref v6.x.y] [--source URL]
+Usage (either clone, or both; a section not regenerated is kept):
+
+    python scripts/provider_facts.py --terraform-provider-aws /path/to/clone [--ref v6.x.y] [--source URL] \
+        --pulumi-kubernetes /path/to/clone [--kubernetes-ref v4.x.y]
 
 Paths are written as pulumi-aws names them: camelCase, nested blocks joined with "." (`launchTemplate.id`).
 Properties that CustomizeDiff replaces only on some changes (`customdiff.ForceNewIfChange`, `d.ForceNew`) are
@@ -314,17 +318,158 @@ class Source:
         return (literal.group(1) if literal else None, const)
 
 
+KUBERNETES_KINDS = ("apps/v1:DaemonSet", "apps/v1:Deployment", "core/v1:Namespace", "core/v1:Service",
+                    "core/v1:ServiceAccount", "policy/v1:PodDisruptionBudget",
+                    "rbac.authorization.k8s.io/v1:ClusterRoleBinding", "rbac.authorization.k8s.io/v1:RoleBinding",
+                    "batch/v1:Job")
+"""The kinds gpuscale declares and their near neighbours, as group/version:Kind. Not ConfigMaps and Secrets: whether
+their data replaces them depends on the provider's enableConfigMapMutable / enableSecretMutable settings."""
+
+
+class GoProperties:
+    """Evaluates pulumi-kubernetes's provider/pkg/provider/diff.go: its `forceNew` table of property lists per
+    group, version and kind, built from `properties{...}` literals, `append(...)` and helper functions that prefix
+    string literals. Only the forms that file uses; anything else stops the script."""
+
+    def __init__(self, text: str):
+        self.code = re.sub(r"//[^\n]*", "", text)
+        self.funcs = {m.group(1): (m.group(2).split(), self._body(m.end() - 1)) for m in re.finditer(
+            r"func (\w+)\((\w+)(?: \.\.\.)? ?(?:\.\.\.)?string\) properties \{", self.code)}
+        self.vars = {m.group(1): m.end() for m in re.finditer(r"\nvar (\w+) = ", self.code)}
+
+    def _body(self, open_at: int) -> str:
+        return self.code[open_at + 1:_close(self.code, open_at)]
+
+    def table(self) -> dict[str, list[str]]:
+        groups = self._literal(self.vars["forceNew"])
+        out = {}
+        for group, versions in groups.items():
+            for version, kinds in versions.items():
+                for kind, props in kinds.items():
+                    out[f"{group or 'core'}/{version}:{kind}"] = props
+        return out
+
+    def _literal(self, at: int):
+        """The Go value at `at`: a map literal (_groups/_versions/_kinds{...}), a property list, or a variable."""
+        rest = self.code[at:].lstrip()
+        at = len(self.code) - len(rest)
+        m = re.match(r"_(?:groups|versions|kinds)\{", rest)
+        if m:
+            body_open = at + m.end() - 1
+            close = _close(self.code, body_open)
+            result, i = {}, body_open + 1
+            while True:
+                key = re.compile(r'\s*"([^"]*)"\s*:\s*').match(self.code, i)
+                if key is None or key.start() >= close:
+                    break
+                value, i = self._value(key.end())
+                result[key.group(1)] = value
+                i = re.compile(r"\s*,?").match(self.code, i).end()
+            return result
+        value, _ = self._value(at)
+        return value
+
+    def _value(self, at: int):
+        """(value, index after it) for a property-list expression or a map literal or a variable name."""
+        rest = self.code[at:]
+        if re.match(r"_(?:groups|versions|kinds)\{", rest):
+            open_at = at + rest.index("{")
+            return self._literal(at), _close(self.code, open_at) + 1
+        if rest.startswith("properties{"):
+            open_at = at + len("properties")
+            close = _close(self.code, open_at)
+            return re.findall(r'"([^"]*)"', self.code[open_at:close]), close + 1
+        if rest.startswith("append("):
+            close = self._paren_close(at + len("append"))
+            parts, i = [], at + len("append(")
+            while i < close:
+                i = re.compile(r"[\s,]*").match(self.code, i).end()
+                if i >= close:
+                    break
+                value, i = self._value(i)
+                parts += value
+                i = re.compile(r"(?:\.\.\.)?").match(self.code, i).end()
+            return parts, close + 1
+        call = re.match(r"(\w+)\(", rest)
+        if call and call.group(1) in self.funcs:
+            close = self._paren_close(at + call.end() - 1)
+            args = re.findall(r'"([^"]*)"', self.code[at + call.end():close])
+            _, body = self.funcs[call.group(1)]
+            suffixes = re.findall(r'\w+ \+ "([^"]*)"', body)
+            return [a + sfx for a in args for sfx in suffixes], close + 1
+        name = re.match(r"(\w+)", rest)
+        if name and name.group(1) in self.vars:
+            return self._literal(self.vars[name.group(1)]), at + name.end()
+        raise SystemExit(f"diff.go: cannot read the expression at {rest[:60]!r}")
+
+    def _paren_close(self, open_at: int) -> int:
+        depth = 0
+        for i in range(open_at, len(self.code)):
+            depth += {"(": 1, ")": -1}.get(self.code[i], 0)
+            if depth == 0:
+                return i
+        raise ValueError("unbalanced parentheses")
+
+
+def kubernetes_facts(repo: Path, ref: str, source: str) -> dict[str, object]:
+    """pulumi-kubernetes's replacement triggers: every object's metadata name and namespace (provider.go: "Changing
+    the identity of the resource always causes a replacement"), the per-kind fields of diff.go's forceNew table, and
+    a Helm release's name and namespace (helm_release.go)."""
+    go = GoProperties(git(repo, "show", f"{ref}:provider/pkg/provider/diff.go"))
+    table = go.table()
+    metadata = [f".metadata{s}" for s in re.findall(r'\w+ \+ "([^"]*)"', go.funcs["metadataForceNewProperties"][1])]
+    release = re.search(r'forceNewFields := \[\]string\{([^}]*)\}',
+                        git(repo, "show", f"{ref}:provider/pkg/provider/helm_release.go"))
+    if release is None or not metadata:
+        raise SystemExit("pulumi-kubernetes: the identity fields are no longer where this script reads them")
+    kinds = {}
+    for kind in KUBERNETES_KINDS:
+        props = metadata + table.get(kind, [])
+        kinds[f"kubernetes:{kind}"] = sorted({p.lstrip(".").replace("[*]", "") for p in props})
+    kinds["kubernetes:helm.sh/v3:Release"] = sorted(p.lstrip(".") for p in re.findall(r'"([^"]*)"',
+                                                                                          release.group(1)))
+    commit = git(repo, "rev-list", "-n", "1", ref).strip()
+    return {"source": source, "ref": ref, "commit": commit,
+            "commitDate": git(repo, "log", "-1", "--format=%cs", commit).strip(),
+            "licence": apache_licence(repo, ref),
+            "resources": {k: {"replacedOnChange": v} for k, v in sorted(kinds.items())}}
+
+
+def apache_licence(repo: Path, ref: str) -> str:
+    text = git(repo, "show", f"{ref}:LICENSE")
+    if "Apache License" in text and "Version 2.0" in text:
+        return "Apache-2.0"
+    raise SystemExit(f"{repo}: LICENSE at {ref} is not Apache-2.0; read it and record its licence by hand")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--terraform-provider-aws", type=Path, required=True,
+    parser.add_argument("--terraform-provider-aws", type=Path,
                         help="a git clone of hashicorp/terraform-provider-aws (or a fork of it)")
-    parser.add_argument("--ref", default="HEAD", help="tag or commit to read (default: HEAD)")
+    parser.add_argument("--ref", default="HEAD", help="its tag or commit to read (default: HEAD)")
     parser.add_argument("--source", default="https://github.com/hashicorp/terraform-provider-aws",
                         help="the repository the clone is of, recorded as the facts' source")
+    parser.add_argument("--pulumi-kubernetes", type=Path, help="a git clone of pulumi/pulumi-kubernetes")
+    parser.add_argument("--kubernetes-ref", default="HEAD", help="its tag or commit to read (default: HEAD)")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--only", action="append", choices=sorted(PULUMI_TO_TERRAFORM), metavar="TOKEN",
                         help="record only this Pulumi resource type (repeatable; default: every one gpuscale declares)")
     args = parser.parse_args()
+    if args.terraform_provider_aws is None and args.pulumi_kubernetes is None:
+        parser.error("give --terraform-provider-aws, --pulumi-kubernetes or both")
+    # A section not regenerated in this run is kept as it was.
+    facts = json.loads(args.output.read_text()) if args.output.is_file() else {}
+    if args.terraform_provider_aws is not None:
+        facts.update(aws_facts(args))
+    if args.pulumi_kubernetes is not None:
+        facts["kubernetes"] = kubernetes_facts(args.pulumi_kubernetes, args.kubernetes_ref,
+                                               "https://github.com/pulumi/pulumi-kubernetes")
+        print(f"pulumi-kubernetes: {len(facts['kubernetes']['resources'])} kinds at {args.kubernetes_ref}")
+    args.output.write_text(json.dumps(facts, indent=1) + "\n")
+    print(f"wrote {args.output}")
+
+
+def aws_facts(args: argparse.Namespace) -> dict[str, object]:
     repo, ref = args.terraform_provider_aws, args.ref
     commit = git(repo, "rev-list", "-n", "1", ref).strip()
     changelog = git(repo, "show", f"{ref}:CHANGELOG.md").splitlines()[0].lstrip("# ").strip()
@@ -333,16 +478,15 @@ def main() -> None:
                  if args.only is None or token in args.only}
     if source.unresolved:
         raise SystemExit("schemas built by helpers this script cannot read: " + ", ".join(source.unresolved))
-    facts = {"generatedBy": "scripts/provider_facts.py", "source": args.source, "ref": ref, "commit": commit,
-             "commitDate": git(repo, "log", "-1", "--format=%cs", commit).strip(), "version": changelog,
-             "licence": licence(repo, ref),
-             "meaning": "input paths whose change makes terraform-provider-aws (and so pulumi-aws, bridged from "
-                        "it) replace the resource: ForceNew or RequiresReplace; replacedIfChanged: only for some "
-                        "changes (CustomizeDiff)",
-             "resources": resources}
-    args.output.write_text(json.dumps(facts, indent=1) + "\n")
-    print(f"wrote {args.output}: {len(resources)} resource types from {args.source} at {ref} ({commit[:12]}, "
+    print(f"terraform-provider-aws: {len(resources)} resource types from {args.source} at {ref} ({commit[:12]}, "
           f"{changelog})")
+    return {"generatedBy": "scripts/provider_facts.py", "source": args.source, "ref": ref, "commit": commit,
+            "commitDate": git(repo, "log", "-1", "--format=%cs", commit).strip(), "version": changelog,
+            "licence": licence(repo, ref),
+            "meaning": "input paths whose change makes terraform-provider-aws (and so pulumi-aws, bridged from "
+                       "it) replace the resource: ForceNew or RequiresReplace; replacedIfChanged: only for some "
+                       "changes (CustomizeDiff). kubernetes: the fields pulumi-kubernetes replaces an object for",
+            "resources": resources}
 
 
 if __name__ == "__main__":

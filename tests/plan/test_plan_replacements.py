@@ -51,10 +51,10 @@ def test_list_blocks_match_in_the_plural_the_bridge_gives_them():
 
 
 def test_the_programs_replace_on_changes_marks_a_replacement_too():
-    res = _resource("kubernetes:apps/v1:DaemonSet", {"replaceOnChanges": ["spec.selector"]})
+    res = _resource("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", {"replaceOnChanges": ["spec.selector"]})
     assert replacement_reasons(res, ["inputs.spec.selector.matchLabels.app"]) == [
         "inputs.spec.selector.matchLabels.app: replaceOnChanges in the program"]
-    assert replacement_reasons(res, ["inputs.spec.template.spec.containers[0].image"]) == []
+    assert replacement_reasons(res, ["inputs.spec.endpoints[0].port"]) == []
 
 
 def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp_path):
@@ -130,3 +130,87 @@ func resourceNodeGroup() *schema.Resource {
                    check=True)
     bad = subprocess.run(script, capture_output=True, text=True)
     assert bad.returncode != 0 and "not MPL-2.0" in bad.stderr
+
+
+def test_kubernetes_objects_are_replaced_on_a_new_name_namespace_or_selector():
+    facts = replacement_facts()["kubernetes"]
+    assert facts["licence"] == "Apache-2.0" and re.fullmatch(r"[0-9a-f]{40}", facts["commit"])
+    daemonset = _resource("kubernetes:apps/v1:DaemonSet")
+    for path in ("inputs.metadata.name", "inputs.metadata.namespace", "inputs.spec.selector.matchLabels.app"):
+        [why] = replacement_reasons(daemonset, [path])
+        assert why == f"{path}: replaced on change by pulumi-kubernetes {facts['ref']}"
+    assert replacement_reasons(daemonset, ["inputs.spec.template.spec.containers[0].image",
+                                           "inputs.metadata.labels.team"]) == [], "rolled out in place"
+    release = _resource("kubernetes:helm.sh/v3:Release")
+    assert replacement_reasons(release, ["inputs.namespace"]) and not replacement_reasons(
+        release, ["inputs.values.extraArgs.scan-interval", "inputs.version"])
+
+
+def test_facts_cover_every_kubernetes_kind_the_stacks_declare(plans):
+    kinds = set(replacement_facts()["kubernetes"]["resources"])
+    declared = {r["type"] for p in plans.values() for r in p["doc"]["resources"]
+                if r["custom"] and r["type"].startswith("kubernetes:")}
+    assert declared <= kinds, f"no replacement facts for {sorted(declared - kinds)}"
+
+
+def test_the_facts_script_reads_pulumi_kubernetes_force_new_table(tmp_path):
+    repo = tmp_path / "pk"
+    files = {
+        "LICENSE": "Apache License\nVersion 2.0, January 2004\n",
+        "provider/pkg/provider/helm_release.go": 'package provider\n\tforceNewFields := []string{".name", ".namespace"}\n',
+        "provider/pkg/provider/diff.go": '''package provider
+var forceNew = _groups{
+	// a comment with "quotes"
+	"apps": _versions{
+		"v1": _kinds{"DaemonSet": daemonset},
+	},
+	"core": core,
+}
+
+var core = _versions{
+	"v1": _kinds{
+		"Service": properties{
+			".spec.clusterIP",
+		},
+	},
+}
+
+var daemonset = append(
+	properties{
+		".spec.selector",
+	},
+	labelSelectorForceNewProperties(".spec.selector")...,
+)
+
+func metadataForceNewProperties(prefix string) properties {
+	return properties{
+		prefix + ".name",
+		prefix + ".namespace",
+	}
+}
+
+func labelSelectorForceNewProperties(prefix string) properties {
+	return properties{
+		prefix + ".matchLabels",
+	}
+}
+''',
+    }
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    out = tmp_path / "facts.json"
+    out.write_text(json.dumps({"source": "kept", "resources": {}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "provider_facts.py"), "--pulumi-kubernetes",
+                           str(repo), "--output", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(out.read_text())
+    assert facts["source"] == "kept", "the AWS section is kept when only Kubernetes is regenerated"
+    kinds = {k: v["replacedOnChange"] for k, v in facts["kubernetes"]["resources"].items()}
+    assert kinds["kubernetes:apps/v1:DaemonSet"] == ["metadata.name", "metadata.namespace", "spec.selector",
+                                                     "spec.selector.matchLabels"]
+    assert kinds["kubernetes:core/v1:Service"] == ["metadata.name", "metadata.namespace", "spec.clusterIP"]
+    assert kinds["kubernetes:core/v1:Namespace"] == ["metadata.name", "metadata.namespace"]
+    assert kinds["kubernetes:helm.sh/v3:Release"] == ["name", "namespace"]
