@@ -19,6 +19,15 @@ def _resource(type_: str, options: dict | None = None) -> PlannedResource:
     return PlannedResource(f"urn:pulumi:dev::gpuscale::{type_}::x", type_, "x", None, True, {}, options or {})
 
 
+def _git_repo(repo, files: dict[str, str]) -> None:
+    """A git repository at `repo` with one commit holding `files` (path -> text)."""
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+
+
 def test_facts_cover_every_aws_resource_type_the_stacks_declare(plans):
     facts = replacement_facts()
     declared = {r["type"] for p in plans.values() for r in p["doc"]["resources"]
@@ -111,11 +120,7 @@ func resourceNodeGroup() *schema.Resource {
 }
 ''',
     }
-    for path, text in files.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
-        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    _git_repo(repo, files)
     out = tmp_path / "facts.json"
     script = [sys.executable, str(ROOT / "scripts" / "provider_facts.py"), "--terraform-provider-aws", str(repo),
               "--output", str(out), "--only", NODE_GROUP]
@@ -196,11 +201,7 @@ func labelSelectorForceNewProperties(prefix string) properties {
 }
 ''',
     }
-    for path, text in files.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(text)
-    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
-        subprocess.run(["git", "-C", str(repo), *args], check=True)
+    _git_repo(repo, files)
     out = tmp_path / "facts.json"
     out.write_text(json.dumps({"source": "kept", "resources": {}}))
     proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "provider_facts.py"), "--pulumi-kubernetes",
