@@ -79,7 +79,7 @@ if c.mode == "create":
         **({"public_access_cidrs": list(c.public_access_cidrs)} if c.public_access else {}),
         "system_nodes": {"instance_type": c.system_nodes.instance_type, "min_size": c.system_nodes.min_size,
                          "max_size": c.system_nodes.max_size, "desired_size": c.system_nodes.desired_size},
-        "tags": tags})
+        "tags": tags, **({"preview_role_arn": c.preview_role_arn} if c.preview_role_arn else {})})
 else:
     cluster = ExistingCluster(c.name, {"cluster_name": c.name, "subnet_ids": list(c.subnet_ids), "tags": tags})
 

@@ -11,6 +11,7 @@ from typing_extensions import NotRequired
 
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
+from .arns import iam_role_arn_problem
 from .endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from .network import Network
 from .labels import SYSTEM_NODE_LABEL
@@ -54,6 +55,14 @@ class EksClusterArgs(TypedDict):
     """Control plane log types sent to CloudWatch Logs. Default ["audit", "authenticator"] (who did what)."""
     tags: NotRequired[dict[str, str]]
     """Tags on every resource. Default none."""
+    preview_role_arn: NotRequired[str]
+    """IAM role of the CI jobs that preview and check drift (`pulumi preview --refresh` reads the Kubernetes
+    objects): given, it gets an EKS access entry with read-only access to the whole cluster. Default none."""
+
+
+PREVIEW_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy"
+"""Read-only on every Kubernetes resource, Secrets included: Helm v3 keeps each release's state in a Secret of its
+namespace, so a preview of the charts must read those; AmazonEKSViewPolicy leaves Secrets out. No write verbs."""
 
 
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
@@ -65,6 +74,8 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         public = args.get("endpoint_public_access", True)
         problem = endpoint_access_problem(public, args.get("public_access_cidrs"))
+        preview_role = args.get("preview_role_arn")
+        problem = problem or iam_role_arn_problem("preview_role_arn", preview_role)
         if problem is not None:
             raise problem.error()
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
@@ -123,6 +134,14 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
             tags=tags,
             # The autoscaler owns the node count once the group exists; `pulumi up` must not reset it.
             opts=pulumi.ResourceOptions(parent=self, ignore_changes=["scalingConfig.desiredSize"]))
+
+        if preview_role is not None:
+            entry = aws.eks.AccessEntry(f"{name}-preview", cluster_name=cluster.name, principal_arn=preview_role,
+                                        type="STANDARD", tags=tags, opts=child)
+            aws.eks.AccessPolicyAssociation(
+                f"{name}-preview-read", cluster_name=cluster.name, principal_arn=entry.principal_arn,
+                policy_arn=PREVIEW_ACCESS_POLICY,
+                access_scope=aws.eks.AccessPolicyAssociationAccessScopeArgs(type="cluster"), opts=child)
 
         self.cluster_name = cluster.name
         self.cluster_arn = cluster.arn

@@ -44,6 +44,9 @@ class StackCost:
     sources: tuple[str, ...] = ()
     error: str | None = None
     """Why there is no figure (a region or instance type the price list lacks); the plan still holds."""
+    missing: tuple[str, ...] = ()
+    """Every price the stack needs that the price list lacks ("g6.xlarge", "natGatewayHour"), when `error` is
+    set for that reason: the plan names them all, never a guessed figure."""
 
     @property
     def low(self) -> float:
@@ -63,7 +66,8 @@ class StackCost:
 
     def to_json(self) -> dict[str, Any]:
         if self.error is not None:
-            return {"region": self.region, "error": self.error}
+            return {"region": self.region, "error": self.error, **({"missing": list(self.missing)}
+                                                                   if self.missing else {})}
         return {"region": self.region, "currency": "USD", "hoursPerMonth": HOURS_PER_MONTH,
                 "low": round(self.low, 2), "high": round(self.high, 2),
                 "typical": None if self.typical is None else round(self.typical, 2),
@@ -73,46 +77,69 @@ class StackCost:
     def from_json(cls, doc: dict[str, Any]) -> StackCost:
         lines = tuple(CostLine(d["name"], d["kind"], d["low"], d["high"], d.get("typical"), d.get("note", ""))
                       for d in doc.get("lines", ()))
-        return cls(doc.get("region", ""), lines, tuple(doc.get("sources", ())), doc.get("error"))
+        return cls(doc.get("region", ""), lines, tuple(doc.get("sources", ())), doc.get("error"),
+                   tuple(doc.get("missing", ())))
 
 
 def estimate(config: Any, plan: Any, book: PriceBook | None = None) -> StackCost:
-    """The stack's monthly cost from its validated config and its plan; an error instead of a figure when the
-    price list lacks a price it needs."""
-    book = book or PriceBook.from_file()
-    region = config.region
-    try:
-        used: list[Price] = []
-        lines = [*_groups(config, book, used), *_fixed(config, plan, book, used)]
-    except PriceError as exc:
-        return StackCost(region, error=str(exc))
-    return StackCost(region, tuple(lines), tuple(book.cited(p.source for p in used)))
+    """The stack's monthly cost from its validated config and its plan; when the price list lacks prices it
+    needs, an error naming every one of them instead of a figure."""
+    prices = _Lookups(book or PriceBook.from_file(), config.region)
+    lines = [*_groups(config, prices), *_fixed(config, plan, prices)]
+    if prices.missing:
+        missing = tuple(sorted(set(prices.missing)))
+        return StackCost(config.region, error=prices.book.missing_message(config.region, missing), missing=missing)
+    return StackCost(config.region, tuple(lines), tuple(prices.book.cited(p.source for p in prices.used)))
 
 
-def _instance_month(book: PriceBook, region: str, instance_type: str, root_gib: int, used: list[Price]) -> float:
+class _Lookups:
+    """The prices of one region, looked up one by one; a price the book lacks is noted (and counts as 0 until the
+    estimate is dropped), so that one plan names every missing price rather than the first."""
+
+    def __init__(self, book: PriceBook, region: str):
+        self.book, self.region = book, region
+        self.used: list[Price] = []
+        self.missing: list[str] = []
+
+    def instance(self, instance_type: str) -> float:
+        return self._look(self.book.instance, instance_type)
+
+    def fixed(self, part: str) -> float:
+        return self._look(self.book.fixed, part)
+
+    def _look(self, lookup: Any, key: str) -> float:
+        try:
+            price = lookup(self.region, key)
+        except PriceError:
+            self.missing.append(key)
+            return 0.0
+        self.used.append(price)
+        return price.usd
+
+
+def _instance_month(prices: _Lookups, instance_type: str, root_gib: int) -> float:
     """One instance running a month, with its gp3 root volume."""
-    compute, storage = book.instance(region, instance_type), book.fixed(region, "gp3GiBMonth")
-    used += [compute, storage]
-    return compute.usd * HOURS_PER_MONTH + root_gib * storage.usd
+    return prices.instance(instance_type) * HOURS_PER_MONTH + root_gib * prices.fixed("gp3GiBMonth")
 
 
-def _groups(config: Any, book: PriceBook, used: list[Price]) -> list[CostLine]:
-    region, lines = config.region, []
+def _groups(config: Any, prices: _Lookups) -> list[CostLine]:
+    lines = []
     c = config.cluster
     if c.system_nodes is not None:
-        month = _instance_month(book, region, c.system_nodes.instance_type, 20, used)  # EKS's 20 GiB default disk
+        month = _instance_month(prices, c.system_nodes.instance_type, 20)  # EKS's 20 GiB default disk
         lines.append(CostLine("system nodes", "system-nodes", c.system_nodes.min_size * month,
                               c.system_nodes.max_size * month, note=c.system_nodes.instance_type))
     for g in config.node_groups:
-        months = [_instance_month(book, region, t, g.root_volume_gib, used) for t in g.instance_types]
+        months = [_instance_month(prices, t, g.root_volume_gib) for t in g.instance_types]
         lines.append(CostLine(g.name, "gpu-group", g.min_size * min(months), g.max_size * max(months),
                               note=_spot_note(g.capacity_type == "SPOT")))
     for g in config.auto_scaling_groups:
-        months = [_instance_month(book, region, t, g.root_volume_gib, used) for t in g.instance_types]
+        months = [_instance_month(prices, t, g.root_volume_gib) for t in g.instance_types]
+        typical = _typical(config, g, months[0]) if not prices.missing else None
         lines.append(CostLine(g.name, "gpu-group", g.min_size * min(months), g.max_size * max(months),
-                              _typical(config, g, months[0]), _spot_note(g.on_demand_percentage_above_base < 100)))
+                              typical, _spot_note(g.on_demand_percentage_above_base < 100)))
         if g.warm_pool is not None:
-            lines.append(_warm_pool(g, book, region, used))
+            lines.append(_warm_pool(g, prices))
     return lines
 
 
@@ -120,18 +147,16 @@ def _spot_note(spot: bool) -> str:
     return "Spot priced On-Demand: an upper bound" if spot else ""
 
 
-def _warm_pool(g: Any, book: PriceBook, region: str, used: list[Price]) -> CostLine:
+def _warm_pool(g: Any, prices: _Lookups) -> CostLine:
     """A warm pool holds max(minSize, maxPreparedCapacity (default maxSize) - desired) instances (AWS's sizing).
     Stopped or hibernated ones bill their volumes only; running ones bill like the group's instances."""
     wp = g.warm_pool
     prepared = wp.max_prepared_capacity if wp.max_prepared_capacity is not None else g.max_size
     at_min, at_max = (max(wp.min_size, prepared - desired) for desired in (g.min_size, g.max_size))
     if wp.pool_state == "Running":
-        each = _instance_month(book, region, g.instance_types[0], g.root_volume_gib, used)
+        each = _instance_month(prices, g.instance_types[0], g.root_volume_gib)
     else:
-        storage = book.fixed(region, "gp3GiBMonth")
-        used.append(storage)
-        each = g.root_volume_gib * storage.usd
+        each = g.root_volume_gib * prices.fixed("gp3GiBMonth")
     return CostLine(f"{g.name} warm pool", "fixed", at_min * each, at_max * each,
                     note=f"{wp.pool_state.lower()} instances: " + ("billed running" if wp.pool_state == "Running"
                                                                    else "volumes only"))
@@ -150,16 +175,14 @@ def _typical(config: Any, group: Any, month: float) -> float | None:
     return mean_instances * month
 
 
-def _fixed(config: Any, plan: Any, book: PriceBook, used: list[Price]) -> list[CostLine]:
-    region, lines = config.region, []
+def _fixed(config: Any, plan: Any, prices: _Lookups) -> list[CostLine]:
+    lines = []
     for type_, part, what in ((CLUSTER, "eksControlPlaneHour", "EKS control plane"),
                               (NAT_GATEWAY, "natGatewayHour", "NAT gateway"),
                               (EIP, "publicIpv4Hour", "public IPv4 address")):
         count = sum(1 for r in plan.resources if r.type == type_)
         if count:
-            price = book.fixed(region, part)
-            used.append(price)
-            month = count * price.usd * HOURS_PER_MONTH
+            month = count * prices.fixed(part) * HOURS_PER_MONTH
             lines.append(CostLine(f"{count} {what}" + ("es" if what.endswith("address") and count > 1
                                                        else "s" if count > 1 else ""), "fixed", month, month))
     return lines

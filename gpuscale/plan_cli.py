@@ -22,7 +22,8 @@ EXIT_CHECKS_FAILED = 3
               help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write the plan (type, name, parent, inputs, options) as JSON to this file.")
-@click.option("--details", is_flag=True, help="Show every input of every resource, not only the key ones.")
+@click.option("--details", is_flag=True,
+              help="Show every input of every resource whole, JSON documents (IAM policies) pretty-printed.")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors (with --json, for machines).")
 @click.option("--prices", type=click.Choice(["file", "api"]), default="file", show_default=True,
               help="Price the stack from the dated price list in the package, or ask the AWS Pricing API "
@@ -38,7 +39,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     from .cost import estimate, render_cost
     from .config import load_stack_file
     from .plan import run_plan
-    from .plan_render import render_tree
+    from .plan_render import render_plan
 
     try:
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
@@ -55,7 +56,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         doc = {**result.to_json(), "checks": [f.to_json() for f in findings], "cost": cost.to_json()}
         json_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     if not quiet:
-        click.echo(render_tree(result, details=details))
+        click.echo(render_plan(result, details=details))
         click.echo("\nPre-apply checks:")
         click.echo("\n".join(f"  {f}" for f in findings) or "  none")
         click.echo("\n" + render_cost(cost))

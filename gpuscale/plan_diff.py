@@ -1,12 +1,26 @@
-"""Differences between two plans: resources added, removed and changed, property by property."""
+"""Differences between two plans: resources added, removed, updated in place and replaced, property by property.
+
+A change replaces a resource when it touches an input the provider cannot update in place: for pulumi-aws (bridged
+from terraform-provider-aws) the properties the Terraform schema marks ForceNew / RequiresReplace, recorded as facts
+in `gpuscale/data/provider_replacements.json` by `scripts/provider_facts.py`; for pulumi-kubernetes (a native
+provider) an object's name and namespace and its kind's immutable fields, recorded the same way; and any input the
+program itself marks `replaceOnChanges`.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from .plan import PLAN_FORMAT, Plan, PlannedResource
 from .plan_render import flatten, short
+
+
+REPLACEMENT_FACTS = Path(__file__).parent / "data" / "provider_replacements.json"
 
 
 @dataclass(frozen=True)
@@ -14,6 +28,13 @@ class ResourceChange:
     resource: PlannedResource
     changes: list[tuple[str, Any, Any]] = field(default_factory=list)
     """(property path, old value, new value); a missing side is the string "(absent)"."""
+    replaced_by: list[str] = field(default_factory=list)
+    """Why the change replaces the resource, one reason per changed trigger ("inputs.instanceTypes[0]: ForceNew in
+    terraform-provider-aws aws_eks_node_group"); empty for an update in place."""
+
+    @property
+    def replaces(self) -> bool:
+        return bool(self.replaced_by)
 
 
 @dataclass(frozen=True)
@@ -25,6 +46,18 @@ class PlanDiff:
     @property
     def equal(self) -> bool:
         return not (self.added or self.removed or self.changed)
+
+    @property
+    def replaced(self) -> list[ResourceChange]:
+        return [c for c in self.changed if c.replaces]
+
+    @property
+    def updated(self) -> list[ResourceChange]:
+        return [c for c in self.changed if not c.replaces]
+
+    def summary(self) -> str:
+        return (f"{len(self.added)} to add, {len(self.updated)} to change, {len(self.replaced)} to replace, "
+                f"{len(self.removed)} to delete")
 
 
 ABSENT = "(absent)"
@@ -54,8 +87,56 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
             continue
         props = _leaf_changes(_comparable(before), _comparable(after))
         if props:
-            changed.append(ResourceChange(after, props))
+            changed.append(ResourceChange(after, props, replacement_reasons(after, [p for p, _, _ in props])))
     return PlanDiff(added, removed, changed)
+
+
+@lru_cache(maxsize=1)
+def replacement_facts() -> dict[str, Any]:
+    """The provider's replacement triggers per resource type, with their source (see the module's docstring)."""
+    return json.loads(REPLACEMENT_FACTS.read_text())
+
+
+def _segments(path: str) -> tuple[str, ...]:
+    """A property path's names without indices, lower case (`instanceTypes[0]` -> `instancetypes`)."""
+    return tuple(n for n in (re.sub(r"\[\d+\]", "", s).lower() for s in path.split(".")) if n)
+
+
+def _plural(name: str) -> str:
+    """English plural, as the Pulumi bridge names a Terraform list block (`tag` -> `tags`, `policy` -> `policies`)."""
+    if name.endswith("y") and name[-2:-1] not in "aeiou":
+        return name[:-1] + "ies"
+    return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
+
+
+def _triggered(changed: tuple[str, ...], trigger: tuple[str, ...]) -> bool:
+    """Whether a changed path lies at or under a trigger, each name as written or in the plural the bridge gives
+    list blocks."""
+    return len(changed) >= len(trigger) and all(c in (t, _plural(t)) for c, t in zip(changed, trigger))
+
+
+def replacement_reasons(resource: PlannedResource, paths: list[str]) -> list[str]:
+    """The changed `paths` ("inputs.instanceTypes[0]") that make the provider, or the program's own
+    `replaceOnChanges`, replace `resource`, each with where that rule comes from."""
+    facts = replacement_facts()
+    entry = facts["resources"].get(resource.type)
+    if entry is not None:
+        why = f"ForceNew in terraform-provider-aws {entry['terraform']}"
+    else:
+        entry = facts.get("kubernetes", {}).get("resources", {}).get(resource.type)
+        why = f"replaced on change by pulumi-kubernetes {facts['kubernetes']['ref']}" if entry else ""
+    triggers = [(_segments(t), why) for t in (entry or {}).get("replacedOnChange", [])]
+    triggers += [(_segments(t), "replaceOnChanges in the program")
+                 for t in resource.options.get("replaceOnChanges", [])]
+    reasons = []
+    for path in paths:
+        if not path.startswith("inputs."):
+            continue
+        changed = _segments(path[len("inputs."):])
+        why = next((w for t, w in triggers if _triggered(changed, t)), None)
+        if why is not None:
+            reasons.append(f"{path}: {why}")
+    return reasons
 
 
 def _comparable(r: PlannedResource) -> dict[str, Any]:
@@ -71,11 +152,30 @@ def _leaf_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[s
 def render_diff(d: PlanDiff) -> str:
     if d.equal:
         return "No differences."
-    lines = []
-    lines += [f"+ {r.type}  {r.name}" for r in d.added]
-    lines += [f"- {r.type}  {r.name}" for r in d.removed]
-    for c in d.changed:
-        lines.append(f"~ {c.resource.type}  {c.resource.name}")
-        lines += [f"      {path}: {short(a, 40)} => {short(b, 40)}" for path, a, b in c.changes]
-    lines.append(f"{len(d.added)} added, {len(d.removed)} removed, {len(d.changed)} changed")
+    lines = change_lines(d, 40)
+    lines += ["", d.summary()]
+    if d.replaced:
+        lines.append(replacement_source())
     return "\n".join(lines)
+
+
+def replacement_source() -> str:
+    """Where the replacement marks come from, for a footnote under a diff that has some."""
+    facts = replacement_facts()
+    kube = facts.get("kubernetes")
+    also = f", and pulumi-kubernetes's own at {kube['ref']} ({kube['commit'][:12]})" if kube else ""
+    return (f"(replacements: the provider's ForceNew properties from {facts['source']} at {facts['version']}, "
+            f"commit {facts['commit'][:12]}{also}; the real `pulumi preview` is the final word)")
+
+
+def change_lines(d: PlanDiff, width: int) -> list[str]:
+    """The diff as `+` added, `+-` replaced (with the trigger and its source), `~` updated in place, `-` deleted,
+    each changed resource followed by its changed properties: the text of `gpuscale diff` and of the review."""
+    lines = [f"+ {r.type}  {r.name}" for r in d.added]
+    for sign, changes in (("+-", d.replaced), ("~", d.updated)):
+        for c in changes:
+            lines.append(f"{sign} {c.resource.type}  {c.resource.name}" + ("  (replace)" if c.replaces else ""))
+            lines += [f"      {path}: {short(a, width)} => {short(b, width)}" for path, a, b in c.changes]
+            lines += [f"      replaced because {why}" for why in c.replaced_by]
+    lines += [f"- {r.type}  {r.name}" for r in d.removed]
+    return lines

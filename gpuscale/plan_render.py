@@ -1,4 +1,5 @@
-"""Rendering a Plan for people: a preview-like tree with key inputs, and a count per resource type."""
+"""Rendering a Plan for people: what a reviewer reads first (`plan_summary`), a preview-like tree with key inputs
+(every value whole with `details`), a count per resource type, and the stack's outputs."""
 
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def render_tree(plan: Plan, details: bool = False) -> str:
             shown = [(k, v) for k, v in leaves if len(short(v, 10_000)) <= VALUE_WIDTH]
             limit = KEY_INPUTS_SHOWN
         for key, value in shown[:limit]:
-            lines.append(f"{pad}      {key}: {short(value)}")
+            lines += whole(key, value, f"{pad}      ") if details else [f"{pad}      {key}: {short(value)}"]
         hidden = len(leaves) - min(limit, len(shown))
         if hidden > 0:
             lines.append(f"{pad}      … {hidden} more input(s) (--details shows all)")
@@ -65,6 +66,48 @@ def render_tree(plan: Plan, details: bool = False) -> str:
                 lines.append(f"{pad}      [{opt}: {short(value)}]")
     lines += ["", render_counts(plan)]
     return "\n".join(lines)
+
+
+def whole(key: str, value: Any, pad: str) -> list[str]:
+    """`key: value` with nothing cut: a JSON document held in a string (an IAM policy, a dashboard body) is
+    pretty-printed under its key, a multi-line string (user data) keeps its lines."""
+    if isinstance(value, str):
+        doc = _json_document(value)
+        if doc is not None:
+            return [f"{pad}{key}: (JSON)"] + [f"{pad}    {line}" for line in json.dumps(doc, indent=2).splitlines()]
+        if "\n" in value:
+            return [f"{pad}{key}: |"] + [f"{pad}    {line}" for line in value.splitlines()]
+        return [f"{pad}{key}: {value}"]
+    return [f"{pad}{key}: {json.dumps(value)}"]
+
+
+def _json_document(text: str) -> Any:
+    if not text.lstrip().startswith(("{", "[")):
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, (dict, list)) else None
+
+
+def render_outputs(plan: Plan) -> str:
+    """The stack's outputs (`pulumi stack output`) whole, as the mock engine resolves them."""
+    if not plan.outputs:
+        return "Outputs: none"
+    lines = ["Outputs:"]
+    for key, value in flatten(plan.outputs):
+        lines += whole(key, value, "  ")
+    return "\n".join(lines)
+
+
+def render_plan(plan: Plan, details: bool = False) -> str:
+    """The whole text plan: the reviewer's summary first, then the tree with the counts, then the outputs."""
+    from .plan_summary import render_summary
+
+    tree = render_tree(plan, details)
+    header, _, body = tree.partition("\n\n")
+    return "\n\n".join((header, render_summary(plan, details), body, render_outputs(plan)))
 
 
 def render_counts(plan: Plan) -> str:

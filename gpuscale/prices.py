@@ -102,6 +102,19 @@ class PriceBook:
             raise PriceError(f"no {part} price for {region} in {self.origin}")
         return prices[part]
 
+    def missing_message(self, region: str, missing: Iterable[str]) -> str:
+        """Which prices of `region` this book lacks, by name, and how to add them."""
+        missing = sorted(set(missing))
+        fixed = [m for m in missing if m in FIXED_PARTS]
+        types = [m for m in missing if m not in FIXED_PARTS]
+        where = (f"no prices for region {region} in {self.origin} (it has {', '.join(sorted(self.regions)) or 'none'})"
+                 if region not in self.regions else f"{self.origin} lacks prices in {region}")
+        named = "; ".join(part for part in (
+            f"instance types (On-Demand Linux, per hour): {', '.join(types)}" if types else "",
+            f"fixed parts: {', '.join(fixed)}" if fixed else "") if part)
+        return (f"{where}; missing {named}; add them with `python scripts/refresh_prices.py --region {region}` "
+                f"(AWS credentials allowed pricing:GetProducts)")
+
     def cited(self, keys: Iterable[str]) -> list[str]:
         """"description (date)" of each source among `keys`, for a footnote under a figure."""
         return [f"{self.sources[k]['description']} ({self.sources[k]['date']})" for k in sorted(set(keys))

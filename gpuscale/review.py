@@ -79,33 +79,15 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
     return StackReview(stack, "\n".join(lines), blocking)
 
 
-def _replaced(change: Any) -> bool:
-    """Whether a change replaces the resource, as far as the plan knows: a changed input the program marked
-    `replaceOnChanges`. The provider's own replace-on-change properties are known only to the real preview."""
-    marked = change.resource.options.get("replaceOnChanges", [])
-    return any(path.startswith(f"inputs.{m}") for path, _, _ in change.changes for m in marked)
-
-
 def _resources(diff: Any) -> list[str]:
-    replaced = [c for c in diff.changed if _replaced(c)]
-    updated = [c for c in diff.changed if not _replaced(c)]
-    lines = [f"**Resources**: {len(diff.added)} to add, {len(updated)} to change, {len(replaced)} to replace, "
-             f"{len(diff.removed)} to remove", ""]
+    from .plan_diff import change_lines, replacement_source
+
+    lines = [f"**Resources**: {diff.summary()}", ""]
     if diff.equal:
         return lines + ["No resource changes."]
-    body = [f"+ {r.type}  {r.name}" for r in diff.added]
-    for sign, changes in (("+-", replaced), ("~", updated)):
-        for c in changes:
-            body.append(f"{sign} {c.resource.type}  {c.resource.name}")
-            body += [f"      {path}: {_short(a)} => {_short(b)}" for path, a, b in c.changes]
-    body += [f"- {r.type}  {r.name}" for r in diff.removed]
-    return lines + ["<details><summary>What changes</summary>", "", "```diff", *body, "```", "", "</details>"]
-
-
-def _short(value: Any) -> str:
-    from .plan_render import short
-
-    return short(value, 60)
+    source = [f"_{replacement_source()}_", ""] if diff.replaced else []
+    return lines + ["<details><summary>What changes</summary>", "", "```diff", *change_lines(diff, 60), "```", "",
+                    *source, "</details>"]
 
 
 def _policy(checks: list[dict[str, Any]]) -> list[str]:

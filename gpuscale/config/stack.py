@@ -15,6 +15,7 @@ from typing import Any
 
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
+from ..components.arns import IAM_ROLE_ARN, IAM_ROLE_ARN_DESCRIBED
 from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
@@ -82,6 +83,8 @@ class ClusterConfig:
     """Create mode: the API's public endpoint is on (the private one always is, for the nodes)."""
     public_access_cidrs: tuple[str, ...] = ()
     """Create mode, public endpoint on: the networks it answers (AWS's default 0.0.0.0/0 when none are set)."""
+    preview_role_arn: str | None = None
+    """Create mode: the CI preview/drift role, given read-only access to the cluster by an EKS access entry."""
 
 
 @dataclass(frozen=True)
@@ -228,12 +231,17 @@ def _read_cluster(s: Section) -> ClusterConfig:
         system = _read_system_nodes(sys_s)
         public_access, public_cidrs = _read_api_endpoint(s)
         subnet_ids: tuple[str, ...] = ()
+        preview_role = s.str("previewRoleArn", None, pattern=IAM_ROLE_ARN, describe=IAM_ROLE_ARN_DESCRIBED)
         if s.has("subnetIds"):
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
-        cidr, zones, nat_per_zone, system = None, 0, False, None
+        cidr, zones, nat_per_zone, system, preview_role = None, 0, False, None, None
         public_access, public_cidrs = True, ()
+        if s.has("previewRoleArn"):
+            raise s.fail("previewRoleArn", s.data["previewRoleArn"], "previewRoleArn only with mode: create (an "
+                                                                    "existing cluster's access entries are its "
+                                                                    "owner's to grant)")
         for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes", "apiEndpoint"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
@@ -241,7 +249,7 @@ def _read_cluster(s: Section) -> ClusterConfig:
                                 describe="subnet ids such as subnet-0123456789abcdef0")
     s.finish()
     return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids, public_access,
-                         public_cidrs)
+                         public_cidrs, preview_role)
 
 
 def _read_api_endpoint(cluster: Section) -> tuple[bool, tuple[str, ...]]:

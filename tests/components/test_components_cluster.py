@@ -145,6 +145,30 @@ def test_existing_cluster_uses_configured_subnets(harness):
     assert harness.value(cluster.private_subnet_ids) == chosen
 
 
+def test_preview_role_gets_a_read_only_access_entry(harness):
+    role = "arn:aws:iam::123456789012:role/gpuscale-preview"
+    harness.run(lambda: EksCluster("gs", cluster_args(preview_role_arn=role)))
+    entry = harness.one("aws:eks/accessEntry:AccessEntry")
+    assert entry.inputs["principalArn"] == role and entry.inputs["clusterName"] == "gpuscale-test", entry.name
+    assert entry.inputs["type"] == "STANDARD" and "kubernetesGroups" not in entry.inputs, entry.name
+    read = harness.one("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert read.inputs["policyArn"] == "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminViewPolicy", read.name
+    assert read.inputs["accessScope"] == {"type": "cluster"} and read.inputs["principalArn"] == role, read.name
+
+
+def test_no_preview_role_no_access_entry(harness):
+    harness.run(lambda: EksCluster("gs", cluster_args()))
+    assert harness.of_type("aws:eks/accessEntry:AccessEntry") == []
+    assert harness.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation") == []
+
+
+def test_a_malformed_preview_role_is_refused_before_anything_is_declared(harness):
+    with pytest.raises(ValueError, match=r"preview_role_arn: 'arn:aws:iam::123:role/x' is not allowed; allowed: an "
+                                         r"IAM role ARN"):
+        harness.run(lambda: EksCluster("gs", cluster_args(preview_role_arn="arn:aws:iam::123:role/x")))
+    assert harness.of_type("aws:eks/cluster:Cluster") == []
+
+
 @pytest.mark.parametrize("overrides, vpc", [
     ({}, {"endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}),
     ({"endpoint_public_access": False}, {"endpointPrivateAccess": True, "endpointPublicAccess": False}),

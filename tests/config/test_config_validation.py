@@ -229,3 +229,20 @@ def test_hibernated_warm_pool_follows_ec2s_instance_type_data():
     assert group.warm_pool.pool_state == "Hibernated"
     with pytest.raises(ConfigError, match="g6e.xlarge cannot hibernate"):
         load_stack_config(cfg, "test", CATALOG)
+
+
+@pytest.mark.parametrize("arn", ["arn:aws:iam::12345:role/ci", "arn:aws:iam::123456789012:user/ci",
+                                 "arn:aws:iam::123456789012:role/", "gpuscale-preview", 42])
+def test_preview_role_must_be_an_iam_role_arn(arn):
+    assert_rejected(_set(cluster, "previewRoleArn", arn), "gpuscale:cluster.previewRoleArn", "IAM role ARN")
+
+
+def test_preview_role_only_in_create_mode_and_read_when_valid():
+    assert_rejected(lambda c: c.__setitem__("gpuscale:cluster", {
+        "mode": "existing", "name": "c1", "previewRoleArn": "arn:aws:iam::123456789012:role/ci"}),
+        "gpuscale:cluster.previewRoleArn", "mode: create")
+    cfg = base()
+    cluster(cfg)["previewRoleArn"] = "arn:aws:iam::123456789012:role/ci/gpuscale-preview"
+    assert load_stack_config(cfg, "test", CATALOG).cluster.preview_role_arn == \
+        "arn:aws:iam::123456789012:role/ci/gpuscale-preview"
+    assert load_stack_config(base(), "test", CATALOG).cluster.preview_role_arn is None

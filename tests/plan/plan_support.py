@@ -28,3 +28,13 @@ def project_copy(tmp_path: Path, stack: str, mutate) -> Path:
     mutate(doc["config"])
     stack_file.write_text(yaml.safe_dump(doc))
     return project
+
+
+def diff_with_changed(tmp_path: Path, base_plan: Path, stack: str, mutate) -> subprocess.CompletedProcess:
+    """`gpuscale diff` of `base_plan` against a plan of `stack` with `mutate(config)` applied; the new plan is
+    written to tmp_path/new.json."""
+    project = project_copy(tmp_path, stack, mutate)
+    new = tmp_path / "new.json"
+    planned = gpuscale("plan", "--stack", stack, "--project-dir", str(project), "--json", str(new), "--quiet")
+    assert planned.returncode == 0, planned.stderr
+    return gpuscale("diff", str(base_plan), str(new))

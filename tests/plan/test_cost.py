@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from plan_support import ROOT, gpuscale, project_copy
+from plan_support import ROOT, diff_with_changed
 
 from gpuscale.cost import StackCost
 from gpuscale.prices import FIXED_PARTS, PRICE_FILE, PriceBook, on_demand_usd
@@ -39,23 +39,54 @@ def test_prod_cost_adds_up_from_the_price_list(plans):
     assert "Monthly cost in us-east-1" in text and f"{cost.low:,.0f}" in text and f"{cost.high:,.0f}" in text
 
 
-def test_a_region_without_prices_says_how_to_get_them(plans):
+def test_a_region_without_prices_names_every_missing_price(plans):
+    from gpuscale.config import load_stack_file
+
     doc = plans["dev"]["doc"]["cost"]
-    if "error" not in doc:  # the price list gained us-west-2: nothing to show here
+    config = load_stack_file(ROOT, "dev")
+    book = PriceBook.from_file()
+    needed = {t for g in (*config.node_groups, *config.auto_scaling_groups) for t in g.instance_types}
+    needed |= {config.cluster.system_nodes.instance_type, "eksControlPlaneHour", "natGatewayHour", "gp3GiBMonth",
+               "publicIpv4Hour"}
+    lacking = {k for k in needed if k not in book.regions.get(config.region, {}).get("instances", {})
+               and k not in book.regions.get(config.region, {}).get("fixed", {})}
+    if not lacking:  # the price list gained every price dev needs: then it has a figure
+        assert "error" not in doc and doc["high"] > 0
         return
-    assert "us-west-2" in doc["error"] and "scripts/refresh_prices.py --region us-west-2" in doc["error"]
-    assert "Monthly cost: unavailable: no prices for region us-west-2" in plans["dev"]["stdout"]
+    assert set(doc["missing"]) == lacking, "every missing price is named, not only the first"
+    text = plans["dev"]["stdout"]
+    assert "Monthly cost: unavailable: no prices for region us-west-2" in text
+    assert all(name in text for name in lacking) and "scripts/refresh_prices.py --region us-west-2" in text
+
+
+def test_a_missing_instance_price_in_a_known_region_is_named_with_the_others(plans):
+    from gpuscale.config import load_stack_file
+    from gpuscale.cost import estimate
+    from gpuscale.plan import Plan
+    from gpuscale.prices import Price
+
+    book = PriceBook.from_file()
+    region = book.regions["us-east-1"]
+    thinner = PriceBook({"us-east-1": {"instances": {k: v for k, v in region["instances"].items()
+                                                     if k not in ("g6e.xlarge", "p5.48xlarge")},
+                                       "fixed": {k: v for k, v in region["fixed"].items() if k != "natGatewayHour"}}},
+                        book.sources, "thin.json")
+    config = load_stack_file(ROOT, "prod")
+    cost = estimate(config, Plan.from_json(plans["prod"]["doc"]), thinner)
+    assert cost.lines == () and cost.missing == ("g6e.xlarge", "natGatewayHour", "p5.48xlarge")
+    assert cost.error.startswith("thin.json lacks prices in us-east-1; missing instance types")
+    assert "fixed parts: natGatewayHour" in cost.error
+    assert StackCost.from_json(cost.to_json()).missing == cost.missing
+    full = estimate(config, Plan.from_json(plans["prod"]["doc"]), book)
+    assert full.error is None and full.missing == () and isinstance(book.instance("us-east-1", "g6e.xlarge"), Price)
 
 
 def test_diff_prints_the_cost_change(plans, tmp_path):
     def grow(config):
         config["gpuscale:autoScalingGroups"][0]["maxSize"] = 14
 
-    project = project_copy(tmp_path, "prod", grow)
+    proc = diff_with_changed(tmp_path, plans["prod"]["path"], "prod", grow)
     new = tmp_path / "new.json"
-    assert gpuscale("plan", "--stack", "prod", "--project-dir", str(project), "--json", str(new),
-                    "--quiet").returncode == 0
-    proc = gpuscale("diff", str(plans["prod"]["path"]), str(new))
     assert proc.returncode == 1
     old_cost = StackCost.from_json(plans["prod"]["doc"]["cost"])
     new_cost = StackCost.from_json(json.loads(new.read_text())["cost"])
@@ -101,25 +132,40 @@ def test_pricing_api_products_parse_to_their_on_demand_price():
 
 
 def test_pricing_api_book_asks_for_each_type_and_fixed_part():
-    calls = []
+    """Through a real boto3 Pricing client with botocore's Stubber: each request is checked against the service's
+    own model (operation, parameter names and enums) and against the filters we mean to send."""
+    import boto3
+    from botocore.stub import Stubber
 
-    class Paginator:
-        def paginate(self, ServiceCode, Filters):  # noqa: N803 (boto3's argument names)
-            calls.append((ServiceCode, {f["Field"]: f["Value"] for f in Filters}))
-            usd = "0.1" if ServiceCode != "AmazonEC2" or "instanceType" not in calls[-1][1] else "2.5"
-            yield {"PriceList": [json.dumps({"terms": {"OnDemand": {"t": {"priceDimensions": {
-                "d": {"pricePerUnit": {"USD": usd}}}}}}})]}
+    from gpuscale.prices import FIXED_QUERIES, USAGE_PREFIX
 
-    class Client:
-        def get_paginator(self, name):
-            assert name == "get_products"
-            return Paginator()
+    client = boto3.client("pricing", region_name="us-east-1", aws_access_key_id="test",
+                          aws_secret_access_key="test")
+    stub = Stubber(client)
 
-    book = PriceBook.from_api(["us-west-2"], ["g6.xlarge"], client=Client(), today="2026-12-05")
-    assert book.instance("us-west-2", "g6.xlarge").usd == 2.5
-    assert {p for p in book.regions["us-west-2"]["fixed"]} == set(FIXED_PARTS)
-    assert ("AmazonEKS", {"regionCode": "us-west-2", "operation": "CreateOperation",
-                          "usagetype": "USW2-AmazonEKS-Hours:perCluster"}) in calls
+    def product(usd):
+        return json.dumps({"terms": {"OnDemand": {"t": {"priceDimensions": {"d": {"pricePerUnit": {"USD": usd}}}}}}})
+
+    def expect(service, fields, usd):
+        filters = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": "us-west-2"}]
+        filters += [{"Type": "TERM_MATCH", "Field": k, "Value": v} for k, v in fields.items()]
+        stub.add_response("get_products", {"PriceList": [product(usd)] if usd else [], "FormatVersion": "aws_v1"},
+                          {"ServiceCode": service, "Filters": filters})
+
+    expect("AmazonEC2", {"instanceType": "g6.xlarge", "operatingSystem": "Linux", "tenancy": "Shared",
+                         "preInstalledSw": "NA", "capacitystatus": "Used",
+                         "licenseModel": "No License required"}, "0.8048000000")
+    for part, (service, fields) in FIXED_QUERIES.items():
+        fields = {k: v.replace("{prefix}", USAGE_PREFIX["us-west-2"]) for k, v in fields.items()}
+        expect(service, fields, None if part == "publicIpv4Hour" else "0.1")
+    with stub:
+        book = PriceBook.from_api(["us-west-2"], ["g6.xlarge"], client=client, today="2026-12-05")
+        stub.assert_no_pending_responses()
+    assert book.instance("us-west-2", "g6.xlarge").usd == 0.8048
+    assert book.sources["pricing-api"]["date"] == "2026-12-05"
+    assert set(book.regions["us-west-2"]["fixed"]) == set(FIXED_PARTS) - {"publicIpv4Hour"}, \
+        "a part the API has no product for is left out, never guessed"
+    assert "publicIpv4Hour" in book.missing_message("us-west-2", ["publicIpv4Hour"])
 
 
 def test_prices_from_the_api_need_credentials(tmp_path):

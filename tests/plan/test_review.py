@@ -31,7 +31,7 @@ def test_review_reports_changes_policy_and_cost(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = out.read_text()
     assert report.startswith("<!-- gpuscale-review -->"), "the workflow's comment is found by this marker"
-    assert "### Stack `prod`" in report and "0 to add, 1 to change, 0 to replace, 0 to remove" in report
+    assert "### Stack `prod`" in report and "0 to add, 1 to change, 0 to replace, 0 to delete" in report
     assert "~ aws:autoscaling/group:Group  infer-l40s-asg" in report and "inputs.maxSize: 12 => 14" in report
     assert "**Policy**: 0 mandatory, 0 advisory, 0 accepted" in report
     book = PriceBook.from_file()
@@ -59,3 +59,25 @@ def test_review_of_an_unknown_stack_is_an_input_error(tmp_path):
     base, head = _base_and_head(tmp_path, lambda config: None)
     proc = gpuscale("review", "--base", str(base), "--project-dir", str(head), "--stack", "nope")
     assert proc.returncode == 2 and "--stack" in proc.stderr and "prod" in proc.stderr
+
+
+def test_review_shows_replaced_resources_from_the_providers_facts(plans):
+    import copy
+
+    from gpuscale.plan import Plan
+    from gpuscale.plan_diff import diff_plans, replacement_facts
+    from gpuscale.review import _resources
+
+    base = plans["dev"]["doc"]
+    head = copy.deepcopy(base)
+    for r in head["resources"]:
+        if r["type"] == "aws:eks/nodeGroup:NodeGroup" and r["name"] == "l4-spot-ng":
+            r["inputs"]["amiType"] = "BOTTLEROCKET_x86_64_NVIDIA"
+        if r["type"] == "aws:autoscaling/group:Group":
+            r["inputs"]["maxSize"] = 1
+    text = "\n".join(_resources(diff_plans(Plan.from_json(base), Plan.from_json(head))))
+    assert "**Resources**: 0 to add, 1 to change, 1 to replace, 0 to delete" in text
+    assert "+- aws:eks/nodeGroup:NodeGroup  l4-spot-ng  (replace)" in text
+    assert "replaced because inputs.amiType: ForceNew in terraform-provider-aws aws_eks_node_group" in text
+    assert "~ aws:autoscaling/group:Group  infer-asg" in text
+    assert replacement_facts()["commit"][:12] in text, "the source of the replacement rules is named"

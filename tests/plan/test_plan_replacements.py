@@ -1,0 +1,217 @@
+"""`gpuscale diff` tells replacements from updates in place, by the provider's own ForceNew facts."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+from plan_support import ROOT, diff_with_changed
+
+from gpuscale.plan import PlannedResource
+from gpuscale.plan_diff import replacement_facts, replacement_reasons
+
+NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
+
+
+def _resource(type_: str, options: dict | None = None) -> PlannedResource:
+    return PlannedResource(f"urn:pulumi:dev::gpuscale::{type_}::x", type_, "x", None, True, {}, options or {})
+
+
+def _git_repo(repo, files: dict[str, str]) -> None:
+    """A git repository at `repo` with one commit holding `files` (path -> text)."""
+    for path, text in files.items():
+        (repo / path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / path).write_text(text)
+    for args in (["init", "-q"], ["add", "."], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(repo), *args], check=True)
+
+
+def test_facts_cover_every_aws_resource_type_the_stacks_declare(plans):
+    facts = replacement_facts()
+    declared = {r["type"] for p in plans.values() for r in p["doc"]["resources"]
+                if r["custom"] and r["type"].startswith("aws:")}
+    missing = declared - set(facts["resources"])
+    assert not missing, f"no replacement facts for {sorted(missing)}: add them to scripts/provider_facts.py and rerun"
+    assert facts["generatedBy"] == "scripts/provider_facts.py" and facts["licence"] == "MPL-2.0"
+    assert re.fullmatch(r"[0-9a-f]{40}", facts["commit"]) and facts["source"].startswith("https://github.com/")
+    node_group = facts["resources"][NODE_GROUP]
+    assert node_group["terraform"] == "aws_eks_node_group"
+    assert {"amiType", "capacityType", "instanceTypes", "launchTemplate.id"} <= set(node_group["replacedOnChange"])
+    assert "scalingConfig.maxSize" not in node_group["replacedOnChange"]
+
+
+def test_a_node_groups_instance_types_ami_and_capacity_type_replace_it():
+    ng = _resource(NODE_GROUP)
+    for path in ("inputs.instanceTypes[0]", "inputs.amiType", "inputs.capacityType", "inputs.launchTemplate.id"):
+        assert replacement_reasons(ng, [path]) == [f"{path}: ForceNew in terraform-provider-aws aws_eks_node_group"]
+    assert replacement_reasons(ng, ["inputs.scalingConfig.maxSize", "inputs.labels.team", "options.ignoreChanges",
+                                    "inputs.launchTemplate.version"]) == [], "updated in place"
+
+
+def test_list_blocks_match_in_the_plural_the_bridge_gives_them():
+    asg = _resource("aws:autoscaling/group:Group")
+    assert replacement_reasons(asg, ["inputs.initialLifecycleHooks[0].roleArn"]), \
+        "Terraform's initial_lifecycle_hook block is pulumi-aws's initialLifecycleHooks list"
+    assert replacement_reasons(asg, ["inputs.maxSize", "inputs.launchTemplate.version"]) == []
+    tag = _resource("aws:autoscaling/tag:Tag")
+    assert replacement_reasons(tag, ["inputs.tag.key"]) and not replacement_reasons(tag, ["inputs.tag.value"])
+
+
+def test_the_programs_replace_on_changes_marks_a_replacement_too():
+    res = _resource("kubernetes:monitoring.coreos.com/v1:ServiceMonitor", {"replaceOnChanges": ["spec.selector"]})
+    assert replacement_reasons(res, ["inputs.spec.selector.matchLabels.app"]) == [
+        "inputs.spec.selector.matchLabels.app: replaceOnChanges in the program"]
+    assert replacement_reasons(res, ["inputs.spec.endpoints[0].port"]) == []
+
+
+def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp_path):
+    def change(config):
+        config["gpuscale:nodeGroups"][0]["instanceTypes"] = ["g6.2xlarge"]  # same L4 GPU, a larger host
+        config["gpuscale:autoScalingGroups"][0]["maxSize"] = 1
+
+    proc = diff_with_changed(tmp_path, plans["dev"]["path"], "dev", change)
+    assert proc.returncode == 1
+    out = proc.stdout
+    assert f"+- {NODE_GROUP}  l4-spot-ng  (replace)" in out
+    assert "replaced because inputs.instanceTypes[0]: ForceNew in terraform-provider-aws aws_eks_node_group" in out
+    assert "~ aws:autoscaling/group:Group  infer-asg" in out and "inputs.maxSize: 2 => 1" in out
+    summary = re.search(r"^(\d+) to add, (\d+) to change, (\d+) to replace, (\d+) to delete$", out, re.M)
+    assert summary is not None, out
+    assert summary.group(3) == "1" and int(summary.group(2)) >= 1 and summary.group(1) == summary.group(4) == "0"
+    assert replacement_facts()["commit"][:12] in out, "the replacement rules' source is named"
+
+
+def test_the_facts_script_reads_force_new_from_a_provider_clone(tmp_path):
+    repo = tmp_path / "tfaws"
+    files = {
+        "LICENSE": "Mozilla Public License Version 2.0\n",
+        "CHANGELOG.md": "## 9.9.0 (Unreleased)\n",
+        "names/attr_consts.go": 'package names\nconst (\n\tAttrName = "name"\n)\n',
+        "internal/service/eks/node_group.go": '''package eks
+// @SDKResource("aws_eks_node_group", name="Node Group")
+func resourceNodeGroup() *schema.Resource {
+	return &schema.Resource{
+		SchemaFunc: func() map[string]*schema.Schema {
+			local := func() *schema.Schema {
+				return &schema.Schema{Type: schema.TypeString, ForceNew: true}
+			}
+			return map[string]*schema.Schema{
+				"ami_type": {
+					Type:     schema.TypeString, // "ForceNew: true" in a comment is not a mark
+					ForceNew: true,
+				},
+				"scaling_config": {
+					Type: schema.TypeList,
+					Elem: &schema.Resource{
+						Schema: map[string]*schema.Schema{
+							"max_size": {Type: schema.TypeInt, Required: true},
+							"node_role": {Type: schema.TypeString, ForceNew: true},
+						},
+					},
+				},
+				names.AttrName: {Type: schema.TypeString, ForceNew: true},
+				"launch_template": local(),
+				"labels": {Type: schema.TypeMap, Description: "{ForceNew: true}"},
+			}
+		},
+	}
+}
+''',
+    }
+    _git_repo(repo, files)
+    out = tmp_path / "facts.json"
+    script = [sys.executable, str(ROOT / "scripts" / "provider_facts.py"), "--terraform-provider-aws", str(repo),
+              "--output", str(out), "--only", NODE_GROUP]
+    proc = subprocess.run(script, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(out.read_text())
+    ng = facts["resources"][NODE_GROUP]
+    assert ng["replacedOnChange"] == ["amiType", "launchTemplate", "name", "scalingConfig.nodeRole"]
+    assert facts["licence"] == "MPL-2.0" and facts["version"] == "9.9.0 (Unreleased)"
+    (repo / "LICENSE").write_text("All rights reserved\n")
+    subprocess.run(["git", "-C", str(repo), "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qam", "y"],
+                   check=True)
+    bad = subprocess.run(script, capture_output=True, text=True)
+    assert bad.returncode != 0 and "not MPL-2.0" in bad.stderr
+
+
+def test_kubernetes_objects_are_replaced_on_a_new_name_namespace_or_selector():
+    facts = replacement_facts()["kubernetes"]
+    assert facts["licence"] == "Apache-2.0" and re.fullmatch(r"[0-9a-f]{40}", facts["commit"])
+    daemonset = _resource("kubernetes:apps/v1:DaemonSet")
+    for path in ("inputs.metadata.name", "inputs.metadata.namespace", "inputs.spec.selector.matchLabels.app"):
+        [why] = replacement_reasons(daemonset, [path])
+        assert why == f"{path}: replaced on change by pulumi-kubernetes {facts['ref']}"
+    assert replacement_reasons(daemonset, ["inputs.spec.template.spec.containers[0].image",
+                                           "inputs.metadata.labels.team"]) == [], "rolled out in place"
+    release = _resource("kubernetes:helm.sh/v3:Release")
+    assert replacement_reasons(release, ["inputs.namespace"]) and not replacement_reasons(
+        release, ["inputs.values.extraArgs.scan-interval", "inputs.version"])
+
+
+def test_facts_cover_every_kubernetes_kind_the_stacks_declare(plans):
+    kinds = set(replacement_facts()["kubernetes"]["resources"])
+    declared = {r["type"] for p in plans.values() for r in p["doc"]["resources"]
+                if r["custom"] and r["type"].startswith("kubernetes:")}
+    assert declared <= kinds, f"no replacement facts for {sorted(declared - kinds)}"
+
+
+def test_the_facts_script_reads_pulumi_kubernetes_force_new_table(tmp_path):
+    repo = tmp_path / "pk"
+    files = {
+        "LICENSE": "Apache License\nVersion 2.0, January 2004\n",
+        "provider/pkg/provider/helm_release.go": 'package provider\n\tforceNewFields := []string{".name", ".namespace"}\n',
+        "provider/pkg/provider/diff.go": '''package provider
+var forceNew = _groups{
+	// a comment with "quotes"
+	"apps": _versions{
+		"v1": _kinds{"DaemonSet": daemonset},
+	},
+	"core": core,
+}
+
+var core = _versions{
+	"v1": _kinds{
+		"Service": properties{
+			".spec.clusterIP",
+		},
+	},
+}
+
+var daemonset = append(
+	properties{
+		".spec.selector",
+	},
+	labelSelectorForceNewProperties(".spec.selector")...,
+)
+
+func metadataForceNewProperties(prefix string) properties {
+	return properties{
+		prefix + ".name",
+		prefix + ".namespace",
+	}
+}
+
+func labelSelectorForceNewProperties(prefix string) properties {
+	return properties{
+		prefix + ".matchLabels",
+	}
+}
+''',
+    }
+    _git_repo(repo, files)
+    out = tmp_path / "facts.json"
+    out.write_text(json.dumps({"source": "kept", "resources": {}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "provider_facts.py"), "--pulumi-kubernetes",
+                           str(repo), "--output", str(out)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    facts = json.loads(out.read_text())
+    assert facts["source"] == "kept", "the AWS section is kept when only Kubernetes is regenerated"
+    kinds = {k: v["replacedOnChange"] for k, v in facts["kubernetes"]["resources"].items()}
+    assert kinds["kubernetes:apps/v1:DaemonSet"] == ["metadata.name", "metadata.namespace", "spec.selector",
+                                                     "spec.selector.matchLabels"]
+    assert kinds["kubernetes:core/v1:Service"] == ["metadata.name", "metadata.namespace", "spec.clusterIP"]
+    assert kinds["kubernetes:core/v1:Namespace"] == ["metadata.name", "metadata.namespace"]
+    assert kinds["kubernetes:helm.sh/v3:Release"] == ["name", "namespace"]
