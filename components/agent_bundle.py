@@ -20,22 +20,33 @@ neither the archive nor its key (a different key means a new launch template and
 
 class AgentBundleArgs(TypedDict):
     agent_dir: NotRequired[str]
-    """Directory of the agent's standalone package (the one holding agent/pyproject.toml). Default: the directory
-    above the installed `gpu_metrics_agent` package (`gpu_metrics_agent.__file__`), which is right for an editable
-    install or a checkout of this repository; pass it explicitly otherwise."""
+    """Directory of the agent's standalone package (the one holding agent/pyproject.toml). Default: the copy shipped
+    inside gpuscale (`gpuscale/agent_source`, an install from a wheel), else the directory above the
+    `gpu_metrics_agent` package (`gpu_metrics_agent.__file__`: a checkout or an editable install)."""
     tags: NotRequired[dict[str, str]]
     """Tags on the bucket and the archive object. Default none."""
 
 
+PACKAGED_AGENT = "agent_source"
+"""Where a built gpuscale carries agent/ (pyproject.toml's `gpuscale.agent_source` package data): inside the
+`gpuscale` package, so an install from a wheel holds what AgentBundle archives and AgentImage builds."""
+
+
 def find_agent_dir() -> Path:
-    """The repository's `agent/` directory, next to the `gpu_metrics_agent` package it contains."""
+    """The agent's standalone package: the copy inside an installed gpuscale, or, in a checkout (or an editable
+    install, which leaves agent/ where it is), the repository's `agent/`, next to the `gpu_metrics_agent` package."""
+    gpuscale = importlib.util.find_spec("gpuscale")
+    packaged = Path(gpuscale.origin).parent / PACKAGED_AGENT if gpuscale and gpuscale.origin else None
+    if packaged is not None and (packaged / "pyproject.toml").is_file():
+        return packaged
     # Located without importing it: the agent's imports (NVML, boto3) have no business in a Pulumi program.
     spec = importlib.util.find_spec("gpu_metrics_agent")
     candidate = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
     if candidate is None or not (candidate / "pyproject.toml").is_file():
-        raise ValueError("agent_dir: the GPU metrics agent's source directory (holding pyproject.toml) was not "
-                         f"found next to the installed gpu_metrics_agent package ({candidate}); pass agent_dir="
-                         "the path of the repository's agent/ directory in AgentBundleArgs")
+        raise ValueError("agent_dir: the GPU metrics agent's source directory (holding pyproject.toml) was found "
+                         f"neither in the installed gpuscale ({packaged}) nor next to the gpu_metrics_agent package "
+                         f"({candidate}); pass agent_dir=the path of the repository's agent/ directory in "
+                         "AgentBundleArgs")
     return candidate
 
 

@@ -28,8 +28,8 @@ class AgentImageArgs(TypedDict):
     architectures: Sequence[str]
     """EC2 architectures of the nodes that run it ("x86_64", "arm64"); one image platform each."""
     context_dir: NotRequired[str]
-    """The Docker build context holding the Dockerfile used. Default: the agent's directory, found next to the
-    installed `gpu_metrics_agent` package as AgentBundle finds it (this repository's `agent/`)."""
+    """The Docker build context holding the Dockerfile used. Default: the agent's directory as AgentBundle finds it
+    (the copy inside an installed gpuscale, or this repository's `agent/` in a checkout)."""
     tags: NotRequired[dict[str, str]]
     """Tags on the ECR repository. Default none."""
 
