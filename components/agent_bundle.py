@@ -1,16 +1,15 @@
 """AgentBundle: the GPU metrics agent's source archive in a private, encrypted S3 bucket, for nodes to install."""
 
-from __future__ import annotations
-
 import hashlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
+
+from ._docs import documented
 
 # Left out of the content hash: caches that change without the agent changing.
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
@@ -71,6 +70,7 @@ def content_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+@documented
 class AgentBundle(pulumi.ComponentResource):
     """A bucket only this stack's instance roles read, holding `gpu-metrics-agent/<content hash>.zip`.
 
@@ -79,9 +79,13 @@ class AgentBundle(pulumi.ComponentResource):
     """
 
     bucket_name: pulumi.Output[str]
+    """Name of the bucket (GpuAutoScalingGroupArgs.agent_bucket_name)."""
     bucket_arn: pulumi.Output[str]
+    """ARN of the bucket (GpuAutoScalingGroupArgs.agent_bucket_arn)."""
     object_key: pulumi.Output[str]
+    """Key of the agent's archive, `gpu-metrics-agent/<content hash>.zip` (GpuAutoScalingGroupArgs.agent_object_key)."""
     object_arn: pulumi.Output[str]
+    """ARN of the archive object: the only object the instance roles may read."""
 
     def __init__(self, name: str, args: AgentBundleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:AgentBundle", name, None, opts)
