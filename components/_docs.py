@@ -44,7 +44,7 @@ def documented(component: T) -> T:
 
 
 def describe(component: type) -> str:
-    args_type = inspect.get_annotations(component.__init__)["args"]
+    args_type = inspect.get_annotations(component.__init__, eval_str=True)["args"]
     lines = [f"Declare a {component.__name__}: `name` names it and prefixes its children's names; `args` is a "
              f"{args_type.__name__} (a dict); `opts` are the usual resource options (parent, provider, ...).", ""]
     for i, typ in enumerate(args_types(args_type)):
@@ -99,7 +99,7 @@ def args_types(args_type: type) -> list[type]:
         if typ in seen:
             return
         seen.append(typ)
-        for annotation in inspect.get_annotations(typ).values():
+        for annotation in inspect.get_annotations(typ, eval_str=True).values():
             for nested in _nested_types(annotation):
                 visit(nested)
 
