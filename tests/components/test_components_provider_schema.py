@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 
 import pulumi
@@ -132,3 +133,34 @@ def test_a_component_constructed_through_the_provider_as_another_language_declar
     assert warm["poolState"] == "Stopped"
     (ingress,) = harness.one("aws:ec2/securityGroup:SecurityGroup").inputs["ingress"]
     assert ingress["fromPort"] == 9500, "the agent's port, from a plain object, reached the component as AgentSettings"
+
+
+def readme_yaml_program() -> dict:
+    blocks = re.findall(r"```yaml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    (program,) = [yaml.safe_load(b) for b in blocks if "runtime: yaml" in b]
+    return program
+
+
+def _check_object(value: dict, spec: dict, where: str) -> None:
+    """Property names, required ones and nested object types of `value` against a schema object spec."""
+    props = spec.get("inputProperties", spec.get("properties", {}))
+    required = spec.get("requiredInputs", spec.get("required", []))
+    assert set(value) <= set(props), f"{where}: unknown {sorted(set(value) - set(props))}"
+    assert set(required) <= set(value), f"{where}: missing {sorted(set(required) - set(value))}"
+    for key, item in value.items():
+        ref = props[key].get("$ref", "")
+        if isinstance(item, dict) and ref.startswith("#/types/"):
+            _check_object(item, SCHEMA["types"][ref[len("#/types/"):]], f"{where}.{key}")
+
+
+def test_the_readme_yaml_program_uses_the_schema_as_published():
+    program = readme_yaml_program()
+    assert program["runtime"] == "yaml"
+    declared = {name: r["type"] for name, r in program["resources"].items()}
+    for name, resource in program["resources"].items():
+        spec = SCHEMA["resources"][resource["type"]]
+        _check_object(resource.get("properties") or {}, spec, name)
+    # Every ${resource.output} names a declared resource and an output of its type.
+    text = yaml.safe_dump(program)
+    for ref_name, output in re.findall(r"\$\{(\w[\w-]*)\.(\w+)\}", text):
+        assert output in SCHEMA["resources"][declared[ref_name]]["properties"], f"{ref_name}.{output}"
