@@ -1,6 +1,6 @@
 """The packaged EC2 instance type records: where they come from, that they are fresh (they match the source installed
 as a dev dependency, moto), that they cover every instance type the stacks and the price list offer, and that the
-generating script's EC2 API path reads DescribeInstanceTypes the way EC2 answers it (moto's server standing in)."""
+generating script's EC2 API path reads DescribeInstanceTypes the way EC2 answers it (moto standing in)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import importlib.metadata
 import importlib.util
 import json
 import re
-import socket
 import sys
 from datetime import date
 from pathlib import Path
@@ -116,25 +115,17 @@ def test_no_test_or_mock_framework_among_the_runtime_dependencies():
     assert any(d.startswith("moto") for d in project["optional-dependencies"]["dev"])
 
 
-@pytest.fixture(scope="module")
-def ec2_endpoint():
-    from moto.server import ThreadedMotoServer
+def test_the_api_source_pages_through_describe_instance_types(tmp_path, monkeypatch):
+    from moto import mock_aws
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.setenv(key, "testing")  # moto answers EC2's API in process; nothing leaves the machine
 
-
-def test_the_api_source_pages_through_describe_instance_types(ec2_endpoint, tmp_path):
     def client(region):
-        return boto3.client("ec2", region_name=region, endpoint_url=ec2_endpoint, aws_access_key_id="testing",
-                            aws_secret_access_key="testing")
+        return boto3.client("ec2", region_name=region)
 
-    records, source = refresh_instance_types.api_records(["us-east-1"], client_factory=client)
+    with mock_aws():
+        records, source = refresh_instance_types.api_records(["us-east-1"], client_factory=client)
     assert len(records) > 100, "more than one page (DescribeInstanceTypes pages by 100 at most)"
     assert source["name"] == "ec2-api" and "us-east-1" in source["version"]
     out = tmp_path / "instance_types.json"
