@@ -10,6 +10,7 @@ own lines are parsed (a whole module costs ~5 ms, and a plan imports most compon
 import ast
 import dataclasses
 import functools
+import gc
 import inspect
 import linecache
 import re
@@ -152,7 +153,20 @@ def _class_node(cls: type) -> ast.ClassDef:
                 if lines[j][:1] not in ("", " ", "\t", "\n", "#", ")") or re.match(r"    (def|@|async) ", lines[j])),
                len(lines))
     try:
-        tree = ast.parse("".join(lines[start:end]))
+        tree = parse("".join(lines[start:end]))
     except SyntaxError:  # a class whose lines the column-0 rule cuts short: parse the module
-        tree = ast.parse("".join(lines))
+        tree = parse("".join(lines))
     return next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == cls.__name__)
+
+
+def parse(source: str) -> ast.Module:
+    """ast.parse with no garbage collection meanwhile: on CPython 3.11.7 a collection during parsing that runs Python
+    finalizers (an asyncio future logging "exception was never retrieved", after a Pulumi program ran) fails the
+    parse with "SystemError: AST constructor recursion depth mismatch"."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return ast.parse(source)
+    finally:
+        if enabled:
+            gc.enable()

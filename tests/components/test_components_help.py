@@ -121,7 +121,7 @@ def args_sources() -> list[tuple[str, bool]]:
     chunks = []
     for name in ["agent_user_data", *COMPONENT_MODULES]:
         lines = (ROOT / "components" / f"{name}.py").read_text().splitlines()
-        tree = ast.parse("\n".join(lines))
+        tree = _docs.parse("\n".join(lines))
         imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in TYPING_MODULES]
         postponed = any(n.module == "__future__" for n in imports)
         parts = [ast.unparse(n) for n in imports if n.module != "__future__"]
