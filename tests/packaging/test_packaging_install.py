@@ -51,11 +51,19 @@ PLAN = textwrap.dedent("""
 """)
 
 PROBE = textwrap.dedent("""
-    import importlib.util, json
-    import gpuscale.components
+    import importlib, importlib.util, json, pkgutil
+    import gpuscale, gpuscale.components
     from gpuscale.components.agent_bundle import find_agent_dir
+    # Every module imports with the declared dependencies alone (the policy pack's needs the `policy` extra).
+    broken = {}
+    for module in pkgutil.walk_packages(gpuscale.__path__, "gpuscale."):
+        if module.name not in ("gpuscale.policy.pack", "gpuscale.__main__"):
+            try:
+                importlib.import_module(module.name)
+            except ImportError as exc:
+                broken[module.name] = str(exc)
     print(json.dumps({"components": gpuscale.components.__file__, "agent": str(find_agent_dir()),
-                      "moto": importlib.util.find_spec("moto") is not None}))
+                      "moto": importlib.util.find_spec("moto") is not None, "broken": broken}))
 """)
 
 
@@ -113,6 +121,7 @@ def test_a_consumers_program_plans_from_the_installed_wheel(venv, tmp_path):
     assert Path(probe["components"]).resolve().is_relative_to(site), probe
     assert Path(probe["agent"]).resolve().is_relative_to(site), "the agent's package comes from the installed wheel"
     assert probe["moto"] is False, "a consumer install carries no mock framework"
+    assert probe["broken"] == {}, "modules needing packages that are not declared dependencies"
 
     plan = json.loads(_run([str(venv / "bin" / "python"), "-c", PLAN], cwd=program, env=_clean_env(),
                            timeout=300).stdout.strip().splitlines()[-1])
