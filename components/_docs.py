@@ -26,6 +26,8 @@ import pulumi
 T = TypeVar("T", bound=type)
 
 _BASES = (object, pulumi.Resource, pulumi.CustomResource, pulumi.ComponentResource)
+_BODY_ENDS = ("    def ", "    @", "    async ")
+"""Where a class body's annotated names end: its first method (fields and outputs come first)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,9 +150,10 @@ def _class_node(cls: type) -> ast.ClassDef:
     fields and outputs come first) or the next line at column 0."""
     path = sys.modules[cls.__module__].__file__
     lines = linecache.getlines(path)
-    start = next(i for i, line in enumerate(lines) if re.match(rf"class {cls.__name__}\b", line))
+    heads = (f"class {cls.__name__}(", f"class {cls.__name__}:")
+    start = next(i for i, line in enumerate(lines) if line.startswith(heads))
     end = next((j for j in range(start + 1, len(lines))
-                if lines[j][:1] not in ("", " ", "\t", "\n", "#", ")") or re.match(r"    (def|@|async) ", lines[j])),
+                if lines[j][:1] not in ("", " ", "\t", "\n", "#", ")") or lines[j].startswith(_BODY_ENDS)),
                len(lines))
     try:
         tree = parse("".join(lines[start:end]))
