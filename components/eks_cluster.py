@@ -9,6 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 from ._docs import documented
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
+from .endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from .network import Network
 from .labels import SYSTEM_NODE_LABEL
 from .node_role import EksNodeRole
@@ -40,8 +41,13 @@ class EksClusterArgs(TypedDict):
     """The small non-GPU node group for add-ons; GPU nodes are tainted, so add-ons need somewhere else to run."""
     nat_gateway_per_zone: NotRequired[bool]
     """One NAT gateway per zone (True) or one shared (False, cheaper). Default True."""
+    endpoint_public_access: NotRequired[bool]
+    """The Kubernetes API's public endpoint is on. False: private only, the API answers inside the VPC (and networks
+    routed into it) alone. The private endpoint is always on, so nodes reach the API without leaving the VPC.
+    Default True (AWS's default)."""
     public_access_cidrs: NotRequired[Sequence[str]]
-    """Networks allowed to reach the public Kubernetes API endpoint. Default ["0.0.0.0/0"]; narrow it for prod."""
+    """Public IPv4 networks allowed to reach the public endpoint (only with endpoint_public_access). Default
+    ["0.0.0.0/0"], AWS's default: the whole internet; narrow it for prod."""
     control_plane_logs: NotRequired[Sequence[str]]
     """Control plane log types sent to CloudWatch Logs. Default ["audit", "authenticator"] (who did what)."""
     tags: NotRequired[dict[str, str]]
@@ -58,6 +64,10 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Name of the managed node group for system pods (CoreDNS, cluster-autoscaler)."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        public = args.get("endpoint_public_access", True)
+        problem = endpoint_access_problem(public, args.get("public_access_cidrs"))
+        if problem is not None:
+            raise problem.error()
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)
@@ -75,10 +85,13 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
             version=args["kubernetes_version"],
             role_arn=role.arn,
             # The control plane's network interfaces go into the private subnets; internet-facing load balancers
-            # still find the public ones by their kubernetes.io/role/elb tag.
+            # still find the public ones by their kubernetes.io/role/elb tag. Private access always: node traffic
+            # to the API stays in the VPC, and a private-only cluster needs it. The public CIDRs are written out even
+            # when they are AWS's default, so a reviewer (and the policy rule) sees who may connect.
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=network.private_subnet_ids, endpoint_private_access=True, endpoint_public_access=True,
-                public_access_cidrs=list(args.get("public_access_cidrs", ["0.0.0.0/0"]))),
+                subnet_ids=network.private_subnet_ids, endpoint_private_access=True, endpoint_public_access=public,
+                public_access_cidrs=list(args.get("public_access_cidrs", AWS_DEFAULT_PUBLIC_ACCESS_CIDRS))
+                if public else None),
             # Access entries (API) instead of the aws-auth ConfigMap: managed node groups get theirs automatically,
             # and whoever runs `pulumi up` becomes cluster admin so the next steps (add-ons) can run.
             access_config=aws.eks.ClusterAccessConfigArgs(authentication_mode="API",

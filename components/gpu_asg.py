@@ -16,6 +16,8 @@ from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
 from ._docs import documented
 from ._iam import assume_role_policy, attach_managed_policies
 from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, as_agent_settings, render_user_data
+from .signal_queue import consumer_statement
+from .workload_startup import StartupArgs, render_launch_user_data, startup_problem
 
 GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
                  "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances",
@@ -84,8 +86,17 @@ class GpuAutoScalingGroupArgs(TypedDict):
     ssm_access: NotRequired[bool]
     """Attach AmazonSSMManagedInstanceCore: a shell through Session Manager with no SSH and no open ports.
     Default True."""
+    request_queue_arns: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """SQS queues the instances' workload takes requests from (SignalQueue.queue_arn, or a looked-up queue's ARN):
+    the instance role may receive, delete and extend messages on exactly these. Default none."""
     metrics_ingress_cidrs: NotRequired[Sequence[str]]
     """Networks allowed to scrape the agent's Prometheus port. Default none (no inbound traffic at all)."""
+    startup: NotRequired[StartupArgs]
+    """The user's own startup beside the agent's: a container run with its GPUs (a systemd unit, on every boot),
+    extra user data, or both; the agent's install runs first and is unaffected. Default none: the agent only."""
+    workload_ingress_cidrs: NotRequired[Sequence[str]]
+    """Networks allowed to reach the startup container's published ports. Default none (the ports answer only on
+    the instance)."""
     tags: NotRequired[dict[str, str]]
     """Tags on every resource and, through the launch template, on instances and volumes. Default none."""
 
@@ -106,6 +117,15 @@ def check_args(args: GpuAutoScalingGroupArgs) -> None:
             raise ValueError(f"tags: key {key!r} is not allowed; allowed: 1 to 255 letters, digits and + - = . , _ "
                              "@ : (the instances show their tags in instance metadata, where EC2 refuses other keys "
                              "and the group would launch nothing)")
+    if "startup" in args:
+        port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
+        problem = startup_problem(args["startup"], reserved_ports=(port,))
+        if problem is not None:
+            raise problem.error("startup.")
+        # EC2's size limit, before anything is declared: the bucket and key are outputs, so the longest bucket name
+        # S3 allows and a generous key stand in for them (the rendering checks the real ones again).
+        render_launch_user_data(render_user_data("b" * 63, "k" * 200, args["region"], args.get("agent") or
+                                                 AgentSettings()), args["startup"])
     if "warm_pool" in args and uses_mixed_instances(args):
         raise ValueError(f"warm_pool: {args['warm_pool']!r} is not allowed with instance_types {types} and "
                          f"on_demand_percentage_above_base {pct}; allowed: a warm pool only on a group with one "
@@ -148,17 +168,27 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         permissions: list[pulumi.Resource] = [aws.iam.RolePolicy(
             f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag)),
             opts=child)]
+        if args.get("request_queue_arns"):
+            # A policy of its own: the workload's grant changes with the queues, the agent's stays as it is.
+            permissions.append(aws.iam.RolePolicy(
+                f"{name}-requests", role=role.id, opts=child,
+                policy=pulumi.Output.from_input(args["request_queue_arns"]).apply(
+                    lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [consumer_statement(list(arns))]}))))
         if args.get("ssm_access", True):
             permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
 
         port = as_agent_settings(args.get("agent")).prometheus_port or DEFAULT_PROMETHEUS_PORT
         cidrs = list(args.get("metrics_ingress_cidrs") or ())
+        clients = list(args.get("workload_ingress_cidrs") or ())
+        published = list((args.get("startup") or {}).get("container", {}).get("ports") or ()) if clients else []
         security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args["vpc_id"], description=f"GPU instances of {name}",
-            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=port, to_port=port, cidr_blocks=cidrs,
-                                                      description="Prometheus scrape of gpu-metrics-agent")]
-            if cidrs else [],
+            ingress=([aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=port, to_port=port, cidr_blocks=cidrs,
+                                                       description="Prometheus scrape of gpu-metrics-agent")]
+                     if cidrs else [])
+            + [aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=p, to_port=p, cidr_blocks=clients,
+                                                description=f"workload container port {p}") for p in published],
             # Out to S3, CloudWatch and the package index (through NAT); nothing needs to reach in.
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"],
                                                     description="all outbound")],
@@ -167,10 +197,11 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         ami = aws.ssm.get_parameter_output(name=args.get("ami_parameter", DEFAULT_AMI_PARAMETER),
                                            opts=pulumi.InvokeOutputOptions(parent=self))
         user_data = pulumi.Output.all(args["agent_bucket_name"], args["agent_object_key"]).apply(
-            lambda v: base64.b64encode(render_user_data(
+            lambda v: base64.b64encode(render_launch_user_data(render_user_data(
                 v[0], v[1], args["region"], as_agent_settings(args.get("agent")),
                 # The ready script gives up before the launch hook (timeout = the health check grace) expires.
-                hook_timeout_seconds=args.get("health_check_grace_seconds", 600)).encode()).decode())
+                hook_timeout_seconds=args.get("health_check_grace_seconds", 600)),
+                args.get("startup")).encode()).decode())
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"GPU instances of {name}",

@@ -119,7 +119,9 @@ def args_sources() -> list[tuple[str, bool]]:
     as written, and whether the module postpones annotations (`from __future__ import annotations`)."""
     wanted = {t.__name__ for t in all_args_types()}
     chunks = []
-    for name in ["agent_user_data", *COMPONENT_MODULES]:
+    # Modules holding only nested Args types (AgentSettings, StartupArgs) first: the components' Args use them.
+    helpers = sorted({t.__module__.rsplit(".", 1)[-1] for t in all_args_types()} - set(COMPONENT_MODULES))
+    for name in [*helpers, *COMPONENT_MODULES]:
         lines = (ROOT / "components" / f"{name}.py").read_text().splitlines()
         tree = _docs.parse("\n".join(lines))
         imports = [n for n in tree.body if isinstance(n, ast.ImportFrom) and n.module in TYPING_MODULES]
