@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from importlib.metadata import version as installed
 import pkgutil
 import re
 from pathlib import Path
@@ -107,13 +108,17 @@ def test_property_types_follow_the_annotations():
 
 
 def test_the_plugin_directory_is_what_pulumi_package_add_reads():
+    pulumi_version = installed("pulumi")
     plugin = ROOT / "provider"
     manifest = yaml.safe_load((plugin / "PulumiPlugin.yaml").read_text())
-    assert manifest["runtime"]["name"] == "python"
+    assert manifest == {"runtime": "python"}, "the pip toolchain and ./venv: no other runtime options"
     assert "from gpuscale.provider import main" in (plugin / "__main__.py").read_text()
     requirements = [line for line in (plugin / "requirements.txt").read_text().splitlines()
                     if line and not line.startswith("#")]
-    assert requirements == [".."] and (plugin / ".." / "pyproject.toml").resolve() == ROOT / "pyproject.toml"
+    assert requirements[0] == ".." and (plugin / ".." / "pyproject.toml").resolve() == ROOT / "pyproject.toml"
+    pinned = re.fullmatch(r"pulumi>=(\d+)\.(\d+),<4", requirements[1])
+    assert pinned and tuple(map(int, pinned.groups())) <= tuple(map(int, pulumi_version.split(".")[:2])), \
+        "the plugin asks for a pulumi no newer than the one these tests ran"
 
 
 def test_a_component_constructed_through_the_provider_as_another_language_declares_it(harness):
