@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from importlib.metadata import version as installed
 import pkgutil
 import re
+from importlib.metadata import version as installed
 from pathlib import Path
 
 import pulumi
