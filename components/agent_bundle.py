@@ -1,16 +1,15 @@
 """AgentBundle: the GPU metrics agent's source archive in a private, encrypted S3 bucket, for nodes to install."""
 
-from __future__ import annotations
-
 import hashlib
 import importlib.util
 import json
 from pathlib import Path
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
+
+from ._docs import documented
 
 # Left out of the content hash: caches that change without the agent changing.
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
@@ -20,22 +19,33 @@ neither the archive nor its key (a different key means a new launch template and
 
 class AgentBundleArgs(TypedDict):
     agent_dir: NotRequired[str]
-    """Directory of the agent's standalone package (the one holding agent/pyproject.toml). Default: the directory
-    above the installed `gpu_metrics_agent` package (`gpu_metrics_agent.__file__`), which is right for an editable
-    install or a checkout of this repository; pass it explicitly otherwise."""
+    """Directory of the agent's standalone package (the one holding agent/pyproject.toml). Default: the copy shipped
+    inside gpuscale (`gpuscale/agent_source`, an install from a wheel), else the directory above the
+    `gpu_metrics_agent` package (`gpu_metrics_agent.__file__`: a checkout or an editable install)."""
     tags: NotRequired[dict[str, str]]
     """Tags on the bucket and the archive object. Default none."""
 
 
+PACKAGED_AGENT = "agent_source"
+"""Where a built gpuscale carries agent/ (pyproject.toml's `gpuscale.agent_source` package data): inside the
+`gpuscale` package, so an install from a wheel holds what AgentBundle archives and AgentImage builds."""
+
+
 def find_agent_dir() -> Path:
-    """The repository's `agent/` directory, next to the `gpu_metrics_agent` package it contains."""
+    """The agent's standalone package: the copy inside an installed gpuscale, or, in a checkout (or an editable
+    install, which leaves agent/ where it is), the repository's `agent/`, next to the `gpu_metrics_agent` package."""
+    gpuscale = importlib.util.find_spec("gpuscale")
+    packaged = Path(gpuscale.origin).parent / PACKAGED_AGENT if gpuscale and gpuscale.origin else None
+    if packaged is not None and (packaged / "pyproject.toml").is_file():
+        return packaged
     # Located without importing it: the agent's imports (NVML, boto3) have no business in a Pulumi program.
     spec = importlib.util.find_spec("gpu_metrics_agent")
     candidate = Path(spec.origin).resolve().parent.parent if spec and spec.origin else None
     if candidate is None or not (candidate / "pyproject.toml").is_file():
-        raise ValueError("agent_dir: the GPU metrics agent's source directory (holding pyproject.toml) was not "
-                         f"found next to the installed gpu_metrics_agent package ({candidate}); pass agent_dir="
-                         "the path of the repository's agent/ directory in AgentBundleArgs")
+        raise ValueError("agent_dir: the GPU metrics agent's source directory (holding pyproject.toml) was found "
+                         f"neither in the installed gpuscale ({packaged}) nor next to the gpu_metrics_agent package "
+                         f"({candidate}); pass agent_dir=the path of the repository's agent/ directory in "
+                         "AgentBundleArgs")
     return candidate
 
 
@@ -60,6 +70,7 @@ def content_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+@documented
 class AgentBundle(pulumi.ComponentResource):
     """A bucket only this stack's instance roles read, holding `gpu-metrics-agent/<content hash>.zip`.
 
@@ -68,9 +79,13 @@ class AgentBundle(pulumi.ComponentResource):
     """
 
     bucket_name: pulumi.Output[str]
+    """Name of the bucket (GpuAutoScalingGroupArgs.agent_bucket_name)."""
     bucket_arn: pulumi.Output[str]
+    """ARN of the bucket (GpuAutoScalingGroupArgs.agent_bucket_arn)."""
     object_key: pulumi.Output[str]
+    """Key of the agent's archive, `gpu-metrics-agent/<content hash>.zip` (GpuAutoScalingGroupArgs.agent_object_key)."""
     object_arn: pulumi.Output[str]
+    """ARN of the archive object: the only object the instance roles may read."""
 
     def __init__(self, name: str, args: AgentBundleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:AgentBundle", name, None, opts)

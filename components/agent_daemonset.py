@@ -1,18 +1,17 @@
 """AgentDaemonSet: the GPU metrics agent on every EKS GPU node, publishing to CloudWatch through its own IAM role
 (IRSA) and serving Prometheus, in a namespace of its own."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent import catalogue
 
+from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
 from .kube_values import QUANTITY_PATTERN, is_pinned_image
@@ -249,14 +248,18 @@ def service_monitor_spec(flush_interval_seconds: float) -> dict[str, Any]:
                            "interval": _seconds(flush_interval_seconds)}]}
 
 
+@documented
 class AgentDaemonSet(pulumi.ComponentResource):
     """The agent's namespace, IRSA service account, one DaemonSet per GPU node group, a headless Service with scrape
     annotations and optionally a ServiceMonitor. Pass the stack's Kubernetes provider in `opts.providers`, and the
     node groups in `opts.depends_on` (forwarded to the DaemonSets)."""
 
     role_arn: pulumi.Output[str]
+    """ARN of the agent's IRSA role (CloudWatch PutMetricData in the agent's namespace)."""
     namespace: pulumi.Output[str]
+    """Kubernetes namespace the agent runs in."""
     daemonset_names: pulumi.Output[list[str]]
+    """Names of the DaemonSets, one per GPU node group."""
 
     def __init__(self, name: str, args: AgentDaemonSetArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:AgentDaemonSet", name, None, opts)

@@ -1,19 +1,17 @@
 """AgentImage: the agent's container image, built from agent/Dockerfile at `pulumi up` and pushed to an ECR
 repository of the stack, for the agent's DaemonSet on the EKS GPU nodes."""
 
-from __future__ import annotations
-
 import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_docker_build as docker_build
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from .agent_bundle import content_hash, find_agent_dir
 
 PLATFORMS = {"x86_64": docker_build.Platform.LINUX_AMD64, "arm64": docker_build.Platform.LINUX_ARM64}
@@ -28,8 +26,8 @@ class AgentImageArgs(TypedDict):
     architectures: Sequence[str]
     """EC2 architectures of the nodes that run it ("x86_64", "arm64"); one image platform each."""
     context_dir: NotRequired[str]
-    """The Docker build context holding the Dockerfile used. Default: the agent's directory, found next to the
-    installed `gpu_metrics_agent` package as AgentBundle finds it (this repository's `agent/`)."""
+    """The Docker build context holding the Dockerfile used. Default: the agent's directory as AgentBundle finds it
+    (the copy inside an installed gpuscale, or this repository's `agent/` in a checkout)."""
     tags: NotRequired[dict[str, str]]
     """Tags on the ECR repository. Default none."""
 
@@ -55,12 +53,15 @@ def _check(args: AgentImageArgs) -> tuple[Path, list[docker_build.Platform]]:
     return context, sorted({PLATFORMS[a] for a in architectures}, key=lambda p: p.value)
 
 
+@documented
 class AgentImage(pulumi.ComponentResource):
     """An ECR repository and the agent's image in it. `image_ref` is `<repository>:<tag>@sha256:<digest>`: nodes
     pull exactly the image that was built."""
 
     image_ref: pulumi.Output[str]
+    """The pushed image, `<repository>:<tag>@sha256:<digest>` (AgentDaemonSetArgs.image)."""
     repository_url: pulumi.Output[str]
+    """URL of the ECR repository the image is pushed to."""
 
     def __init__(self, name: str, args: AgentImageArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:AgentImage", name, None, opts)

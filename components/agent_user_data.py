@@ -6,11 +6,10 @@ come from the agent's own option table (`gpu_metrics_agent.config.OPTIONS`), and
 the agent's parser.
 """
 
-from __future__ import annotations
-
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT, ENV_PREFIX
 from gpu_metrics_agent.config import OPTIONS as AGENT_OPTIONS
@@ -57,16 +56,19 @@ class AgentSettings:
     """
 
     sample_interval_seconds: float | None = None
+    """Seconds between GPU readings. Default None: the agent's own default."""
     flush_interval_seconds: float | None = None
+    """Seconds between CloudWatch PutMetricData flushes. Default None: the agent's own default."""
     prometheus_port: int | None = None
+    """Port of the agent's Prometheus endpoint. Default None: the agent's own default."""
     region: str | None = None
-    """CloudWatch region; None lets the agent read it from instance metadata."""
+    """CloudWatch region. Default None: the agent reads it from instance metadata."""
     scale_in_protection: bool | None = None
     """The agent protects its instance from scale-in while the GPUs are busy (the group's scaling
-    `scale_in_protection`; the instance role must allow SetInstanceProtection)."""
+    `scale_in_protection`; the instance role must allow SetInstanceProtection). Default None: off."""
     drain_timeout_seconds: int | None = None
     """Heartbeat timeout of the group's termination lifecycle hook (GpuScalingPolicies declares it). When set, the
-    agent drains on termination and completes the hook DRAIN_HOOK. None: no drain."""
+    agent drains on termination and completes the hook DRAIN_HOOK. Default None: no drain."""
 
     def environment(self) -> dict[str, str]:
         values = {"sample_interval_seconds": _number(self.sample_interval_seconds),
@@ -80,6 +82,15 @@ class AgentSettings:
             wait = max(0, self.drain_timeout_seconds - DRAIN_MARGIN_S)
             env.update(zip(DRAIN_ENV, ("true", str(wait), DRAIN_HOOK)))
         return env
+
+
+def as_agent_settings(value: AgentSettings | Mapping[str, Any] | None) -> AgentSettings:
+    """AgentSettings as given from Python, or built from the plain object Pulumi's component provider passes when a
+    TypeScript, Go or YAML program sets the field (the schema describes AgentSettings by its fields); None: the
+    agent's defaults."""
+    if value is None:
+        return AgentSettings()
+    return value if isinstance(value, AgentSettings) else AgentSettings(**value)
 
 
 def _number(value: float | None) -> str | None:

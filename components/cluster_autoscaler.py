@@ -1,16 +1,15 @@
 """ClusterAutoscaler: the upstream cluster-autoscaler chart, discovering the GPU node groups by their tags, with an
 IAM role for its service account that may resize only this cluster's groups."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from .charts import CHARTS, autoscaler_image_tag
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
@@ -135,12 +134,15 @@ def autoscaler_values(args: ClusterAutoscalerArgs, role_arn: pulumi.Input[str]) 
     }
 
 
+@documented
 class ClusterAutoscaler(pulumi.ComponentResource):
     """cluster-autoscaler in kube-system: scales the tagged GPU node groups up from zero for pending GPU pods and
     back down when their nodes are unneeded. Pass the stack's Kubernetes provider in `opts.providers`."""
 
     role_arn: pulumi.Output[str]
+    """ARN of cluster-autoscaler's IRSA role."""
     release_name: pulumi.Output[str]
+    """Name of the Helm release."""
 
     def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:ClusterAutoscaler", name, None, opts)

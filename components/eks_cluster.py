@@ -1,14 +1,12 @@
 """EksCluster: a new VPC and EKS cluster, its OIDC provider, the node role and a small system node group."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
 from .arns import iam_role_arn_problem
@@ -65,11 +63,14 @@ PREVIEW_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminVi
 namespace, so a preview of the charts must read those; AmazonEKSViewPolicy leaves Secrets out. No write verbs."""
 
 
+@documented
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Create mode: everything a GPU node group needs to join, in a VPC of its own."""
 
     public_subnet_ids: pulumi.Output[list[str]]
+    """Public subnets (NAT gateways, internet-facing load balancers)."""
     system_node_group_name: pulumi.Output[str]
+    """Name of the managed node group for system pods (CoreDNS, cluster-autoscaler)."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         public = args.get("endpoint_public_access", True)

@@ -1,15 +1,13 @@
 """ExistingCluster: attach GPU capacity to an EKS cluster that already exists, looked up by name with its OIDC
 provider (which must exist: IRSA roles trust it; `eksctl utils associate-iam-oidc-provider` creates one)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._cluster_outputs import ClusterOutputs
 from .node_role import EksNodeRole
 
@@ -24,6 +22,7 @@ class ExistingClusterArgs(TypedDict):
     """Tags on the node role. Default none."""
 
 
+@documented
 class ExistingCluster(pulumi.ComponentResource, ClusterOutputs):
     """Existing mode: the cluster and its network are read, never changed; only the node role is created."""
 

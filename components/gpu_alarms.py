@@ -1,18 +1,16 @@
 """GpuAlarms: health and capacity alarms for one GPU Auto Scaling group, from the agent's metrics."""
 
-from __future__ import annotations
-
 import math
 from collections.abc import Mapping
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import (AGENT_HEARTBEAT, GPU_ECC_UNCORRECTED, GPU_POWER_THROTTLE,
                                          GPU_THERMAL_THROTTLE, GPU_XID_ERRORS, MetricSpec)
 
+from ._docs import documented
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, Expr, Query, agent_group_stat,
                             demand_per_instance, fleet_gpu_utilization, group_stat, threshold_alarm)
 from .gpu_scaling_policies import DemandTargetArgs
@@ -45,10 +43,12 @@ class GpuAlarmsArgs(TypedDict):
     """Tags on every alarm (cost allocation). Default none."""
 
 
+@documented
 class GpuAlarms(pulumi.ComponentResource):
     """Agent heartbeat missing, XID and uncorrected ECC errors, sustained throttling, and at max capacity."""
 
     alarm_arns: pulumi.Output[list[str]]
+    """ARNs of the alarms, for dashboards."""
 
     def __init__(self, name: str, args: GpuAlarmsArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:GpuAlarms", name, None, opts)

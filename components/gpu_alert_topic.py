@@ -1,13 +1,12 @@
 """GpuAlertTopic: the SNS topic a stack's GPU alarms notify, with an optional email subscription."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
+
+from ._docs import documented
 
 
 class GpuAlertTopicArgs(TypedDict):
@@ -19,10 +18,12 @@ class GpuAlertTopicArgs(TypedDict):
     """Tags on the topic (cost allocation). Default none."""
 
 
+@documented
 class GpuAlertTopic(pulumi.ComponentResource):
     """An SNS topic for alarm notifications (CloudWatch alarms in the same account may publish to it)."""
 
     topic_arn: pulumi.Output[str]
+    """ARN of the SNS topic (alarm actions, GpuAlarmsArgs.alarm_topic_arn)."""
 
     def __init__(self, name: str, args: GpuAlertTopicArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:GpuAlertTopic", name, None, opts)

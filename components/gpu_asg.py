@@ -1,23 +1,21 @@
 """GpuAutoScalingGroup: a self-managed Auto Scaling group of GPU instances running the GPU metrics agent."""
 
-from __future__ import annotations
-
 import base64
 import json
 import re
 from collections.abc import Sequence
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import NAMESPACE
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
 
+from ._docs import documented
 from ._iam import assume_role_policy, attach_managed_policies
-from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, render_user_data
+from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, as_agent_settings, render_user_data
 from .signal_queue import consumer_statement
 from .workload_startup import StartupArgs, render_launch_user_data, startup_problem
 
@@ -37,7 +35,7 @@ class WarmPoolArgs(TypedDict):
     min_size: NotRequired[int]
     """Instances kept in the pool even when the group is at its maximum. Default 0."""
     max_group_prepared_capacity: NotRequired[int]
-    """Cap on instances in the group plus the pool; unset: the pool holds up to max_size minus desired."""
+    """Cap on instances in the group plus the pool. Default unset: the pool holds up to max_size minus desired."""
     pool_state: NotRequired[str]
     """"Stopped" (pay for EBS only), "Hibernated" or "Running". Default "Stopped"."""
     reuse_on_scale_in: NotRequired[bool]
@@ -138,15 +136,22 @@ def uses_mixed_instances(args: GpuAutoScalingGroupArgs) -> bool:
     return len(args["instance_types"]) > 1 or args.get("on_demand_percentage_above_base", 100) < 100
 
 
+@documented
 class GpuAutoScalingGroup(pulumi.ComponentResource):
     """GPU instances that install and run the metrics agent, for fleets scaled by CloudWatch policies."""
 
     asg_name: pulumi.Output[str]
+    """Name of the Auto Scaling group (GpuScalingPoliciesArgs.asg_name)."""
     asg_arn: pulumi.Output[str]
+    """ARN of the Auto Scaling group (GpuScalingPoliciesArgs.asg_arn)."""
     launch_template_id: pulumi.Output[str]
+    """ID of the launch template (user data, IMDSv2, encrypted root volume)."""
     instance_role_name: pulumi.Output[str]
+    """Name of the instances' IAM role (GpuScalingPoliciesArgs.instance_role_name)."""
     instance_role_arn: pulumi.Output[str]
+    """ARN of the instances' IAM role."""
     security_group_id: pulumi.Output[str]
+    """Security group of the instances (no inbound traffic unless metrics_ingress_cidrs)."""
 
     def __init__(self, name: str, args: GpuAutoScalingGroupArgs, opts: pulumi.ResourceOptions | None = None):
         check_args(args)
@@ -173,7 +178,7 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
             permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
 
-        port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
+        port = as_agent_settings(args.get("agent")).prometheus_port or DEFAULT_PROMETHEUS_PORT
         cidrs = list(args.get("metrics_ingress_cidrs") or ())
         clients = list(args.get("workload_ingress_cidrs") or ())
         published = list((args.get("startup") or {}).get("container", {}).get("ports") or ()) if clients else []
@@ -193,7 +198,7 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
                                            opts=pulumi.InvokeOutputOptions(parent=self))
         user_data = pulumi.Output.all(args["agent_bucket_name"], args["agent_object_key"]).apply(
             lambda v: base64.b64encode(render_launch_user_data(render_user_data(
-                v[0], v[1], args["region"], args.get("agent") or AgentSettings(),
+                v[0], v[1], args["region"], as_agent_settings(args.get("agent")),
                 # The ready script gives up before the launch hook (timeout = the health check grace) expires.
                 hook_timeout_seconds=args.get("health_check_grace_seconds", 600)),
                 args.get("startup")).encode()).decode())

@@ -1,18 +1,17 @@
 """GpuDashboard: one CloudWatch dashboard for a stack's GPU Auto Scaling groups."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import (DIM_ASG, GPU_DIMENSIONS, GPU_POWER, GPU_UTILIZATION, NAMESPACE,
                                          NODE_MEMORY_UTILIZATION_MAX, MetricSpec)
 
+from ._docs import documented
 from .fleet_metrics import (ASG_NAMESPACE, AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, GROUP_PENDING,
                             GROUP_TERMINATING, WARM_POOL_WARMED, fleet_gpu_utilization, for_dashboard)
 
@@ -40,11 +39,13 @@ class GpuDashboardArgs(TypedDict):
     """The groups to show, one band of graphs each."""
 
 
+@documented
 class GpuDashboard(pulumi.ComponentResource):
     """Fleet GPU utilization vs target, memory, power, capacity (desired, in service, warm), scaling activity,
     per-GPU utilization, and the groups' alarms."""
 
     dashboard_name: pulumi.Output[str]
+    """Name of the CloudWatch dashboard."""
 
     def __init__(self, name: str, args: GpuDashboardArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:GpuDashboard", name, None, opts)

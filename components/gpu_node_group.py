@@ -1,15 +1,13 @@
 """GpuNodeGroup: an EKS managed node group of GPU instances that cluster-autoscaler can scale up from zero."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from .labels import (ACCELERATOR_LABEL, AMI_FAMILY_LABEL, CA_AUTOSCALING_OPTION_KEYS, CA_AUTOSCALING_OPTIONS,
                      CA_TAG_PREFIX, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE,
                      GPU_TAINT_VALUE, ca_cluster_tag)
@@ -101,13 +99,18 @@ def scale_from_zero_tags(gpu_count: int, labels: Mapping[str, str], capacity_typ
     return tags
 
 
+@documented
 class GpuNodeGroup(pulumi.ComponentResource):
     """GPU nodes, tainted for GPU pods only, with IMDSv2 and encrypted gp3 storage, tagged for scale from zero."""
 
     node_group_name: pulumi.Output[str]
+    """Name of the EKS managed node group."""
     node_group_arn: pulumi.Output[str]
+    """ARN of the EKS managed node group."""
     asg_name: pulumi.Output[str]
+    """Name of the Auto Scaling group EKS created under the node group (tagged here for scale from zero)."""
     launch_template_id: pulumi.Output[str]
+    """ID of the node group's launch template (IMDSv2, encrypted gp3 root volume)."""
 
     def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:GpuNodeGroup", name, None, opts)

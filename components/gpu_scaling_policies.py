@@ -1,18 +1,16 @@
 """GpuScalingPolicies: scale a self-managed GPU Auto Scaling group on the agent's GPU metrics and on demand."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping, Sequence
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import NODE_GPU_COUNT, NODE_GPU_UTILIZATION_SUM
 from gpuscale.config.wake import WAKE_THRESHOLD, wake_steps
 
+from ._docs import documented
 from .agent_user_data import DRAIN_HOOK
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, SQS_IN_FLIGHT, SQS_VISIBLE, Expr, Query, agent_group_stat,
                             demand_per_instance, fleet_gpu_utilization, for_target_tracking, group_stat, queue_stat,
@@ -32,11 +30,12 @@ class DemandSignalArgs(TypedDict):
     kind: str
     """"sqs": a queue's visible messages; "alb": requests per target of a load balancer's target group."""
     queue_name: NotRequired[str | None]
-    """SQS: the queue's name."""
+    """SQS: the queue's name. Default none (required when kind is "sqs")."""
     load_balancer: NotRequired[str | None]
-    """ALB: final portion of the load balancer's ARN, app/<name>/<id>."""
+    """ALB: final portion of the load balancer's ARN, app/<name>/<id>. Default none (required when kind is "alb")."""
     target_group: NotRequired[str | None]
-    """ALB: final portion of the target group's ARN, targetgroup/<name>/<id>."""
+    """ALB: final portion of the target group's ARN, targetgroup/<name>/<id>. Default none (required when kind is
+    "alb")."""
 
 
 class DemandTargetArgs(TypedDict):
@@ -77,7 +76,8 @@ class ScaleToZeroArgs(TypedDict):
     """Size the wake to the backlog: ceil(visible messages / this) instances, from warm_minimum up to wake_maximum
     (ExactCapacity steps on the queue's visible messages). Default none: every wake sets warm_minimum."""
     wake_maximum: NotRequired[int | None]
-    """Most capacity a wake sets, normally the group's max size; required with wake_messages_per_instance."""
+    """Most capacity a wake sets, normally the group's max size; required with wake_messages_per_instance. Default
+    none."""
 
 
 class GpuScalingPoliciesArgs(TypedDict):
@@ -131,18 +131,28 @@ def check_args(args: GpuScalingPoliciesArgs) -> None:
                              "needs the most capacity it may set")
 
 
+@documented
 class GpuScalingPolicies(pulumi.ComponentResource):
     """Target tracking, burst, scale-to-zero and wake policies, their alarms, and a drain lifecycle hook."""
 
     target_policy_arn: pulumi.Output[str]
+    """ARN of the target tracking policy on per-GPU utilization."""
     demand_policy_arn: pulumi.Output[str] | None = None
+    """ARN of the demand target tracking policy; None without `demand`."""
     burst_policy_arn: pulumi.Output[str] | None = None
+    """ARN of the burst step policy; None without `burst`."""
     burst_alarm_arn: pulumi.Output[str] | None = None
+    """ARN of the burst policy's high-resolution alarm; None without `burst`."""
     idle_policy_arn: pulumi.Output[str] | None = None
+    """ARN of the policy that goes to zero when idle; None without `scale_to_zero`."""
     idle_alarm_arn: pulumi.Output[str] | None = None
+    """ARN of the idle alarm; None without `scale_to_zero`."""
     wake_policy_arn: pulumi.Output[str] | None = None
+    """ARN of the policy that wakes the group from zero; None without `scale_to_zero`."""
     wake_alarm_arn: pulumi.Output[str] | None = None
+    """ARN of the wake alarm; None without `scale_to_zero`."""
     lifecycle_hook_name: pulumi.Output[str]
+    """Name of the termination lifecycle hook instances drain in."""
     alarm_arns: pulumi.Output[list[str]]
     """The alarms that drive the step policies (burst, idle, wake), for dashboards."""
 

@@ -1,14 +1,14 @@
 """IrsaRole: an IAM role that exactly one Kubernetes service account assumes through the cluster's OIDC provider."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
+
+from ._docs import documented
 
 
 class IrsaRoleArgs(TypedDict):
@@ -44,12 +44,15 @@ def web_identity_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pu
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(document)
 
 
+@documented
 class IrsaRole(pulumi.ComponentResource):
     """IAM roles for service accounts (IRSA): the pod gets the role through its service account's
     `eks.amazonaws.com/role-arn` annotation, never through the node's role."""
 
     role_arn: pulumi.Output[str]
+    """ARN of the role (the service account's `eks.amazonaws.com/role-arn` annotation)."""
     role_name: pulumi.Output[str]
+    """Name of the role."""
 
     def __init__(self, name: str, args: IrsaRoleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:IrsaRole", name, None, opts)

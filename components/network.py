@@ -1,13 +1,12 @@
 """Network: a VPC for an EKS cluster with GPU nodes in private subnets."""
 
-from __future__ import annotations
-
 import ipaddress
-from typing import TypedDict
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
+
+from ._docs import documented
 
 MAX_ZONES = 4
 
@@ -45,13 +44,17 @@ def subnet_layout(cidr_block: str, zones: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
+@documented
 class Network(pulumi.ComponentResource):
     """A VPC with public subnets (NAT gateways, internet-facing load balancers only) and private subnets (nodes,
     without public IPs, reaching the internet through NAT)."""
 
     vpc_id: pulumi.Output[str]
+    """ID of the VPC."""
     private_subnet_ids: pulumi.Output[list[str]]
+    """Private subnets, one per zone (nodes)."""
     public_subnet_ids: pulumi.Output[list[str]]
+    """Public subnets, one per zone (NAT gateways, internet-facing load balancers)."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:Network", name, None, opts)

@@ -1,13 +1,10 @@
 """EksNodeRole: the IAM role EKS worker nodes (system and GPU node groups) run as."""
 
-from __future__ import annotations
-
-from typing import TypedDict
-
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._iam import assume_role_policy, attach_managed_policies
 
 NODE_POLICIES = (
@@ -29,11 +26,14 @@ class EksNodeRoleArgs(TypedDict):
     """Tags on the role. Default none."""
 
 
+@documented
 class EksNodeRole(pulumi.ComponentResource):
     """An IAM role for EC2 worker nodes with the standard EKS worker policies attached."""
 
     role_name: pulumi.Output[str]
+    """Name of the role."""
     role_arn: pulumi.Output[str]
+    """ARN of the role (node groups' node_role_arn)."""
 
     def __init__(self, name: str, args: EksNodeRoleArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:EksNodeRole", name, None, opts)

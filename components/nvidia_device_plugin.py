@@ -1,16 +1,15 @@
 """NvidiaDevicePlugin: NVIDIA's device plugin chart on the AL2023 GPU nodes, so that pods can request
 `nvidia.com/gpu` there (Bottlerocket's NVIDIA AMIs run their own plugin and are left alone)."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
 import yaml
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .charts import (CHARTS, DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXED_MIG, TIME_SLICING_MAX_REPLICAS,
                      slicing_conflicts)
@@ -21,7 +20,7 @@ NAMESPACE = "kube-system"
 
 class NvidiaDevicePluginArgs(TypedDict):
     ami_families: Sequence[str]
-    """AMI families (the `gpuscale.io/ami-family` label values) whose nodes get the plugin. Default ["al2023"]."""
+    """AMI families (the `gpuscale.io/ami-family` label values) whose nodes get the plugin, e.g. ["al2023"]."""
     mig_strategy: NotRequired[str]
     """How MIG devices are advertised: "none" (whole GPUs), "single" (one MIG profile per node, as nvidia.com/gpu)
     or "mixed" (each profile its own resource). Default "none"."""
@@ -69,11 +68,13 @@ def device_plugin_values(args: NvidiaDevicePluginArgs) -> dict[str, Any]:
     }
 
 
+@documented
 class NvidiaDevicePlugin(pulumi.ComponentResource):
     """The device plugin DaemonSet (Helm release) that advertises each node's GPUs as `nvidia.com/gpu`. Pass the
     stack's Kubernetes provider in `opts.providers`, and the node groups it serves in `opts.depends_on`."""
 
     release_name: pulumi.Output[str]
+    """Name of the Helm release."""
 
     def __init__(self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:NvidiaDevicePlugin", name, None, opts)

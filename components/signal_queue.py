@@ -1,15 +1,14 @@
 """SignalQueue: an SQS queue that feeds a GPU fleet and signals its demand, with a dead-letter queue and encryption."""
 
-from __future__ import annotations
-
 import json
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from .queue_rules import (DEAD_LETTER_RETENTION, DEFAULT_MAX_RECEIVES, DEFAULT_RETENTION, DEFAULT_VISIBILITY_TIMEOUT,
                           created_queue_problem, dead_letter_queue_name)
 
@@ -39,14 +38,19 @@ class SignalQueueArgs(TypedDict):
     """Tags on both queues. Default none."""
 
 
+@documented
 class SignalQueue(pulumi.ComponentResource):
     """The queue, its dead-letter queue (allowed to take messages from this queue only), SQS-managed server-side
     encryption on both, and a queue policy refusing requests that do not use TLS."""
 
     queue_arn: pulumi.Output[str]
+    """ARN of the queue (the consumers' and the alarms' resource)."""
     queue_url: pulumi.Output[str]
+    """URL of the queue (what workers and producers send and receive on)."""
     queue_name: pulumi.Output[str]
+    """Name of the queue (the signals' QueueName dimension)."""
     dead_letter_queue_arn: pulumi.Output[str]
+    """ARN of the dead-letter queue."""
 
     def __init__(self, name: str, args: SignalQueueArgs, opts: pulumi.ResourceOptions | None = None):
         unknown = sorted(set(args) - set(SignalQueueArgs.__annotations__))

@@ -8,8 +8,6 @@ formats"), so the user's part can neither delay nor break the agent's install. P
 without importing Pulumi.
 """
 
-from __future__ import annotations
-
 import re
 import shlex
 from collections.abc import Mapping, Sequence
@@ -17,10 +15,10 @@ import hashlib
 from email.charset import Charset
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from typing import Any, TypedDict
+from typing import Any
 
 import yaml
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from .arg_rules import Refusal
 from .kube_values import is_pinned_image
@@ -54,7 +52,8 @@ class ContainerArgs(TypedDict):
     """Host paths mounted into the container, "/host:/container" or "/host:/container:ro"; the host directory is
     created. On the instance's root volume a model downloaded once survives restarts and warm-pool stops.
     Default none."""
-    gpus: NotRequired[str | int]
+    # Any, not str | int: Pulumi's component provider host has no union types for the other languages' schema.
+    gpus: NotRequired[Any]
     """Docker's --gpus: "all" or a count. Default "all"."""
     ipc_host: NotRequired[bool]
     """Share the host's IPC namespace (--ipc=host): PyTorch's workers exchange tensors through shared memory,
@@ -65,10 +64,10 @@ class ContainerArgs(TypedDict):
 
 class StartupArgs(TypedDict):
     container: NotRequired[ContainerArgs]
-    """A container to run on every boot once Docker is up, after the agent's install."""
+    """A container to run on every boot once Docker is up, after the agent's install. Default none."""
     user_data: NotRequired[str]
     """Extra user data: a shell script ("#!" first) or a cloud-config document ("#cloud-config" first), run by
-    cloud-init after the agent's part (a script once, at first boot)."""
+    cloud-init after the agent's part (a script once, at first boot). Default none."""
 
 
 

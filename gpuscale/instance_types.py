@@ -1,19 +1,35 @@
 """What an EC2 instance type carries: GPU count, model and memory, from EC2's own instance type descriptions.
 
 GPU counts are never typed by hand. During `pulumi up` they come from the `aws.ec2.getInstanceType` invoke (EC2's
-DescribeInstanceTypes); offline (the plan's mock engine, the simulator) they come from the DescribeInstanceTypes
-records that moto ships, which are the same API's recorded answers.
+DescribeInstanceTypes); offline (the plan's mock engine, the config reader, the simulator) they come from
+`gpuscale/data/instance_types.json`: the same API's answers, recorded (source, version and date in the file), cut to
+the fields gpuscale reads. `scripts/refresh_instance_types.py` regenerates it.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
 import json
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 from typing import Any, Protocol
+
+INSTANCE_TYPE_FILE = Path(__file__).parent / "data" / "instance_types.json"
+
+RECORD_FIELDS: dict[str, Any] = {
+    "InstanceType": True,
+    "CurrentGeneration": True,
+    "BareMetal": True,
+    "Hypervisor": True,
+    "HibernationSupported": True,
+    "VCpuInfo": {"DefaultVCpus": True, "DefaultCores": True, "DefaultThreadsPerCore": True},
+    "MemoryInfo": True,
+    "ProcessorInfo": {"SupportedArchitectures": True},
+    "GpuInfo": True,
+    "NetworkInfo": {"NetworkPerformance": True},
+}
+"""The parts of a DescribeInstanceTypes record the data file keeps (True: the whole value): what InstanceTypeInfo and
+the mocks' getInstanceType answer read, and no more, so the file stays small and its diffs say what changed."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +72,17 @@ def from_describe_record(record: dict[str, Any]) -> InstanceTypeInfo:
     )
 
 
+def trim_record(record: dict[str, Any], fields: dict[str, Any] = RECORD_FIELDS) -> dict[str, Any]:
+    """The RECORD_FIELDS of a DescribeInstanceTypes record (fields EC2 leaves out stay out)."""
+    kept = {}
+    for key, sub in fields.items():
+        if key in record:
+            kept[key] = record[key] if sub is True else trim_record(record[key], sub)
+    return kept
+
+
 class RecordedInstanceTypes:
-    """DescribeInstanceTypes records as moto ships them (loaded once, on first use: ~0.5 s)."""
+    """DescribeInstanceTypes records from the package's data file (loaded once, on first use)."""
 
     def describe(self, instance_type: str) -> InstanceTypeInfo | None:
         record = _recorded().get(instance_type)
@@ -72,14 +97,18 @@ class RecordedInstanceTypes:
         return _recorded().get(instance_type)
 
 
+def recorded_source() -> dict[str, str]:
+    """Where the data file's records come from: source, version, dates, licence (the file's `source` object)."""
+    return dict(_data_file()["source"])
+
+
 @functools.cache
+def _data_file() -> dict[str, Any]:
+    return json.loads(INSTANCE_TYPE_FILE.read_text())
+
+
 def _recorded() -> dict[str, dict[str, Any]]:
-    # find_spec locates moto without importing it (importing moto costs ~0.4 s; only its data file is needed).
-    spec = importlib.util.find_spec("moto")
-    if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("moto is not installed: it carries the EC2 instance type records the offline tools read")
-    path = Path(spec.submodule_search_locations[0]) / "ec2" / "resources" / "instance_types.json.gz"
-    return json.loads(gzip.decompress(path.read_bytes()))
+    return _data_file()["instanceTypes"]
 
 
 class PulumiInstanceTypes:
