@@ -1,15 +1,14 @@
 """CertManager: cert-manager from its chart, with its CRDs. KServe's chart asks it for its webhooks' serving
 certificate (a Certificate and `cert-manager.io/inject-ca-from` on every webhook configuration), in both modes."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS
 
@@ -35,10 +34,12 @@ def cert_manager_values(args: CertManagerArgs) -> dict[str, Any]:
     }
 
 
+@documented
 class CertManager(pulumi.ComponentResource):
     """cert-manager in its own namespace. Pass the stack's Kubernetes provider in `opts.providers`."""
 
     release_name: pulumi.Output[str]
+    """The cert-manager Helm release's name."""
 
     def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:CertManager", name, None, opts)

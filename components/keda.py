@@ -2,15 +2,14 @@
 agent's GPU series, SQS for a queue's length. TriggerAuthentications name this role's identity (`identityOwner:
 keda`), so one role, scoped to what the services' triggers read, serves every ScaledObject."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS
 from .irsa_role import IrsaRole
@@ -58,12 +57,15 @@ def keda_values(args: KedaArgs, role_arn: pulumi.Input[str] | None) -> dict[str,
     return values
 
 
+@documented
 class Keda(pulumi.ComponentResource):
     """KEDA (operator, metrics API server, admission webhooks) in its namespace, and the operator's IRSA role when a
     trigger reads AWS. Pass the stack's Kubernetes provider in `opts.providers`."""
 
     role_arn: pulumi.Output[str] | None
+    """The KEDA operator's IAM role (IRSA), None when no trigger reads AWS."""
     release_name: pulumi.Output[str]
+    """The KEDA Helm release's name."""
 
     def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:Keda", name, None, opts)

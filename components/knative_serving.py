@@ -1,14 +1,13 @@
 """KnativeServing: Knative Serving installed by the Knative Operator (its chart), with Kourier as the ingress and the
 cluster-wide autoscaler settings (config-autoscaler) from the stack config, for KServe's Knative mode."""
 
-from __future__ import annotations
-
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, KNATIVE_SERVING_VERSION
 
@@ -125,12 +124,14 @@ def knative_serving_spec(args: KnativeServingArgs) -> dict[str, Any]:
     }
 
 
+@documented
 class KnativeServing(pulumi.ComponentResource):
     """The Knative Operator (chart) and one KnativeServing resource: Serving at KNATIVE_SERVING_VERSION with Kourier,
     the autoscaler settings, and the pod-spec features KServe's GPU predictors need. Pass the stack's Kubernetes
     provider in `opts.providers`."""
 
     namespace: pulumi.Output[str]
+    """The namespace Knative Serving runs in (knative-serving)."""
 
     def __init__(self, name: str, args: KnativeServingArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:KnativeServing", name, None, opts)

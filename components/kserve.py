@@ -1,15 +1,14 @@
 """KServe: its CRDs and controller from KServe's charts, in Knative or Standard deployment mode, and the namespace
 the model services run in."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, Chart
 
@@ -58,6 +57,7 @@ def _release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.Resou
                                opts=opts)
 
 
+@documented
 class KServe(pulumi.ComponentResource):
     """KServe's CRDs (InferenceService, serving runtimes, the local model cache), its controller with the built-in
     ClusterServingRuntimes, and the services' namespace. Needs cert-manager (its webhooks' certificates) and, in
@@ -65,7 +65,9 @@ class KServe(pulumi.ComponentResource):
     `opts.providers`."""
 
     services_namespace: pulumi.Output[str]
+    """The namespace model services are declared in."""
     release_name: pulumi.Output[str]
+    """The KServe controller's Helm release name."""
 
     def __init__(self, name: str, args: KServeArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:KServe", name, None, opts)

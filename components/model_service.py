@@ -2,16 +2,15 @@
 requests, the node group's GPU class and taint, replicas, timeouts), a service account with an IAM role for the
 storage initializer's S3 reads, and its pod autoscaling (Knative's KPA annotations, or a KEDA ScaledObject)."""
 
-from __future__ import annotations
-
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
+from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
 from .kube_values import QUANTITY_PATTERN, is_pinned_image
@@ -34,10 +33,11 @@ NAME = re.compile(r"[a-z]([-a-z0-9]{0,45}[a-z0-9])?")
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?")
 
 
-class ContainerArgs(TypedDict):
+class ModelContainerArgs(TypedDict):
     image: str
     """The image, with a tag or digest."""
     args: Sequence[str]
+    """Its arguments (the image's entrypoint is kept)."""
     port: int
     """The port it serves HTTP on."""
 
@@ -50,16 +50,19 @@ class ModelArgs(TypedDict):
     """A model format a KServe runtime serves (e.g. huggingface); None with a container."""
     runtime: str | None
     """A ClusterServingRuntime by name; None: KServe picks one that serves the format."""
-    container: ContainerArgs | None
+    container: ModelContainerArgs | None
+    """A custom container serving the model instead of a KServe runtime; None uses the runtime."""
 
 
 class HpaArgs(TypedDict):
     """An HPA on the agent's GPU metric; field names as gpuscale.config.services.HpaScaling."""
 
     metric: str
+    """The agent's GPU metric the HPA (through KEDA) scales on, e.g. gpu_utilization."""
     target: float
     """Percent GPU utilisation per pod."""
     behavior: BehaviorArgs | None
+    """The HPA's scale-up and scale-down behavior; None keeps Kubernetes' defaults."""
     period_seconds: int
     """The window the metric is averaged over when read (GpuTriggerArgs.period_seconds)."""
 
@@ -72,6 +75,7 @@ class ModelServiceArgs(TypedDict):
     serving_mode: str
     """``knative`` or ``standard``: the KServe deployment mode the stack installs."""
     model: ModelArgs
+    """Where the model comes from and what serves it."""
     gpus: int
     """GPUs per pod (nvidia.com/gpu), at least 1."""
     cpu: str
@@ -81,6 +85,7 @@ class ModelServiceArgs(TypedDict):
     min_replicas: int
     """0 scales to zero (needs a KPA, or a KEDA wake trigger)."""
     max_replicas: int
+    """Most pods the autoscaler may run, at least min_replicas."""
     request_timeout_seconds: int
     """How long one request may take (the predictor's `timeout`; Knative's revision timeout)."""
     progress_deadline_seconds: int
@@ -91,13 +96,15 @@ class ModelServiceArgs(TypedDict):
     """Labels of the node group's nodes, at least the GPU class (gpuscale.io/gpu-class)."""
     scaling_mode: str
     """``kpa`` (Knative mode), ``hpa`` or ``keda`` (Standard mode)."""
-    scaling: KpaArgs | HpaArgs | KedaArgs
-    """The pod autoscaler's settings, of the scaling mode."""
+    scaling: Any
+    """The pod autoscaler's settings, of the scaling mode: KpaArgs, HpaArgs or KedaArgs (typed ``Any`` because
+    Pulumi's multi-language component host has no union types)."""
     metrics: MetricsSource
     """Where GPU triggers read the agent's series (hpa, keda)."""
     oidc_provider_arn: pulumi.Input[str]
     """The cluster's IAM OIDC provider, trusted by the service's role (S3 models)."""
     oidc_issuer_url: pulumi.Input[str]
+    """The cluster's OIDC issuer URL, the condition of the service role's trust policy."""
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
 
@@ -215,13 +222,16 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     return {"annotations": annotations, "spec": {"predictor": predictor}}
 
 
+@documented
 class ModelService(pulumi.ComponentResource):
     """An InferenceService with its service account (and IRSA role for an S3 model) and, in Standard mode, a KEDA
     ScaledObject (with a TriggerAuthentication when a trigger reads AWS). Pass the stack's Kubernetes provider in
     `opts.providers`, and the serving platform (KServe, KEDA) in `opts.depends_on`."""
 
     inference_service_name: pulumi.Output[str]
+    """The InferenceService's name."""
     role_arn: pulumi.Output[str] | None
+    """The service account's IAM role (S3 models), None for volume or container models."""
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("gpuscale:index:ModelService", name, None, opts)

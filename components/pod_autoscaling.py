@@ -3,13 +3,11 @@ KEDA's ScaledObject with its TriggerAuthentication (which also carries the `hpa`
 its external-metrics adapter). Plain dicts behind typed arguments; tests check them against the CRD facts and the
 annotation and scaler-metadata keys recorded in components/upstream/*.json. Pure: no Pulumi resources."""
 
-from __future__ import annotations
-
 from collections.abc import Sequence
-from typing import Any, TypedDict
+from typing import Any
 
 import pulumi
-from typing_extensions import NotRequired
+from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent import catalogue
 
@@ -25,7 +23,9 @@ class PolicyArgs(TypedDict):
     kind: str
     """``Pods`` or ``Percent``."""
     value: int
+    """Pods or percent per period."""
     period_seconds: int
+    """The policy's period in seconds (1-1800)."""
 
 
 class RulesArgs(TypedDict):
@@ -41,7 +41,9 @@ class BehaviorArgs(TypedDict):
     """autoscaling/v2 HorizontalPodAutoscalerBehavior; field names as gpuscale.sim.hpa.Behavior (one shape)."""
 
     scale_up: RulesArgs
+    """Rules when the recommendation rises."""
     scale_down: RulesArgs
+    """Rules when the recommendation falls."""
 
 
 class KpaArgs(TypedDict):
@@ -51,14 +53,23 @@ class KpaArgs(TypedDict):
     metric: str
     """``concurrency`` or ``rps``."""
     target: float | None
+    """Concurrency or requests per second per pod (autoscaling.knative.dev/target); None keeps Knative's default."""
     target_utilization_percentage: float | None
+    """Share of the target aimed at (autoscaling.knative.dev/target-utilization-percentage); None keeps the default."""
     window_seconds: int | None
+    """The stable window (autoscaling.knative.dev/window); None keeps the cluster's."""
     panic_window_percentage: float | None
+    """The panic window as a percentage of the stable window; None keeps the cluster's."""
     panic_threshold_percentage: float | None
+    """Load over capacity that enters panic mode, percent; None keeps the cluster's."""
     initial_scale: int | None
+    """Pods a new revision starts with (autoscaling.knative.dev/initial-scale); None keeps 1."""
     scale_to_zero_retention_seconds: int | None
+    """How long the last pod stays after traffic stops; None keeps 0 (no extra retention)."""
     activation_scale: int | None
+    """Pods started when waking from zero (autoscaling.knative.dev/activation-scale); None keeps 1."""
     scale_down_delay_seconds: int | None
+    """How long a lower recommendation must hold before scaling down; None keeps 0."""
 
 
 class GpuTriggerArgs(TypedDict):
@@ -96,7 +107,9 @@ class KedaArgs(TypedDict):
     wake: WakeArgs | None
     """0 -> 1 (and sizing) on a demand signal that exists at zero; None: the service never goes to zero."""
     polling_interval_seconds: int
+    """How often KEDA reads its triggers (pollingInterval), seconds."""
     cooldown_period_seconds: int
+    """Seconds after the last active trigger before KEDA scales to zero (cooldownPeriod)."""
     behavior: BehaviorArgs | None
     """The HPA's behavior KEDA creates; None: the API's defaults."""
 
@@ -109,7 +122,7 @@ class MetricsSource(TypedDict):
     asg_name: pulumi.Input[str]
     """The service's node group's Auto Scaling group: the dimension the agent's group series carry."""
     prometheus_url: NotRequired[str]
-    """prometheus: the server's query URL."""
+    """prometheus: the server's query URL. Default none (required with source prometheus)."""
 
 
 def refuse(name: str, value: object, allowed: str) -> ValueError:

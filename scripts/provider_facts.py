@@ -321,7 +321,11 @@ class Source:
 KUBERNETES_KINDS = ("apps/v1:DaemonSet", "apps/v1:Deployment", "core/v1:Namespace", "core/v1:Service",
                     "core/v1:ServiceAccount", "policy/v1:PodDisruptionBudget",
                     "rbac.authorization.k8s.io/v1:ClusterRoleBinding", "rbac.authorization.k8s.io/v1:RoleBinding",
-                    "batch/v1:Job")
+                    "batch/v1:Job",
+                    # The serving layer's custom resources: pulumi-kubernetes's table has no entry for them, so a
+                    # new name or namespace is what replaces them.
+                    "keda.sh/v1alpha1:ScaledObject", "keda.sh/v1alpha1:TriggerAuthentication",
+                    "operator.knative.dev/v1beta1:KnativeServing", "serving.kserve.io/v1beta1:InferenceService")
 """The kinds gpuscale declares and their near neighbours, as group/version:Kind. Not ConfigMaps and Secrets: whether
 their data replaces them depends on the provider's enableConfigMapMutable / enableSecretMutable settings."""
 
