@@ -8,6 +8,7 @@ the offline tools). Each `Section` knows its dotted key path, so an error reads
 from __future__ import annotations
 
 import contextlib
+import difflib
 import contextvars
 import ipaddress
 import re
@@ -45,6 +46,14 @@ class ConfigErrors(ConfigError):
                                 "\n".join(f"  - {e}" for e in errors))
 
 
+class EntryAbandoned(ConfigError):
+    """Raised by a reader that recorded its entry's errors and has no value to return: ends the entry, adds nothing
+    (only raised while collecting, where the errors it stands for are recorded already)."""
+
+    def __init__(self, key: str):
+        super().__init__(key, None, "(errors recorded above)")
+
+
 class Collector:
     """The errors of one reading. While it is active (`collecting()`), every Section records a bad value that has a
     default and goes on with the default, records every unknown key, and `guard` records the error that ends a
@@ -54,6 +63,8 @@ class Collector:
         self.errors: list[ConfigError] = []
 
     def add(self, error: ConfigError) -> None:
+        if isinstance(error, EntryAbandoned):
+            return
         for e in getattr(error, "errors", (error,)):
             if not any(str(e) == str(known) for known in self.errors):
                 self.errors.append(e)
@@ -296,10 +307,22 @@ class Section:
             entry = self._child(item, f"{self.key(name)}[{i}]")
             # An entry with a name (a group) is named in its errors: "gpuscale:nodeGroups[2].maxSize (group "l4")".
             if isinstance(item.get("name"), str) and item["name"]:
-                entry.where = f"{self.style(name).rstrip('s')} {item['name']!r}" if self.where is None \
-                    else f"{self.where}, {item['name']!r}"
+                # The list's last word, singular: nodeGroups -> group, services -> service.
+                noun = re.split(r"(?=[A-Z])|_", self.style(name))[-1].lower().removesuffix("s")
+                entry.where = f'{noun} "{item["name"]}"' if self.where is None \
+                    else f'{self.where}, {noun} "{item["name"]}"'
             entries.append(entry)
         return entries
+
+    def skip(self, *names: str) -> None:
+        """Keys this reading leaves unread on purpose (their section depends on a value that was refused): not
+        reported as unknown."""
+        self._read.update(self.style(n) for n in names)
+
+    def abandon(self) -> EntryAbandoned:
+        """End this entry after its errors were recorded: finish (unknown keys) and return the exception to raise."""
+        self.finish()
+        return EntryAbandoned(self.path)
 
     def fail(self, name: str, value: Any, allowed: str) -> ConfigError:
         """An error for a rule spanning several keys, reported against `name`; raise it to end the section."""
@@ -310,11 +333,15 @@ class Section:
         raised otherwise."""
         _report(self.error(name, value, allowed))
 
+    def _known_keys(self, unknown: str) -> str:
+        near = difflib.get_close_matches(unknown, self._read, n=1, cutoff=0.75)
+        known = "known keys here are " + ", ".join(sorted(self._read))
+        return f"{near[0]} (a known key here); {known}" if near else known
+
     def finish(self) -> None:
         """Every key nobody read is a typo (or a key of another place): each one is an error."""
         unknown = sorted(set(self.data) - self._read, key=str)
-        errors = [ConfigError(self.key(str(k)), self.data[k], "known keys here are " + ", ".join(sorted(self._read)),
-                              self.where) for k in unknown]
+        errors = [ConfigError(self.key(str(k)), self.data[k], self._known_keys(str(k)), self.where) for k in unknown]
         if len(errors) == 1:
             _report(errors[0])
         elif errors:
