@@ -54,6 +54,7 @@ DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-dr
 SSM_PUBLIC_PARAMETER_PATTERN = r"/aws/service/[A-Za-z0-9_./-]+"
 MAX_GROUP_SIZE = 1000
 INSTANCE_TYPE_PATTERN = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
+CIDR_PATTERN = r"(\d{1,3}\.){3}\d{1,3}/\d{1,2}"
 DEFAULT_AMI_TYPE = "AL2023_x86_64_NVIDIA"
 DEFAULT_ROOT_VOLUME_GIB = 200
 LABEL_NAME_PATTERN = r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
