@@ -12,6 +12,11 @@ from typing_extensions import NotRequired
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
 from .network import Network
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import (CIDR_PATTERN, read_cluster_name, read_kubernetes_version, read_system_nodes,
+                                   read_vpc)
+
 from .labels import SYSTEM_NODE_LABEL
 from .node_role import EksNodeRole
 
@@ -50,6 +55,25 @@ class EksClusterArgs(TypedDict):
     """Tags on every resource. Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of EksClusterArgs: the stack config's cluster rules."""
+    s.require("vpcCidr", "availabilityZoneCount", "systemNodes")
+    read_cluster_name(s, "clusterName")
+    read_kubernetes_version(s)
+    read_vpc(s)
+    nodes = s.section("system_nodes")
+    nodes.require("instanceType", "minSize", "maxSize", "desiredSize")
+    nodes.str("ami_type", "AL2023_x86_64_STANDARD", pattern=r"[A-Z0-9_]+", describe="an EKS AMI type, e.g. "
+                                                                                    "AL2023_x86_64_STANDARD")
+    read_system_nodes(nodes)
+    s.input("public_access_cidrs", ["0.0.0.0/0"], read=lambda name, default: s.str_list(
+        name, default, pattern=CIDR_PATTERN, describe="IPv4 networks in CIDR notation, e.g. 203.0.113.0/24"))
+    s.str_list("control_plane_logs", ["audit", "authenticator"], min_items=0,
+               pattern="api|audit|authenticator|controllerManager|scheduler",
+               describe="EKS control plane log types: api, audit, authenticator, controllerManager, scheduler")
+    s.input("tags", {})
+
+
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Create mode: everything a GPU node group needs to join, in a VPC of its own."""
 
@@ -57,6 +81,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     system_node_group_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("EksCluster", name, args, EksClusterArgs, check_args)
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

@@ -9,6 +9,10 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import read_cluster_name, read_vpc
+
 MAX_ZONES = 4
 
 
@@ -45,6 +49,14 @@ def subnet_layout(cidr_block: str, zones: int) -> tuple[list[str], list[str]]:
     return private, public
 
 
+def check_args(s: Section) -> None:
+    """The rules of NetworkArgs: the stack config's VPC rules."""
+    s.require("vpcCidr", "availabilityZoneCount")
+    read_vpc(s)
+    read_cluster_name(s, "clusterName")
+    s.input("tags", {})
+
+
 class Network(pulumi.ComponentResource):
     """A VPC with public subnets (NAT gateways, internet-facing load balancers only) and private subnets (nodes,
     without public IPs, reaching the internet through NAT)."""
@@ -54,6 +66,7 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: pulumi.Output[list[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("Network", name, args, NetworkArgs, check_args, {"vpcCidr": "cidr_block"})
         super().__init__("gpuscale:index:Network", name, None, opts)
         zones = args["availability_zone_count"]
         private_cidrs, public_cidrs = subnet_layout(args["cidr_block"], zones)

@@ -314,6 +314,15 @@ class Section:
             entries.append(entry)
         return entries
 
+    def require(self, *names: str) -> None:
+        """Keys a caller needs although the shared rule that reads them has a default (a component's required
+        Args): each missing one is reported, then the entry ends."""
+        missing = [n for n in names if not self.has(n)]
+        for n in missing:
+            _report(self.error(n, _MISSING, "a value is required here"))
+        if missing:
+            raise EntryAbandoned(self.path)
+
     def skip(self, *names: str) -> None:
         """Keys this reading leaves unread on purpose (their section depends on a value that was refused): not
         reported as unknown."""

@@ -325,17 +325,38 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
                        raw=dict(values))
 
 
+def read_cluster_name(s: Section, name: str = "name") -> Any:
+    """An EKS cluster's name (`gpuscale:cluster.name`, the components' `cluster_name`)."""
+    return s.str(name, pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
+                 describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
+
+
+def read_kubernetes_version(s: Section, default: Any = REQUIRED) -> Any:
+    return s.str("kubernetesVersion", default, pattern=r"1\.(2[89]|3\d)",
+                 describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
+
+
+def read_vpc(s: Section) -> tuple[Any, Any, Any]:
+    """A new VPC: its range, its zones and whether each zone has its own NAT gateway."""
+    cidr = s.cidr("vpcCidr", "10.0.0.0/16")
+    zones = s.int("availabilityZoneCount", 2, min=2, max=4)
+    nat_per_zone = s.bool("natGatewayPerZone", True)
+    return cidr, zones, nat_per_zone
+
+
+def read_subnet_ids(s: Section) -> Any:
+    """Existing mode: the private subnets for GPU nodes (default: the cluster's own)."""
+    return s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
+                      describe="subnet ids such as subnet-0123456789abcdef0")
+
+
 def _read_cluster(s: Section) -> ClusterConfig:
     mode = s.str("mode", "create", choices=("create", "existing"))
-    name = s.str("name", pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
-                 describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
-    version = s.str("kubernetesVersion", "1.33" if mode == "create" else None, pattern=r"1\.(2[89]|3\d)",
-                    describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
+    name = read_cluster_name(s)
+    version = read_kubernetes_version(s, "1.33" if mode == "create" else None)
     if mode == "create":
-        cidr = s.cidr("vpcCidr", "10.0.0.0/16")
-        zones = s.int("availabilityZoneCount", 2, min=2, max=4)
-        nat_per_zone = s.bool("natGatewayPerZone", True)
-        system = _read_system_nodes(s.section("systemNodes", {}) or Section({}, s.key("systemNodes")))
+        cidr, zones, nat_per_zone = read_vpc(s)
+        system = read_system_nodes(s.section("systemNodes", {}) or Section({}, s.key("systemNodes")))
         subnet_ids: tuple[str, ...] = ()
         if s.has("subnetIds"):
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
@@ -345,13 +366,13 @@ def _read_cluster(s: Section) -> ClusterConfig:
         for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
-        subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
-                                describe="subnet ids such as subnet-0123456789abcdef0")
+        subnet_ids = read_subnet_ids(s)
     s.finish()
     return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids)
 
 
-def _read_system_nodes(s: Section) -> SystemNodesConfig:
+def read_system_nodes(s: Section) -> SystemNodesConfig:
+    """The small non-GPU node group for cluster add-ons."""
     instance_type = s.str("instanceType", "t3.large", pattern=INSTANCE_TYPE_PATTERN,
                           describe="an EC2 instance type such as t3.large")
     lo, hi = read_group_sizes(s, default_min=1, default_max=3)
