@@ -477,12 +477,20 @@ def read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...] = ())
     return WarmPoolConfig(min_size, prepared, state, reuse)
 
 
-def _read_agent(s: Section) -> AgentConfig:
+def read_agent_settings(s: Section) -> tuple[Any, Any, Any]:
+    """The agent's sample and flush intervals and Prometheus port (`gpuscale:agent`, and the Args of the
+    components that run the agent)."""
     sample = s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
     flush = s.float("flushIntervalSeconds", 10.0, min=1, max=60)
     if flush < sample:
-        s.report("flushIntervalSeconds", flush, f"a flush interval >= the sample interval ({sample})")
+        s.report("flushIntervalSeconds", flush,
+                 f"a flush interval >= {s.name('sampleIntervalSeconds')} ({sample:g}), the sample interval")
     port = s.int("prometheusPort", DEFAULT_PROMETHEUS_PORT, min=1024, max=65535)
+    return sample, flush, port
+
+
+def _read_agent(s: Section) -> AgentConfig:
+    sample, flush, port = read_agent_settings(s)
     s.finish()
     return AgentConfig(sample, flush, port)
 
