@@ -9,6 +9,10 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.scaling import read_alert_recipients
+
 
 class GpuAlertTopicArgs(TypedDict):
     topic_name: NotRequired[pulumi.Input[str] | None]
@@ -19,12 +23,19 @@ class GpuAlertTopicArgs(TypedDict):
     """Tags on the topic (cost allocation). Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of GpuAlertTopicArgs: the stack config's `gpuscale:alerts` recipients."""
+    read_alert_recipients(s)
+    s.input("tags", {})
+
+
 class GpuAlertTopic(pulumi.ComponentResource):
     """An SNS topic for alarm notifications (CloudWatch alarms in the same account may publish to it)."""
 
     topic_arn: pulumi.Output[str]
 
     def __init__(self, name: str, args: GpuAlertTopicArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("GpuAlertTopic", name, args, GpuAlertTopicArgs, check_args, {"snsTopicName": "topic_name"})
         super().__init__("gpuscale:index:GpuAlertTopic", name, None, opts)
         topic = aws.sns.Topic(f"{name}-topic", name=args.get("topic_name"), tags=args.get("tags"),
                                 opts=pulumi.ResourceOptions(parent=self))

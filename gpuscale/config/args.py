@@ -59,5 +59,6 @@ def validate_args(component: str, name: str, args: Any, args_type: type,
                                    + ", ".join(sorted(declared)), where))
         if check is not None:
             section = Section(args, "", style=args_style(aliases), where=where)
+            section.skip(*(str(k) for k in args if k not in declared))  # reported above, once
             errors.guard(check, section)
     errors.raise_if_any(f"the arguments of {where}")

@@ -349,7 +349,8 @@ class Section:
 
     def finish(self) -> None:
         """Every key nobody read is a typo (or a key of another place): each one is an error."""
-        unknown = sorted(set(self.data) - self._read, key=str)
+        # A key set to null is not set (as `_get` reads it), in the stack file and in Args alike.
+        unknown = sorted((k for k in set(self.data) - self._read if self.data[k] is not None), key=str)
         errors = [ConfigError(self.key(str(k)), self.data[k], self._known_keys(str(k)), self.where) for k in unknown]
         if len(errors) == 1:
             _report(errors[0])

@@ -127,10 +127,20 @@ def read_asg_settings(s: Section, hi: int) -> tuple[str, int, int, str, int, int
     pct = s.int("onDemandPercentageAboveBase", 100, min=0, max=100)
     strategy = s.str("spotAllocationStrategy", "price-capacity-optimized", choices=SPOT_ALLOCATION_STRATEGIES)
     root = read_root_volume(s)
-    # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
-    grace = s.int("healthCheckGraceSeconds", 600, min=60, max=7200)
+    grace = read_health_check_grace(s)
     warmup = s.int("instanceWarmupSeconds", 300, min=0, max=3600)
     return ami_parameter, base, pct, strategy, root, grace, warmup
+
+
+def read_health_check_grace(s: Section, name: str = "healthCheckGraceSeconds") -> Any:
+    """How long a new instance may be unhealthy or silent: boot, driver, agent start."""
+    # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
+    return s.int(name, 600, min=60, max=7200)
+
+
+def read_sample_interval(s: Section) -> Any:
+    """The agent's sampling interval, seconds."""
+    return s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
 
 
 def check_warm_pool_allowed(s: Section, instance_types: tuple[str, ...], on_demand_percentage: int) -> None:
@@ -480,7 +490,7 @@ def read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...] = ())
 def read_agent_settings(s: Section) -> tuple[Any, Any, Any]:
     """The agent's sample and flush intervals and Prometheus port (`gpuscale:agent`, and the Args of the
     components that run the agent)."""
-    sample = s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
+    sample = read_sample_interval(s)
     flush = s.float("flushIntervalSeconds", 10.0, min=1, max=60)
     if flush < sample:
         s.report("flushIntervalSeconds", flush,
