@@ -16,8 +16,10 @@ from gpu_metrics_agent.catalogue import NAMESPACE
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import (CIDR_PATTERN, DEFAULT_AMI_PARAMETER, check_warm_pool_allowed, read_asg_settings,
+from gpuscale.config.stack import (CIDR_PATTERN, DEFAULT_AMI_PARAMETER, ami_parameter_architecture,
+                                   check_warm_pool_allowed, read_asg_settings, read_gpu_instance_types,
                                    read_group_sizes, read_instance_type_names, read_region, read_warm_pool)
+from gpuscale.instance_types import PulumiInstanceTypes
 
 from ._iam import assume_role_policy, attach_managed_policies
 from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, render_user_data
@@ -104,9 +106,12 @@ def check_args(s: Section) -> None:
     of the rest, before any resource is declared."""
     for key in ("vpc_id", "subnet_ids", "agent_bucket_arn", "agent_bucket_name", "agent_object_key"):
         s.input(key)
-    types = read_instance_type_names(s)
     lo, hi = read_group_sizes(s)
-    pct = read_asg_settings(s, hi)[2]
+    ami_parameter, _, pct, *_ = read_asg_settings(s, hi)
+    # EC2's own description of each type (a blocking lookup, as the stack config makes): GPUs, NVIDIA, the AMI's
+    # architecture.
+    read_gpu_instance_types(s, PulumiInstanceTypes(), ami_parameter_architecture(ami_parameter))
+    types = read_instance_type_names(s)
     read_region(s)
     read_warm_pool(s, hi)
     check_warm_pool_allowed(s, types, pct)

@@ -12,7 +12,8 @@ from typing_extensions import NotRequired
 
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import DEFAULT_AMI_TYPE, read_instance_type_names, read_node_group_settings
+from gpuscale.config.stack import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
+from gpuscale.instance_types import PulumiInstanceTypes
 
 from .labels import (ACCELERATOR_LABEL, AMI_FAMILY_LABEL, CA_AUTOSCALING_OPTION_KEYS, CA_AUTOSCALING_OPTIONS,
                      CA_TAG_PREFIX, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE,
@@ -63,10 +64,17 @@ def check_args(s: Section) -> None:
     """The rules of GpuNodeGroupArgs: the stack config's node group rules, and the GPU facts it derives."""
     for key in ("cluster_name", "node_role_arn", "subnet_ids"):
         s.input(key)
-    read_instance_type_names(s)
-    read_node_group_settings(s)
-    s.int("gpu_count", min=1)
-    s.str("gpu_name", describe="the GPU model as EC2 names it, e.g. L4, A10G, H100")
+    ami_type = read_node_group_settings(s)[0]
+    # EC2's own description of each type (a blocking lookup, as the stack config makes): GPUs, NVIDIA, the AMI's
+    # architecture, the same GPUs in every type; then the GPU facts the caller passed must be EC2's.
+    gpus = read_gpu_instance_types(s, PulumiInstanceTypes(), AMI_TYPES.get(ami_type), same_gpus=True)
+    count = s.int("gpu_count", min=1)
+    model = s.str("gpu_name", describe="the GPU model as EC2 names it, e.g. L4, A10G, H100")
+    if gpus and count != gpus[0].gpu_count:
+        s.report("gpu_count", count, f"{gpus[0].gpu_count}, the GPUs of a {gpus[0].instance_type} (cluster-autoscaler "
+                                     "pictures a node of the group at zero with this count)")
+    if gpus and model != gpus[0].gpu_name:
+        s.report("gpu_name", model, f"{gpus[0].gpu_name!r}, the GPU model of a {gpus[0].instance_type}")
     s.str_map("autoscaling_options", {}, key_pattern="|".join(CA_AUTOSCALING_OPTION_KEYS),
               describe="options cluster-autoscaler's AWS provider reads (" + ", ".join(CA_AUTOSCALING_OPTION_KEYS)
                        + ") to string values")

@@ -11,6 +11,7 @@ behind each rule).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .reader import REQUIRED, ConfigError, Section
@@ -151,7 +152,7 @@ def read_scaling_settings(s: Section, group: Any, agent: AgentConfig | None,
     drain = s.int("drainTimeoutSeconds", 300, min=30, max=7200)  # PutLifecycleHook HeartbeatTimeout range
     s.finish()
     config = ScalingConfig(target, demand, burst, scale_to_zero, protection, drain)
-    check_no_fights(scaling_triggers(config, s.path or "scaling"))
+    check_no_fights(scaling_triggers(config, s.path, s.name), s.where)
     return config
 
 
@@ -361,37 +362,42 @@ class Trigger:
     interval: Interval
 
 
-def scaling_triggers(config: ScalingConfig, path: str = "scaling") -> list[Trigger]:
-    """Every (metric, range, direction) the group's policies act on; the simulator reads the same list."""
+def scaling_triggers(config: ScalingConfig, path: str = "scaling",
+                     spell: Callable[[str], str] | None = None) -> list[Trigger]:
+    """Every (metric, range, direction) the group's policies act on; the simulator reads the same list. Keys are
+    `path` + the stack config's key, each part spelt by `spell` where given (a component's Args names)."""
     util, inf = "fleet GPU utilization (%)", float("inf")
+
+    def at(key: str) -> str:
+        spelt = ".".join(spell(part) for part in key.split(".")) if spell else key
+        return f"{path}.{spelt}" if path else spelt
     target = config.target.target_gpu_utilization
-    key = f"{path}.target.gpuUtilization"
+    key = at("target.gpuUtilization")
     triggers = [Trigger(key, target, util, +1, Interval(target, 100, closed_low=False))]
     if not config.target.disable_scale_in:
         triggers.append(Trigger(key, target, util, -1, Interval(0, target, closed_high=False)))
     if config.burst is not None:
         lowest = config.burst.steps[0].lower_bound_above_target
-        triggers.append(Trigger(f"{path}.burst.steps[0].lowerBoundAboveTarget", lowest, util, +1,
+        triggers.append(Trigger(at("burst.steps[0].lowerBoundAboveTarget"), lowest, util, +1,
                                 Interval(target + lowest, 100)))
     if config.demand is not None:
         per_instance = config.demand.target_per_instance
         name = f"demand per instance ({_describe(config.demand.signal)})"
-        dkey = f"{path}.demand.targetPerInstance"
+        dkey = at("demand.targetPerInstance")
         triggers.append(Trigger(dkey, per_instance, name, +1, Interval(per_instance, inf, closed_low=False)))
         if not config.demand.disable_scale_in:
             triggers.append(Trigger(dkey, per_instance, name, -1, Interval(0, per_instance, closed_high=False)))
     if config.scale_to_zero is not None:
         z = config.scale_to_zero
         queue = f"visible messages ({_describe(z.wake)})"
-        zkey = f"{path}.scaleToZero"
-        triggers += [Trigger(f"{zkey}.idleGpuUtilization", z.idle_gpu_utilization, util, -1,
+        triggers += [Trigger(at("scaleToZero.idleGpuUtilization"), z.idle_gpu_utilization, util, -1,
                              Interval(0, z.idle_gpu_utilization)),
-                     Trigger(f"{zkey}.idleMinutes", z.idle_minutes, queue, -1, Interval(0, 0)),
-                     Trigger(f"{zkey}.wake", z.wake.queue_name, queue, +1, Interval(1, inf))]
+                     Trigger(at("scaleToZero.idleMinutes"), z.idle_minutes, queue, -1, Interval(0, 0)),
+                     Trigger(at("scaleToZero.wake"), z.wake.queue_name, queue, +1, Interval(1, inf))]
     return triggers
 
 
-def check_no_fights(triggers: list[Trigger]) -> None:
+def check_no_fights(triggers: list[Trigger], where: str | None = None) -> None:
     """Refuse two policies that act on the same metric in opposite directions over a common range of values."""
     for i, a in enumerate(triggers):
         for b in triggers[i + 1:]:
@@ -400,7 +406,7 @@ def check_no_fights(triggers: list[Trigger]) -> None:
                 out, in_ = (a, b) if a.direction > 0 else (b, a)
                 raise ConfigError(b.policy, b.value, f"policies that do not fight: {out.policy} adds capacity while "
                                                   f"{a.metric} is in {out.interval}, and {in_.policy} removes it "
-                                                  f"while it is in {in_.interval}")
+                                                  f"while it is in {in_.interval}", where)
 
 
 def _describe(signal: DemandSignalConfig) -> str:

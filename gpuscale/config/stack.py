@@ -391,9 +391,11 @@ def read_system_nodes(s: Section) -> SystemNodesConfig:
     return SystemNodesConfig(instance_type, lo, hi, desired)
 
 
-def _read_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | None) -> tuple[InstanceTypeInfo, ...]:
+def read_gpu_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | None,
+                            same_gpus: bool = False) -> tuple[InstanceTypeInfo, ...]:
     """The group's instance types as EC2 describes them; each one that is not an NVIDIA GPU type of the AMI's
-    architecture is reported (a group whose types all fail gets an empty tuple)."""
+    architecture is reported (a group whose types all fail gets an empty tuple). `same_gpus`: an EKS node group,
+    whose types must all carry the same GPUs."""
     names = read_instance_type_names(s)
     infos = []
     for i, name in enumerate(names):
@@ -412,20 +414,25 @@ def _read_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | N
             infos.append(info)
             continue
         s.report(f"instanceTypes[{i}]", name, problem)
+    for g in infos[1:] if same_gpus else ():
+        # cluster-autoscaler builds one node template per group from its tags: GPU count and model must agree.
+        if (g.gpu_count, g.gpu_name) != (infos[0].gpu_count, infos[0].gpu_name):
+            s.report(f"instanceTypes[{names.index(g.instance_type)}]", g.instance_type,
+                     f"instance types carrying the same GPUs as {infos[0].instance_type} "
+                     f"({infos[0].gpu_count}x {infos[0].gpu_name}); {g.instance_type} has "
+                     f"{g.gpu_count}x {g.gpu_name}. Put it in a group of its own")
     return tuple(infos)
+
+
+def ami_parameter_architecture(ami_parameter: str) -> str:
+    """The CPU architecture of the AMIs an SSM parameter path names (AWS's paths say arm64 where they are)."""
+    return "arm64" if "/arm64/" in ami_parameter else "x86_64"
 
 
 def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfig:
     name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
     ami_type, capacity, lo, hi, root, labels = read_node_group_settings(s)
-    gpus = _read_instance_types(s, catalog, AMI_TYPES[ami_type])
-    for i, g in enumerate(gpus[1:], start=1):
-        # cluster-autoscaler builds one node template per group from its tags: GPU count and model must agree.
-        if (g.gpu_count, g.gpu_name) != (gpus[0].gpu_count, gpus[0].gpu_name):
-            s.report(f"instanceTypes[{i}]", g.instance_type,
-                     f"instance types carrying the same GPUs as {gpus[0].instance_type} "
-                     f"({gpus[0].gpu_count}x {gpus[0].gpu_name}); {g.instance_type} has "
-                     f"{g.gpu_count}x {g.gpu_name}. Put it in a group of its own")
+    gpus = read_gpu_instance_types(s, catalog, AMI_TYPES[ami_type], same_gpus=True)
     reject_scaling_on_node_group(s)
     autoscaler = read_group_autoscaler_options(s.optional_section("autoscaler"))
     if not gpus:  # every instance type was refused: the workload has no GPUs to be checked against
@@ -443,8 +450,7 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
     name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
     lo, hi = read_group_sizes(s)
     ami_parameter, base, pct, strategy, root, grace, warmup = read_asg_settings(s, hi)
-    arch = "arm64" if "/arm64/" in ami_parameter else "x86_64"
-    gpus = _read_instance_types(s, catalog, arch)
+    gpus = read_gpu_instance_types(s, catalog, ami_parameter_architecture(ami_parameter))
     warm_pool = read_warm_pool(s, hi, gpus)
     check_warm_pool_allowed(s, tuple(g.instance_type for g in gpus) or read_instance_type_names(s), pct)
     if not gpus:  # every instance type was refused: scaling and workload have no GPUs to be checked against
