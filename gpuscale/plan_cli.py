@@ -75,7 +75,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
             click.echo(f"Plan written to {json_path}")
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
-        _fail(f"{len(errors)} pre-apply check(s) found errors: " + "; ".join(f.message for f in errors),
+        _fail(f"{len(errors)} pre-apply check(s) found errors: "
+              + "; ".join((f"group {f.group}: " if f.group else "") + f.message for f in errors),
               EXIT_CHECKS_FAILED)
 
 
