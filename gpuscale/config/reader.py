@@ -8,8 +8,8 @@ the offline tools). Each `Section` knows its dotted key path, so an error reads
 from __future__ import annotations
 
 import contextlib
-import difflib
 import contextvars
+import difflib
 import ipaddress
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -112,8 +112,13 @@ def camel_to_snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name.replace("GiB", "Gib")).lower()
 
 
+NUMBER_TEXT = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+"""A number written as text ("5", "0.5", "1e3"): what `pulumi config set` stores for a top-level value, or for a
+`--path` value it does not take for a number (a leading zero)."""
+
+
 def _is_number_text(value: Any) -> bool:
-    return isinstance(value, str) and re.fullmatch(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*", value) is not None
+    return isinstance(value, str) and NUMBER_TEXT.fullmatch(value) is not None
 
 
 def is_deferred(value: Any) -> bool:

@@ -175,7 +175,8 @@ def test_warm_pool_with_mixed_instances_or_spot_is_rejected(harness, types, perc
     ({"tags": {"kubernetes.io/cluster/c1": "owned"}}, "tags"), ({"tags": {"cost center": "ml"}}, "tags"),
     ({"tags": {"_index": "1"}}, "tags")])
 def test_bad_args_are_rejected_with_their_name(harness, override, arg):
-    with pytest.raises(ValueError, match=rf"^{arg}\b[^(]* \(GpuAutoScalingGroup \"bad\"\): .* is not allowed; allowed: "):
+    with pytest.raises(ValueError,
+                       match=rf"^{arg}\b[^(]* \(GpuAutoScalingGroup \"bad\"\): .* is not allowed; allowed: "):
         harness.run(lambda: GpuAutoScalingGroup("bad", asg_args(**override)))
 
 
