@@ -15,7 +15,6 @@ import pytest
 from gpuscale.components.agent_bundle import AgentBundle
 from gpuscale.components.agent_daemonset import AgentDaemonSet
 from gpuscale.components.agent_image import AgentImage
-from gpuscale.components.agent_user_data import AgentSettings
 from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
 from gpuscale.components.eks_cluster import EksCluster
 from gpuscale.components.existing_cluster import ExistingCluster
@@ -197,12 +196,13 @@ def test_each_rule_family_is_the_stack_configs(harness, family, component, chang
 
 
 def test_deferred_inputs_pass_unchecked(harness):
-    """An Input known only at deploy time (another resource's output) is the cloud's to judge."""
-    import pulumi
-
+    """An Input known only at deploy time (another resource's output) is the cloud's to judge; the same argument
+    as a plain value is checked."""
     def program():
         topic = GpuAlertTopic("t", {"topic_name": "alerts"})
-        return GpuAlarms("a", {"asg_name": topic.topic_arn, "alarm_topic_arn": topic.topic_arn})
+        return GpuDashboard("d", {"dashboard_name": topic.topic_arn, "region": "us-west-2",
+                                  "groups": [{"asg_name": topic.topic_arn}]})
     harness.run(program)
-    assert "gpuscale:index:GpuAlarms" in declared(harness)
-    assert isinstance(AgentSettings(), AgentSettings) and pulumi.Output is not None
+    assert "gpuscale:index:GpuDashboard" in declared(harness)
+    with pytest.raises(ConfigErrors, match=r"dashboard_name \(GpuDashboard \"d\"\): 'arn:aws:sns:x' is not allowed"):
+        harness.run(lambda: GpuDashboard("d", {**MINIMAL[GpuDashboard](), "dashboard_name": "arn:aws:sns:x"}))
