@@ -24,6 +24,7 @@ from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
+from gpuscale.components.signal_queue import SignalQueue
 from gpuscale.config import PROJECT, ConfigError, load_stack_config
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
 from gpuscale.instance_types import PulumiInstanceTypes
@@ -75,6 +76,8 @@ if c.mode == "create":
     cluster: EksCluster | ExistingCluster = EksCluster(c.name, {
         "cluster_name": c.name, "kubernetes_version": c.kubernetes_version, "vpc_cidr": c.vpc_cidr,
         "availability_zone_count": c.availability_zone_count, "nat_gateway_per_zone": c.nat_gateway_per_zone,
+        "endpoint_public_access": c.public_access,
+        **({"public_access_cidrs": list(c.public_access_cidrs)} if c.public_access else {}),
         "system_nodes": {"instance_type": c.system_nodes.instance_type, "min_size": c.system_nodes.min_size,
                          "max_size": c.system_nodes.max_size, "desired_size": c.system_nodes.desired_size},
         "tags": tags})
@@ -147,6 +150,24 @@ if node_groups:
         opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=list(node_groups.values()))))
 # --- end of the Kubernetes side ---
 
+# --- SQS queues the wake and demand signals name: created (dead-letter queue, encryption) unless they exist ---
+queue_arns: dict[str, pulumi.Output[str]] = {}
+created_queues: dict[str, SignalQueue] = {}
+for q in config.queues:
+    if q.existing:
+        queue_arns[q.name] = aws.sqs.get_queue_output(name=q.name).arn
+    else:
+        created_queues[q.name] = SignalQueue(q.name, {
+            "queue_name": q.name, "visibility_timeout_seconds": q.visibility_timeout_seconds,
+            "message_retention_seconds": q.message_retention_seconds, "max_receive_count": q.max_receive_count,
+            "tags": tags})
+        queue_arns[q.name] = created_queues[q.name].queue_arn
+if queue_arns:
+    pulumi.export("queues", {name: {"arn": arn, **({"url": created_queues[name].queue_url}
+                                                   if name in created_queues else {})}
+                             for name, arn in queue_arns.items()})
+# --- end of SQS queues ---
+
 asgs: dict[str, GpuAutoScalingGroup] = {}
 if config.auto_scaling_groups:
     bundle = AgentBundle("gpu-metrics-agent", {"tags": tags})
@@ -170,6 +191,13 @@ if config.auto_scaling_groups:
             "agent": replace(agent, scale_in_protection=a.scaling.scale_in_protection,
                              drain_timeout_seconds=a.scaling.drain_timeout_seconds) if a.scaling else agent,
             "metrics_ingress_cidrs": scrapers, "tags": tags}
+        if a.startup is not None:
+            # The workload's published ports answer clients inside the VPC (a load balancer or gateway there).
+            args["startup"] = a.startup  # type: ignore[typeddict-item]
+            args["workload_ingress_cidrs"] = scrapers
+        consumed = [queue_arns[q.name] for q in config.queues if a.name in q.consumer_groups]
+        if consumed:
+            args["request_queue_arns"] = consumed
         if a.warm_pool is not None:
             args["warm_pool"] = {"min_size": a.warm_pool.min_size, "pool_state": a.warm_pool.pool_state,
                                  "reuse_on_scale_in": a.warm_pool.reuse_on_scale_in}
@@ -191,9 +219,13 @@ for a in config.auto_scaling_groups:
     scaling = asdict(a.scaling) if a.scaling is not None else {}
     alarm_lists = []
     if scaling:
+        signal_queues = [created_queues[q.name] for q in config.queues
+                         if q.name in created_queues and a.name in q.consumer_groups]
         alarm_lists.append(GpuScalingPolicies(f"{a.name}-scaling", {
             "asg_name": group.asg_name, "asg_arn": group.asg_arn, "instance_role_name": group.instance_role_name,
-            "tags": tags, **scaling}).alarm_arns)
+            "tags": tags, **scaling},
+            # The alarms watch the queues by name: created after them, so they never report on a missing queue.
+            opts=pulumi.ResourceOptions(depends_on=signal_queues)).alarm_arns)
     target = scaling["target"]["target_gpu_utilization"] if scaling else None
     alarm_lists.append(GpuAlarms(f"{a.name}-alarms", {
         "asg_name": group.asg_name, "target_gpu_utilization": target, "demand": scaling.get("demand"),

@@ -9,14 +9,14 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section, is_deferred
+from gpuscale.config.stack import read_cluster_name, read_kubernetes_version, read_system_nodes, read_vpc
+
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
+from .endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from .network import Network
-from gpuscale.config.args import validate_args
-from gpuscale.config.reader import Section
-from gpuscale.config.stack import (CIDR_PATTERN, read_cluster_name, read_kubernetes_version, read_system_nodes,
-                                   read_vpc)
-
 from .labels import SYSTEM_NODE_LABEL
 from .node_role import EksNodeRole
 
@@ -47,8 +47,13 @@ class EksClusterArgs(TypedDict):
     """The small non-GPU node group for add-ons; GPU nodes are tainted, so add-ons need somewhere else to run."""
     nat_gateway_per_zone: NotRequired[bool]
     """One NAT gateway per zone (True) or one shared (False, cheaper). Default True."""
+    endpoint_public_access: NotRequired[bool]
+    """The Kubernetes API's public endpoint is on. False: private only, the API answers inside the VPC (and networks
+    routed into it) alone. The private endpoint is always on, so nodes reach the API without leaving the VPC.
+    Default True (AWS's default)."""
     public_access_cidrs: NotRequired[Sequence[str]]
-    """Networks allowed to reach the public Kubernetes API endpoint. Default ["0.0.0.0/0"]; narrow it for prod."""
+    """Public IPv4 networks allowed to reach the public endpoint (only with endpoint_public_access). Default
+    ["0.0.0.0/0"], AWS's default: the whole internet; narrow it for prod."""
     control_plane_logs: NotRequired[Sequence[str]]
     """Control plane log types sent to CloudWatch Logs. Default ["audit", "authenticator"] (who did what)."""
     tags: NotRequired[dict[str, str]]
@@ -66,8 +71,10 @@ def check_args(s: Section) -> None:
     nodes.str("ami_type", "AL2023_x86_64_STANDARD", pattern=r"[A-Z0-9_]+", describe="an EKS AMI type, e.g. "
                                                                                     "AL2023_x86_64_STANDARD")
     read_system_nodes(nodes)
-    s.input("public_access_cidrs", ["0.0.0.0/0"], read=lambda name, default: s.str_list(
-        name, default, pattern=CIDR_PATTERN, describe="IPv4 networks in CIDR notation, e.g. 203.0.113.0/24"))
+    public = s.bool("endpoint_public_access", True)
+    cidrs = s.input("public_access_cidrs", None)
+    if not is_deferred(cidrs):
+        s.refuse(endpoint_access_problem(public, cidrs))  # the stack config's apiEndpoint rule
     s.str_list("control_plane_logs", ["audit", "authenticator"], min_items=0,
                pattern="api|audit|authenticator|controllerManager|scheduler",
                describe="EKS control plane log types: api, audit, authenticator, controllerManager, scheduler")
@@ -82,6 +89,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         validate_args("EksCluster", name, args, EksClusterArgs, check_args)
+        public = args.get("endpoint_public_access", True)
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)
@@ -99,10 +107,13 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
             version=args["kubernetes_version"],
             role_arn=role.arn,
             # The control plane's network interfaces go into the private subnets; internet-facing load balancers
-            # still find the public ones by their kubernetes.io/role/elb tag.
+            # still find the public ones by their kubernetes.io/role/elb tag. Private access always: node traffic
+            # to the API stays in the VPC, and a private-only cluster needs it. The public CIDRs are written out even
+            # when they are AWS's default, so a reviewer (and the policy rule) sees who may connect.
             vpc_config=aws.eks.ClusterVpcConfigArgs(
-                subnet_ids=network.private_subnet_ids, endpoint_private_access=True, endpoint_public_access=True,
-                public_access_cidrs=list(args.get("public_access_cidrs", ["0.0.0.0/0"]))),
+                subnet_ids=network.private_subnet_ids, endpoint_private_access=True, endpoint_public_access=public,
+                public_access_cidrs=list(args.get("public_access_cidrs", AWS_DEFAULT_PUBLIC_ACCESS_CIDRS))
+                if public else None),
             # Access entries (API) instead of the aws-auth ConfigMap: managed node groups get theirs automatically,
             # and whoever runs `pulumi up` becomes cluster admin so the next steps (add-ons) can run.
             access_config=aws.eks.ClusterAccessConfigArgs(authentication_mode="API",

@@ -23,6 +23,8 @@ from gpuscale.instance_types import PulumiInstanceTypes
 
 from ._iam import assume_role_policy, attach_managed_policies
 from .agent_user_data import LIFECYCLE_HOOK, AgentSettings, render_user_data
+from .signal_queue import consumer_statement
+from .workload_startup import StartupArgs, render_launch_user_data, startup_problem
 
 GROUP_METRICS = ["GroupMinSize", "GroupMaxSize", "GroupDesiredCapacity", "GroupInServiceInstances",
                  "GroupPendingInstances", "GroupTerminatingInstances", "GroupTotalInstances",
@@ -95,8 +97,17 @@ class GpuAutoScalingGroupArgs(TypedDict):
     ssm_access: NotRequired[bool]
     """Attach AmazonSSMManagedInstanceCore: a shell through Session Manager with no SSH and no open ports.
     Default True."""
+    request_queue_arns: NotRequired[pulumi.Input[Sequence[pulumi.Input[str]]]]
+    """SQS queues the instances' workload takes requests from (SignalQueue.queue_arn, or a looked-up queue's ARN):
+    the instance role may receive, delete and extend messages on exactly these. Default none."""
     metrics_ingress_cidrs: NotRequired[Sequence[str]]
     """Networks allowed to scrape the agent's Prometheus port. Default none (no inbound traffic at all)."""
+    startup: NotRequired[StartupArgs]
+    """The user's own startup beside the agent's: a container run with its GPUs (a systemd unit, on every boot),
+    extra user data, or both; the agent's install runs first and is unaffected. Default none: the agent only."""
+    workload_ingress_cidrs: NotRequired[Sequence[str]]
+    """Networks allowed to reach the startup container's published ports. Default none (the ports answer only on
+    the instance)."""
     tags: NotRequired[dict[str, str]]
     """Tags on every resource and, through the launch template, on instances and volumes. Default none."""
 
@@ -119,8 +130,23 @@ def check_args(s: Section) -> None:
     if not isinstance(s.input("agent", AgentSettings()), AgentSettings):
         s.report("agent", s.raw("agent"), "an AgentSettings (gpuscale.components.agent_user_data)")
     s.bool("ssm_access", True)
-    s.input("metrics_ingress_cidrs", (), read=lambda name, default: s.str_list(
-        name, default, pattern=CIDR_PATTERN, describe="IPv4 networks in CIDR notation, e.g. 10.0.0.0/16"))
+    for cidrs in ("metrics_ingress_cidrs", "workload_ingress_cidrs"):
+        s.input(cidrs, (), read=lambda name, default: s.str_list(
+            name, default, pattern=CIDR_PATTERN, describe="IPv4 networks in CIDR notation, e.g. 10.0.0.0/16"))
+    s.input("request_queue_arns", [])
+    startup = s.input("startup", None)
+    if startup is not None:
+        agent = s.raw("agent") if isinstance(s.raw("agent"), AgentSettings) else AgentSettings()
+        port = agent.prometheus_port or DEFAULT_PROMETHEUS_PORT
+        problem = startup_problem(startup, reserved_ports=(port,))  # the stack config's startup rule
+        s.refuse(problem, "startup.")
+        if problem is None:
+            # EC2's size limit, before anything is declared: the bucket and key are outputs, so the longest bucket
+            # name S3 allows and a generous key stand in for them (the rendering checks the real ones again).
+            try:
+                render_launch_user_data(render_user_data("b" * 63, "k" * 200, s.raw("region"), agent), startup)
+            except ValueError as e:
+                s.report("startup", "(the rendered user data)", str(e).split("allowed: ", 1)[-1])
     s.input("tags", {}, read=lambda name, default: s.str_map(
         name, default, key_pattern=IMDS_TAG_KEY.pattern,
         describe="tag keys of 1 to 255 letters, digits and + - = . , _ @ : (the instances show their tags in instance "
@@ -156,17 +182,27 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         permissions: list[pulumi.Resource] = [aws.iam.RolePolicy(
             f"{name}-agent", role=role.id, policy=object_arn.apply(lambda arn: agent_policy(arn, group_tag)),
             opts=child)]
+        if args.get("request_queue_arns"):
+            # A policy of its own: the workload's grant changes with the queues, the agent's stays as it is.
+            permissions.append(aws.iam.RolePolicy(
+                f"{name}-requests", role=role.id, opts=child,
+                policy=pulumi.Output.from_input(args["request_queue_arns"]).apply(
+                    lambda arns: json.dumps({"Version": "2012-10-17", "Statement": [consumer_statement(list(arns))]}))))
         if args.get("ssm_access", True):
             permissions += attach_managed_policies(name, role, ["AmazonSSMManagedInstanceCore"], parent=self)
         profile = aws.iam.InstanceProfile(f"{name}-profile", role=role.name, tags=tags, opts=child)
 
         port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
         cidrs = list(args.get("metrics_ingress_cidrs") or ())
+        clients = list(args.get("workload_ingress_cidrs") or ())
+        published = list((args.get("startup") or {}).get("container", {}).get("ports") or ()) if clients else []
         security_group = aws.ec2.SecurityGroup(
             f"{name}-sg", vpc_id=args["vpc_id"], description=f"GPU instances of {name}",
-            ingress=[aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=port, to_port=port, cidr_blocks=cidrs,
-                                                      description="Prometheus scrape of gpu-metrics-agent")]
-            if cidrs else [],
+            ingress=([aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=port, to_port=port, cidr_blocks=cidrs,
+                                                       description="Prometheus scrape of gpu-metrics-agent")]
+                     if cidrs else [])
+            + [aws.ec2.SecurityGroupIngressArgs(protocol="tcp", from_port=p, to_port=p, cidr_blocks=clients,
+                                                description=f"workload container port {p}") for p in published],
             # Out to S3, CloudWatch and the package index (through NAT); nothing needs to reach in.
             egress=[aws.ec2.SecurityGroupEgressArgs(protocol="-1", from_port=0, to_port=0, cidr_blocks=["0.0.0.0/0"],
                                                     description="all outbound")],
@@ -175,10 +211,11 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
         ami = aws.ssm.get_parameter_output(name=args.get("ami_parameter", DEFAULT_AMI_PARAMETER),
                                            opts=pulumi.InvokeOutputOptions(parent=self))
         user_data = pulumi.Output.all(args["agent_bucket_name"], args["agent_object_key"]).apply(
-            lambda v: base64.b64encode(render_user_data(
+            lambda v: base64.b64encode(render_launch_user_data(render_user_data(
                 v[0], v[1], args["region"], args.get("agent") or AgentSettings(),
                 # The ready script gives up before the launch hook (timeout = the health check grace) expires.
-                hook_timeout_seconds=args.get("health_check_grace_seconds", 600)).encode()).decode())
+                hook_timeout_seconds=args.get("health_check_grace_seconds", 600)),
+                args.get("startup")).encode()).decode())
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",
             description=f"GPU instances of {name}",

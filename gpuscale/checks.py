@@ -15,7 +15,9 @@ from typing import Any
 
 from .config import PROJECT, StackConfig
 from .checks_kubernetes import kubernetes_findings
+from .components.endpoint_access import open_to_internet
 from .components.labels import CA_TAG_PREFIX
+from .config.policy import PolicyConfig
 from .config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
@@ -58,6 +60,8 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     for i, group in enumerate(getattr(config, "node_groups", ())):
         findings += about_group(group.name, _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config))
     findings += _shared_queues(config)
+    findings += _api_endpoint(config)
+    findings += _queue_visibility(config)
     findings += kubernetes_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
@@ -219,6 +223,46 @@ def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Find
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{math.ceil(value)} s"
+
+
+def _api_endpoint(config: StackConfig) -> list[Finding]:
+    """A new cluster whose API endpoint answers the whole internet (by the rule the policy rule eks-api-not-public
+    applies to the planned cluster: one definition of "open")."""
+    c = getattr(config, "cluster", None)  # the simulator's checks pass a config of groups alone
+    if c is None or c.mode != "create":
+        return []
+    open_to = open_to_internet(c.public_access, c.public_access_cidrs)
+    if not open_to:
+        return []
+    accepted = any(a.rule == "eks-api-not-public" for a in getattr(config, "policy", PolicyConfig()).accepted)
+    key = f"{PROJECT}:cluster.apiEndpoint"
+    return [Finding(WARNING, "api-endpoint", (f"{key}.publicAccess", f"{key}.publicAccessCidrs"),
+                    f"the Kubernetes API of {c.name} is public to {', '.join(open_to)}: anyone on the internet can "
+                    "reach it (IAM still authenticates every call). Set publicAccessCidrs to the networks that "
+                    "deploy, or publicAccess: false"
+                    + (" (the stack accepts it: gpuscale:policy.accept names rule eks-api-not-public)" if accepted
+                       else ""))]
+
+
+def _queue_visibility(config: StackConfig) -> list[Finding]:
+    """A created queue whose messages reappear before its consumers' mean request is done: a second instance runs
+    the same request, and the backlog the scaling reads counts it twice."""
+    found = []
+    groups = {g.name: (i, g) for i, g in enumerate(config.auto_scaling_groups)}
+    for q in getattr(config, "queues", ()):
+        if q.existing:
+            continue
+        for name in q.consumer_groups:
+            i, g = groups[name]
+            if g.workload is not None and q.visibility_timeout_seconds < g.workload.service_time.mean_seconds:
+                found.append(Finding(
+                    WARNING, "queue-visibility",
+                    (q.setting_key("visibilityTimeoutSeconds"),
+                     f"{PROJECT}:autoScalingGroups[{i}].workload.serviceTime.meanSeconds"),
+                    f"queue {q.name} hides a received request for {q.visibility_timeout_seconds} s, less than the "
+                    f"{g.workload.service_time.mean_seconds:g} s {name} takes on average: most requests are "
+                    "received again, and run twice, before they are done"))
+    return found
 
 
 def _shared_queues(config: StackConfig) -> list[Finding]:

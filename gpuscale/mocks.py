@@ -40,6 +40,7 @@ _IDS: dict[str, tuple[str, str | None]] = {
     "aws:autoscaling/tag:Tag": ("", None),
     "aws:s3/bucket:Bucket": ("", "s3:::{name}"),
     "aws:ecr/repository:Repository": ("", "ecr:{region}:{account}:repository/{name}"),
+    "aws:sqs/queue:Queue": ("", "sqs:{region}:{account}:{name}"),
 }
 
 # Properties that Pulumi auto-names when the program leaves them out, per type token.
@@ -54,6 +55,7 @@ _NAME_PROPERTY: dict[str, str] = {
     "aws:eks/nodeGroup:NodeGroup": "nodeGroupName",
     "aws:s3/bucket:Bucket": "bucket",
     "aws:ecr/repository:Repository": "name",
+    "aws:sqs/queue:Queue": "name",
 }
 
 
@@ -99,6 +101,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "aws:eks/getCluster:getCluster": self._eks_cluster,
             "aws:iam/getOpenIdConnectProvider:getOpenIdConnectProvider": self._oidc_provider_lookup,
             "aws:ecr/getAuthorizationToken:getAuthorizationToken": self._ecr_token,
+            "aws:sqs/getQueue:getQueue": self._queue_lookup,
         }
         # Per-type shapers add what AWS computes; each returns the id when it is not the default one.
         self._shapers: dict[str, Callable[[str, dict[str, Any]], str | None]] = {
@@ -117,6 +120,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "aws:s3/bucket:Bucket": self._bucket,
             "aws:s3/bucketObjectv2:BucketObjectv2": self._bucket_object,
             "aws:ecr/repository:Repository": self._ecr_repository,
+            "aws:sqs/queue:Queue": self._queue,
         }
 
     @property
@@ -258,6 +262,19 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
         state["registryId"] = ACCOUNT_ID
         state["repositoryUrl"] = f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{state['name']}"
         return state["name"]
+
+    def _queue_url(self, queue: str) -> str:
+        return f"https://sqs.{self.region}.amazonaws.com/{ACCOUNT_ID}/{queue}"
+
+    def _queue(self, name: str, state: dict[str, Any]) -> str:
+        # SQS identifies a queue by its URL (the provider's id); the ARN ends in the name.
+        state["url"] = self._queue_url(state["name"])
+        return state["url"]
+
+    def _queue_lookup(self, args: dict[str, Any]) -> dict[str, Any]:
+        queue = args["name"]
+        return {"id": self._queue_url(queue), "name": queue, "url": self._queue_url(queue),
+                "arn": self.arn(f"sqs:{self.region}:{ACCOUNT_ID}:{queue}"), "tags": {}, "region": self.region}
 
     def _image(self, name: str, state: dict[str, Any]) -> str:
         # What docker-build reports after a push: the build's digest, and the first tag pinned to it.

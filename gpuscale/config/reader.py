@@ -328,6 +328,12 @@ class Section:
         if missing:
             raise EntryAbandoned(self.path)
 
+    def refuse(self, refusal: Any, prefix: str = "") -> None:
+        """Report what a rule shaped as `components.arg_rules.Refusal` refused (None: nothing), in a component's
+        Args section (its field is an Args path, under `prefix`)."""
+        if refusal is not None:
+            self.report(prefix + refusal.field, refusal.value, refusal.allowed)
+
     def skip(self, *names: str) -> None:
         """Keys this reading leaves unread on purpose (their section depends on a value that was refused): not
         reported as unknown."""

@@ -16,9 +16,12 @@ from typing import Any
 
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
+from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
+from .queues import QueueConfig, queue_uses, read_queues
+from .startup import read_startup
 from .reader import REQUIRED, ConfigError, Section, collecting
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
@@ -29,7 +32,7 @@ PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
-TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy")
+TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues")
 KNOWN_NAMESPACES = (PROJECT, "aws", "kubernetes", "docker-build", "pulumi")
 """Config namespaces a stack file may use: the project's, those of the providers the program uses (pulumi-aws,
 pulumi-kubernetes, pulumi-docker-build) and Pulumi's own (`pulumi:tags`, ...). Any other is a typo
@@ -175,6 +178,10 @@ class ClusterConfig:
     system_nodes: SystemNodesConfig | None
     subnet_ids: tuple[str, ...]
     """Existing mode: private subnets for GPU nodes (default: the cluster's own subnets)."""
+    public_access: bool = True
+    """Create mode: the API's public endpoint is on (the private one always is, for the nodes)."""
+    public_access_cidrs: tuple[str, ...] = ()
+    """Create mode, public endpoint on: the networks it answers (AWS's default 0.0.0.0/0 when none are set)."""
 
 
 @dataclass(frozen=True)
@@ -233,6 +240,8 @@ class AutoScalingGroupConfig:
     """GPU-metric scaling settings, or None for a group whose size only its min/max bound."""
     workload: WorkloadConfig | None = None
     """The served workload's model, for the simulator and the pre-apply checks."""
+    startup: Mapping[str, Any] | None = None
+    """The user's own startup beside the agent's (components/workload_startup.py StartupArgs), or None."""
 
     @property
     def uses_mixed_instances(self) -> bool:
@@ -261,6 +270,8 @@ class StackConfig:
     """The in-cluster side: cluster-autoscaler, device plugin, agent DaemonSet. Always set by load_stack_config."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     """How the policy rules treat the stack (`gpuscale:policy`)."""
+    queues: tuple[QueueConfig, ...] = ()
+    """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -328,11 +339,13 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
         errors.guard(check_kubernetes, kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
     policy = errors.guard(read_policy, values.get(f"{PROJECT}:policy"))
-    if errors.errors:
+    if errors.errors:  # the queues' rules need every group read
         return None
-    return StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                       auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, policy=policy,
-                       raw=dict(values))
+    config = StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
+                         auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, policy=policy,
+                         raw=dict(values))
+    queues = errors.guard(read_queues, values.get(f"{PROJECT}:queues"), queue_uses(config))
+    return None if queues is None else replace(config, queues=queues)
 
 
 def read_cluster_name(s: Section, name: str = "name") -> Any:
@@ -367,18 +380,35 @@ def _read_cluster(s: Section) -> ClusterConfig:
     if mode == "create":
         cidr, zones, nat_per_zone = read_vpc(s)
         system = read_system_nodes(s.section("systemNodes", {}) or Section({}, s.key("systemNodes")))
+        public_access, public_cidrs = _read_api_endpoint(s)
         subnet_ids: tuple[str, ...] = ()
         if s.has("subnetIds"):
             raise s.fail("subnetIds", s.data["subnetIds"], "subnetIds only with mode: existing (mode: create makes "
                                                             "its own private subnets)")
     else:
         cidr, zones, nat_per_zone, system = None, 0, False, None
-        for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes"):
+        public_access, public_cidrs = True, ()
+        for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes", "apiEndpoint"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
         subnet_ids = read_subnet_ids(s)
     s.finish()
-    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids)
+    return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids, public_access,
+                         public_cidrs)
+
+
+def _read_api_endpoint(cluster: Section) -> tuple[bool, tuple[str, ...]]:
+    """`apiEndpoint`: the public endpoint off (`publicAccess: false`, private only), or on for `publicAccessCidrs`
+    (default AWS's 0.0.0.0/0). The rule is components/endpoint_access.py's, which EksCluster applies too."""
+    s = cluster.optional_section("apiEndpoint") or Section({}, cluster.key("apiEndpoint"))
+    public = s.bool("publicAccess", True)
+    cidrs = s.str_list("publicAccessCidrs", None, min_items=1,
+                       describe="IPv4 networks in CIDR notation, e.g. 52.94.76.5/32")
+    problem = endpoint_access_problem(public, cidrs)
+    if problem is not None:  # the Args name public_access_cidrs; the config publicAccessCidrs
+        raise ConfigError(problem.config_key(s.path), problem.value, problem.allowed)
+    s.finish()
+    return public, (cidrs or AWS_DEFAULT_PUBLIC_ACCESS_CIDRS) if public else ()
 
 
 def read_system_nodes(s: Section) -> SystemNodesConfig:
@@ -454,7 +484,7 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
     warm_pool = read_warm_pool(s, hi, gpus)
     check_warm_pool_allowed(s, tuple(g.instance_type for g in gpus) or read_instance_type_names(s), pct)
     if not gpus:  # every instance type was refused: scaling and workload have no GPUs to be checked against
-        s.skip("scaling", "workload")
+        s.skip("scaling", "workload", "startup")
         raise s.abandon()
     group = AutoScalingGroupConfig(name, tuple(g.instance_type for g in gpus), ami_parameter, base, pct, strategy,
                                    lo, hi, root, grace, warmup, warm_pool, gpus)
@@ -466,6 +496,7 @@ def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> A
 def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: AgentConfig) -> AutoScalingGroupConfig:
     """The scaling and workload sections of a group, read by their own modules."""
     group = replace(group, scaling=read_scaling(s, group, agent))
+    group = replace(group, startup=read_startup(s.optional_section("startup"), (agent.prometheus_port,)))
     return replace(group, workload=read_workload(s.optional_section("workload"), group))
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..components.endpoint_access import open_to_internet
 from ..config.policy import HOURS_PER_MONTH, PolicyConfig
 from ..instance_types import RecordedInstanceTypes
 
@@ -65,7 +66,6 @@ IAM_POLICY_TYPES = ("aws:iam/policy:Policy", "aws:iam/rolePolicy:RolePolicy", "a
                     "aws:iam/groupPolicy:GroupPolicy")
 """Identity policies whose `policy` input is the document."""
 ROLE = "aws:iam/role:Role"
-WORLD = ("0.0.0.0/0", "::/0")
 PUT_METRIC_DATA = "cloudwatch:putmetricdata"
 
 
@@ -179,17 +179,15 @@ def no_public_ip_on_gpu(resources: Sequence[Resource], settings: PolicyConfig) -
 
 def eks_api_not_public(r: Resource, settings: PolicyConfig) -> Iterator[str]:
     """The Kubernetes API is not open to the whole internet (a leaked token or an API flaw is then reachable
-    from anywhere)."""
+    from anywhere). What counts as open is components/endpoint_access.py's `open_to_internet`, which the stack
+    config's pre-apply check asks too."""
     if r.type != CLUSTER:
         return
     vpc = r.props.get("vpcConfig") or {}
-    public = vpc.get("endpointPublicAccess")
-    if _known(public) and not _true(public):
+    public, cidrs = vpc.get("endpointPublicAccess"), vpc.get("publicAccessCidrs")
+    if public == "(known after apply)" or cidrs == "(known after apply)":
         return
-    cidrs = vpc.get("publicAccessCidrs")
-    if cidrs == "(known after apply)":
-        return
-    open_to = [c for c in (cidrs if cidrs is not None else ["0.0.0.0/0"]) if c in WORLD]
+    open_to = open_to_internet(public, _list(cidrs) if cidrs is not None else None)
     if open_to:
         yield (f"the API endpoint is public to {', '.join(open_to)}"
                + (" (publicAccessCidrs not set: AWS's default)" if cidrs is None else "")

@@ -28,6 +28,7 @@ from gpuscale.components.irsa_role import IrsaRole
 from gpuscale.components.network import Network
 from gpuscale.components.node_role import EksNodeRole
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
+from gpuscale.components.signal_queue import SignalQueue
 from gpuscale.config.reader import ConfigErrors
 
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/X"
@@ -71,6 +72,7 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
                              "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER},
     AgentImage: lambda: {"repository_name": "gpuscale-test/agent", "architectures": ["x86_64"]},
     AgentBundle: lambda: {},
+    SignalQueue: lambda: {"queue_name": "jobs"},
 }
 
 
@@ -179,6 +181,11 @@ FAMILIES = [
     ("Kubernetes quantities", AgentDaemonSet, {"requests": {"cpu": "lots", "memory": "64Mi"}}, "requests.cpu",
      "a Kubernetes CPU quantity"),
     ("service accounts", IrsaRole, {"service_account": "Agent_SA"}, "service_account", "DNS-1123"),
+    ("startup size", GpuAutoScalingGroup, {"startup": {"user_data": "#!/bin/bash\n" + "#" * 16_000 + "\n"}},
+     "startup", "at most 16384"),
+    ("queues", SignalQueue, {"visibility_timeout_seconds": 50000}, "visibility_timeout_seconds", "an integer in ["),
+    ("API endpoint", EksCluster, {"endpoint_public_access": False, "public_access_cidrs": ["1.2.3.4/32"]},
+     "public_access_cidrs", "no public CIDRs with the public endpoint off"),
     ("ECR names", AgentImage, {"repository_name": "Gpuscale/Agent"}, "repository_name", "ECR repository name"),
 ]
 

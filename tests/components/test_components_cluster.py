@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 
 import pytest
 
@@ -142,3 +143,27 @@ def test_existing_cluster_uses_configured_subnets(harness):
     chosen = ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
     cluster = harness.run(lambda: ExistingCluster("prod", {"cluster_name": "shared-prod", "subnet_ids": chosen}))
     assert harness.value(cluster.private_subnet_ids) == chosen
+
+
+@pytest.mark.parametrize("overrides, vpc", [
+    ({}, {"endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]}),
+    ({"endpoint_public_access": False}, {"endpointPrivateAccess": True, "endpointPublicAccess": False}),
+    ({"public_access_cidrs": ["52.94.0.0/16"]},
+     {"endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs": ["52.94.0.0/16"]}),
+])
+def test_eks_cluster_api_endpoint_exposure(harness, overrides, vpc):
+    harness.run(lambda: EksCluster("gs", cluster_args(**overrides)))
+    eks = harness.one("aws:eks/cluster:Cluster")
+    shown = {k: v for k, v in eks.inputs["vpcConfig"].items() if k.startswith(("endpoint", "publicAccess"))}
+    assert shown == vpc, f"{eks.name}: private access always on (nodes), public as asked"
+
+
+@pytest.mark.parametrize("overrides, key", [
+    ({"public_access_cidrs": ["10.0.0.0/8"]}, "public_access_cidrs[0]"),
+    ({"endpoint_public_access": False, "public_access_cidrs": ["52.94.0.0/16"]}, "public_access_cidrs"),
+    ({"endpoint_public_access": "yes"}, "endpoint_public_access"),
+])
+def test_eks_cluster_refuses_endpoint_access_eks_would_refuse(harness, overrides, key):
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)} \(EksCluster \"gs\"\): .* is not allowed; allowed: "):
+        harness.run(lambda: EksCluster("gs", cluster_args(**overrides)))
+    assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"], "nothing declared before the Args pass"

@@ -13,9 +13,9 @@ from gpuscale.plan import Plan
 from gpuscale.policy import RULES, evaluate, pack_config, resources_of_plan, settings_from_pack_config
 from gpuscale.policy.rules import Resource
 
-ACCEPTED = {("eks-api-not-public", "gpuscale-dev-eks"), ("eks-api-not-public", "gpuscale-prod-eks")}
-"""Findings the shipped stacks accept (gpuscale:policy.accept): the EKS API stays public because GitHub-hosted
-deploy runners have no fixed addresses; IAM authenticates every call."""
+ACCEPTED = {("eks-api-not-public", "gpuscale-dev-eks")}
+"""Findings the shipped stacks accept (gpuscale:policy.accept): dev's EKS API stays public because GitHub-hosted
+deploy runners have no fixed addresses; IAM authenticates every call. prod's API is private only."""
 
 DOC = '{"Version": "2012-10-17", "Statement": [%s]}'
 PUT_SCOPED = ('{"Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*", "Condition": '
@@ -224,7 +224,7 @@ def test_policy_config_cli_writes_the_stacks_pack_config(tmp_path):
     doc = json.loads(out.read_text())
     assert doc == pack_config(load_stack_file(ROOT, "prod").policy)
     assert doc["gpu-budget"]["gpuHoursPerMonth"] == 70000
-    assert [a["resource"] for a in doc["eks-api-not-public"]["accept"]] == ["gpuscale-prod-eks"]
+    assert doc["eks-api-not-public"]["accept"] == [], "prod's API is private only: nothing to accept"
     bad = gpuscale("policy-config", "--stack", "nope")
     assert bad.returncode == 2 and "--stack" in bad.stderr and "prod" in bad.stderr
 

@@ -33,7 +33,7 @@ def test_review_reports_changes_policy_and_cost(tmp_path):
     assert report.startswith("<!-- gpuscale-review -->"), "the workflow's comment is found by this marker"
     assert "### Stack `prod`" in report and "0 to add, 1 to change, 0 to replace, 0 to remove" in report
     assert "~ aws:autoscaling/group:Group  infer-l40s-asg" in report and "inputs.maxSize: 12 => 14" in report
-    assert "**Policy**: 0 mandatory, 0 advisory, 1 accepted" in report and "`eks-api-not-public`" in report
+    assert "**Policy**: 0 mandatory, 0 advisory, 0 accepted" in report
     book = PriceBook.from_file()
     two_more = 2 * (book.instance("us-east-1", "g6e.xlarge").usd * 730 + 300 * book.fixed("us-east-1",
                                                                                           "gp3GiBMonth").usd)
@@ -42,8 +42,8 @@ def test_review_reports_changes_policy_and_cost(tmp_path):
 
 
 def test_review_blocks_on_a_mandatory_finding_and_shows_a_new_stack(tmp_path):
-    def unaccept(config):
-        del config["gpuscale:policy"]["accept"]
+    def unaccept(config):  # prod's API opened to the internet, with no accepted finding
+        config["gpuscale:cluster"]["apiEndpoint"] = {"publicAccess": True}
 
     base, head = _base_and_head(tmp_path, unaccept)
     shutil.copy(head / "stacks" / "Pulumi.prod.yaml", head / "stacks" / "Pulumi.staging.yaml")
