@@ -6,5 +6,5 @@ from .stack import (PROJECT, AgentConfig, AutoScalingGroupConfig, ClusterConfig,
 from .files import load_stack_file, read_stack_values, secret_paths, stack_file_path
 
 __all__ = ["PROJECT", "AgentConfig", "AutoScalingGroupConfig", "ClusterConfig", "ConfigError", "ConfigErrors",
-           "NodeGroupConfig", "Section", "StackConfig", "WarmPoolConfig", "load_stack_config", "load_stack_file", "read_stack_values",
-           "secret_paths", "stack_file_path"]
+           "NodeGroupConfig", "Section", "StackConfig", "WarmPoolConfig", "load_stack_config", "load_stack_file",
+           "read_stack_values", "secret_paths", "stack_file_path"]
