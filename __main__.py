@@ -39,23 +39,32 @@ from gpuscale.instance_types import PulumiInstanceTypes
 
 
 def read_config() -> dict[str, object]:
-    """The stack's config as full keys to decoded values: `aws:region` and every key under the project namespace.
+    """The stack's config as full keys to decoded values: every key of every namespace.
 
-    Every `gpuscale:` key is passed on, known or not, so a misspelt key is rejected by validation instead of being
-    silently ignored. The runtime's config map is the only place that lists the keys that are set.
+    Every key is passed on, known or not, so a misspelt key (`gpuscale:agnet`) or namespace (`gpuScale:agent`) is
+    rejected by validation instead of being silently ignored. The runtime's config map is the only place that lists
+    the keys that are set. Values encrypted in the stack file arrive decrypted (the engine decrypts them, nested
+    ones too); their keys are secret keys, and the program marks what it takes from them as secret.
     """
     from pulumi.runtime.config import CONFIG, get_config_env
 
-    project = pulumi.Config(PROJECT)
     values: dict[str, object] = {"aws:region": pulumi.Config("aws").get("region")}
     for key in sorted({*CONFIG.get(), *get_config_env()}):
-        if key.startswith(f"{PROJECT}:"):
-            name = key.split(":", 1)[1]
-            try:
-                values[key] = project.get_object(name)
-            except pulumi.ConfigTypeError:  # a plain string that is not JSON: passed on for validation to judge
-                values[key] = project.get(name)
+        namespace, _, name = key.partition(":")
+        bag = pulumi.Config(namespace)
+        try:
+            values[key] = bag.get_object(name)
+        except pulumi.ConfigTypeError:  # a plain string that is not JSON: passed on for validation to judge
+            values[key] = bag.get(name)
     return {k: v for k, v in values.items() if v is not None}
+
+
+def secret_if_encrypted(key: str, value: object) -> object:
+    """`value`, read from the config key `key`, as a secret when the stack file encrypts (part of) that key: it
+    stays encrypted in the state and shows as [secret] in previews and in the offline plan."""
+    from pulumi.runtime.config import is_config_secret
+
+    return pulumi.Output.secret(value) if value is not None and is_config_secret(key) else value
 
 
 # Every rule is checked here, before any resource is declared; GPU counts come from EC2's instance type data.
@@ -292,7 +301,8 @@ if config.auto_scaling_groups:
 # Scaling policies, alarms and the dashboard attach to `asgs` (config name -> GpuAutoScalingGroup) here; the
 # validated settings are in `config.auto_scaling_groups` (and `config.alerts`).
 alerts = config.alerts
-topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name, "email": alerts.email, "tags": tags}) \
+topic = GpuAlertTopic("alerts", {"topic_name": alerts.sns_topic_name,
+                                 "email": secret_if_encrypted(f"{PROJECT}:alerts", alerts.email), "tags": tags}) \
     if alerts.sns_topic_name or alerts.email else None
 panels: list[DashboardGroupArgs] = []
 for a in config.auto_scaling_groups:

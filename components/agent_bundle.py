@@ -11,6 +11,9 @@ from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+
 # Left out of the content hash: caches that change without the agent changing.
 _IGNORED_PARTS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", "build", "dist"}
 """Caches and build output: a local `pip wheel ./agent` leaves build/ and *.egg-info/ behind, which must change
@@ -70,6 +73,11 @@ def content_hash(directory: Path) -> str:
     return digest.hexdigest()
 
 
+def check_args(s: Section) -> None:
+    s.str("agent_dir", None, describe="the path of the agent's directory (holding its pyproject.toml)")
+    s.input("tags", {})
+
+
 @documented
 class AgentBundle(pulumi.ComponentResource):
     """A bucket only this stack's instance roles read, holding `gpu-metrics-agent/<content hash>.zip`.
@@ -88,11 +96,12 @@ class AgentBundle(pulumi.ComponentResource):
     """ARN of the archive object: the only object the instance roles may read."""
 
     def __init__(self, name: str, args: AgentBundleArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("gpuscale:index:AgentBundle", name, None, opts)
+        validate_args("AgentBundle", name, args, AgentBundleArgs, check_args)
         agent_dir = Path(args["agent_dir"]) if args.get("agent_dir") else find_agent_dir()
         if not (agent_dir / "pyproject.toml").is_file():
             raise ValueError(f"agent_dir: {str(agent_dir)!r} is not allowed; allowed: a directory holding the "
                              "agent's pyproject.toml")
+        super().__init__("gpuscale:index:AgentBundle", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)
 

@@ -11,10 +11,15 @@ from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent import catalogue
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.kubernetes import read_agent_image, read_resources
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import read_agent_settings, read_region
+
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
-from .kube_values import QUANTITY_PATTERN, is_pinned_image
+from .kube_values import DNS_LABEL_PATTERN
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 
 NAMESPACE = "gpuscale-system"
@@ -35,8 +40,6 @@ NVML_CAPABILITIES = "utility"
 AMI_FAMILIES = ("al2023", "bottlerocket")
 PUT_METRIC_DATA = "cloudwatch:PutMetricData"
 DESCRIBE_INSTANCES = "autoscaling:DescribeAutoScalingInstances"
-QUANTITY = re.compile(QUANTITY_PATTERN)
-DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class AgentNodeGroup(TypedDict):
@@ -101,40 +104,35 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
-def check_args(args: AgentDaemonSetArgs) -> None:
-    """Every argument's rule, before anything is declared: a ValueError naming the argument and what is allowed."""
-    def refuse(name: str, value: object, allowed: str) -> ValueError:
-        return ValueError(f"{name}: {value!r} is not allowed; allowed: {allowed}")
+def check_args(args: AgentDaemonSetArgs, name: str = "agent") -> None:
+    """Every argument's rule, before anything is declared (the stack config's agent rules where it has them): one
+    ValueError naming each bad argument and what is allowed."""
+    validate_args("AgentDaemonSet", name, args, AgentDaemonSetArgs, _rules)
 
-    image = args["image"]
-    if isinstance(image, str) and not is_pinned_image(image):
-        raise refuse("image", image, "an image reference with a tag or digest, e.g. "
-                                     "123456789012.dkr.ecr.us-west-2.amazonaws.com/gpu-metrics-agent:0.1.0")
-    groups = list(args["node_groups"])
-    if not groups:
-        raise refuse("node_groups", groups, "at least one GPU node group")
-    keys = [g["key"] for g in groups]
-    for i, g in enumerate(groups):
-        if not (DNS_LABEL.fullmatch(g["key"]) and len(APP) + 1 + len(g["key"]) <= 63) or g["key"] in keys[:i]:
-            raise refuse(f"node_groups[{i}].key", g["key"], "unique lowercase letters, digits and hyphens, at most "
-                                                            f"{62 - len(APP)} characters")
-        if g["ami_family"] not in AMI_FAMILIES:
-            raise refuse(f"node_groups[{i}].ami_family", g["ami_family"], "one of " + ", ".join(AMI_FAMILIES))
-    if not args["region"] or not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", args["region"]):
-        raise refuse("region", args["region"], "an AWS region such as us-west-2")
-    sample, flush = args["sample_interval_seconds"], args["flush_interval_seconds"]
-    if not sample > 0:
-        raise refuse("sample_interval_seconds", sample, "a number of seconds > 0")
-    if not flush >= sample:
-        raise refuse("flush_interval_seconds", flush, f"a number of seconds >= sample_interval_seconds ({sample})")
-    port = args["prometheus_port"]
-    if not isinstance(port, int) or not 1024 <= port <= 65535:
-        raise refuse("prometheus_port", port, "an integer port in [1024, 65535]")
+
+def _rules(s: Section) -> None:
+    for key in ("oidc_provider_arn", "oidc_issuer_url"):
+        s.input(key)
+    s.require("image")
+    s.input("image", read=lambda name, default: read_agent_image(s, default))
+    keys: list[str] = []
+    for g in s.sections("node_groups", min_items=1):
+        key = g.str("key", pattern=DNS_LABEL_PATTERN, describe="lowercase letters, digits and hyphens")
+        if len(APP) + 1 + len(key) > 63 or key in keys:
+            g.report("key", key, f"unique lowercase letters, digits and hyphens, at most {62 - len(APP)} characters")
+        keys.append(key)
+        g.input("node_group_name")
+        g.input("asg_name")
+        g.str("ami_family", choices=AMI_FAMILIES)
+        g.finish()
+    read_region(s)
+    s.require("sampleIntervalSeconds", "flushIntervalSeconds", "prometheusPort", "requests", "limits")
+    read_agent_settings(s)
     for field in ("requests", "limits"):
-        quantities = dict(args[field])
-        if set(quantities) != {"cpu", "memory"} or not all(QUANTITY.fullmatch(str(q)) for q in quantities.values()):
-            raise refuse(field, quantities, "{\"cpu\": <quantity>, \"memory\": <quantity>}, e.g. {\"cpu\": \"50m\", "
-                                            "\"memory\": \"64Mi\"}")
+        s.section(field).require("cpu", "memory")
+        read_resources(s, field, "", "")
+    s.bool("service_monitor", False)
+    s.input("tags", {})
 
 
 def agent_env(args: AgentDaemonSetArgs, group: AgentNodeGroup) -> list[dict[str, Any]]:
@@ -262,8 +260,8 @@ class AgentDaemonSet(pulumi.ComponentResource):
     """Names of the DaemonSets, one per GPU node group."""
 
     def __init__(self, name: str, args: AgentDaemonSetArgs, opts: pulumi.ResourceOptions | None = None):
+        check_args(args, name)
         super().__init__("gpuscale:index:AgentDaemonSet", name, None, opts)
-        check_args(args)
         child = pulumi.ResourceOptions(parent=self)
         role = IrsaRole(f"{name}-irsa", {
             "oidc_provider_arn": args["oidc_provider_arn"], "oidc_issuer_url": args["oidc_issuer_url"],

@@ -11,6 +11,9 @@ import pulumi_aws as aws
 import pulumi_docker_build as docker_build
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+
 from ._docs import documented
 from .agent_bundle import content_hash, find_agent_dir
 
@@ -18,6 +21,8 @@ PLATFORMS = {"x86_64": docker_build.Platform.LINUX_AMD64, "arm64": docker_build.
 """Image platform per EC2 architecture (EKS AMI types name x86_64 and ARM_64)."""
 REPOSITORY_NAME = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*")
 """ECR's repository name rule (CreateRepository, repositoryName), 2-256 characters."""
+REPOSITORY_RULE = ("an ECR repository name, 2-256 lowercase letters, digits and . _ - / "
+                   "(e.g. \"gpuscale-dev/gpu-metrics-agent\")")
 
 
 class AgentImageArgs(TypedDict):
@@ -32,11 +37,18 @@ class AgentImageArgs(TypedDict):
     """Tags on the ECR repository. Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of AgentImageArgs that need no file system (the build context is checked by `_check`)."""
+    name = s.str("repository_name", pattern=REPOSITORY_NAME.pattern, describe=REPOSITORY_RULE)
+    if not 2 <= len(name) <= 256:
+        s.report("repository_name", name, REPOSITORY_RULE)
+    s.str_list("architectures", min_items=1, unique=False, pattern="|".join(PLATFORMS),
+               describe="EC2 architectures: one or more of " + ", ".join(PLATFORMS))
+    s.str("context_dir", None, describe="the path of a directory with a Dockerfile")
+    s.input("tags", {})
+
+
 def _check(args: AgentImageArgs) -> tuple[Path, list[docker_build.Platform]]:
-    name = args["repository_name"]
-    if not (2 <= len(name) <= 256 and REPOSITORY_NAME.fullmatch(name)):
-        raise ValueError(f"repository_name: {name!r} is not allowed; allowed: an ECR repository name, 2-256 "
-                         "lowercase letters, digits and . _ - / (e.g. \"gpuscale-dev/gpu-metrics-agent\")")
     try:
         context = Path(args["context_dir"]) if args.get("context_dir") else find_agent_dir()
     except ValueError:
@@ -45,12 +57,7 @@ def _check(args: AgentImageArgs) -> tuple[Path, list[docker_build.Platform]]:
     if not (context / "Dockerfile").is_file():
         raise ValueError(f"context_dir: {str(context)!r} is not allowed; allowed: a directory with a Dockerfile, "
                          "e.g. this repository's agent/")
-    architectures = list(args["architectures"])
-    unknown = [a for a in architectures if a not in PLATFORMS]
-    if not architectures or unknown:
-        raise ValueError(f"architectures: {architectures!r} is not allowed; allowed: one or more of "
-                         + ", ".join(PLATFORMS))
-    return context, sorted({PLATFORMS[a] for a in architectures}, key=lambda p: p.value)
+    return context, sorted({PLATFORMS[a] for a in args["architectures"]}, key=lambda p: p.value)
 
 
 @documented
@@ -64,8 +71,9 @@ class AgentImage(pulumi.ComponentResource):
     """URL of the ECR repository the image is pushed to."""
 
     def __init__(self, name: str, args: AgentImageArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("gpuscale:index:AgentImage", name, None, opts)
+        validate_args("AgentImage", name, args, AgentImageArgs, check_args)
         context, platforms = _check(args)
+        super().__init__("gpuscale:index:AgentImage", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         repository = aws.ecr.Repository(
             f"{name}-repo", name=args["repository_name"],

@@ -9,6 +9,12 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.kubernetes import (check_autoscaler_release, read_autoscaler_resources,
+                                        read_autoscaler_settings)
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import read_region
+
 from ._docs import documented
 from .charts import CHARTS, autoscaler_image_tag
 from ._options import depends_on_of
@@ -134,6 +140,23 @@ def autoscaler_values(args: ClusterAutoscalerArgs, role_arn: pulumi.Input[str]) 
     }
 
 
+def check_args(s: Section) -> None:
+    """The rules of ClusterAutoscalerArgs: the stack config's cluster-autoscaler rules."""
+    for key in ("cluster_name", "oidc_provider_arn", "oidc_issuer_url", "priorities"):
+        s.input(key)
+    check_autoscaler_release(s, "kubernetes_version", s.str("kubernetes_version"))
+    read_region(s)
+    settings = s.section("settings")
+    settings.require(*(settings.name(k) for k in ClusterAutoscalerSettings.__annotations__))
+    read_autoscaler_settings(settings)
+    settings.finish()
+    s.require("resources")
+    read_autoscaler_resources(s)
+    s.str_map("node_selector", {}, key_pattern=r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
+              describe="Kubernetes label names to string values")
+    s.input("tags", {})
+
+
 @documented
 class ClusterAutoscaler(pulumi.ComponentResource):
     """cluster-autoscaler in kube-system: scales the tagged GPU node groups up from zero for pending GPU pods and
@@ -145,8 +168,8 @@ class ClusterAutoscaler(pulumi.ComponentResource):
     """Name of the Helm release."""
 
     def __init__(self, name: str, args: ClusterAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("ClusterAutoscaler", name, args, ClusterAutoscalerArgs, check_args)
         super().__init__("gpuscale:index:ClusterAutoscaler", name, None, opts)
-        autoscaler_image_tag(args["kubernetes_version"])  # refuses a minor without a release before any child
         role = IrsaRole(f"{name}-irsa", {
             "oidc_provider_arn": args["oidc_provider_arn"], "oidc_issuer_url": args["oidc_issuer_url"],
             "namespace": NAMESPACE, "service_account": SERVICE_ACCOUNT,

@@ -6,6 +6,10 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section, is_deferred
+from gpuscale.config.stack import read_cluster_name, read_kubernetes_version, read_system_nodes, read_vpc
+
 from ._docs import documented
 from ._cluster_outputs import ClusterOutputs
 from ._iam import assume_role_policy, attach_managed_policies
@@ -63,6 +67,30 @@ PREVIEW_ACCESS_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSAdminVi
 namespace, so a preview of the charts must read those; AmazonEKSViewPolicy leaves Secrets out. No write verbs."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of EksClusterArgs: the stack config's cluster rules."""
+    s.require("vpcCidr", "availabilityZoneCount", "systemNodes")
+    read_cluster_name(s, "clusterName")
+    read_kubernetes_version(s)
+    read_vpc(s)
+    nodes = s.section("system_nodes")
+    nodes.require("instanceType", "minSize", "maxSize", "desiredSize")
+    nodes.str("ami_type", "AL2023_x86_64_STANDARD", pattern=r"[A-Z0-9_]+", describe="an EKS AMI type, e.g. "
+                                                                                    "AL2023_x86_64_STANDARD")
+    read_system_nodes(nodes)
+    public = s.bool("endpoint_public_access", True)
+    cidrs = s.input("public_access_cidrs", None)
+    if not is_deferred(cidrs):
+        s.refuse(endpoint_access_problem(public, cidrs))  # the stack config's apiEndpoint rule
+    preview_role = s.input("preview_role_arn", None)
+    if not is_deferred(preview_role):
+        s.refuse(iam_role_arn_problem("preview_role_arn", preview_role))
+    s.str_list("control_plane_logs", ["audit", "authenticator"], min_items=0,
+               pattern="api|audit|authenticator|controllerManager|scheduler",
+               describe="EKS control plane log types: api, audit, authenticator, controllerManager, scheduler")
+    s.input("tags", {})
+
+
 @documented
 class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Create mode: everything a GPU node group needs to join, in a VPC of its own."""
@@ -73,12 +101,8 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     """Name of the managed node group for system pods (CoreDNS, cluster-autoscaler)."""
 
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("EksCluster", name, args, EksClusterArgs, check_args)
         public = args.get("endpoint_public_access", True)
-        problem = endpoint_access_problem(public, args.get("public_access_cidrs"))
-        preview_role = args.get("preview_role_arn")
-        problem = problem or iam_role_arn_problem("preview_role_arn", preview_role)
-        if problem is not None:
-            raise problem.error()
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

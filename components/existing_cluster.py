@@ -7,6 +7,10 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import read_cluster_name, read_subnet_ids
+
 from ._docs import documented
 from ._cluster_outputs import ClusterOutputs
 from .node_role import EksNodeRole
@@ -22,11 +26,19 @@ class ExistingClusterArgs(TypedDict):
     """Tags on the node role. Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of ExistingClusterArgs: the stack config's existing-cluster rules."""
+    read_cluster_name(s, "clusterName")
+    s.input("subnet_ids", (), read=lambda name, default: read_subnet_ids(s))
+    s.input("tags", {})
+
+
 @documented
 class ExistingCluster(pulumi.ComponentResource, ClusterOutputs):
     """Existing mode: the cluster and its network are read, never changed; only the node role is created."""
 
     def __init__(self, name: str, args: ExistingClusterArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("ExistingCluster", name, args, ExistingClusterArgs, check_args)
         super().__init__("gpuscale:index:ExistingCluster", name, None, opts)
         cluster = aws.eks.get_cluster_output(name=args["cluster_name"], opts=pulumi.InvokeOutputOptions(parent=self))
         node_role = EksNodeRole(f"{name}-nodes", {"tags": dict(args.get("tags") or {})},

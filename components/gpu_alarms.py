@@ -10,6 +10,12 @@ from typing_extensions import NotRequired, TypedDict
 from gpu_metrics_agent.catalogue import (AGENT_HEARTBEAT, GPU_ECC_UNCORRECTED, GPU_POWER_THROTTLE,
                                          GPU_THERMAL_THROTTLE, GPU_XID_ERRORS, MetricSpec)
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.scaling import (SCALING_ARGS_ALIASES, read_demand_target, read_target_utilization,
+                                     read_throttle_alarm)
+from gpuscale.config.stack import read_health_check_grace, read_sample_interval
+
 from ._docs import documented
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, Expr, Query, agent_group_stat,
                             demand_per_instance, fleet_gpu_utilization, group_stat, threshold_alarm)
@@ -43,6 +49,19 @@ class GpuAlarmsArgs(TypedDict):
     """Tags on every alarm (cost allocation). Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of GpuAlarmsArgs: the stack config's rules for the values they come from (the group's target and
+    demand, its health-check grace, the agent's sample interval, `gpuscale:alerts`)."""
+    s.input("asg_name")
+    read_target_utilization(s, None)
+    read_demand_target(s.optional_section("demand"), "signal")
+    read_health_check_grace(s, "blindAfterSeconds")
+    read_sample_interval(s)
+    read_throttle_alarm(s)
+    s.input("alarm_topic_arn", None)
+    s.input("tags", {})
+
+
 @documented
 class GpuAlarms(pulumi.ComponentResource):
     """Agent heartbeat missing, XID and uncorrected ECC errors, sustained throttling, and at max capacity."""
@@ -51,6 +70,7 @@ class GpuAlarms(pulumi.ComponentResource):
     """ARNs of the alarms, for dashboards."""
 
     def __init__(self, name: str, args: GpuAlarmsArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("GpuAlarms", name, args, GpuAlarmsArgs, check_args, SCALING_ARGS_ALIASES)
         super().__init__("gpuscale:index:GpuAlarms", name, None, opts)
         self._name, asg = name, args["asg_name"]
         topic = args.get("alarm_topic_arn")

@@ -8,6 +8,10 @@ from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.scaling import read_alert_recipients
+
 
 class GpuAlertTopicArgs(TypedDict):
     topic_name: NotRequired[pulumi.Input[str] | None]
@@ -18,6 +22,12 @@ class GpuAlertTopicArgs(TypedDict):
     """Tags on the topic (cost allocation). Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of GpuAlertTopicArgs: the stack config's `gpuscale:alerts` recipients."""
+    read_alert_recipients(s)
+    s.input("tags", {})
+
+
 @documented
 class GpuAlertTopic(pulumi.ComponentResource):
     """An SNS topic for alarm notifications (CloudWatch alarms in the same account may publish to it)."""
@@ -26,6 +36,7 @@ class GpuAlertTopic(pulumi.ComponentResource):
     """ARN of the SNS topic (alarm actions, GpuAlarmsArgs.alarm_topic_arn)."""
 
     def __init__(self, name: str, args: GpuAlertTopicArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("GpuAlertTopic", name, args, GpuAlertTopicArgs, check_args, {"snsTopicName": "topic_name"})
         super().__init__("gpuscale:index:GpuAlertTopic", name, None, opts)
         topic = aws.sns.Topic(f"{name}-topic", name=args.get("topic_name"), tags=args.get("tags"),
                                 opts=pulumi.ResourceOptions(parent=self))

@@ -11,7 +11,12 @@ from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import NAMESPACE
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
-from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import (CIDR_PATTERN, DEFAULT_AMI_PARAMETER, ami_parameter_architecture,
+                                   check_warm_pool_allowed, read_asg_settings, read_gpu_instance_types,
+                                   read_group_sizes, read_instance_type_names, read_region, read_warm_pool)
+from gpuscale.instance_types import PulumiInstanceTypes
 
 from ._docs import documented
 from ._iam import assume_role_policy, attach_managed_policies
@@ -29,6 +34,10 @@ actions only on the group carrying its own value (the group's ARN does not exist
 
 IMDS_TAG_KEY = re.compile(r"(?!\.{1,2}$|_index$)[0-9a-zA-Z\-_+=,.@:]{1,255}")
 """Tag keys EC2 accepts on an instance whose tags are in its metadata: no "/" or spaces, not ".", ".." or "_index"."""
+
+
+WARM_POOL_ALIASES = {"maxPreparedCapacity": "max_group_prepared_capacity"}
+"""The stack config's warm pool key and AWS's own name (MaxGroupPreparedCapacity), which the Args keep."""
 
 
 class WarmPoolArgs(TypedDict):
@@ -101,35 +110,45 @@ class GpuAutoScalingGroupArgs(TypedDict):
     """Tags on every resource and, through the launch template, on instances and volumes. Default none."""
 
 
-def check_args(args: GpuAutoScalingGroupArgs) -> None:
-    """Reject what AWS would refuse, with the argument's name, before any resource is declared."""
-    types = list(args["instance_types"])
-    if not types:
-        raise ValueError("instance_types: [] is not allowed; allowed: at least one GPU instance type")
-    if not 0 <= args["min_size"] <= args["max_size"]:
-        raise ValueError(f"min_size: {args['min_size']} is not allowed; allowed: 0 <= min_size <= max_size "
-                         f"({args['max_size']})")
-    pct = args.get("on_demand_percentage_above_base", 100)
-    if not 0 <= pct <= 100:
-        raise ValueError(f"on_demand_percentage_above_base: {pct} is not allowed; allowed: 0 to 100")
-    for key in args.get("tags") or {}:
-        if not IMDS_TAG_KEY.fullmatch(key):
-            raise ValueError(f"tags: key {key!r} is not allowed; allowed: 1 to 255 letters, digits and + - = . , _ "
-                             "@ : (the instances show their tags in instance metadata, where EC2 refuses other keys "
-                             "and the group would launch nothing)")
-    if "startup" in args:
-        port = (args.get("agent") or AgentSettings()).prometheus_port or DEFAULT_PROMETHEUS_PORT
-        problem = startup_problem(args["startup"], reserved_ports=(port,))
-        if problem is not None:
-            raise problem.error("startup.")
-        # EC2's size limit, before anything is declared: the bucket and key are outputs, so the longest bucket name
-        # S3 allows and a generous key stand in for them (the rendering checks the real ones again).
-        render_launch_user_data(render_user_data("b" * 63, "k" * 200, args["region"], args.get("agent") or
-                                                 AgentSettings()), args["startup"])
-    if "warm_pool" in args and uses_mixed_instances(args):
-        raise ValueError(f"warm_pool: {args['warm_pool']!r} is not allowed with instance_types {types} and "
-                         f"on_demand_percentage_above_base {pct}; allowed: a warm pool only on a group with one "
-                         "instance type and no Spot (AWS refuses warm pools with a mixed instances policy)")
+def check_args(s: Section) -> None:
+    """The rules of GpuAutoScalingGroupArgs: the stack config's Auto Scaling group rules, and what AWS would refuse
+    of the rest, before any resource is declared."""
+    for key in ("vpc_id", "subnet_ids", "agent_bucket_arn", "agent_bucket_name", "agent_object_key"):
+        s.input(key)
+    lo, hi = read_group_sizes(s)
+    ami_parameter, _, pct, *_ = read_asg_settings(s, hi)
+    # EC2's own description of each type (a blocking lookup, as the stack config makes): GPUs, NVIDIA, the AMI's
+    # architecture.
+    read_gpu_instance_types(s, PulumiInstanceTypes(), ami_parameter_architecture(ami_parameter))
+    types = read_instance_type_names(s)
+    read_region(s)
+    read_warm_pool(s, hi)
+    check_warm_pool_allowed(s, types, pct)
+    s.str("root_device_name", "/dev/xvda", pattern=r"/dev/[a-z0-9]+", describe="a device name such as /dev/xvda")
+    if not isinstance(s.input("agent", AgentSettings()), AgentSettings):
+        s.report("agent", s.raw("agent"), "an AgentSettings (gpuscale.components.agent_user_data)")
+    s.bool("ssm_access", True)
+    for cidrs in ("metrics_ingress_cidrs", "workload_ingress_cidrs"):
+        s.input(cidrs, (), read=lambda name, default: s.str_list(
+            name, default, pattern=CIDR_PATTERN, describe="IPv4 networks in CIDR notation, e.g. 10.0.0.0/16"))
+    s.input("request_queue_arns", [])
+    startup = s.input("startup", None)
+    if startup is not None:
+        agent = s.raw("agent") if isinstance(s.raw("agent"), AgentSettings) else AgentSettings()
+        port = agent.prometheus_port or DEFAULT_PROMETHEUS_PORT
+        problem = startup_problem(startup, reserved_ports=(port,))  # the stack config's startup rule
+        s.refuse(problem, "startup.")
+        if problem is None:
+            # EC2's size limit, before anything is declared: the bucket and key are outputs, so the longest bucket
+            # name S3 allows and a generous key stand in for them (the rendering checks the real ones again).
+            try:
+                render_launch_user_data(render_user_data("b" * 63, "k" * 200, s.raw("region"), agent), startup)
+            except ValueError as e:
+                s.report("startup", "(the rendered user data)", str(e).split("allowed: ", 1)[-1])
+    s.input("tags", {}, read=lambda name, default: s.str_map(
+        name, default, key_pattern=IMDS_TAG_KEY.pattern,
+        describe="tag keys of 1 to 255 letters, digits and + - = . , _ @ : (the instances show their tags in instance "
+                 "metadata, where EC2 refuses other keys and the group would launch nothing) to string values"))
 
 
 def uses_mixed_instances(args: GpuAutoScalingGroupArgs) -> bool:
@@ -154,7 +173,7 @@ class GpuAutoScalingGroup(pulumi.ComponentResource):
     """Security group of the instances (no inbound traffic unless metrics_ingress_cidrs)."""
 
     def __init__(self, name: str, args: GpuAutoScalingGroupArgs, opts: pulumi.ResourceOptions | None = None):
-        check_args(args)
+        validate_args("GpuAutoScalingGroup", name, args, GpuAutoScalingGroupArgs, check_args, WARM_POOL_ALIASES)
         super().__init__("gpuscale:index:GpuAutoScalingGroup", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

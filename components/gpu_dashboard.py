@@ -11,6 +11,11 @@ from typing_extensions import NotRequired, TypedDict
 from gpu_metrics_agent.catalogue import (DIM_ASG, GPU_DIMENSIONS, GPU_POWER, GPU_UTILIZATION, NAMESPACE,
                                          NODE_MEMORY_UTILIZATION_MAX, MetricSpec)
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.scaling import SCALING_ARGS_ALIASES, read_target_utilization
+from gpuscale.config.stack import read_region
+
 from ._docs import documented
 from .fleet_metrics import (ASG_NAMESPACE, AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, GROUP_PENDING,
                             GROUP_TERMINATING, WARM_POOL_WARMED, fleet_gpu_utilization, for_dashboard)
@@ -39,6 +44,24 @@ class GpuDashboardArgs(TypedDict):
     """The groups to show, one band of graphs each."""
 
 
+DASHBOARD_NAME_PATTERN = r"[A-Za-z0-9_-]{1,255}"
+"""PutDashboard's DashboardName: up to 255 letters, digits, "-" and "_"."""
+
+
+def check_args(s: Section) -> None:
+    """The rules of GpuDashboardArgs: a name CloudWatch accepts, a region the SDK knows, each group's target as the
+    stack config's scaling target."""
+    s.input("dashboard_name", read=lambda name, default: s.str(
+        name, default, pattern=DASHBOARD_NAME_PATTERN, describe="1 to 255 letters, digits, - and _"))
+    s.input("region", read=lambda name, default: read_region(s, name))
+    for group in s.sections("groups", min_items=1):
+        group.input("asg_name")
+        read_target_utilization(group, None)
+        group.bool("warm_pool", False)
+        group.input("alarm_arns", [])
+        group.finish()
+
+
 @documented
 class GpuDashboard(pulumi.ComponentResource):
     """Fleet GPU utilization vs target, memory, power, capacity (desired, in service, warm), scaling activity,
@@ -48,6 +71,7 @@ class GpuDashboard(pulumi.ComponentResource):
     """Name of the CloudWatch dashboard."""
 
     def __init__(self, name: str, args: GpuDashboardArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("GpuDashboard", name, args, GpuDashboardArgs, check_args, SCALING_ARGS_ALIASES)
         super().__init__("gpuscale:index:GpuDashboard", name, None, opts)
         groups = list(args["groups"])
         resolved = pulumi.Output.all(args["region"], *[pulumi.Output.all(g["asg_name"], g.get("alarm_arns", []))

@@ -7,6 +7,11 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
+from gpuscale.instance_types import PulumiInstanceTypes
+
 from ._docs import documented
 from .labels import (ACCELERATOR_LABEL, AMI_FAMILY_LABEL, CA_AUTOSCALING_OPTION_KEYS, CA_AUTOSCALING_OPTIONS,
                      CA_TAG_PREFIX, CAPACITY_TYPE_LABEL, EKS_CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE,
@@ -51,6 +56,27 @@ class GpuNodeGroupArgs(TypedDict):
     Default none: the autoscaler's cluster-wide settings."""
     tags: NotRequired[dict[str, str]]
     """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
+
+
+def check_args(s: Section) -> None:
+    """The rules of GpuNodeGroupArgs: the stack config's node group rules, and the GPU facts it derives."""
+    for key in ("cluster_name", "node_role_arn", "subnet_ids"):
+        s.input(key)
+    ami_type = read_node_group_settings(s)[0]
+    # EC2's own description of each type (a blocking lookup, as the stack config makes): GPUs, NVIDIA, the AMI's
+    # architecture, the same GPUs in every type; then the GPU facts the caller passed must be EC2's.
+    gpus = read_gpu_instance_types(s, PulumiInstanceTypes(), AMI_TYPES.get(ami_type), same_gpus=True)
+    count = s.int("gpu_count", min=1)
+    model = s.str("gpu_name", describe="the GPU model as EC2 names it, e.g. L4, A10G, H100")
+    if gpus and count != gpus[0].gpu_count:
+        s.report("gpu_count", count, f"{gpus[0].gpu_count}, the GPUs of a {gpus[0].instance_type} (cluster-autoscaler "
+                                     "pictures a node of the group at zero with this count)")
+    if gpus and model != gpus[0].gpu_name:
+        s.report("gpu_name", model, f"{gpus[0].gpu_name!r}, the GPU model of a {gpus[0].instance_type}")
+    s.str_map("autoscaling_options", {}, key_pattern="|".join(CA_AUTOSCALING_OPTION_KEYS),
+              describe="options cluster-autoscaler's AWS provider reads (" + ", ".join(CA_AUTOSCALING_OPTION_KEYS)
+                       + ") to string values")
+    s.input("tags", {})
 
 
 def _volumes(image_device: str, image_gib: int) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
@@ -113,20 +139,13 @@ class GpuNodeGroup(pulumi.ComponentResource):
     """ID of the node group's launch template (IMDSv2, encrypted gp3 root volume)."""
 
     def __init__(self, name: str, args: GpuNodeGroupArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("GpuNodeGroup", name, args, GpuNodeGroupArgs, check_args)
         super().__init__("gpuscale:index:GpuNodeGroup", name, None, opts)
-        ami_type = args.get("ami_type", "AL2023_x86_64_NVIDIA")
+        ami_type = args.get("ami_type", DEFAULT_AMI_TYPE)
         capacity_type = args.get("capacity_type", "ON_DEMAND")
-        if args["gpu_count"] < 1:
-            raise ValueError(f"gpu_count: {args['gpu_count']} is not allowed; allowed: GPUs per instance, >= 1")
-        if not args["instance_types"]:
-            raise ValueError("instance_types: [] is not allowed; allowed: at least one GPU instance type")
         tags = dict(args.get("tags") or {})
         labels = node_labels(args["gpu_name"], capacity_type, ami_type, args.get("labels") or {})
         options = dict(args.get("autoscaling_options") or {})
-        for key in options:
-            if key not in CA_AUTOSCALING_OPTION_KEYS:
-                raise ValueError(f"autoscaling_options.{key}: {options[key]!r} is not allowed; allowed: options "
-                                 f"cluster-autoscaler's AWS provider reads: {', '.join(CA_AUTOSCALING_OPTION_KEYS)}")
 
         template = aws.ec2.LaunchTemplate(
             f"{name}-lt",

@@ -1,6 +1,7 @@
 """GpuScalingPolicies: scale a self-managed GPU Auto Scaling group on the agent's GPU metrics and on demand."""
 
 import json
+from dataclasses import dataclass
 from collections.abc import Mapping, Sequence
 
 import pulumi
@@ -8,6 +9,9 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
 from gpu_metrics_agent.catalogue import NODE_GPU_COUNT, NODE_GPU_UTILIZATION_SUM
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.scaling import MAX_WAKE_CAPACITY, SCALING_ARGS_ALIASES, read_scaling_settings
 from gpuscale.config.wake import WAKE_THRESHOLD, wake_steps
 
 from ._docs import documented
@@ -110,25 +114,26 @@ class GpuScalingPoliciesArgs(TypedDict):
 _PolicyAlarm = tuple[aws.autoscaling.Policy, aws.cloudwatch.MetricAlarm]
 
 
-def check_args(args: GpuScalingPoliciesArgs) -> None:
-    """Refuse what cannot work, naming the argument, before any resource is declared."""
-    if args.get("scale_in_protection", False) and args.get("instance_role_name") is None:
-        raise ValueError("scale_in_protection: True needs instance_role_name: the instances protect themselves "
-                         "while busy, so their role must be allowed to call SetInstanceProtection")
-    zero = args.get("scale_to_zero")
-    if zero and zero["wake"]["kind"] != "sqs":
-        raise ValueError(f"scale_to_zero.wake.kind: {zero['wake']['kind']!r} is not allowed; allowed: 'sqs' (a load "
-                         "balancer reports no requests while it has no targets, so it could never wake the group)")
-    per_instance = zero.get("wake_messages_per_instance") if zero else None
-    if per_instance is not None:
-        warm, maximum = zero.get("warm_minimum", 1), zero.get("wake_maximum")
-        if not per_instance > 0:
-            raise ValueError(f"scale_to_zero.wake_messages_per_instance: {per_instance!r} is not allowed; allowed: "
-                             "a number > 0")
-        if maximum is None or maximum < warm:
-            raise ValueError(f"scale_to_zero.wake_maximum: {maximum!r} is not allowed; allowed: an integer >= "
-                             f"warm_minimum ({warm}), normally the group's max size: a wake sized to the backlog "
-                             "needs the most capacity it may set")
+@dataclass(frozen=True)
+class _AnyGroup:
+    """The group as far as the policies know it: they are not told its sizes (the stack config checks them)."""
+
+    min_size: int = 0
+    max_size: int = MAX_WAKE_CAPACITY
+
+
+def check_args(s: Section) -> None:
+    """The rules of GpuScalingPoliciesArgs: the stack config's scaling rules (ranges, periods AWS accepts, steps
+    in order, policies that would fight, a wake only from a queue), before any resource is declared."""
+    for key in ("asg_name", "asg_arn"):
+        s.input(key)
+    role = s.input("instance_role_name", None)
+    s.int("instance_warmup_seconds", None, min=0, max=3600)
+    s.input("tags", {})
+    settings = read_scaling_settings(s, _AnyGroup(), None, demand_signal="signal")
+    if settings.scale_in_protection and role is None:
+        s.report("scale_in_protection", True, "false without instance_role_name: the instances protect themselves "
+                                              "while busy, so their role must be allowed to call SetInstanceProtection")
 
 
 @documented
@@ -157,7 +162,7 @@ class GpuScalingPolicies(pulumi.ComponentResource):
     """The alarms that drive the step policies (burst, idle, wake), for dashboards."""
 
     def __init__(self, name: str, args: GpuScalingPoliciesArgs, opts: pulumi.ResourceOptions | None = None):
-        check_args(args)
+        validate_args("GpuScalingPolicies", name, args, GpuScalingPoliciesArgs, check_args, SCALING_ARGS_ALIASES)
         super().__init__("gpuscale:index:GpuScalingPolicies", name, None, opts)
         self._name, self._asg = name, args["asg_name"]
         self._tags = args.get("tags")

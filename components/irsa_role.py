@@ -10,6 +10,11 @@ from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section, is_deferred
+
+from .kube_values import DNS_LABEL_PATTERN, DNS_SUBDOMAIN_PATTERN
+
 
 class IrsaRoleArgs(TypedDict):
     oidc_provider_arn: pulumi.Input[str]
@@ -44,6 +49,21 @@ def web_identity_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pu
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(document)
 
 
+def check_args(s: Section) -> None:
+    """The rules of IrsaRoleArgs: a service account Kubernetes accepts, and at least one statement."""
+    s.input("oidc_provider_arn")
+    s.input("oidc_issuer_url")
+    s.str("namespace", pattern=DNS_LABEL_PATTERN, describe="a Kubernetes namespace name (a DNS-1123 label)")
+    s.str("service_account", pattern=DNS_SUBDOMAIN_PATTERN,
+          describe="a Kubernetes service account name (a DNS-1123 subdomain)")
+    statements = s.input("statements")
+    if not is_deferred(statements) and (isinstance(statements, (str, Mapping)) or not isinstance(statements, Sequence)
+                                        or not statements or not all(isinstance(x, Mapping) for x in statements)):
+        s.report("statements", statements, "a list of at least one IAM policy statement (mappings)")
+    s.str("description", "IRSA role", describe="a description of the role")
+    s.input("tags", {})
+
+
 @documented
 class IrsaRole(pulumi.ComponentResource):
     """IAM roles for service accounts (IRSA): the pod gets the role through its service account's
@@ -55,9 +75,8 @@ class IrsaRole(pulumi.ComponentResource):
     """Name of the role."""
 
     def __init__(self, name: str, args: IrsaRoleArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("IrsaRole", name, args, IrsaRoleArgs, check_args)
         super().__init__("gpuscale:index:IrsaRole", name, None, opts)
-        if not args["statements"]:
-            raise ValueError("statements: [] is not allowed; allowed: at least one IAM policy statement")
         child = pulumi.ResourceOptions(parent=self)
         namespace, account = args["namespace"], args["service_account"]
         role = aws.iam.Role(

@@ -7,6 +7,10 @@ import re
 
 QUANTITY_PATTERN = r"\d+(\.\d+)?(m|Ki|Mi|Gi)?"
 """A Kubernetes resource quantity as gpuscale writes them: "50m", "1", "64Mi"."""
+DNS_LABEL_PATTERN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+"""A DNS-1123 label (RFC 1123), as Kubernetes names namespaces and services."""
+DNS_SUBDOMAIN_PATTERN = r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"
+"""A DNS-1123 subdomain, as Kubernetes names most objects (service accounts, config maps)."""
 IMAGE_PATTERN = r"[a-z0-9][a-z0-9._/:-]*(@sha256:[0-9a-f]{64})?"
 
 

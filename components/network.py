@@ -8,7 +8,12 @@ from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
 
-MAX_ZONES = 4
+from gpuscale.config.args import args_style, validate_args
+from gpuscale.config.reader import Section
+from gpuscale.config.stack import read_cluster_name, read_vpc
+
+ALIASES = {"vpcCidr": "cidr_block"}
+"""The stack config's VPC key and NetworkArgs' name for it."""
 
 
 class NetworkArgs(TypedDict):
@@ -33,15 +38,21 @@ def subnet_layout(cidr_block: str, zones: int) -> tuple[list[str], list[str]]:
     Private subnets are eighths of the VPC (a /19 each in a /16); public subnets, which only hold NAT gateways and
     load balancers, are 64ths (a /22 in a /16, never smaller than AWS's /28 minimum) from the upper half.
     """
+    # The stack config's VPC rule (a prefix from /16 to /24, 2 to 4 zones): a ConfigError naming the argument.
+    read_vpc(Section({"cidr_block": cidr_block, "availability_zone_count": zones}, "", style=args_style(ALIASES)))
     net = ipaddress.IPv4Network(cidr_block, strict=True)
-    if not 16 <= net.prefixlen <= 24:
-        raise ValueError(f"cidr_block: {cidr_block} is not allowed; allowed: a prefix from /16 to /24")
-    if not 2 <= zones <= MAX_ZONES:
-        raise ValueError(f"availability_zone_count: {zones} is not allowed; allowed: 2 to {MAX_ZONES}")
     private = [str(s) for s in list(net.subnets(new_prefix=net.prefixlen + 3))[:zones]]
     upper = list(net.subnets(prefixlen_diff=1))[1]
     public = [str(s) for s in list(upper.subnets(new_prefix=min(net.prefixlen + 6, 28)))[:zones]]
     return private, public
+
+
+def check_args(s: Section) -> None:
+    """The rules of NetworkArgs: the stack config's VPC rules."""
+    s.require("vpcCidr", "availabilityZoneCount")
+    read_vpc(s)
+    read_cluster_name(s, "clusterName")
+    s.input("tags", {})
 
 
 @documented
@@ -57,6 +68,7 @@ class Network(pulumi.ComponentResource):
     """Public subnets, one per zone (NAT gateways, internet-facing load balancers)."""
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("Network", name, args, NetworkArgs, check_args, ALIASES)
         super().__init__("gpuscale:index:Network", name, None, opts)
         zones = args["availability_zone_count"]
         private_cidrs, public_cidrs = subnet_layout(args["cidr_block"], zones)

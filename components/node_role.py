@@ -4,6 +4,9 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+
 from ._docs import documented
 from ._iam import assume_role_policy, attach_managed_policies
 
@@ -26,6 +29,11 @@ class EksNodeRoleArgs(TypedDict):
     """Tags on the role. Default none."""
 
 
+def check_args(s: Section) -> None:
+    s.bool("ssm_access", True)
+    s.input("tags", {})
+
+
 @documented
 class EksNodeRole(pulumi.ComponentResource):
     """An IAM role for EC2 worker nodes with the standard EKS worker policies attached."""
@@ -36,6 +44,7 @@ class EksNodeRole(pulumi.ComponentResource):
     """ARN of the role (node groups' node_role_arn)."""
 
     def __init__(self, name: str, args: EksNodeRoleArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("EksNodeRole", name, args, EksNodeRoleArgs, check_args)
         super().__init__("gpuscale:index:EksNodeRole", name, None, opts)
         role = aws.iam.Role(f"{name}-role", assume_role_policy=assume_role_policy("ec2.amazonaws.com"),
                             description="EKS worker nodes (gpuscale)", tags=args.get("tags"),

@@ -11,8 +11,11 @@ from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
 from ._options import depends_on_of
-from .charts import (CHARTS, DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXED_MIG, TIME_SLICING_MAX_REPLICAS,
-                     slicing_conflicts)
+from gpuscale.config.args import validate_args
+from gpuscale.config.kubernetes import read_device_plugin_settings
+from gpuscale.config.reader import Section
+
+from .charts import CHARTS
 from .labels import AMI_FAMILY_LABEL, GPU_CLASS_LABEL, GPU_RESOURCE
 
 NAMESPACE = "kube-system"
@@ -36,20 +39,17 @@ def plugin_config(mig_strategy: str, replicas: int) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def check_args(s: Section) -> None:
+    """The rules of NvidiaDevicePluginArgs: the stack config's device plugin rules."""
+    s.str_list("ami_families", min_items=1, pattern="al2023|bottlerocket",
+               describe="AMI families (gpuscale.io/ami-family label values): al2023, bottlerocket")
+    read_device_plugin_settings(s)
+
+
 def device_plugin_values(args: NvidiaDevicePluginArgs) -> dict[str, Any]:
     mig = args.get("mig_strategy", "none")
     replicas = args.get("time_slicing_replicas", 1)
-    if mig not in DEVICE_PLUGIN_MIG_STRATEGIES:
-        raise ValueError(f"mig_strategy: {mig!r} is not allowed; allowed: one of "
-                         + ", ".join(DEVICE_PLUGIN_MIG_STRATEGIES))
-    if not isinstance(replicas, int) or not 1 <= replicas <= TIME_SLICING_MAX_REPLICAS:
-        raise ValueError(f"time_slicing_replicas: {replicas!r} is not allowed; allowed: an integer in "
-                         f"[1, {TIME_SLICING_MAX_REPLICAS}]")
-    if slicing_conflicts(mig, replicas):
-        raise ValueError(f"time_slicing_replicas: {replicas!r} is not allowed; allowed: {SLICING_WITH_MIXED_MIG}")
     families = list(args["ami_families"])
-    if not families:
-        raise ValueError("ami_families: [] is not allowed; allowed: at least one AMI family, e.g. [\"al2023\"]")
     return {
         # The chart's own affinity wants Node Feature Discovery labels that plain EKS nodes lack: replace it with
         # the labels our node groups set (so the plugin also runs on a node cluster-autoscaler pictures at zero).
@@ -77,6 +77,7 @@ class NvidiaDevicePlugin(pulumi.ComponentResource):
     """Name of the Helm release."""
 
     def __init__(self, name: str, args: NvidiaDevicePluginArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("NvidiaDevicePlugin", name, args, NvidiaDevicePluginArgs, check_args)
         super().__init__("gpuscale:index:NvidiaDevicePlugin", name, None, opts)
         chart = CHARTS["nvidia-device-plugin"]
         values = device_plugin_values(args)

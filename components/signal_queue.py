@@ -8,6 +8,9 @@ import pulumi
 import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
+from gpuscale.config.args import validate_args
+from gpuscale.config.reader import Section
+
 from ._docs import documented
 from .queue_rules import (DEAD_LETTER_RETENTION, DEFAULT_MAX_RECEIVES, DEFAULT_RETENTION, DEFAULT_VISIBILITY_TIMEOUT,
                           created_queue_problem, dead_letter_queue_name)
@@ -38,6 +41,16 @@ class SignalQueueArgs(TypedDict):
     """Tags on both queues. Default none."""
 
 
+def check_args(s: Section) -> None:
+    """The rules of SignalQueueArgs: the stack config's queue rule (components/queue_rules.py)."""
+    name = s.str("queue_name", describe="an SQS queue name")
+    visibility = s.int("visibility_timeout_seconds", DEFAULT_VISIBILITY_TIMEOUT)
+    retention = s.int("message_retention_seconds", DEFAULT_RETENTION)
+    receives = s.int("max_receive_count", DEFAULT_MAX_RECEIVES)
+    s.refuse(created_queue_problem(name, visibility, retention, receives))
+    s.input("tags", {})
+
+
 @documented
 class SignalQueue(pulumi.ComponentResource):
     """The queue, its dead-letter queue (allowed to take messages from this queue only), SQS-managed server-side
@@ -53,17 +66,11 @@ class SignalQueue(pulumi.ComponentResource):
     """ARN of the dead-letter queue."""
 
     def __init__(self, name: str, args: SignalQueueArgs, opts: pulumi.ResourceOptions | None = None):
-        unknown = sorted(set(args) - set(SignalQueueArgs.__annotations__))
-        if unknown:
-            raise ValueError(f"{unknown[0]}: {args[unknown[0]]!r} is not allowed; allowed: keys "  # type: ignore
-                             + ", ".join(SignalQueueArgs.__annotations__))
+        validate_args("SignalQueue", name, args, SignalQueueArgs, check_args)
         queue_name = args["queue_name"]
         visibility = args.get("visibility_timeout_seconds", DEFAULT_VISIBILITY_TIMEOUT)
         retention = args.get("message_retention_seconds", DEFAULT_RETENTION)
         receives = args.get("max_receive_count", DEFAULT_MAX_RECEIVES)
-        problem = created_queue_problem(queue_name, visibility, retention, receives)
-        if problem is not None:
-            raise problem.error()
         super().__init__("gpuscale:index:SignalQueue", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .config import PROJECT, StackConfig
@@ -33,13 +33,22 @@ class Finding:
     settings: tuple[str, ...]
     """Full keys of the settings involved, e.g. ``gpuscale:autoScalingGroups[0].scaling.burst.periodSeconds``."""
     message: str
+    group: str = ""
+    """The group the finding is about, by its name (`infer-l40s`), where it is about one: a key's index alone
+    (`autoScalingGroups[2]`) makes the reader count entries."""
 
     def to_json(self) -> dict[str, Any]:
         return {"severity": self.severity, "check": self.check, "settings": list(self.settings),
-                "message": self.message}
+                "message": self.message, **({"group": self.group} if self.group else {})}
 
     def __str__(self) -> str:
-        return f"{self.severity}: [{self.check}] {self.message} ({', '.join(self.settings)})"
+        about = f"group {self.group}: " if self.group else ""
+        return f"{self.severity}: [{self.check}] {about}{self.message} ({', '.join(self.settings)})"
+
+
+def about_group(name: str, findings: list[Finding]) -> list[Finding]:
+    """`findings` of one group's checks, each naming the group."""
+    return [replace(f, group=f.group or name) for f in findings]
 
 
 def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
@@ -47,12 +56,10 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     findings: list[Finding] = []
     for i, group in enumerate(config.auto_scaling_groups):
         key = f"{PROJECT}:autoScalingGroups[{i}]"
-        findings += _metric_periods(key, group, config.agent)
-        findings += _wake_path(key, group)
-        findings += _cold_start(key, group, config.agent)
-        findings += _time_to_capacity(key, group, config.agent)
+        findings += about_group(group.name, _metric_periods(key, group, config.agent) + _wake_path(key, group)
+                                + _cold_start(key, group, config.agent) + _time_to_capacity(key, group, config.agent))
     for i, group in enumerate(getattr(config, "node_groups", ())):
-        findings += _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config)
+        findings += about_group(group.name, _node_group_time_to_capacity(f"{PROJECT}:nodeGroups[{i}]", group, config))
     findings += _shared_queues(config)
     findings += _api_endpoint(config)
     findings += _queue_visibility(config)
@@ -268,7 +275,7 @@ def _queue_visibility(config: StackConfig) -> list[Finding]:
 
 def _shared_queues(config: StackConfig) -> list[Finding]:
     """Two groups scaling on one queue both see the whole backlog: together they add twice what it needs."""
-    users: dict[str, list[str]] = {}
+    users: dict[str, list[tuple[str, str]]] = {}  # queue -> (key, group name)
     for i, g in enumerate(config.auto_scaling_groups):
         s = g.scaling
         if s is None:
@@ -277,14 +284,14 @@ def _shared_queues(config: StackConfig) -> list[Finding]:
         for path, signal in ((f"{key}.demand", s.demand.signal if s.demand else None),
                              (f"{key}.scaleToZero.wake", s.scale_to_zero.wake if s.scale_to_zero else None)):
             if signal is not None and signal.kind == "sqs":
-                users.setdefault(signal.queue_name, []).append(path)
+                users.setdefault(signal.queue_name, []).append((path, g.name))
     found = []
-    for queue, paths in users.items():
-        groups = {p.split(".scaling")[0] for p in paths}
+    for queue, uses in users.items():
+        groups = sorted({name for _, name in uses})
         if len(groups) > 1:
-            found.append(Finding(WARNING, "two-autoscalers", tuple(paths),
-                                 f"queue {queue} drives {len(groups)} groups: each scales for the whole backlog, so "
-                                 "together they add capacity several times over"))
+            found.append(Finding(WARNING, "two-autoscalers", tuple(path for path, _ in uses),
+                                 f"queue {queue} drives {len(groups)} groups ({', '.join(groups)}): each scales for "
+                                 "the whole backlog, so together they add capacity several times over"))
     return found
 
 
@@ -335,7 +342,7 @@ def _autoscalers_in_plan(plan: Any, config: Any) -> list[Finding]:
         settings = (_setting(r, by_urn, config), _setting(owner, by_urn, config))
         found.append(Finding(severity, "two-autoscalers", settings,
                              f"{what} {r.name} acts on Auto Scaling group {target}, which cluster-autoscaler sizes "
-                             f"(from {owner.name}): {consequence}"))
+                             f"(from {owner.name}): {consequence}", _group_of(owner, by_urn, config)))
     return found
 
 
@@ -360,6 +367,16 @@ def _owner(resource: Any, by_urn: dict[str, Any]) -> Any:
     """The component a resource belongs to (a GpuNodeGroup for its Tags and node group), else the resource."""
     parent = by_urn.get(resource.parent or "")
     return parent if parent is not None and not parent.custom and parent.parent is not None else resource
+
+
+def _group_of(resource: Any, by_urn: dict[str, Any], config: Any) -> str:
+    """The name of the configured group a resource belongs to, or ""."""
+    setting = _setting(resource, by_urn, config)
+    for key, groups in (("nodeGroups", config.node_groups), ("autoScalingGroups", config.auto_scaling_groups)):
+        for i, g in enumerate(groups):
+            if setting.startswith(f"{PROJECT}:{key}[{i}]"):
+                return g.name
+    return ""
 
 
 def _setting(resource: Any, by_urn: dict[str, Any], config: Any) -> str:

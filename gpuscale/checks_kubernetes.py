@@ -47,14 +47,15 @@ def _provision_time(config: StackConfig, finding: type) -> list[Any]:
             found.append(finding(
                 ERROR, "node-provision-time", (f"{CA_KEY}.maxNodeProvisionSeconds", f"{key}.nodeProvisioningSeconds"),
                 f"a {group.name} node needs about {cs.node_provisioning_seconds:.0f} s to register, longer than "
-                f"cluster-autoscaler's max-node-provision-time of {ca.max_node_provision_seconds} s: {gives_up}"))
+                f"cluster-autoscaler's max-node-provision-time of {ca.max_node_provision_seconds} s: {gives_up}",
+                group.name))
         plugin = cs.device_plugin_ready_seconds or 0
         if plugin > MAX_NODE_STARTUP_SECONDS:
             found.append(finding(
                 ERROR, "node-provision-time", (f"{key}.devicePluginReadySeconds",),
                 f"a {group.name} node advertises its GPUs about {plugin:.0f} s after it registers, longer than "
                 f"cluster-autoscaler's fixed {MAX_NODE_STARTUP_SECONDS} s for a registered node to become ready: "
-                f"{gives_up}"))
+                f"{gives_up}", group.name))
     return found
 
 
@@ -82,5 +83,5 @@ def _discovery(config: StackConfig, plan: Any, finding: type) -> list[Any]:
         if missing:
             found.append(finding(ERROR, "autoscaler-discovery", (f"{PROJECT}:nodeGroups[{i}]", CA_KEY),
                                  f"node group {group.name}'s Auto Scaling group lacks {', '.join(missing)}: "
-                                 "cluster-autoscaler never discovers it, so it never scales"))
+                                 "cluster-autoscaler never discovers it, so it never scales", group.name))
     return found

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import PROJECT, ConfigError, read_stack_values, stack_file_path
+from .config import PROJECT, ConfigError, read_stack_values, secret_paths, stack_file_path
 
 PLAN_FORMAT = 1
 """Version of the JSON plan layout; `gpuscale diff` refuses plans of another version."""
@@ -98,8 +98,9 @@ def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
     out = {}
     for key, value in values.items():
         if isinstance(value, dict) and set(value) == {"secure"}:
-            raise PlanError(f"{key} is encrypted in the stack file; the offline plan cannot decrypt it. Use a "
-                            f"plain value in a stack meant for offline planning")
+            raise PlanError(f"{key} is encrypted in the stack file as a whole; the offline plan cannot decrypt it. "
+                            f"Encrypt only the value inside it (`pulumi config set --secret --path "
+                            f"'{key}.<field>' ...`): the plan then shows that value as [secret]")
         out[key] = value if isinstance(value, str) else json.dumps(value)
     return out
 
@@ -150,7 +151,10 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
     values = read_stack_values(stack_file_path(project_dir, stack))
     mocks = GpuScaleMocks()
     monitor = RecordingMonitor(mocks, project_dir)
-    pulumi.runtime.set_all_config(stack_config_strings(values))
+    # Keys holding a value encrypted in the file are secret keys, as under `pulumi up`: the program marks what it
+    # takes from them as secret, and the plan shows [secret].
+    pulumi.runtime.set_all_config(stack_config_strings(values), sorted({p.split(".")[0].split("[")[0]
+                                                                         for p in secret_paths(values)}))
     pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
     sys.path.insert(0, str(project_dir))
     cwd = Path.cwd()

@@ -16,6 +16,17 @@ EXIT_INVALID = 2
 EXIT_CHECKS_FAILED = 3
 
 
+def _explain_secrets(project: Path, stack: str) -> None:
+    """Values encrypted in the stack file: the plan cannot decrypt them and says so, instead of showing a mapping."""
+    from .config import read_stack_values, secret_paths, stack_file_path
+
+    paths = secret_paths(read_stack_values(stack_file_path(project, stack)))
+    if paths:
+        click.echo("\nSecrets (encrypted in the stack file): " + ", ".join(paths) + ". The plan shows each as "
+                   "[secret] and cannot check its value offline; `pulumi up` decrypts it, checks it like any value, "
+                   "and keeps it secret.")
+
+
 @click.command()
 @click.option("--stack", "-s", required=True, help="Stack to plan: its config is stacks/Pulumi.<stack>.yaml.")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -57,6 +68,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         json_path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     if not quiet:
         click.echo(render_plan(result, details=details))
+        _explain_secrets(project, stack)
         click.echo("\nPre-apply checks:")
         click.echo("\n".join(f"  {f}" for f in findings) or "  none")
         click.echo("\n" + render_cost(cost))
@@ -64,7 +76,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
             click.echo(f"Plan written to {json_path}")
     errors = [f for f in findings if f.severity == ERROR]
     if errors:
-        _fail(f"{len(errors)} pre-apply check(s) found errors: " + "; ".join(f.message for f in errors),
+        _fail(f"{len(errors)} pre-apply check(s) found errors: "
+              + "; ".join((f"group {f.group}: " if f.group else "") + f.message for f in errors),
               EXIT_CHECKS_FAILED)
 
 

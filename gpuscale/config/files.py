@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from ..instance_types import InstanceTypeCatalog, RecordedInstanceTypes
-from .reader import ConfigError
+from .reader import OFFLINE_SECRET, ConfigError
 from .stack import StackConfig, load_stack_config
 
 STACK_NAME_PATTERN = r"[A-Za-z0-9_.-]+"
@@ -28,16 +28,71 @@ def stack_file_path(project_dir: Path, stack: str) -> Path:
     return path
 
 
+class YamlSyntaxError(ConfigError):
+    """A stack file that is not valid YAML: the file, the line and column, and what the parser expected, in words."""
+
+    def __init__(self, path: Path, exc: yaml.YAMLError):
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        context_mark = getattr(exc, "context_mark", None)
+        since = f" ({context} at line {context_mark.line + 1})" if context and context_mark is not None else ""
+        line = ""
+        if mark is not None:
+            lines = path.read_text().splitlines()
+            line = lines[mark.line] if mark.line < len(lines) else ""
+        self.key, self.value, self.where = where, line, None
+        self.allowed = "valid YAML"
+        ValueError.__init__(self, f"{where}: the file is not valid YAML: {problem}{since}"
+                                  + (f"\n    {line}\n    {' ' * mark.column}^" if line else ""))
+
+
 def read_stack_values(path: Path) -> dict[str, Any]:
-    """The `config:` mapping of a stack file: full keys to decoded values."""
+    """The `config:` mapping of a stack file: full keys to decoded values.
+
+    Values encrypted in the file below a key (`email: {secure: ...}` inside `gpuscale:alerts`) read as
+    OFFLINE_SECRET: nothing offline can decrypt them; `pulumi up` hands the program the decrypted value."""
     try:
         doc = yaml.load(path.read_text(), Loader=_LOADER) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(str(path), "(unparsable YAML)", f"valid YAML ({exc})") from None
-    values = doc.get("config") or {}
+        raise YamlSyntaxError(path, exc) from None
+    values = (doc.get("config") or {}) if isinstance(doc, dict) else doc
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: config", values, "a mapping of config keys to values")
-    return values
+    return {key: value if _is_secure(value) else _hide_secrets(value) for key, value in values.items()}
+
+
+def _is_secure(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"secure"}
+
+
+def _hide_secrets(value: Any) -> Any:
+    if _is_secure(value):
+        return OFFLINE_SECRET
+    if isinstance(value, dict):
+        return {k: _hide_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_hide_secrets(v) for v in value]
+    return value
+
+
+def secret_paths(values: dict[str, Any]) -> list[str]:
+    """Where a stack's values hold secrets the offline tools cannot read (`gpuscale:alerts.email`)."""
+    found: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if value == OFFLINE_SECRET or _is_secure(value):
+            found.append(path)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+    for key, value in values.items():
+        walk(value, key)
+    return found
 
 
 def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeCatalog | None = None) -> StackConfig:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXED_MIG, TIME_SLICING_MAX_REPLICAS,
                                  NoAutoscalerRelease, autoscaler_image_tag, slicing_conflicts)
@@ -122,7 +122,7 @@ def read_kubernetes(s: Section) -> KubernetesConfig:
     return KubernetesConfig(ca, plugin, agent, serving)
 
 
-def _read_resources(s: Section, name: str, cpu: str, memory: str) -> ResourceRequests:
+def read_resources(s: Section, name: str, cpu: str, memory: str) -> ResourceRequests:
     r = s.section(name, Section({}, s.key(name)))
     cpu_value = r.str("cpu", cpu, pattern=QUANTITY_PATTERN, describe="a Kubernetes CPU quantity such as 100m or 1")
     memory_value = r.str("memory", memory, pattern=QUANTITY_PATTERN,
@@ -131,41 +131,72 @@ def _read_resources(s: Section, name: str, cpu: str, memory: str) -> ResourceReq
     return ResourceRequests(cpu_value, memory_value)
 
 
+def read_autoscaler_settings(s: Section) -> tuple[Any, ...]:
+    """cluster-autoscaler's flags, in the stack config (`gpuscale:kubernetes.clusterAutoscaler`) and in
+    ClusterAutoscalerArgs' `settings`: scan interval, scale-down times and thresholds, provisioning time, balancing
+    and local storage, each in upstream's range and with upstream's default."""
+    return (s.int("scanIntervalSeconds", 10, min=1, max=600),
+            s.int("scaleDownUnneededSeconds", 600, min=0, max=86400),
+            s.int("scaleDownDelayAfterAddSeconds", 600, min=0, max=86400),
+            s.float("scaleDownUtilizationThreshold", 0.5, min=0, max=1),
+            s.float("scaleDownGpuUtilizationThreshold", 0.5, min=0, max=1),
+            s.int("maxNodeProvisionSeconds", 900, min=60, max=86400),
+            s.bool("balanceSimilarNodeGroups", False),
+            s.bool("skipNodesWithLocalStorage", True))
+
+
+def read_autoscaler_resources(s: Section) -> ResourceRequests:
+    # The autoscaler simulates the whole cluster each scan: upstream's FAQ sizes it at 100m / 300Mi for small ones.
+    return read_resources(s, "resources", "100m", "600Mi")
+
+
+def check_autoscaler_release(s: Section, name: str, kubernetes_version: str, or_else: str = "") -> None:
+    """The cluster's Kubernetes minor has a cluster-autoscaler release (whose minor must match it)."""
+    try:
+        autoscaler_image_tag(kubernetes_version)
+    except NoAutoscalerRelease as e:
+        raise s.fail(name, kubernetes_version, e.allowed + or_else) from None
+
+
 def _read_cluster_autoscaler(s: Section) -> ClusterAutoscalerConfig:
     enabled = s.bool("enabled", True)
-    scan = s.int("scanIntervalSeconds", 10, min=1, max=600)
-    unneeded = s.int("scaleDownUnneededSeconds", 600, min=0, max=86400)
-    after_add = s.int("scaleDownDelayAfterAddSeconds", 600, min=0, max=86400)
-    util = s.float("scaleDownUtilizationThreshold", 0.5, min=0, max=1)
-    gpu_util = s.float("scaleDownGpuUtilizationThreshold", 0.5, min=0, max=1)
-    provision = s.int("maxNodeProvisionSeconds", 900, min=60, max=86400)
-    balance = s.bool("balanceSimilarNodeGroups", False)
-    local_storage = s.bool("skipNodesWithLocalStorage", True)
+    scan, unneeded, after_add, util, gpu_util, provision, balance, local_storage = read_autoscaler_settings(s)
     priorities = s.str_list("expanderPriorities", None, min_items=1, describe="node group names")
-    # The autoscaler simulates the whole cluster each scan: upstream's FAQ sizes it at 100m / 300Mi for small ones.
-    resources = _read_resources(s, "resources", "100m", "600Mi")
+    resources = read_autoscaler_resources(s)
     s.finish()
     return ClusterAutoscalerConfig(enabled, scan, unneeded, after_add, util, gpu_util, provision, balance,
                                    local_storage, priorities, resources)
 
 
-def _read_device_plugin(s: Section) -> DevicePluginConfig:
+def read_device_plugin_settings(s: Section) -> tuple[Any, Any]:
+    """The device plugin's MIG strategy and time-slicing (stack config and NvidiaDevicePluginArgs)."""
     mig = s.str("migStrategy", "none", choices=DEVICE_PLUGIN_MIG_STRATEGIES)
     replicas = s.int("timeSlicingReplicas", 1, min=1, max=TIME_SLICING_MAX_REPLICAS)
     if slicing_conflicts(mig, replicas):
-        raise s.fail("timeSlicingReplicas", replicas, SLICING_WITH_MIXED_MIG)
+        s.report("timeSlicingReplicas", replicas, SLICING_WITH_MIXED_MIG.replace("migStrategy", s.name("migStrategy")))
+    return mig, replicas
+
+
+def _read_device_plugin(s: Section) -> DevicePluginConfig:
+    mig, replicas = read_device_plugin_settings(s)
     s.finish()
     return DevicePluginConfig(mig, replicas)
 
 
-def _read_agent(s: Section) -> AgentDaemonSetConfig:
-    image = s.str("image", None, pattern=IMAGE_PATTERN,
+def read_agent_image(s: Section, default: Any = None) -> Any:
+    """The agent's image: a reference with a tag or digest (stack config and AgentDaemonSetArgs)."""
+    image = s.str("image", default, pattern=IMAGE_PATTERN,
                   describe="a container image reference such as 123456789012.dkr.ecr.us-west-2.amazonaws.com/"
                            "gpu-metrics-agent:0.1.0 (omit it to build agent/Dockerfile into the stack's ECR)")
     if image is not None and not is_pinned_image(image):
-        raise s.fail("image", image, "an image reference with a tag or digest (no implicit :latest, so every node "
-                                     "runs the same agent)")
-    resources = _read_resources(s, "resources", "50m", "64Mi")
+        s.report("image", image, "an image reference with a tag or digest (no implicit :latest, so every node "
+                                 "runs the same agent)")
+    return image
+
+
+def _read_agent(s: Section) -> AgentDaemonSetConfig:
+    image = read_agent_image(s)
+    resources = read_resources(s, "resources", "50m", "64Mi")
     monitor = s.bool("serviceMonitor", False)
     s.finish()
     return AgentDaemonSetConfig(image, resources, monitor)
@@ -194,11 +225,10 @@ def check_kubernetes(kubernetes: KubernetesConfig, node_groups: tuple[NodeGroupC
             raise ConfigError(version_key, REQUIRED,
                               "the existing cluster's Kubernetes minor version, e.g. \"1.33\": cluster-autoscaler's "
                               "minor must match it (the program checks it against the cluster at deploy time)")
-        try:
-            autoscaler_image_tag(kubernetes_version)
-        except NoAutoscalerRelease as e:
-            raise ConfigError(version_key, kubernetes_version, f"{e.allowed} (or set {key}.clusterAutoscaler."
-                                                               "enabled: false and run your own)") from None
+        namespace, _, version_name = version_key.rpartition(".")
+        check_autoscaler_release(Section({version_name: kubernetes_version}, namespace), version_name,
+                                 kubernetes_version, f" (or set {key}.clusterAutoscaler.enabled: false and run your "
+                                                     "own)")
     names = [g.name for g in node_groups]
     for i, name in enumerate(kubernetes.cluster_autoscaler.expander_priorities or ()):
         if name not in names:

@@ -11,6 +11,7 @@ behind each rule).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .reader import REQUIRED, ConfigError, Section
@@ -28,6 +29,8 @@ ALB_PATTERN = r"app/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}"
 TARGET_GROUP_PATTERN = r"targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}"
 SNS_TOPIC_PATTERN = r"[A-Za-z0-9_-]{1,256}"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
+MAX_WAKE_CAPACITY = 1000
+"""An Auto Scaling group's largest max size here (gpuscale.config.stack.MAX_GROUP_SIZE)."""
 
 
 def is_alarm_period(seconds: int) -> bool:
@@ -127,15 +130,29 @@ def read_scaling(group_section: Section, group: AutoScalingGroupConfig, agent: A
     s = group_section.optional_section("scaling")
     if s is None:
         return None
+    return read_scaling_settings(s, group, agent)
+
+
+SCALING_ARGS_ALIASES = {"gpuUtilization": "target_gpu_utilization"}
+"""The stack config's target key and GpuScalingPoliciesArgs' name for it (the rest differ by case only)."""
+
+
+def read_scaling_settings(s: Section, group: Any, agent: AgentConfig | None,
+                          demand_signal: str | None = None) -> ScalingConfig:
+    """The scaling settings of a group: the stack config's `scaling:` section, and GpuScalingPoliciesArgs.
+
+    `group` has the group's `min_size` and `max_size`; `agent` the agent's flush interval (None: a component that
+    is not told it); `demand_signal`: where the demand section keeps its signal (the Args nest it in `signal`, the
+    stack config writes it inline)."""
     target = _read_target(s.section("target"), agent)
-    demand = _read_demand(s.optional_section("demand"), target)
+    demand = _read_demand(s.optional_section("demand"), target, demand_signal)
     burst = _read_burst(s.optional_section("burst"), target, agent)
-    scale_to_zero = _read_scale_to_zero(s.optional_section("scaleToZero"), group, demand)
+    scale_to_zero = _read_scale_to_zero(s.optional_section("scaleToZero"), group, demand, demand_signal is not None)
     protection = s.bool("scaleInProtection", False)
     drain = s.int("drainTimeoutSeconds", 300, min=30, max=7200)  # PutLifecycleHook HeartbeatTimeout range
     s.finish()
     config = ScalingConfig(target, demand, burst, scale_to_zero, protection, drain)
-    check_no_fights(scaling_triggers(config, s.path))
+    check_no_fights(scaling_triggers(config, s.path, s.name), s.where)
     return config
 
 
@@ -151,30 +168,54 @@ def reject_scaling_on_node_group(s: Section) -> None:
 def read_alerts(value: Any) -> AlertsConfig:
     """`gpuscale:alerts`; when absent, alarms exist but notify nobody."""
     s = Section(value if value is not None else {}, "gpuscale:alerts")
-    topic = s.str("snsTopicName", None, pattern=SNS_TOPIC_PATTERN,
-                  describe="an SNS topic name: 1 to 256 letters, digits, hyphens or underscores")
-    email = s.str("email", None, pattern=EMAIL_PATTERN, describe="an email address")
-    minutes = s.int("throttleMinutes", 10, min=1, max=1440)  # 60 s periods: one day at most
-    fraction = s.float("throttledFraction", 0.5, min=0, max=1, min_exclusive=True)
+    topic, email = read_alert_recipients(s)
+    minutes, fraction = read_throttle_alarm(s)
     s.finish()
     return AlertsConfig(topic, email, minutes, fraction)
 
 
-def check_agent_period(s: Section, key: str, period: int, agent: AgentConfig) -> None:
+def read_alert_recipients(s: Section) -> tuple[Any, Any]:
+    """Where alarms notify: an SNS topic's name and an email address (`gpuscale:alerts`, GpuAlertTopicArgs)."""
+    topic = s.input("snsTopicName", None, read=lambda name, default: s.str(
+        name, default, pattern=SNS_TOPIC_PATTERN,
+        describe="an SNS topic name: 1 to 256 letters, digits, hyphens or underscores"))
+    email = s.input("email", None, read=lambda name, default: s.str(
+        name, default, pattern=EMAIL_PATTERN, describe="an email address"))
+    return topic, email
+
+
+def read_throttle_alarm(s: Section) -> tuple[Any, Any]:
+    """How long and how much throttling fires the thermal and power alarms (`gpuscale:alerts`, GpuAlarmsArgs)."""
+    minutes = s.int("throttleMinutes", 10, min=1, max=1440)  # 60 s periods: one day at most
+    fraction = s.float("throttledFraction", 0.5, min=0, max=1, min_exclusive=True)
+    return minutes, fraction
+
+
+def read_target_utilization(s: Section, default: Any = REQUIRED) -> Any:
+    """A fleet's mean per-GPU utilization target, percent (0, 100]."""
+    return s.float("gpuUtilization", default, min=0, max=100, min_exclusive=True)
+
+
+def read_demand_target(s: Section | None, signal_key: str | None = None) -> DemandTargetConfig | None:
+    """A demand target (a queue's backlog or a load balancer's requests per instance) on its own."""
+    return _read_demand(s, None, signal_key)
+
+
+def check_agent_period(s: Section, key: str, period: int, agent: AgentConfig | None) -> None:
     """A period over the agent's metrics must span at least one flush.
 
     The agent stamps each datapoint with its sample time (1 s storage resolution) but sends a batch only every
     flushIntervalSeconds. A period shorter than that is evaluated before its datapoints can have arrived, so most
     evaluations see it empty: the alarm flaps to INSUFFICIENT_DATA or reads a partial sum as low load.
     """
-    if period < agent.flush_interval_seconds:
+    if agent is not None and period < agent.flush_interval_seconds:
         raise s.fail(key, period, f"a period >= gpuscale:agent.flushIntervalSeconds ({agent.flush_interval_seconds:g}"
                                   " s): the agent sends datapoints that often, so a shorter period is evaluated "
                                   "before its data arrives")
 
 
-def _read_target(s: Section, agent: AgentConfig) -> TargetTrackingConfig:
-    utilization = s.float("gpuUtilization", min=0, max=100, min_exclusive=True)
+def _read_target(s: Section, agent: AgentConfig | None) -> TargetTrackingConfig:
+    utilization = read_target_utilization(s)
     disable_scale_in = s.bool("disableScaleIn", False)
     period = s.int("periodSeconds", 60)
     if period not in TARGET_TRACKING_PERIODS:
@@ -202,17 +243,23 @@ def _read_signal(s: Section) -> DemandSignalConfig:
     return DemandSignalConfig(kind, None, lb, tg)
 
 
-def _read_demand(s: Section | None, target: TargetTrackingConfig) -> DemandTargetConfig | None:
+def _read_demand(s: Section | None, target: TargetTrackingConfig | None,
+                 signal_key: str | None = None) -> DemandTargetConfig | None:
     if s is None:
         return None
-    signal = _read_signal(s)
+    if signal_key is None:
+        signal = _read_signal(s)
+    else:
+        signal_section = s.section(signal_key)
+        signal = _read_signal(signal_section)
+        signal_section.finish()
     per_instance = s.float("targetPerInstance", min=0, min_exclusive=True)
-    disable_scale_in = s.bool("disableScaleIn", target.disable_scale_in)
+    disable_scale_in = s.bool("disableScaleIn", target.disable_scale_in if target is not None else False)
     s.finish()
     return DemandTargetConfig(signal, per_instance, disable_scale_in)
 
 
-def _read_burst(s: Section | None, target: TargetTrackingConfig, agent: AgentConfig) -> BurstConfig | None:
+def _read_burst(s: Section | None, target: TargetTrackingConfig, agent: AgentConfig | None) -> BurstConfig | None:
     if s is None:
         return None
     period = s.int("periodSeconds", 10, min=10)
@@ -240,12 +287,12 @@ def _read_burst(s: Section | None, target: TargetTrackingConfig, agent: AgentCon
     return BurstConfig(period, evaluations, tuple(steps))
 
 
-def _read_scale_to_zero(s: Section | None, group: AutoScalingGroupConfig,
-                        demand: DemandTargetConfig | None) -> ScaleToZeroConfig | None:
+def _read_scale_to_zero(s: Section | None, group: Any, demand: DemandTargetConfig | None,
+                        own_maximum: bool = False) -> ScaleToZeroConfig | None:
     if s is None:
         return None
     if group.min_size != 0:
-        raise ConfigError(s.path, dict(s.data),
+        raise ConfigError(s.path, dict(s.data), where=s.where, allowed=
                           f"scaleToZero only on a group with minSize 0: AWS keeps the desired capacity at or above "
                           f"minSize, so the idle policy could never reach zero (this group has minSize "
                           f"{group.min_size})")
@@ -269,8 +316,14 @@ def _read_scale_to_zero(s: Section | None, group: AutoScalingGroupConfig,
     if per_instance is None and demand is not None and demand.signal == wake:
         # The demand target already says how many queued messages one instance should hold: wake to that.
         per_instance = demand.target_per_instance
+    maximum = group.max_size
+    if own_maximum:  # GpuScalingPoliciesArgs say it; the stack config takes the group's maxSize
+        maximum = s.int("wakeMaximum", None, min=warm, max=MAX_WAKE_CAPACITY)
+        if per_instance is not None and not s.has("wakeMaximum"):
+            s.report("wakeMaximum", None, f"an integer >= {s.name('warmMinimum')} ({warm}), normally the group's max "
+                                          "size: a wake sized to the backlog needs the most capacity it may set")
     s.finish()
-    return ScaleToZeroConfig(idle, wake, warm, idle_utilization, per_instance, group.max_size)
+    return ScaleToZeroConfig(idle, wake, warm, idle_utilization, per_instance, maximum)
 
 
 # --- Policies that would fight -----------------------------------------------------------------------------------
@@ -309,37 +362,42 @@ class Trigger:
     interval: Interval
 
 
-def scaling_triggers(config: ScalingConfig, path: str = "scaling") -> list[Trigger]:
-    """Every (metric, range, direction) the group's policies act on; the simulator reads the same list."""
+def scaling_triggers(config: ScalingConfig, path: str = "scaling",
+                     spell: Callable[[str], str] | None = None) -> list[Trigger]:
+    """Every (metric, range, direction) the group's policies act on; the simulator reads the same list. Keys are
+    `path` + the stack config's key, each part spelt by `spell` where given (a component's Args names)."""
     util, inf = "fleet GPU utilization (%)", float("inf")
+
+    def at(key: str) -> str:
+        spelt = ".".join(spell(part) for part in key.split(".")) if spell else key
+        return f"{path}.{spelt}" if path else spelt
     target = config.target.target_gpu_utilization
-    key = f"{path}.target.gpuUtilization"
+    key = at("target.gpuUtilization")
     triggers = [Trigger(key, target, util, +1, Interval(target, 100, closed_low=False))]
     if not config.target.disable_scale_in:
         triggers.append(Trigger(key, target, util, -1, Interval(0, target, closed_high=False)))
     if config.burst is not None:
         lowest = config.burst.steps[0].lower_bound_above_target
-        triggers.append(Trigger(f"{path}.burst.steps[0].lowerBoundAboveTarget", lowest, util, +1,
+        triggers.append(Trigger(at("burst.steps[0].lowerBoundAboveTarget"), lowest, util, +1,
                                 Interval(target + lowest, 100)))
     if config.demand is not None:
         per_instance = config.demand.target_per_instance
         name = f"demand per instance ({_describe(config.demand.signal)})"
-        dkey = f"{path}.demand.targetPerInstance"
+        dkey = at("demand.targetPerInstance")
         triggers.append(Trigger(dkey, per_instance, name, +1, Interval(per_instance, inf, closed_low=False)))
         if not config.demand.disable_scale_in:
             triggers.append(Trigger(dkey, per_instance, name, -1, Interval(0, per_instance, closed_high=False)))
     if config.scale_to_zero is not None:
         z = config.scale_to_zero
         queue = f"visible messages ({_describe(z.wake)})"
-        zkey = f"{path}.scaleToZero"
-        triggers += [Trigger(f"{zkey}.idleGpuUtilization", z.idle_gpu_utilization, util, -1,
+        triggers += [Trigger(at("scaleToZero.idleGpuUtilization"), z.idle_gpu_utilization, util, -1,
                              Interval(0, z.idle_gpu_utilization)),
-                     Trigger(f"{zkey}.idleMinutes", z.idle_minutes, queue, -1, Interval(0, 0)),
-                     Trigger(f"{zkey}.wake", z.wake.queue_name, queue, +1, Interval(1, inf))]
+                     Trigger(at("scaleToZero.idleMinutes"), z.idle_minutes, queue, -1, Interval(0, 0)),
+                     Trigger(at("scaleToZero.wake"), z.wake.queue_name, queue, +1, Interval(1, inf))]
     return triggers
 
 
-def check_no_fights(triggers: list[Trigger]) -> None:
+def check_no_fights(triggers: list[Trigger], where: str | None = None) -> None:
     """Refuse two policies that act on the same metric in opposite directions over a common range of values."""
     for i, a in enumerate(triggers):
         for b in triggers[i + 1:]:
@@ -348,7 +406,7 @@ def check_no_fights(triggers: list[Trigger]) -> None:
                 out, in_ = (a, b) if a.direction > 0 else (b, a)
                 raise ConfigError(b.policy, b.value, f"policies that do not fight: {out.policy} adds capacity while "
                                                   f"{a.metric} is in {out.interval}, and {in_.policy} removes it "
-                                                  f"while it is in {in_.interval}")
+                                                  f"while it is in {in_.interval}", where)
 
 
 def _describe(signal: DemandSignalConfig) -> str:

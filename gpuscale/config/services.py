@@ -28,7 +28,7 @@ from gpu_metrics_agent import catalogue
 
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
-from .reader import REQUIRED, ConfigError, Section
+from .reader import REQUIRED, ConfigError, Section, guarded
 from .scaling import SQS_QUEUE_PATTERN
 from .workload import CURRENCY_PATTERN, ColdStartConfig, WorkloadConfig, _read_service_time
 
@@ -422,7 +422,9 @@ def read_services(top: Section, node_groups: tuple[NodeGroupConfig, ...],
     services = []
     seen: dict[str, str] = {}
     for s in entries:
-        service = _read_service(s, node_groups, serving)
+        service = guarded(_read_service, s, node_groups, serving)  # one service's mistake does not hide the next's
+        if service is None:
+            continue
         if service.name in seen:
             raise s.fail("name", service.name, f"a service name used once ({seen[service.name]} has it already)")
         seen[service.name] = s.key("name")

@@ -8,7 +8,8 @@ and what is allowed.
 
 from __future__ import annotations
 
-import re
+import difflib
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -22,7 +23,7 @@ from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
 from .queues import QueueConfig, queue_uses, read_queues
 from .startup import read_startup
-from .reader import REQUIRED, ConfigError, Section
+from .reader import REQUIRED, ConfigError, Section, collecting
 from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, reject_scaling_on_node_group
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
@@ -35,10 +36,13 @@ PROJECT = "gpuscale"
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
 TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues",
                   "services")
+KNOWN_NAMESPACES = (PROJECT, "aws", "kubernetes", "docker-build", "pulumi")
+"""Config namespaces a stack file may use: the project's, those of the providers the program uses (pulumi-aws,
+pulumi-kubernetes, pulumi-docker-build) and Pulumi's own (`pulumi:tags`, ...). Any other is a typo
+(`gpuScale:agent`) that Pulumi would pass on and nothing would read."""
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
-REGION_PATTERN = r"[a-z]{2}(-gov|-iso[a-z]?)?-[a-z]+-\d"
 
 AMI_TYPES = {
     # EKS managed node group AMI types with the NVIDIA driver, and the CPU architecture each boots on.
@@ -55,6 +59,104 @@ DEFAULT_AMI_PARAMETER = "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-dr
 """Public SSM parameter of AWS's Deep Learning Base AMI (NVIDIA driver, AL2023) for x86_64."""
 SSM_PUBLIC_PARAMETER_PATTERN = r"/aws/service/[A-Za-z0-9_./-]+"
 MAX_GROUP_SIZE = 1000
+INSTANCE_TYPE_PATTERN = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
+CIDR_PATTERN = r"(\d{1,3}\.){3}\d{1,3}/\d{1,2}"
+DEFAULT_AMI_TYPE = "AL2023_x86_64_NVIDIA"
+DEFAULT_ROOT_VOLUME_GIB = 200
+LABEL_NAME_PATTERN = r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+
+
+@functools.cache
+def aws_regions() -> tuple[str, ...]:
+    """Every region of every AWS partition, from the AWS SDK's own endpoint data (botocore's endpoints.json), so a
+    region AWS adds arrives with botocore and a typo (`us-west2`) is refused."""
+    import botocore.loaders
+
+    partitions = botocore.loaders.create_loader().load_data("endpoints")["partitions"]
+    return tuple(sorted(region for p in partitions for region in p["regions"]))
+
+
+def read_region(s: Section, name: str = "region") -> Any:
+    """An AWS region the SDK knows: the stack's `aws:region`, and every component argument that names one."""
+    if not s.has(name):
+        raise s.fail(name, REQUIRED, "an AWS region such as us-west-2 (required)")
+    region = s.str(name, describe="an AWS region such as us-west-2")
+    if region not in aws_regions():
+        near = difflib.get_close_matches(region, aws_regions(), n=1)
+        raise s.fail(name, region, "an AWS region such as us-west-2" + (f" (did you mean {near[0]}?)" if near else "")
+                     + "; the regions botocore knows: " + ", ".join(aws_regions()))
+    return region
+
+
+def read_instance_type_names(s: Section) -> tuple[str, ...]:
+    """`instanceTypes`: EC2 instance type names, most preferred first (what EC2 says of them is checked by the
+    stack config, which has the instance type data)."""
+    return s.str_list("instanceTypes", min_items=1, pattern=INSTANCE_TYPE_PATTERN,
+                      describe="EC2 instance types such as g6.xlarge")
+
+
+def read_group_sizes(s: Section, default_min: int | None = None, default_max: int | None = None) -> tuple[int, int]:
+    """`minSize` and `maxSize` of a group: 0-1000 and 1-1000, min <= max."""
+    lo = s.int("minSize", REQUIRED if default_min is None else default_min, min=0, max=MAX_GROUP_SIZE)
+    hi = s.int("maxSize", REQUIRED if default_max is None else default_max, min=1, max=MAX_GROUP_SIZE)
+    if lo > hi:
+        s.report("minSize", lo, f"{s.name('minSize')} <= {s.name('maxSize')} ({hi})")
+    return lo, hi
+
+
+def read_root_volume(s: Section) -> Any:
+    """`rootVolumeGiB`: the volume holding container images, sized for GPU images of 10-30 GB each."""
+    return s.int("rootVolumeGiB", DEFAULT_ROOT_VOLUME_GIB, min=50, max=16384)
+
+
+def read_node_group_settings(s: Section) -> tuple[str, str, int, int, int, dict[str, str]]:
+    """What an EKS GPU node group is in both the stack config and GpuNodeGroupArgs: AMI type, capacity type, sizes,
+    image volume and extra labels (none of the labels gpuscale sets itself)."""
+    ami_type = s.str("amiType", DEFAULT_AMI_TYPE, choices=tuple(AMI_TYPES))
+    capacity = s.str("capacityType", "ON_DEMAND", choices=CAPACITY_TYPES)
+    lo, hi = read_group_sizes(s)
+    root = read_root_volume(s)
+    labels = s.str_map("labels", {}, key_pattern=LABEL_NAME_PATTERN, describe="Kubernetes label names to string values")
+    for reserved in LABELS_SET_BY_GPUSCALE:
+        if reserved in labels:
+            s.report(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets itself from "
+                                                             "the instance type and capacity type")
+    return ami_type, capacity, lo, hi, root, labels
+
+
+def read_asg_settings(s: Section, hi: int) -> tuple[str, int, int, str, int, int, int]:
+    """What a self-managed GPU group is in both the stack config and GpuAutoScalingGroupArgs (sizes read before):
+    AMI parameter, on-demand base and share, Spot strategy, root volume, health-check grace and warm-up."""
+    ami_parameter = s.str("amiParameter", DEFAULT_AMI_PARAMETER, pattern=SSM_PUBLIC_PARAMETER_PATTERN,
+                          describe="a public SSM parameter path under /aws/service/ that holds an AMI id")
+    base = s.int("onDemandBaseCapacity", 0, min=0, max=hi)
+    pct = s.int("onDemandPercentageAboveBase", 100, min=0, max=100)
+    strategy = s.str("spotAllocationStrategy", "price-capacity-optimized", choices=SPOT_ALLOCATION_STRATEGIES)
+    root = read_root_volume(s)
+    grace = read_health_check_grace(s)
+    warmup = s.int("instanceWarmupSeconds", 300, min=0, max=3600)
+    return ami_parameter, base, pct, strategy, root, grace, warmup
+
+
+def read_health_check_grace(s: Section, name: str = "healthCheckGraceSeconds") -> Any:
+    """How long a new instance may be unhealthy or silent: boot, driver, agent start."""
+    # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
+    return s.int(name, 600, min=60, max=7200)
+
+
+def read_sample_interval(s: Section) -> Any:
+    """The agent's sampling interval, seconds."""
+    return s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
+
+
+def check_warm_pool_allowed(s: Section, instance_types: tuple[str, ...], on_demand_percentage: int) -> None:
+    """AWS refuses warm pools on groups with a mixed instances policy or Spot instances."""
+    if s.has("warmPool") and (len(instance_types) > 1 or on_demand_percentage < 100):
+        why = ("several instance types" if len(instance_types) > 1
+               else f"a Spot share ({s.name('onDemandPercentageAboveBase')} {on_demand_percentage})")
+        s.report("warmPool", s.raw("warmPool"),
+                 f"a warm pool only on a group with one instance type and only on-demand capacity "
+                 f"({s.name('onDemandPercentageAboveBase')} 100); this group has {why}, which AWS refuses")
 
 
 @dataclass(frozen=True)
@@ -181,54 +283,113 @@ class StackConfig:
 
 
 def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: InstanceTypeCatalog) -> StackConfig:
-    """Validate a stack's config.
+    """Validate a stack's config, reporting every mistake together (one ConfigErrors listing all of them).
 
     `values` maps full keys (``aws:region``, ``gpuscale:nodeGroups``) to their decoded values, as in the stack
     file's ``config:`` section. `instance_types` describes instance types (GPU counts come from EC2's data).
-    """
-    unknown = sorted(k for k in values if k.startswith(PROJECT + ":") and k.split(":", 1)[1] not in TOP_LEVEL_KEYS)
-    if unknown:
-        raise ConfigError(unknown[0], values[unknown[0]],
-                          "known keys are " + ", ".join(f"{PROJECT}:{k}" for k in TOP_LEVEL_KEYS))
-    region = values.get("aws:region")
-    if not isinstance(region, str) or not re.fullmatch(REGION_PATTERN, region):
-        raise ConfigError("aws:region", region if region is not None else REQUIRED, "an AWS region such as us-west-2")
 
-    cluster = _read_cluster(Section(values.get(f"{PROJECT}:cluster") or {}, f"{PROJECT}:cluster"))
-    agent = _read_agent(Section(values.get(f"{PROJECT}:agent") or {}, f"{PROJECT}:agent"))
+    Each section is read on its own under `collecting()`: a section's reader raises to end its entry (a required
+    key missing), and its Section records every other bad value and unknown key and goes on. A new section plugs in
+    with one line here, `errors.guard(read_it, Section(...))`; its reader needs nothing else.
+    """
+    with collecting() as errors:
+        config = _read_stack(values, stack, instance_types, errors)
+    errors.raise_if_any(f"the config of stack {stack}")
+    assert config is not None
+    return config
+
+
+def check_namespaces(values: Mapping[str, Any]) -> None:
+    """Every key's namespace is a known one and every project key a known section; each other key is reported."""
+    known = f"known keys are {', '.join(f'{PROJECT}:{k}' for k in TOP_LEVEL_KEYS)}"
+    s = Section(dict(values), "")
+    for key in sorted(values):
+        namespace, _, name = key.partition(":")
+        if not name:
+            s.report(key, values[key], "a key with a namespace, namespace:key, e.g. gpuscale:agent")
+        elif namespace not in KNOWN_NAMESPACES:
+            near = difflib.get_close_matches(namespace, KNOWN_NAMESPACES, n=1, cutoff=0.6) or \
+                [n for n in KNOWN_NAMESPACES if n.lower() == namespace.lower()]
+            s.report(key, values[key], f"a key in a known namespace ({', '.join(KNOWN_NAMESPACES)})"
+                     + (f"; did you mean {near[0]}:{name}?" if near else ""))
+        elif namespace == PROJECT and name not in TOP_LEVEL_KEYS:
+            s.report(key, values[key], known)
+
+
+def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceTypeCatalog,
+                errors: Any) -> StackConfig | None:
+    def section(name: str) -> Section:
+        return Section(values.get(f"{PROJECT}:{name}") or {}, f"{PROJECT}:{name}")
+
+    check_namespaces(values)
+    region = errors.guard(read_region, Section({"region": values.get("aws:region")}, "aws:"))
+    cluster = errors.guard(lambda: _read_cluster(section("cluster")))
+    agent = errors.guard(lambda: _read_agent(section("agent")))
+    # The groups' period rules need the agent's flush interval: its defaults stand in when the agent section failed.
+    agent_or_default = agent or _read_agent(Section({}, f"{PROJECT}:agent"))
     top = Section({k: values.get(f"{PROJECT}:{k}") for k in ("nodeGroups", "autoScalingGroups")}, f"{PROJECT}:")
-    node_groups = tuple(_read_node_group(s, instance_types) for s in top.sections("nodeGroups", default=[]))
-    asgs = tuple(_read_asg(s, instance_types, agent) for s in top.sections("autoScalingGroups", default=[]))
-    if not node_groups and not asgs:
-        raise ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
-                                                         "gpuscale:autoScalingGroups")
-    _check_unique_names([(f"{PROJECT}:nodeGroups[{i}].name", g.name) for i, g in enumerate(node_groups)]
-                        + [(f"{PROJECT}:autoScalingGroups[{i}].name", g.name) for i, g in enumerate(asgs)])
-    alerts = read_alerts(values.get(f"{PROJECT}:alerts"))
-    kubernetes = read_kubernetes(Section(values.get(f"{PROJECT}:kubernetes") or {}, f"{PROJECT}:kubernetes"))
-    check_kubernetes(kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
+    ng_sections = errors.guard(top.sections, "nodeGroups", default=[])
+    asg_sections = errors.guard(top.sections, "autoScalingGroups", default=[])
+    node_groups = tuple(g for g in (errors.guard(_read_node_group, s, instance_types) for s in ng_sections or [])
+                        if g is not None)
+    asgs = tuple(g for g in (errors.guard(_read_asg, s, instance_types, agent_or_default) for s in asg_sections or [])
+                 if g is not None)
+    if ng_sections == [] and asg_sections == []:
+        errors.add(ConfigError(f"{PROJECT}:nodeGroups", [], "at least one GPU group in gpuscale:nodeGroups or "
+                                                            "gpuscale:autoScalingGroups"))
+    names = [(s.key("name"), s.raw("name")) for s in (ng_sections or []) + (asg_sections or [])
+             if isinstance(s.raw("name"), str)]
+    errors.guard(_check_unique_names, names)
+    alerts = errors.guard(read_alerts, values.get(f"{PROJECT}:alerts"))
+    kubernetes = errors.guard(lambda: read_kubernetes(section("kubernetes")))
+    if kubernetes is not None and cluster is not None:
+        errors.guard(check_kubernetes, kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
-    services = read_services(Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"), node_groups,
-                             kubernetes.serving, f"{PROJECT}:kubernetes.serving")
+    services = errors.guard(read_services, Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"),
+                            node_groups, kubernetes.serving if kubernetes is not None else None,
+                            f"{PROJECT}:kubernetes.serving")
+    policy = errors.guard(read_policy, values.get(f"{PROJECT}:policy"))
+    if errors.errors:  # the queues' rules need every group and service read
+        return None
     config = StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
-                         auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
-                         policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values), services=services)
-    return replace(config, queues=read_queues(values.get(f"{PROJECT}:queues"), queue_uses(config)))
+                         auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, policy=policy,
+                         raw=dict(values), services=services or ())
+    queues = errors.guard(read_queues, values.get(f"{PROJECT}:queues"), queue_uses(config))
+    return None if queues is None else replace(config, queues=queues)
+
+
+def read_cluster_name(s: Section, name: str = "name") -> Any:
+    """An EKS cluster's name (`gpuscale:cluster.name`, the components' `cluster_name`)."""
+    return s.str(name, pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
+                 describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
+
+
+def read_kubernetes_version(s: Section, default: Any = REQUIRED) -> Any:
+    return s.str("kubernetesVersion", default, pattern=r"1\.(2[89]|3\d)",
+                 describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
+
+
+def read_vpc(s: Section) -> tuple[Any, Any, Any]:
+    """A new VPC: its range, its zones and whether each zone has its own NAT gateway."""
+    cidr = s.cidr("vpcCidr", "10.0.0.0/16")
+    zones = s.int("availabilityZoneCount", 2, min=2, max=4)
+    nat_per_zone = s.bool("natGatewayPerZone", True)
+    return cidr, zones, nat_per_zone
+
+
+def read_subnet_ids(s: Section) -> Any:
+    """Existing mode: the private subnets for GPU nodes (default: the cluster's own)."""
+    return s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
+                      describe="subnet ids such as subnet-0123456789abcdef0")
 
 
 def _read_cluster(s: Section) -> ClusterConfig:
     mode = s.str("mode", "create", choices=("create", "existing"))
-    name = s.str("name", pattern=r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}",
-                 describe="an EKS cluster name: 1 to 100 letters, digits, hyphens or underscores")
-    version = s.str("kubernetesVersion", "1.33" if mode == "create" else None, pattern=r"1\.(2[89]|3\d)",
-                    describe="a Kubernetes minor version EKS supports, from 1.28 to 1.39, e.g. \"1.33\"")
+    name = read_cluster_name(s)
+    version = read_kubernetes_version(s, "1.33" if mode == "create" else None)
     if mode == "create":
-        cidr = s.cidr("vpcCidr", "10.0.0.0/16")
-        zones = s.int("availabilityZoneCount", 2, min=2, max=4)
-        nat_per_zone = s.bool("natGatewayPerZone", True)
-        sys_s = s.section("systemNodes", {})
-        sys_s = sys_s if isinstance(sys_s, Section) else Section(sys_s, s.key("systemNodes"))
-        system = _read_system_nodes(sys_s)
+        cidr, zones, nat_per_zone = read_vpc(s)
+        system = read_system_nodes(s.section("systemNodes", {}) or Section({}, s.key("systemNodes")))
         public_access, public_cidrs = _read_api_endpoint(s)
         subnet_ids: tuple[str, ...] = ()
         preview_role = s.str("previewRoleArn", None, pattern=IAM_ROLE_ARN, describe=IAM_ROLE_ARN_DESCRIBED)
@@ -245,8 +406,7 @@ def _read_cluster(s: Section) -> ClusterConfig:
         for key in ("vpcCidr", "availabilityZoneCount", "natGatewayPerZone", "systemNodes", "apiEndpoint"):
             if s.has(key):
                 raise s.fail(key, s.data[key], f"{key} only with mode: create (an existing cluster has its own)")
-        subnet_ids = s.str_list("subnetIds", (), pattern=r"subnet-[0-9a-f]{8,17}",
-                                describe="subnet ids such as subnet-0123456789abcdef0")
+        subnet_ids = read_subnet_ids(s)
     s.finish()
     return ClusterConfig(mode, name, version, cidr, zones, nat_per_zone, system, subnet_ids, public_access,
                          public_cidrs, preview_role)
@@ -266,68 +426,64 @@ def _read_api_endpoint(cluster: Section) -> tuple[bool, tuple[str, ...]]:
     return public, (cidrs or AWS_DEFAULT_PUBLIC_ACCESS_CIDRS) if public else ()
 
 
-def _read_system_nodes(s: Section) -> SystemNodesConfig:
-    instance_type = s.str("instanceType", "t3.large", pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
+def read_system_nodes(s: Section) -> SystemNodesConfig:
+    """The small non-GPU node group for cluster add-ons."""
+    instance_type = s.str("instanceType", "t3.large", pattern=INSTANCE_TYPE_PATTERN,
                           describe="an EC2 instance type such as t3.large")
-    lo, hi = _read_sizes(s, default_min=1, default_max=3)
+    lo, hi = read_group_sizes(s, default_min=1, default_max=3)
     desired = s.int("desiredSize", max(lo, min(2, hi)), min=lo, max=hi)
     s.finish()
     return SystemNodesConfig(instance_type, lo, hi, desired)
 
 
-def _read_sizes(s: Section, default_min: int | None = None, default_max: int | None = None) -> tuple[int, int]:
-    lo = s.int("minSize", REQUIRED if default_min is None else default_min, min=0, max=MAX_GROUP_SIZE)
-    hi = s.int("maxSize", REQUIRED if default_max is None else default_max, min=1, max=MAX_GROUP_SIZE)
-    if lo > hi:
-        raise s.fail("minSize", lo, f"minSize <= maxSize ({hi})")
-    return lo, hi
-
-
-def _read_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | None) -> tuple[InstanceTypeInfo, ...]:
-    names = s.str_list("instanceTypes", min_items=1, pattern=r"[a-z][a-z0-9-]*\.[a-z0-9]+",
-                       describe="EC2 instance types such as g6.xlarge")
+def read_gpu_instance_types(s: Section, catalog: InstanceTypeCatalog, arch: str | None,
+                            same_gpus: bool = False) -> tuple[InstanceTypeInfo, ...]:
+    """The group's instance types as EC2 describes them; each one that is not an NVIDIA GPU type of the AMI's
+    architecture is reported (a group whose types all fail gets an empty tuple). `same_gpus`: an EKS node group,
+    whose types must all carry the same GPUs."""
+    names = read_instance_type_names(s)
     infos = []
     for i, name in enumerate(names):
-        key = f"{s.key('instanceTypes')}[{i}]"
         info = catalog.describe(name)
         if info is None:
-            raise ConfigError(key, name, "an EC2 instance type that exists, such as g6.xlarge")
-        if info.gpu_count == 0:
-            raise ConfigError(key, name, "a GPU instance type (for example g4dn, g5, g6, g6e, p4d, p5 families); "
-                                         f"{name} has no GPUs")
-        if info.gpu_manufacturer.upper() != "NVIDIA":
-            raise ConfigError(key, name, f"an instance type with NVIDIA GPUs (its GPUs are {info.gpu_manufacturer} "
-                                         f"{info.gpu_name}); the agent and AMIs use the NVIDIA driver")
-        if arch is not None and arch not in info.architectures:
-            raise ConfigError(key, name, f"an instance type that runs {arch} (the AMI's architecture); {name} runs "
-                                         + ", ".join(info.architectures))
-        infos.append(info)
+            problem = "an EC2 instance type that exists, such as g6.xlarge"
+        elif info.gpu_count == 0:
+            problem = f"a GPU instance type (for example g4dn, g5, g6, g6e, p4d, p5 families); {name} has no GPUs"
+        elif info.gpu_manufacturer.upper() != "NVIDIA":
+            problem = (f"an instance type with NVIDIA GPUs (its GPUs are {info.gpu_manufacturer} {info.gpu_name}); "
+                       "the agent and AMIs use the NVIDIA driver")
+        elif arch is not None and arch not in info.architectures:
+            problem = f"an instance type that runs {arch} (the AMI's architecture); {name} runs " + \
+                ", ".join(info.architectures)
+        else:
+            infos.append(info)
+            continue
+        s.report(f"instanceTypes[{i}]", name, problem)
+    for g in infos[1:] if same_gpus else ():
+        # cluster-autoscaler builds one node template per group from its tags: GPU count and model must agree.
+        if (g.gpu_count, g.gpu_name) != (infos[0].gpu_count, infos[0].gpu_name):
+            s.report(f"instanceTypes[{names.index(g.instance_type)}]", g.instance_type,
+                     f"instance types carrying the same GPUs as {infos[0].instance_type} "
+                     f"({infos[0].gpu_count}x {infos[0].gpu_name}); {g.instance_type} has "
+                     f"{g.gpu_count}x {g.gpu_name}. Put it in a group of its own")
     return tuple(infos)
+
+
+def ami_parameter_architecture(ami_parameter: str) -> str:
+    """The CPU architecture of the AMIs an SSM parameter path names (AWS's paths say arm64 where they are)."""
+    return "arm64" if "/arm64/" in ami_parameter else "x86_64"
 
 
 def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfig:
     name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
-    ami_type = s.str("amiType", "AL2023_x86_64_NVIDIA", choices=tuple(AMI_TYPES))
-    gpus = _read_instance_types(s, catalog, AMI_TYPES[ami_type])
-    first = gpus[0]
-    for i, g in enumerate(gpus[1:], start=1):
-        # cluster-autoscaler builds one node template per group from its tags: GPU count and model must agree.
-        if (g.gpu_count, g.gpu_name) != (first.gpu_count, first.gpu_name):
-            raise ConfigError(f"{s.key('instanceTypes')}[{i}]", g.instance_type,
-                              f"instance types carrying the same GPUs as {first.instance_type} "
-                              f"({first.gpu_count}x {first.gpu_name}); {g.instance_type} has "
-                              f"{g.gpu_count}x {g.gpu_name}. Put it in a group of its own")
-    capacity = s.str("capacityType", "ON_DEMAND", choices=CAPACITY_TYPES)
-    lo, hi = _read_sizes(s)
-    root = s.int("rootVolumeGiB", 200, min=50, max=16384)
-    labels = s.str_map("labels", {}, key_pattern=r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
-                       describe="Kubernetes label names to string values")
-    for reserved in LABELS_SET_BY_GPUSCALE:
-        if reserved in labels:
-            raise s.fail(f"labels.{reserved}", labels[reserved], "labels other than the ones gpuscale sets "
-                                                                 "itself from the instance type and capacity type")
+    ami_type, capacity, lo, hi, root, labels = read_node_group_settings(s)
+    gpus = read_gpu_instance_types(s, catalog, AMI_TYPES[ami_type], same_gpus=True)
     reject_scaling_on_node_group(s)
     autoscaler = read_group_autoscaler_options(s.optional_section("autoscaler"))
+    if not gpus:  # every instance type was refused: the workload has no GPUs to be checked against
+        s.skip("workload")
+        raise s.abandon()
+    first = gpus[0]
     group = NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
                             first, autoscaler)
     group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True))
@@ -337,28 +493,16 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
 
 def _read_asg(s: Section, catalog: InstanceTypeCatalog, agent: AgentConfig) -> AutoScalingGroupConfig:
     name = s.str("name", pattern=NAME_PATTERN, describe=NAME_RULE)
-    ami_parameter = s.str("amiParameter", DEFAULT_AMI_PARAMETER, pattern=SSM_PUBLIC_PARAMETER_PATTERN,
-                          describe="a public SSM parameter path under /aws/service/ that holds an AMI id")
-    arch = "arm64" if "/arm64/" in ami_parameter else "x86_64"
-    gpus = _read_instance_types(s, catalog, arch)
-    lo, hi = _read_sizes(s)
-    base = s.int("onDemandBaseCapacity", 0, min=0, max=hi)
-    pct = s.int("onDemandPercentageAboveBase", 100, min=0, max=100)
-    strategy = s.str("spotAllocationStrategy", "price-capacity-optimized", choices=SPOT_ALLOCATION_STRATEGIES)
-    root = s.int("rootVolumeGiB", 200, min=50, max=16384)
-    # GPU instances boot, load the driver and pull multi-GB images: minutes, not the EC2 default of 300 s total.
-    grace = s.int("healthCheckGraceSeconds", 600, min=60, max=7200)
-    warmup = s.int("instanceWarmupSeconds", 300, min=0, max=3600)
-    warm_pool = _read_warm_pool(s, hi, gpus)
+    lo, hi = read_group_sizes(s)
+    ami_parameter, base, pct, strategy, root, grace, warmup = read_asg_settings(s, hi)
+    gpus = read_gpu_instance_types(s, catalog, ami_parameter_architecture(ami_parameter))
+    warm_pool = read_warm_pool(s, hi, gpus)
+    check_warm_pool_allowed(s, tuple(g.instance_type for g in gpus) or read_instance_type_names(s), pct)
+    if not gpus:  # every instance type was refused: scaling and workload have no GPUs to be checked against
+        s.skip("scaling", "workload", "startup")
+        raise s.abandon()
     group = AutoScalingGroupConfig(name, tuple(g.instance_type for g in gpus), ami_parameter, base, pct, strategy,
                                    lo, hi, root, grace, warmup, warm_pool, gpus)
-    if warm_pool is not None and group.uses_mixed_instances:
-        # AWS refuses warm pools on groups with a mixed instances policy or Spot instances.
-        why = ("several instance types" if len(group.instance_types) > 1
-               else f"a Spot share (onDemandPercentageAboveBase {pct})")
-        raise s.fail("warmPool", s.data.get("warmPool"),
-                     f"a warm pool only on a group with one instance type and only on-demand capacity "
-                     f"(onDemandPercentageAboveBase 100); this group has {why}, which AWS refuses")
     group = _read_group_extensions(s, group, agent)
     s.finish()
     return group
@@ -371,33 +515,44 @@ def _read_group_extensions(s: Section, group: AutoScalingGroupConfig, agent: Age
     return replace(group, workload=read_workload(s.optional_section("workload"), group))
 
 
-def _read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...]) -> WarmPoolConfig | None:
+def read_warm_pool(s: Section, hi: int, gpus: tuple[InstanceTypeInfo, ...] = ()) -> WarmPoolConfig | None:
+    """The group's `warmPool` (None without one); `gpus`: the instance types' descriptions, where known, for the
+    hibernation rule."""
     w = s.optional_section("warmPool")
     if w is None:
         return None
     min_size = w.int("minSize", 0, min=0, max=hi)
     prepared = w.int("maxPreparedCapacity", None, min=0, max=MAX_GROUP_SIZE)
     if prepared is not None and prepared < min_size:
-        raise w.fail("maxPreparedCapacity", prepared, f"maxPreparedCapacity >= minSize ({min_size}) of the warm pool")
+        w.report("maxPreparedCapacity", prepared,
+                 f"{w.name('maxPreparedCapacity')} >= {w.name('minSize')} ({min_size}) of the warm pool")
     state = w.str("poolState", "Stopped", choices=WARM_POOL_STATES)
     sleepless = [g.instance_type for g in gpus if not g.hibernation_supported]
     if state == "Hibernated" and sleepless:
         # No GPU instance type in EC2's descriptions can hibernate today; the group could keep no warm instance.
         # (Should one appear, EC2's other conditions still apply and are not checked here: RAM up to 150 GiB and a
         # root volume large enough to hold it.)
-        raise w.fail("poolState", state, f"Stopped or Running: {', '.join(sleepless)} cannot hibernate (EC2's "
+        w.report("poolState", state, f"Stopped or Running: {', '.join(sleepless)} cannot hibernate (EC2's "
                                          "instance type description says HibernationSupported: false)")
     reuse = w.bool("reuseOnScaleIn", True)
     w.finish()
     return WarmPoolConfig(min_size, prepared, state, reuse)
 
 
-def _read_agent(s: Section) -> AgentConfig:
-    sample = s.float("sampleIntervalSeconds", 1.0, min=0.1, max=60)
+def read_agent_settings(s: Section) -> tuple[Any, Any, Any]:
+    """The agent's sample and flush intervals and Prometheus port (`gpuscale:agent`, and the Args of the
+    components that run the agent)."""
+    sample = read_sample_interval(s)
     flush = s.float("flushIntervalSeconds", 10.0, min=1, max=60)
     if flush < sample:
-        raise s.fail("flushIntervalSeconds", flush, f"a flush interval >= the sample interval ({sample})")
+        s.report("flushIntervalSeconds", flush,
+                 f"a flush interval >= {s.name('sampleIntervalSeconds')} ({sample:g}), the sample interval")
     port = s.int("prometheusPort", DEFAULT_PROMETHEUS_PORT, min=1024, max=65535)
+    return sample, flush, port
+
+
+def _read_agent(s: Section) -> AgentConfig:
+    sample, flush, port = read_agent_settings(s)
     s.finish()
     return AgentConfig(sample, flush, port)
 

@@ -188,6 +188,6 @@ def test_eks_cluster_api_endpoint_exposure(harness, overrides, vpc):
     ({"endpoint_public_access": "yes"}, "endpoint_public_access"),
 ])
 def test_eks_cluster_refuses_endpoint_access_eks_would_refuse(harness, overrides, key):
-    with pytest.raises(ValueError, match=rf"^{re.escape(key)}: .* is not allowed; allowed: "):
+    with pytest.raises(ValueError, match=rf"^{re.escape(key)} \(EksCluster \"gs\"\): .* is not allowed; allowed: "):
         harness.run(lambda: EksCluster("gs", cluster_args(**overrides)))
     assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"], "nothing declared before the Args pass"

@@ -55,14 +55,14 @@ def test_time_slicing_replicas_share_each_gpu(harness):
 
 
 @pytest.mark.parametrize("args, message", [
-    ({"mig_strategy": "auto"}, "mig_strategy: 'auto' is not allowed; allowed: one of none, single, mixed"),
-    ({"time_slicing_replicas": 0}, "time_slicing_replicas: 0 is not allowed; allowed: an integer in [1, 64]"),
-    ({"ami_families": []}, "ami_families: [] is not allowed"),
+    ({"mig_strategy": "auto"}, "mig_strategy (D): 'auto' is not allowed; allowed: one of none, single, mixed"),
+    ({"time_slicing_replicas": 0}, "time_slicing_replicas (D): 0 is not allowed; allowed: an integer in [1, 64]"),
+    ({"ami_families": []}, "ami_families (D): [] is not allowed"),
     ({"mig_strategy": "mixed", "time_slicing_replicas": 2},
-     "time_slicing_replicas: 2 is not allowed; allowed: 1 with migStrategy: mixed"),
+     "time_slicing_replicas (D): 2 is not allowed; allowed: 1 with mig_strategy: mixed"),
 ])
 def test_bad_args_are_refused(harness, args, message):
     with pytest.raises(ValueError) as raised:
         harness.run(lambda: NvidiaDevicePlugin("dp", {"ami_families": ["al2023"], **args}))
-    assert str(raised.value).startswith(message)
+    assert str(raised.value).startswith(message.replace("(D)", '(NvidiaDevicePlugin "dp")'))
     assert harness.of_type(RELEASE) == []

@@ -131,8 +131,8 @@ def test_autoscaling_options_become_tags_the_aws_provider_reads(harness):
 
 
 def test_unknown_autoscaling_option_is_refused(harness):
-    with pytest.raises(ValueError, match=r"^autoscaling_options.maxnodeprovisiontime: '600s' is not allowed; "
-                                         r"allowed: options cluster-autoscaler's AWS provider reads"):
+    with pytest.raises(ValueError, match=r"^autoscaling_options.maxnodeprovisiontime \(GpuNodeGroup \"l4\"\): '600s' "
+                                         r"is not allowed; allowed: options cluster-autoscaler's AWS provider reads"):
         harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", autoscaling_options={
             "maxnodeprovisiontime": "600s"})))
     assert harness.of_type(NG) == []

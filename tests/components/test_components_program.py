@@ -121,3 +121,30 @@ def test_existing_cluster_of_another_version_fails_before_any_resource():
     assert str(raised.value) == ("gpuscale:cluster.kubernetesVersion: '1.31' is not allowed; allowed: the version "
                                  "of cluster shared-eks, which runs 1.33")
     assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"], "nothing declared"
+
+
+def test_the_program_refuses_a_misspelt_namespace_and_reports_every_mistake():
+    """The program passes every key of every namespace to validation: `gpuScale:agent` is refused, not ignored, and
+    it is reported with the other mistakes of the same run."""
+    values = copy.deepcopy(stack_values("dev"))
+    values["gpuScale:agent"] = {"prometheusPort": 9500}
+    values["gpuscale:nodeGroups"][0]["maxSize"] = "lots"
+    harness = Harness()
+    with pytest.raises(ConfigError) as caught:
+        harness.run_program("dev", values)
+    message = str(caught.value)
+    assert message.startswith("2 problems in the config of stack dev:"), message
+    assert "gpuScale:agent: {'prometheusPort': 9500} is not allowed; allowed: a key in a known namespace" in message
+    assert "did you mean gpuscale:agent?" in message
+    assert "gpuscale:nodeGroups[0].maxSize (group \"l4-spot\"): 'lots' is not allowed" in message
+    assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"]
+
+
+def test_numbers_set_as_strings_plan_as_numbers():
+    """`pulumi config set --path` can store "4" (a value it wrote as a string); the program reads it as 4."""
+    values = copy.deepcopy(stack_values("dev"))
+    values["gpuscale:nodeGroups"][0]["maxSize"] = "1"
+    harness = Harness()
+    harness.run_program("dev", values)
+    ng = harness.one("aws:eks/nodeGroup:NodeGroup", "l4-spot-ng")
+    assert ng.inputs["scalingConfig"]["maxSize"] == 1

@@ -51,7 +51,7 @@ def test_fifo_queue_gets_a_fifo_dead_letter_queue(harness):
     ({"queue_name": "q", "visiblity_timeout_seconds": 60}, "visiblity_timeout_seconds"),
 ])
 def test_queue_refuses_what_sqs_would(harness, args, key):
-    with pytest.raises(ValueError, match=rf"^{key}: .* is not allowed; allowed: "):
+    with pytest.raises(ValueError, match=rf"^{key} \(SignalQueue \"q\"\): .* is not allowed; allowed: "):
         harness.run(lambda: SignalQueue("q", args))
     assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"]
 

@@ -116,6 +116,7 @@ def test_group_launches_with_the_startup_and_opens_its_ports_to_the_given_networ
 
 
 def test_group_refuses_a_bad_startup_before_declaring_anything(harness):
-    with pytest.raises(ValueError, match=r"^startup\.container\.ports\[0\]: 9400 is not allowed"):
+    with pytest.raises(ValueError, match=r"^startup\.container\.ports\[0\] \(GpuAutoScalingGroup \"infer\"\): 9400 "
+                                         r"is not allowed"):
         harness.run(lambda: GpuAutoScalingGroup("infer", asg_args(startup={"container": {**VLLM, "ports": [9400]}})))
     assert [r.type for r in harness.resources] == ["pulumi:pulumi:Stack"]

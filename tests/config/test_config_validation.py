@@ -175,7 +175,8 @@ def assert_rejected(mutate, key: str, allowed: str) -> None:
         load_stack_config(cfg, "test", CATALOG)
     message = str(err.value)
     assert err.value.key == key, f"error names {err.value.key!r}, expected {key!r}: {message}"
-    assert message.startswith(f"{key}: {err.value.value!r} is not allowed"), f"{message!r}: key and value first"
+    where = f" ({err.value.where})" if err.value.where else ""
+    assert message.startswith(f"{key}{where}: {err.value.value!r} is not allowed"), f"{message!r}: key and value first"
     assert allowed in message, f"{message!r} does not say what is allowed ({allowed!r})"
 
 

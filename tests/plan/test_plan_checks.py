@@ -78,9 +78,11 @@ def test_policy_and_hook_on_cluster_autoscaler_groups_fail_the_plan(conflicted):
                           ("error", "resource ca-step")}, found
     step = found["error", "resource ng-step"]
     assert step["settings"][1] == "gpuscale:nodeGroups[0]"  # the GpuNodeGroup is dev's l4-spot
+    assert step["group"] == "l4-spot", "the finding names the group, not only its index"
     assert "scaling policy ng-step acts on Auto Scaling group eks-l4-spot-ng-" in step["message"]
     assert found["error", "resource ca-step"]["settings"][1] == "resource ca-asg"
-    assert "error: [two-autoscalers] scaling policy ng-step" in proc.stdout
+    assert "group" not in found["error", "resource ca-step"], "a group the config does not know has no name"
+    assert "error: [two-autoscalers] group l4-spot: scaling policy ng-step" in proc.stdout
     assert "Traceback" not in proc.stderr
 
 

@@ -102,7 +102,8 @@ def test_invalid_config_exits_nonzero_with_the_message_and_no_traceback(tmp_path
     project = project_copy(tmp_path, "dev", lambda c: c["gpuscale:nodeGroups"][0].update(minSize=5))  # max is 2
     proc = gpuscale("plan", "--stack", "dev", "--project-dir", str(project))
     assert proc.returncode == 2
-    assert "gpuscale:nodeGroups[0].minSize: 5 is not allowed; allowed: minSize <= maxSize (2)" in proc.stderr
+    assert "gpuscale:nodeGroups[0].minSize (group \"l4-spot\"): 5 is not allowed; allowed: minSize <= maxSize (2)" \
+        in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 

@@ -137,7 +137,7 @@ BAD = [
     (with_("scaleToZero.idleGpuUtilization", 61), 10, "scaleToZero.idleGpuUtilization",
      "target.gpuUtilization adds capacity"),
     (with_("scaleToZero.wakeMessagesPerInstance", 0), 10, "scaleToZero.wakeMessagesPerInstance", "> 0"),
-    (with_("scaleToZero.wakeMessagesPerInstance", "8"), 10, "scaleToZero.wakeMessagesPerInstance", "a number"),
+    (with_("scaleToZero.wakeMessagesPerInstance", "eight"), 10, "scaleToZero.wakeMessagesPerInstance", "a number"),
     (with_("demand.disableScaleIn", "no"), 10, "demand.disableScaleIn", "true or false"),
     (with_("drainTimeoutSeconds", 10), 10, "drainTimeoutSeconds", "[30, 7200]"),
     (with_("scaleInProtection", 1), 10, "scaleInProtection", "true or false"),
@@ -228,5 +228,6 @@ def test_interval_overlap_respects_open_ends(a, b, overlap):
 def test_error_messages_read_key_value_allowed():
     with pytest.raises(ConfigError) as caught:
         load(base(with_("burst.periodSeconds", 15)))
-    assert re.fullmatch(rf"{re.escape(SCALING)}\.burst\.periodSeconds: 15 is not allowed; allowed: .+",
+    assert re.fullmatch(rf"{re.escape(SCALING)}\.burst\.periodSeconds \(group \"infer\"\): 15 is not allowed; "
+                        r"allowed: .+",
                         str(caught.value))

@@ -147,10 +147,11 @@ def test_a_bare_target_makes_only_the_target_policy_and_the_drain_hook():
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"instance_role_name": None}, "scale_in_protection: True needs instance_role_name"),
+    ({"instance_role_name": None}, "scale_in_protection (GpuScalingPolicies \"s\"): True is not allowed; allowed: "
+                                   "false without instance_role_name"),
     ({"scale_to_zero": {"idle_minutes": 5, "wake": {"kind": "alb", "load_balancer": "app/a/0123456789abcdef",
                                                     "target_group": "targetgroup/t/0123456789abcdef"}}},
-     "scale_to_zero.wake.kind: 'alb' is not allowed"),
+     "scale_to_zero.wake.kind (GpuScalingPolicies \"s\"): 'alb' is not allowed"),
 ])
 def test_impossible_arguments_are_refused_before_any_resource(overrides, message):
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -92,9 +92,10 @@ def test_an_unsized_wake_is_one_step_to_the_warm_minimum():
 
 
 @pytest.mark.parametrize("zero, message", [
-    ({"wake_maximum": None}, "scale_to_zero.wake_maximum: None is not allowed"),
-    ({"wake_maximum": 1}, "scale_to_zero.wake_maximum: 1 is not allowed"),
-    ({"wake_messages_per_instance": 0}, "scale_to_zero.wake_messages_per_instance: 0 is not allowed"),
+    ({"wake_maximum": None}, "scale_to_zero.wake_maximum (GpuScalingPolicies \"s\"): None is not allowed"),
+    ({"wake_maximum": 1}, "scale_to_zero.wake_maximum (GpuScalingPolicies \"s\"): 1 is not allowed"),
+    ({"wake_messages_per_instance": 0},
+     "scale_to_zero.wake_messages_per_instance (GpuScalingPolicies \"s\"): 0.0 is not allowed"),
 ])
 def test_a_sized_wake_needs_a_positive_size_and_a_maximum(zero, message):
     args = full_policies_args()

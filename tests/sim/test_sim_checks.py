@@ -100,3 +100,12 @@ def test_errors_come_first():
                        workload=workload(coldStart=COLD)))
     severities = [f.severity for f in run_checks(cfg)]
     assert severities == sorted(severities, key=[ERROR, WARNING, INFO].index) and severities[0] == ERROR
+
+
+def test_findings_name_their_group_by_name():
+    """A finding about one group says which, by its name, beside the key's index."""
+    cfg = config(group(scaling={"target": {"gpuUtilization": 70}}))
+    (f,) = findings(cfg, "wake")
+    name = cfg.auto_scaling_groups[0].name
+    assert f.group == name and f.to_json()["group"] == name
+    assert str(f).startswith(f"error: [wake] group {name}: target tracking may scale this group in to zero")
