@@ -103,6 +103,7 @@ class EksCluster(pulumi.ComponentResource, ClusterOutputs):
     def __init__(self, name: str, args: EksClusterArgs, opts: pulumi.ResourceOptions | None = None):
         validate_args("EksCluster", name, args, EksClusterArgs, check_args)
         public = args.get("endpoint_public_access", True)
+        preview_role = args.get("preview_role_arn")
         super().__init__("gpuscale:index:EksCluster", name, None, opts)
         tags = dict(args.get("tags") or {})
         child = pulumi.ResourceOptions(parent=self)
