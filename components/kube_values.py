@@ -14,3 +14,19 @@ def is_pinned_image(reference: str) -> bool:
     """A container image reference with a tag or a digest: no implicit :latest, so every node runs the same image."""
     return bool(re.fullmatch(IMAGE_PATTERN, reference)) and (
         "@" in reference or ":" in reference.rsplit("/", 1)[-1])
+
+
+KSERVE_STANDARD_PROGRESS_DEADLINE_SECONDS = 600
+"""KServe v0.16 gives a Standard (RawDeployment) predictor's Deployment a fixed progressDeadlineSeconds of 600
+(pkg/controller/v1beta1/inferenceservice/reconcilers/deployment/deployment_reconciler.go, setDefaultDeploymentSpec);
+the InferenceService has no field to set it. Knative mode passes any deadline on as an annotation."""
+
+
+def progress_deadline_refusal(serving_mode: str, seconds: int) -> str | None:
+    """What a progress deadline of `seconds` may be in `serving_mode` (knative or standard) when `seconds` is not
+    allowed there, else None: the one home of the rule, called by the stack config reader (naming
+    progressDeadlineSeconds) and by ModelService (naming progress_deadline_seconds)."""
+    if serving_mode == "standard" and seconds != KSERVE_STANDARD_PROGRESS_DEADLINE_SECONDS:
+        return (f"{KSERVE_STANDARD_PROGRESS_DEADLINE_SECONDS} in standard mode (KServe v0.16 fixes a Standard "
+                "predictor's Deployment deadline at 600 s; knative mode sets any)")
+    return None

@@ -13,7 +13,7 @@ from typing_extensions import NotRequired, TypedDict
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
-from .kube_values import QUANTITY_PATTERN, is_pinned_image
+from .kube_values import QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws, refuse,
                               scaled_object_spec, trigger_authentication_spec)
@@ -24,9 +24,6 @@ S3_REGION = "serving.kserve.io/s3-region"
 """Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
 IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
 MODES = {"knative": "Knative", "standard": "Standard"}
-STANDARD_PROGRESS_DEADLINE_SECONDS = 600
-"""KServe v0.16 gives a Standard predictor's Deployment a fixed progressDeadlineSeconds of 600
-(deployment_reconciler.go setDefaultDeploymentSpec); the InferenceService has no field for it."""
 CONTAINER_NAME = "kserve-container"
 """The predictor container KServe's storage initializer and runtimes expect."""
 NAME = re.compile(r"[a-z]([-a-z0-9]{0,45}[a-z0-9])?")
@@ -139,10 +136,9 @@ def check_args(args: ModelServiceArgs) -> None:
                                                            f"({args['max_replicas']}), max_replicas >= 1")
     if args["min_replicas"] == 0 and scaling_mode == "hpa":
         raise refuse("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
-    if mode == "standard" and args["progress_deadline_seconds"] != STANDARD_PROGRESS_DEADLINE_SECONDS:
-        raise refuse("progress_deadline_seconds", args["progress_deadline_seconds"],
-                     f"{STANDARD_PROGRESS_DEADLINE_SECONDS} in standard mode (KServe fixes a Standard predictor's "
-                     "Deployment deadline; Knative mode sets any)")
+    deadline_rule = progress_deadline_refusal(mode, args["progress_deadline_seconds"])
+    if deadline_rule is not None:
+        raise refuse("progress_deadline_seconds", args["progress_deadline_seconds"], deadline_rule)
     if GPU_CLASS_LABEL not in args["node_selector"]:
         raise refuse("node_selector", dict(args["node_selector"]), f"labels including {GPU_CLASS_LABEL} (the node "
                                                                    "group's GPU class)")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_metrics_agent import catalogue
 
-from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
+from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section
 from .scaling import SQS_QUEUE_PATTERN
@@ -451,6 +451,9 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
         raise s.fail("minReplicas", lo, f"minReplicas <= maxReplicas ({hi})")
     timeout = s.int("requestTimeoutSeconds", 600, min=1, max=86400)
     deadline = s.int("progressDeadlineSeconds", 600, min=1, max=86400)
+    deadline_rule = progress_deadline_refusal(serving.mode, deadline)
+    if deadline_rule is not None:
+        raise s.fail("progressDeadlineSeconds", deadline, deadline_rule)
     scaling, preset = _read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     s.finish()
