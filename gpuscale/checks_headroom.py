@@ -10,9 +10,11 @@ from .config.headroom import service_nodes
 
 
 def headroom_findings(config: StackConfig, finding: type) -> list[Any]:
-    found = []
+    found: list[Any] = []
+    if not getattr(config, "headroom", ()):
+        return found
     groups = {g.name: (i, g) for i, g in enumerate(config.node_groups)}
-    for j, h in enumerate(getattr(config, "headroom", ())):
+    for j, h in enumerate(config.headroom):
         i, group = groups[h.node_group]
         busy = service_nodes(group, config.services)
         if h.nodes + busy > group.max_size:

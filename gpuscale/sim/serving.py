@@ -33,6 +33,8 @@ from typing import Any
 
 from ..config.services import (KNATIVE_KEYS, PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
                                Scaling, ServiceConfig, at_zero_behaviour)
+import numpy as np
+
 from .cluster_autoscaler import ca_settings
 from .ec2 import IdealScaler, agent_delay, instance_fleet
 from .engine import Engine
@@ -87,12 +89,29 @@ def service_bounds(service: ServiceConfig, group: Any) -> tuple[int, int, int, i
 
 
 def pod_cluster(svc: ServiceModel, service: ServiceConfig, group: Any, cluster_autoscaler: Any, min_pods: int,
-                start_at_zero: bool) -> PodCluster:
+                start_at_zero: bool, headroom: int = 0) -> PodCluster:
+    """`headroom`: nodes held warm by placeholders (gpuscale:headroom), up before the trace, beyond the service's."""
     min_nodes, max_nodes, _, max_pods = service_bounds(service, group)
     settings = ca_settings(cluster_autoscaler, group.autoscaler)
+    headroom = min(headroom, max(0, group.max_size - min_nodes))
     # The group's floor is up before the trace begins; pods above it start from nothing on a burst.
-    return PodCluster(svc, min_nodes, max_nodes, min(min_pods, max_pods), max_pods, settings,
-                      start_at_zero=start_at_zero and not min_nodes)
+    return PodCluster(svc, min_nodes, min(group.max_size, max_nodes + headroom), min(min_pods, max_pods), max_pods,
+                      settings, start_at_zero=start_at_zero and not min_nodes, headroom=headroom)
+
+
+def headroom_nodes(config: Any, service: ServiceConfig) -> int:
+    """The warm nodes gpuscale:headroom keeps on the service's node group (0 without)."""
+    return next((h.nodes for h in getattr(config, "headroom", ()) if h.node_group == service.node_group), 0)
+
+
+def first_new_pod_seconds(run: Any) -> int | None:
+    """Seconds from the first request until the first pod the burst added serves (ready pods above those ready at
+    the first request); None when no pod was added."""
+    if run.first_arrival is None:
+        return None
+    ready = run.ready_replicas
+    later = np.flatnonzero(ready[run.first_arrival:] > ready[run.first_arrival])
+    return int(later[0]) if len(later) else None
 
 
 def build_scaler(scaling: Scaling, svc: ServiceModel, cluster: PodCluster, agent: Any,
@@ -180,7 +199,7 @@ def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets:
     runs = {}
     for plan in service_plans(service, knative, presets):
         cluster = pod_cluster(svc, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
-                              trace.starts_at_zero)
+                              trace.starts_at_zero, headroom_nodes(config, service))
         scaler = build_scaler(plan.scaling, svc, cluster, config.agent, plan.knative,
                               service.progress_deadline_seconds)
         runs[plan.name] = Engine(svc, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
