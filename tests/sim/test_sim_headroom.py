@@ -61,3 +61,28 @@ def test_goal_on_prods_chat_is_not_met_and_why():
     first = first_new_pod_seconds(stack_run)
     assert goal < first <= cs.image_pull_seconds + cs.model_load_seconds + 70  # + KEDA poll and metric window
     assert results["stack"].cost_vs_ideal > 1.1
+
+
+def test_suggested_headroom_is_the_smallest_that_meets_the_target():
+    from gpuscale.sim.serving import suggest_headroom
+
+    config, svc = chat(window=0)
+    config = replace(config, headroom=())
+    s = suggest_headroom(svc, config, burst(), target_p95=235)
+    assert s.nodes == 1 and [n for n, _, _ in s.tried] == [0, 1]
+    assert s.tried[0][1] > 235 >= s.tried[1][1]
+    assert s.cost_per_day == svc.workload.price_per_instance_hour * 24
+    unreachable = suggest_headroom(svc, config, burst(), target_p95=1)
+    assert unreachable.nodes is None and unreachable.cost_per_day is None
+
+
+def test_cli_suggest_headroom_needs_a_service():
+    from click.testing import CliRunner
+
+    from gpuscale.sim.cli import simulate
+
+    out = CliRunner().invoke(simulate, ["--stack", "prod", "--suggest-headroom", "--project-dir", str(ROOT)])
+    assert out.exit_code == 2 and "--suggest-headroom: name the service with --service" in out.output
+    out = CliRunner().invoke(simulate, ["--stack", "prod", "--service", "chat", "--suggest-headroom",
+                                        "--target-p95", "200", "--project-dir", str(ROOT)])
+    assert out.exit_code == 0 and "no headroom the group's maxSize allows meets the target" in out.output
