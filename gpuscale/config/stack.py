@@ -27,6 +27,7 @@ from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, rej
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
+from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
 
 PROJECT = "gpuscale"
@@ -34,7 +35,7 @@ PROJECT = "gpuscale"
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
 TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues",
-                  "services")
+                  "services", "headroom")
 
 NAME_PATTERN = r"[a-z][a-z0-9-]{0,22}[a-z0-9]|[a-z]"
 NAME_RULE = "1 to 24 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen"
@@ -175,6 +176,8 @@ class StackConfig:
     """How the policy rules treat the stack (`gpuscale:policy`)."""
     services: tuple[ServiceConfig, ...] = ()
     """Model services on the node groups (`gpuscale:services`), served by `kubernetes.serving`."""
+    headroom: tuple[HeadroomConfig, ...] = ()
+    """Placeholder pods keeping GPU nodes of node groups warm (`gpuscale:headroom`, gpuscale/config/headroom.py)."""
     queues: tuple[QueueConfig, ...] = ()
     """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -212,7 +215,10 @@ def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: Ins
                              kubernetes.serving, f"{PROJECT}:kubernetes.serving")
     config = StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                          auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes,
-                         policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values), services=services)
+                         policy=read_policy(values.get(f"{PROJECT}:policy")), raw=dict(values), services=services,
+                         headroom=read_headroom(Section({"headroom": values.get(f"{PROJECT}:headroom")},
+                                                        f"{PROJECT}:").sections("headroom", default=[]),
+                                                node_groups, services))
     return replace(config, queues=read_queues(values.get(f"{PROJECT}:queues"), queue_uses(config)))
 
 
