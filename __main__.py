@@ -19,6 +19,7 @@ from gpuscale.components.gpu_alarms import GpuAlarms
 from gpuscale.components.gpu_alert_topic import GpuAlertTopic
 from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
 from gpuscale.components.gpu_dashboard import DashboardGroupArgs, GpuDashboard
+from gpuscale.components.gpu_headroom import GpuHeadroom
 from gpuscale.components.gpu_node_group import GpuNodeGroup
 from gpuscale.components.cluster_autoscaler import ClusterAutoscaler
 from gpuscale.components.cert_manager import CertManager
@@ -259,6 +260,17 @@ if serving is not None and node_groups:
         ModelService(s.name, service, opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
             depends_on=[kserve, *platform, node_groups[s.node_group]])))
 # --- end of the serving layer ---
+
+# --- GPU headroom (issue 15): placeholders keeping whole nodes of a node group warm, preempted by real pods ---
+for h in config.headroom:
+    group = next(g for g in config.node_groups if g.name == h.node_group)
+    GpuHeadroom(f"{h.node_group}-headroom", {
+        "node_group": h.node_group, "nodes": h.nodes, "gpus_per_node": group.gpu.gpu_count, "priority": h.priority,
+        "image": h.image,
+        "node_selector": {GPU_CLASS_LABEL: gpu_class(group.gpu.gpu_name),
+                          CAPACITY_TYPE_LABEL: group.capacity_type.lower().replace("_", "-")}},
+        opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=[node_groups[h.node_group]])))
+# --- end of GPU headroom ---
 
 asgs: dict[str, GpuAutoScalingGroup] = {}
 if config.auto_scaling_groups:

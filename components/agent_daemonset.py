@@ -1,7 +1,6 @@
 """AgentDaemonSet: the GPU metrics agent on every EKS GPU node, publishing to CloudWatch through its own IAM role
 (IRSA) and serving Prometheus, in a namespace of its own."""
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 

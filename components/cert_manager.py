@@ -8,9 +8,11 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from ..config.args import validate_args
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS
+from .kube_values import read_node_selector
 
 NAMESPACE = "cert-manager"
 
@@ -42,6 +44,7 @@ class CertManager(pulumi.ComponentResource):
     """The cert-manager Helm release's name."""
 
     def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("CertManager", name, args, CertManagerArgs, read_node_selector)
         super().__init__("gpuscale:index:CertManager", name, None, opts)
         chart = CHARTS["cert-manager"]
         # helm.v3.Release: Helm owns the CRDs (crds.enabled) and the startup check hook, which waits for the webhook.

@@ -17,6 +17,7 @@ from gpuscale.config.stack import read_region
 
 from ._docs import documented
 from .charts import CHARTS, autoscaler_image_tag
+from .kube_values import read_node_selector
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
 from .labels import GPU_CLASS_LABEL, ca_cluster_tag, ca_discovery_tags
@@ -152,8 +153,7 @@ def check_args(s: Section) -> None:
     settings.finish()
     s.require("resources")
     read_autoscaler_resources(s)
-    s.str_map("node_selector", {}, key_pattern=r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}",
-              describe="Kubernetes label names to string values")
+    read_node_selector(s)
     s.input("tags", {})
 
 

@@ -110,6 +110,15 @@ class GpuAutoScalingGroupArgs(TypedDict):
     """Tags on every resource and, through the launch template, on instances and volumes. Default none."""
 
 
+def _agent_settings(s: Section, name: str) -> AgentSettings:
+    try:
+        return as_agent_settings(s.raw(name))
+    except TypeError:  # an unknown field, or not a mapping
+        s.report(name, s.raw(name), "an AgentSettings (gpuscale.components.agent_user_data) or a mapping of its "
+                 "fields: " + ", ".join(AgentSettings.__dataclass_fields__))
+        return AgentSettings()
+
+
 def check_args(s: Section) -> None:
     """The rules of GpuAutoScalingGroupArgs: the stack config's Auto Scaling group rules, and what AWS would refuse
     of the rest, before any resource is declared."""
@@ -125,8 +134,8 @@ def check_args(s: Section) -> None:
     read_warm_pool(s, hi)
     check_warm_pool_allowed(s, types, pct)
     s.str("root_device_name", "/dev/xvda", pattern=r"/dev/[a-z0-9]+", describe="a device name such as /dev/xvda")
-    if not isinstance(s.input("agent", AgentSettings()), AgentSettings):
-        s.report("agent", s.raw("agent"), "an AgentSettings (gpuscale.components.agent_user_data)")
+    # AgentSettings from Python, or the plain object another language's program passes through the provider.
+    agent = s.input("agent", AgentSettings(), read=lambda name, default: _agent_settings(s, name))
     s.bool("ssm_access", True)
     for cidrs in ("metrics_ingress_cidrs", "workload_ingress_cidrs"):
         s.input(cidrs, (), read=lambda name, default: s.str_list(
@@ -134,7 +143,7 @@ def check_args(s: Section) -> None:
     s.input("request_queue_arns", [])
     startup = s.input("startup", None)
     if startup is not None:
-        agent = s.raw("agent") if isinstance(s.raw("agent"), AgentSettings) else AgentSettings()
+        agent = agent if isinstance(agent, AgentSettings) else AgentSettings()
         port = agent.prometheus_port or DEFAULT_PROMETHEUS_PORT
         problem = startup_problem(startup, reserved_ports=(port,))  # the stack config's startup rule
         s.refuse(problem, "startup.")

@@ -9,10 +9,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from ..config.args import validate_args
+from ..config.reader import Section
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS
 from .irsa_role import IrsaRole
+from .kube_values import read_node_selector
 
 NAMESPACE = "keda"
 OPERATOR_SERVICE_ACCOUNT = "keda-operator"
@@ -36,6 +39,16 @@ class KedaArgs(TypedDict):
     """Labels of the nodes KEDA runs on (the system node group). Default none."""
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
+
+
+def check_args(s: Section) -> None:
+    """The rules of KedaArgs."""
+    s.input("oidc_provider_arn")
+    s.input("oidc_issuer_url")
+    s.bool("read_cloudwatch")
+    s.input("queue_arns")
+    read_node_selector(s)
+    s.input("tags", {})
 
 
 def keda_policy(args: KedaArgs) -> list[dict[str, Any]]:
@@ -68,6 +81,7 @@ class Keda(pulumi.ComponentResource):
     """The KEDA Helm release's name."""
 
     def __init__(self, name: str, args: KedaArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("Keda", name, args, KedaArgs, check_args)
         super().__init__("gpuscale:index:Keda", name, None, opts)
         statements = keda_policy(args)
         role = IrsaRole(f"{name}-irsa", {

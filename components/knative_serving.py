@@ -7,6 +7,9 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from ..config.args import validate_args
+from ..config.reader import Section
+from ..config.services import KNATIVE_KEYS, read_knative_autoscaler
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, KNATIVE_SERVING_VERSION
@@ -64,27 +67,13 @@ def _number(value: float) -> str:
     return f"{float(value):.10g}" if value != int(value) else f"{float(value):.1f}"
 
 
-def check_args(args: KnativeServingArgs) -> None:
-    """The bounds Knative's own validation enforces (pkg/autoscaler/config/config.go), before anything is declared."""
-    def refuse(name: str, value: object, allowed: str) -> ValueError:
-        return ValueError(f"{name}: {value!r} is not allowed; allowed: {allowed}")
-
-    a = args["autoscaler"]
-    rules = (("stable_window_seconds", 6 <= a["stable_window_seconds"] <= 3600, "6-3600 seconds"),
-             ("panic_window_percentage", 1 <= a["panic_window_percentage"] <= 100, "1-100"),
-             ("panic_threshold_percentage", 110 <= a["panic_threshold_percentage"] <= 1000, "110-1000"),
-             ("max_scale_up_rate", a["max_scale_up_rate"] > 1, "> 1"),
-             ("max_scale_down_rate", a["max_scale_down_rate"] > 1, "> 1"),
-             ("scale_to_zero_grace_period_seconds", a["scale_to_zero_grace_period_seconds"] > 0, "> 0 seconds"),
-             ("target_utilization_percentage", 0 < a["target_utilization_percentage"] <= 100, "(0, 100]"),
-             ("target_burst_capacity", a["target_burst_capacity"] >= 0 or a["target_burst_capacity"] == -1,
-              ">= 0, or -1"))
-    for name, ok, allowed in rules:
-        if not ok:
-            raise refuse(f"autoscaler.{name}", a[name], allowed)
-    timeout = args.get("max_revision_timeout_seconds", DEFAULT_MAX_REVISION_TIMEOUT_SECONDS)
-    if not isinstance(timeout, int) or timeout < 1:
-        raise refuse("max_revision_timeout_seconds", timeout, "a whole number of seconds >= 1")
+def check_args(s: Section) -> None:
+    """The rules of KnativeServingArgs: the stack config's `serving.knative` bounds (Knative's own validation,
+    pkg/autoscaler/config/config.go), read by the same function."""
+    a = s.section("autoscaler")
+    a.require(*(a.name(key) for key in KNATIVE_KEYS))
+    read_knative_autoscaler(a)
+    s.int("max_revision_timeout_seconds", DEFAULT_MAX_REVISION_TIMEOUT_SECONDS, min=1, max=86400)
 
 
 def autoscaler_config(a: KnativeAutoscalerArgs) -> dict[str, str]:
@@ -134,8 +123,8 @@ class KnativeServing(pulumi.ComponentResource):
     """The namespace Knative Serving runs in (knative-serving)."""
 
     def __init__(self, name: str, args: KnativeServingArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("KnativeServing", name, args, KnativeServingArgs, check_args)
         super().__init__("gpuscale:index:KnativeServing", name, None, opts)
-        check_args(args)
         chart = CHARTS["knative-operator"]
         # helm.v3.Release: Helm owns the operator's CRDs and upgrades; the operator then owns Serving's objects.
         operator = k8s.helm.v3.Release(

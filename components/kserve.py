@@ -8,9 +8,13 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from ..config.args import validate_args
+from ..config.reader import Section
+from ..config.services import SERVING_MODES
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, Chart
+from .kube_values import read_node_selector
 
 NAMESPACE = "kserve"
 SERVICES_NAMESPACE = "gpuscale-serving"
@@ -28,9 +32,10 @@ class KServeArgs(TypedDict):
     """Labels of the nodes KServe's controller runs on (the system node group). Default none."""
 
 
-def check_args(args: KServeArgs) -> None:
-    if args["mode"] not in DEPLOYMENT_MODES:
-        raise ValueError(f"mode: {args['mode']!r} is not allowed; allowed: one of {', '.join(DEPLOYMENT_MODES)}")
+def check_args(s: Section) -> None:
+    """The rules of KServeArgs: the stack config's serving mode, and a node selector."""
+    s.str("mode", choices=SERVING_MODES)
+    read_node_selector(s)
 
 
 def kserve_values(args: KServeArgs) -> dict[str, Any]:
@@ -70,8 +75,8 @@ class KServe(pulumi.ComponentResource):
     """The KServe controller's Helm release name."""
 
     def __init__(self, name: str, args: KServeArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("KServe", name, args, KServeArgs, check_args)
         super().__init__("gpuscale:index:KServe", name, None, opts)
-        check_args(args)
         after = depends_on_of(opts)
         # helm.v3.Release for both: Helm owns the CRDs' upgrades, and the controller release's certificate and
         # webhook configurations as one unit. The CRDs are their own release so that deleting the controller never

@@ -10,12 +10,15 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
+from ..config.args import validate_args
+from ..config.reader import REQUIRED, Section
+from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
-from .kube_values import QUANTITY_PATTERN, is_pinned_image
+from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
-from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws, refuse,
+from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
                               scaled_object_spec, trigger_authentication_spec)
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -24,12 +27,8 @@ S3_REGION = "serving.kserve.io/s3-region"
 """Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
 IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
 MODES = {"knative": "Knative", "standard": "Standard"}
-STANDARD_PROGRESS_DEADLINE_SECONDS = 600
-"""KServe v0.16 gives a Standard predictor's Deployment a fixed progressDeadlineSeconds of 600
-(deployment_reconciler.go setDefaultDeploymentSpec); the InferenceService has no field for it."""
 CONTAINER_NAME = "kserve-container"
 """The predictor container KServe's storage initializer and runtimes expect."""
-NAME = re.compile(r"[a-z]([-a-z0-9]{0,45}[a-z0-9])?")
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?")
 
 
@@ -109,45 +108,25 @@ class ModelServiceArgs(TypedDict):
     """Tags on the IAM role. Default none."""
 
 
-def check_args(args: ModelServiceArgs) -> None:
-    """Every argument's rule, before anything is declared: a ValueError naming the argument and what is allowed."""
-    if not NAME.fullmatch(args["name"]):
-        raise refuse("name", args["name"], "a DNS-1123 label of 1-47 characters starting with a letter")
-    mode, scaling_mode = args["serving_mode"], args["scaling_mode"]
-    if mode not in MODES:
-        raise refuse("serving_mode", mode, "knative or standard")
+def check_args(s: Section) -> None:
+    """The rules of ModelServiceArgs: a `gpuscale:services` entry's (the same reading functions), before anything
+    is declared."""
+    s.str("name", pattern=SERVICE_NAME_PATTERN, describe=SERVICE_NAME_RULE)
+    s.str("namespace", pattern=DNS_LABEL_PATTERN, describe="a Kubernetes namespace name")
+    mode = s.str("serving_mode", choices=SERVING_MODES)
     allowed = {"knative": ("kpa",), "standard": ("hpa", "keda")}[mode]
-    if scaling_mode not in allowed:
-        raise refuse("scaling_mode", scaling_mode, f"{' or '.join(allowed)} in {mode} mode")
-    m = args["model"]
-    if (m["format"] is None) == (m["container"] is None):
-        raise refuse("model", m, "exactly one of format (a KServe runtime) and container")
-    if m["format"] is not None and m["storage_uri"] is None:
-        raise refuse("model.storage_uri", None, "s3://bucket/prefix or pvc://claim/path with a format")
-    uri = m["storage_uri"]
-    if uri is not None and not (S3_URI.fullmatch(uri) or uri.startswith("pvc://")):
-        raise refuse("model.storage_uri", uri, "s3://bucket/prefix or pvc://claim/path")
-    if m["container"] is not None and not is_pinned_image(m["container"]["image"]):
-        raise refuse("model.container.image", m["container"]["image"], "an image reference with a tag or digest")
-    if not isinstance(args["gpus"], int) or args["gpus"] < 1:
-        raise refuse("gpus", args["gpus"], "a whole number of GPUs >= 1")
-    for field in ("cpu", "memory"):
-        if not re.fullmatch(QUANTITY_PATTERN, args[field]):
-            raise refuse(field, args[field], "a Kubernetes quantity such as 2 or 16Gi")
-    if not 0 <= args["min_replicas"] <= args["max_replicas"] or args["max_replicas"] < 1:
-        raise refuse("min_replicas", args["min_replicas"], f"0 <= min_replicas <= max_replicas "
-                                                           f"({args['max_replicas']}), max_replicas >= 1")
-    if args["min_replicas"] == 0 and scaling_mode == "hpa":
-        raise refuse("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
-    if mode == "standard" and args["progress_deadline_seconds"] != STANDARD_PROGRESS_DEADLINE_SECONDS:
-        raise refuse("progress_deadline_seconds", args["progress_deadline_seconds"],
-                     f"{STANDARD_PROGRESS_DEADLINE_SECONDS} in standard mode (KServe fixes a Standard predictor's "
-                     "Deployment deadline; Knative mode sets any)")
-    if GPU_CLASS_LABEL not in args["node_selector"]:
-        raise refuse("node_selector", dict(args["node_selector"]), f"labels including {GPU_CLASS_LABEL} (the node "
-                                                                   "group's GPU class)")
-    if args["concurrency"] < 1:
-        raise refuse("concurrency", args["concurrency"], "a whole number of requests >= 1")
+    scaling_mode = s.str("scaling_mode", choices=allowed)
+    read_model(s.section("model"))
+    _, _, _, lo, _, _, _ = read_service_pods(s, mode)
+    if lo == 0 and scaling_mode == "hpa":
+        s.report("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
+    s.int("concurrency", min=1, max=100_000)
+    read_node_selector(s, default=REQUIRED, requires=GPU_CLASS_LABEL)
+    s.input("scaling")  # checked as the ScaledObject or the annotations are built, before any child
+    s.input("metrics")
+    s.input("oidc_provider_arn")
+    s.input("oidc_issuer_url")
+    s.input("tags", {})
 
 
 def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
@@ -234,8 +213,8 @@ class ModelService(pulumi.ComponentResource):
     """The service account's IAM role (S3 models), None for volume or container models."""
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        validate_args("ModelService", name, args, ModelServiceArgs, check_args)
         super().__init__("gpuscale:index:ModelService", name, None, opts)
-        check_args(args)
         keda = keda_args(args)
         namespace, service = args["namespace"], args["name"]
         deployment = f"{service}-predictor"  # KServe's predictor name (constants.PredictorServiceName)

@@ -15,6 +15,7 @@ from typing import Any
 
 from .config import PROJECT, StackConfig
 from .checks_kubernetes import kubernetes_findings
+from .checks_headroom import headroom_findings
 from .checks_serving import serving_findings
 from .components.endpoint_access import open_to_internet
 from .components.labels import CA_TAG_PREFIX
@@ -65,6 +66,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     findings += _queue_visibility(config)
     findings += kubernetes_findings(config, plan, Finding)
     findings += serving_findings(config, plan, Finding)
+    findings += headroom_findings(config, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
         findings += _policy(plan, config)

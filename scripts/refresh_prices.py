@@ -10,6 +10,13 @@ Sources:
   --source karpenter  aws/karpenter-provider-aws's pkg/providers/pricing/zz_generated.pricing_aws.go, which
                       Karpenter's maintainers generate from the same Pricing API (us-east-1 On-Demand only); for
                       machines without credentials. Pass the file (--karpenter-file) and the commit it is from.
+  --source skypilot   skypilot-org/skypilot-catalog's catalogs/v8/aws/vms.csv, which SkyPilot's fetcher
+                      (sky/catalog/data_fetchers/fetch_aws.py) generates from the AWS Price List's public bulk offer
+                      file of each region (AmazonEC2/current/<region>/index.csv: OnDemand, Linux, no pre-installed
+                      software, used capacity); instance types only, every region it covers. Pass the file
+                      (--skypilot-file, e.g. from raw.githubusercontent.com/skypilot-org/skypilot-catalog/<commit>/
+                      catalogs/v8/aws/vms.csv) and the commit (--skypilot-commit). The file carries no date, so each
+                      price is dated the day it was read (--read-on, default today).
 
 Regions and prices already in the file that this run does not fetch are kept, with their own sources.
 """
@@ -17,6 +24,8 @@ Regions and prices already in the file that this run does not fetch are kept, wi
 from __future__ import annotations
 
 import argparse
+import csv
+import datetime
 import re
 import sys
 from pathlib import Path
@@ -70,6 +79,37 @@ def from_karpenter(path: Path, commit: str, types: list[str]) -> PriceBook:
     return PriceBook({"us-east-1": {"instances": instances}}, sources, str(path))
 
 
+SKYPILOT_COLUMNS = ("InstanceType", "Price", "Region")
+
+
+def from_skypilot(path: Path, commit: str, regions: list[str], types: list[str], read_on: str) -> PriceBook:
+    """On-Demand Linux prices of `regions` from SkyPilot's AWS catalog: one row per instance type and zone, the
+    same Price List figure on every zone of a region (a region whose zones disagree is refused, not averaged)."""
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        absent = [c for c in SKYPILOT_COLUMNS if c not in (reader.fieldnames or ())]
+        if absent:
+            raise SystemExit(f"{path}: no column {', '.join(absent)}; not SkyPilot's catalogs/v8/aws/vms.csv")
+        seen: dict[tuple[str, str], set[float]] = {}
+        wanted, where = set(types), set(regions)
+        for row in reader:
+            if row["Region"] in where and row["InstanceType"] in wanted and row["Price"]:
+                seen.setdefault((row["Region"], row["InstanceType"]), set()).add(float(row["Price"]))
+    key = f"skypilot-catalog-{commit[:12]}"
+    sources = {key: {"description": "AWS Price List (bulk offer file AmazonEC2/current/<region>/index.csv, On-Demand "
+                                    "Linux) as generated into skypilot-org/skypilot-catalog catalogs/v8/aws/vms.csv "
+                                    f"at commit {commit}, read on the date given", "date": read_on}}
+    book: dict[str, dict[str, dict[str, Price]]] = {}
+    for (region, name), prices in sorted(seen.items()):
+        if len(prices) > 1:
+            raise SystemExit(f"{path}: {name} in {region} has different prices on different rows "
+                             f"({', '.join(map(str, sorted(prices)))}); refusing to pick one")
+        book.setdefault(region, {}).setdefault("instances", {})[name] = Price(prices.pop(), key)
+    if not book:
+        raise SystemExit(f"{path}: no price for the offered instance types in {', '.join(regions)}")
+    return PriceBook(book, sources, str(path))
+
+
 def merge(old: PriceBook, new: PriceBook) -> PriceBook:
     regions = {r: {k: dict(v) for k, v in parts.items()} for r, parts in old.regions.items()}
     for region, parts in new.regions.items():
@@ -82,10 +122,14 @@ def merge(old: PriceBook, new: PriceBook) -> PriceBook:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--source", choices=("api", "karpenter"), default="api")
+    parser.add_argument("--source", choices=("api", "karpenter", "skypilot"), default="api")
     parser.add_argument("--region", action="append", help="region to fetch (repeatable; default: the stacks')")
     parser.add_argument("--karpenter-file", type=Path, help="zz_generated.pricing_aws.go (--source karpenter)")
     parser.add_argument("--karpenter-commit", help="the commit of karpenter-provider-aws the file is from")
+    parser.add_argument("--skypilot-file", type=Path, help="catalogs/v8/aws/vms.csv (--source skypilot)")
+    parser.add_argument("--skypilot-commit", help="the commit of skypilot-catalog the file is from")
+    parser.add_argument("--read-on", default=datetime.date.today().isoformat(),
+                        help="the day the SkyPilot file was read, YYYY-MM-DD (default today)")
     parser.add_argument("--output", type=Path, default=PRICE_FILE)
     args = parser.parse_args()
     types = offered_instance_types()
@@ -94,6 +138,14 @@ def main() -> None:
                 not re.fullmatch(r"[0-9a-f]{40}", args.karpenter_commit):
             parser.error("--source karpenter needs --karpenter-file and --karpenter-commit (a full 40-hex commit)")
         fresh = from_karpenter(args.karpenter_file, args.karpenter_commit, types)
+    elif args.source == "skypilot":
+        if args.skypilot_file is None or not args.skypilot_commit or \
+                not re.fullmatch(r"[0-9a-f]{40}", args.skypilot_commit):
+            parser.error("--source skypilot needs --skypilot-file and --skypilot-commit (a full 40-hex commit)")
+        if not re.fullmatch(r"\d{4}-\d\d-\d\d", args.read_on):
+            parser.error(f"--read-on {args.read_on!r}: a date as YYYY-MM-DD")
+        fresh = from_skypilot(args.skypilot_file, args.skypilot_commit, args.region or stack_regions(), types,
+                              args.read_on)
     else:
         import botocore.exceptions
 

@@ -42,8 +42,9 @@ OUT = ROOT / "components" / "upstream"
 AUTOSCALER_FLAGS = ("scan-interval", "scale-down-unneeded-time", "scale-down-delay-after-add",
                     "scale-down-utilization-threshold", "scale-down-gpu-utilization-threshold",
                     "max-node-provision-time", "balance-similar-node-groups", "skip-nodes-with-local-storage",
-                    "expander")
-"""The flags whose defaults gpuscale's config repeats (gpuscale/config/kubernetes.py)."""
+                    "expander", "expendable-pods-priority-cutoff")
+"""The flags whose defaults gpuscale's config repeats (gpuscale/config/kubernetes.py), and the priority below which
+pods trigger no scale-up (GPU headroom's placeholder must stay at or above it: gpuscale/config/headroom.py)."""
 
 
 def git(repo: Path, *args: str) -> str:

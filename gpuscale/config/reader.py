@@ -65,8 +65,10 @@ class Collector:
     def add(self, error: ConfigError) -> None:
         if isinstance(error, EntryAbandoned):
             return
+        # One error per key, the first: a refused value read on as its default (None) would otherwise trip the rules
+        # that follow it ("storageUri is required" after "storageUri 'gs://..' is not allowed").
         for e in getattr(error, "errors", (error,)):
-            if not any(str(e) == str(known) for known in self.errors):
+            if not any(e.key == known.key for known in self.errors):
                 self.errors.append(e)
 
     def guard(self, read: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_metrics_agent import catalogue
 
-from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
+from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section, guarded
 from .scaling import SQS_QUEUE_PATTERN
@@ -157,12 +157,14 @@ def read_serving(s: Section | None) -> ServingConfig | None:
     if k is not None and mode != "knative":
         raise s.fail("knative", s.data["knative"], "a knative section only with mode: knative (the standard mode "
                                                    "installs no Knative autoscaler)")
-    knative = _read_knative(k) if k is not None else KnativeAutoscalerConfig()
+    knative = read_knative_autoscaler(k) if k is not None else KnativeAutoscalerConfig()
     s.finish()
     return ServingConfig(mode, source, url, knative)
 
 
-def _read_knative(s: Section) -> KnativeAutoscalerConfig:
+def read_knative_autoscaler(s: Section) -> KnativeAutoscalerConfig:
+    """Knative's cluster-wide autoscaler settings (`serving.knative`, KnativeServingArgs' `autoscaler`), each within
+    upstream's bounds (KNATIVE_KEYS)."""
     values = {}
     for key, (name, kind, lo, hi, lo_exclusive) in KNATIVE_KEYS.items():
         if kind is bool:
@@ -440,19 +442,11 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
         raise s.fail("nodeGroup", group_name, "a node group of gpuscale:nodeGroups (services run on EKS); this "
                                               "stack has none")
     group = groups[group_name]
-    model = _read_model(s.section("model"))
-    gpus = s.int("gpus", 1, min=1, max=16)
+    model = read_model(s.section("model"))
+    gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, serving.mode)
     if gpus > group.gpu.gpu_count:
         raise s.fail("gpus", gpus, f"at most {group.gpu.gpu_count}: node group {group.name}'s "
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
-    cpu = s.str("cpu", "1", pattern=QUANTITY_PATTERN, describe="a Kubernetes CPU quantity such as 500m or 4")
-    memory = s.str("memory", "8Gi", pattern=QUANTITY_PATTERN, describe="a Kubernetes memory quantity such as 16Gi")
-    lo = s.int("minReplicas", 0, min=0, max=1000)
-    hi = s.int("maxReplicas", min=1, max=1000)
-    if lo > hi:
-        raise s.fail("minReplicas", lo, f"minReplicas <= maxReplicas ({hi})")
-    timeout = s.int("requestTimeoutSeconds", 600, min=1, max=86400)
-    deadline = s.int("progressDeadlineSeconds", 600, min=1, max=86400)
     scaling, preset = _read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     s.finish()
@@ -460,7 +454,25 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                          workload)
 
 
-def _read_model(s: Section) -> ModelConfig:
+def read_service_pods(s: Section, serving_mode: str) -> tuple[int, str, str, int, int, int, int]:
+    """A service's pods: GPUs, CPU and memory, replica bounds, request timeout and progress deadline (the rules of a
+    `gpuscale:services` entry and of ModelServiceArgs)."""
+    gpus = s.int("gpus", 1, min=1, max=16)
+    cpu = s.str("cpu", "1", pattern=QUANTITY_PATTERN, describe="a Kubernetes CPU quantity such as 500m or 4")
+    memory = s.str("memory", "8Gi", pattern=QUANTITY_PATTERN, describe="a Kubernetes memory quantity such as 16Gi")
+    lo = s.int("minReplicas", 0, min=0, max=1000)
+    hi = s.int("maxReplicas", min=1, max=1000)
+    if lo > hi:
+        raise s.fail("minReplicas", lo, f"{s.name('minReplicas')} <= {s.name('maxReplicas')} ({hi})")
+    timeout = s.int("requestTimeoutSeconds", 600, min=1, max=86400)
+    deadline = s.int("progressDeadlineSeconds", 600, min=1, max=86400)
+    deadline_rule = progress_deadline_refusal(serving_mode, deadline)
+    if deadline_rule is not None:
+        raise s.fail("progressDeadlineSeconds", deadline, deadline_rule)
+    return gpus, cpu, memory, lo, hi, timeout, deadline
+
+
+def read_model(s: Section) -> ModelConfig:
     uri = s.str("storageUri", None, pattern=STORAGE_URI_PATTERN,
                 describe="s3://bucket/prefix or pvc://claim/path")
     fmt = s.str("format", None, pattern=MODEL_FORMAT_PATTERN, describe="a KServe model format such as huggingface")

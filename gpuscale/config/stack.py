@@ -18,6 +18,7 @@ from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 
 from ..components.arns import IAM_ROLE_ARN, IAM_ROLE_ARN_DESCRIBED
 from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoint_access_problem
+from ..components.kube_values import LABEL_NAME_PATTERN
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
@@ -28,6 +29,7 @@ from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, rej
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
+from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
 
 PROJECT = "gpuscale"
@@ -35,7 +37,7 @@ PROJECT = "gpuscale"
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
 TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues",
-                  "services")
+                  "services", "headroom")
 KNOWN_NAMESPACES = (PROJECT, "aws", "kubernetes", "docker-build", "pulumi")
 """Config namespaces a stack file may use: the project's, those of the providers the program uses (pulumi-aws,
 pulumi-kubernetes, pulumi-docker-build) and Pulumi's own (`pulumi:tags`, ...). Any other is a typo
@@ -63,7 +65,6 @@ INSTANCE_TYPE_PATTERN = r"[a-z][a-z0-9-]*\.[a-z0-9]+"
 CIDR_PATTERN = r"(\d{1,3}\.){3}\d{1,3}/\d{1,2}"
 DEFAULT_AMI_TYPE = "AL2023_x86_64_NVIDIA"
 DEFAULT_ROOT_VOLUME_GIB = 200
-LABEL_NAME_PATTERN = r"([a-z0-9.-]+/)?[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
 
 
 @functools.cache
@@ -277,6 +278,8 @@ class StackConfig:
     """How the policy rules treat the stack (`gpuscale:policy`)."""
     services: tuple[ServiceConfig, ...] = ()
     """Model services on the node groups (`gpuscale:services`), served by `kubernetes.serving`."""
+    headroom: tuple[HeadroomConfig, ...] = ()
+    """Placeholder pods keeping GPU nodes of node groups warm (`gpuscale:headroom`, gpuscale/config/headroom.py)."""
     queues: tuple[QueueConfig, ...] = ()
     """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
@@ -345,15 +348,22 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
     if kubernetes is not None and cluster is not None:
         errors.guard(check_kubernetes, kubernetes, node_groups, cluster.kubernetes_version, f"{PROJECT}:kubernetes",
                      f"{PROJECT}:cluster.kubernetesVersion")
-    services = errors.guard(read_services, Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"),
-                            node_groups, kubernetes.serving if kubernetes is not None else None,
-                            f"{PROJECT}:kubernetes.serving")
+    # Services and headroom are read against the node groups and the serving layer; when one of those failed, its
+    # own error says enough (a service naming a group whose maxSize was refused is not a second mistake).
+    groups_read = len(node_groups) == len(ng_sections or [])
+    services = None if kubernetes is None or not groups_read else errors.guard(
+        read_services, Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"), node_groups,
+        kubernetes.serving, f"{PROJECT}:kubernetes.serving")
+    headroom_sections = errors.guard(Section({"headroom": values.get(f"{PROJECT}:headroom")}, f"{PROJECT}:").sections,
+                                     "headroom", default=[])
+    headroom = errors.guard(read_headroom, headroom_sections or [], node_groups, services or ()) \
+        if services is not None else None
     policy = errors.guard(read_policy, values.get(f"{PROJECT}:policy"))
     if errors.errors:  # the queues' rules need every group and service read
         return None
     config = StackConfig(stack=stack, region=region, cluster=cluster, agent=agent, node_groups=node_groups,
                          auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, policy=policy,
-                         raw=dict(values), services=services or ())
+                         raw=dict(values), services=services or (), headroom=headroom or ())
     queues = errors.guard(read_queues, values.get(f"{PROJECT}:queues"), queue_uses(config))
     return None if queues is None else replace(config, queues=queues)
 

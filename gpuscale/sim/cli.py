@@ -51,6 +51,11 @@ def parse_duration(text: str) -> int:
               help=f"Preset to run (repeatable; default: {', '.join(DEFAULT_PRESETS)}). A service runs "
                    f"{', '.join(SERVICE_PRESETS)}.")
 @click.option("--compare", is_flag=True, help="Run every preset side by side, with ratios against ideal.")
+@click.option("--suggest-headroom", is_flag=True,
+              help="With --service: the smallest gpuscale:headroom on the service's node group whose p95 wait on "
+                   "the trace is within --target-p95, and its cost per day.")
+@click.option("--target-p95", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="Seconds: the p95 wait --suggest-headroom aims at.")
 @click.option("--duration", help="Simulated time, e.g. 2h (default: the trace plus time for every preset to "
                                  "settle; built-in diurnal and spiky traces take this length).")
 @click.option("--step", "step_seconds", type=click.FloatRange(min=1, max=86400),
@@ -64,12 +69,16 @@ def parse_duration(text: str) -> int:
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
 def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tuple[str, ...],
-             presets: tuple[str, ...], compare: bool, duration: str | None, step_seconds: float | None,
+             presets: tuple[str, ...], compare: bool, suggest_headroom: bool, target_p95: float,
+             duration: str | None, step_seconds: float | None,
              static_replicas: int | None, png_path: Path | None, json_path: Path | None,
              project_dir: Path | None) -> None:
     """Predict cost and latency of STACK's scaling under a request trace, before `pulumi up`."""
     seconds = parse_duration(duration) if duration is not None else None
     chosen = list(PRESETS) if compare else list(dict.fromkeys(presets or DEFAULT_PRESETS))
+    if suggest_headroom:
+        _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir)
+        return
     try:
         config = load_stack_file(_project(project_dir), stack)
         sims = []
@@ -145,6 +154,22 @@ def _services(config, names: tuple[str, ...]) -> list:
             raise SimulationError(f"--service {name!r}: not a service of stack {config.stack} (its services: "
                                   f"{', '.join(by_name) or 'none; see gpuscale:services in docs/simulate.md'})")
     return [by_name[n] for n in dict.fromkeys(names)]
+
+
+def _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir) -> None:
+    from .serving import render_suggestion, suggest_headroom
+
+    if not services:
+        _fail("--suggest-headroom: name the service with --service")
+    try:
+        config = load_stack_file(_project(project_dir), stack)
+        for service in _services(config, services):
+            trace = load(trace_name, service_peak_rps(service, service_model(service.workload)), seconds)
+            click.echo(render_suggestion(service, suggest_headroom(service, config, trace, target_p95)))
+    except ConfigError as exc:
+        _fail(f"invalid config for stack {stack}: {exc}")
+    except (TraceError, SimulationError) as exc:
+        _fail(str(exc))
 
 
 def _simulate_service(service, config, trace_name, presets, seconds, step_seconds) -> GroupSimulation:

@@ -103,14 +103,17 @@ class ClusterAutoscaler:
     def _scale_up(self, t: int, cluster: PodCluster) -> bool:
         # Pods created this very second are not considered yet (new-pod-scale-up-delay 0, compared strictly).
         pods = [created for created in cluster.pending if created < t]
-        if not pods or t < self.backoff_until:
+        # Headroom placeholders sit at or above --expendable-pods-priority-cutoff (the config refuses lower), so
+        # they trigger scale-ups like any pod; each needs a whole node.
+        held = [created for created in getattr(cluster, "pending_placeholders", ()) if created < t]
+        if not (pods or held) or t < self.backoff_until:
             return False
-        oldest = min(pods)
+        oldest = min(pods + held)
         if oldest + UNSCHEDULABLE_POD_BUFFER > t or oldest + UNSCHEDULABLE_GPU_POD_BUFFER > t:
             return False
         per_node = cluster.per_node
-        upcoming = sum(per_node - n.pods for n in cluster.nodes if self._upcoming(t, n))
-        need = len(pods) - upcoming
+        upcoming = sum(per_node - _load(n) for n in cluster.nodes if self._upcoming(t, n))
+        need = len(pods) + per_node * len(held) - upcoming
         room = cluster.max_nodes - len(cluster.nodes)
         add = min(math.ceil(need / per_node), room) if need > 0 else 0
         if add <= 0:
@@ -148,11 +151,11 @@ class ClusterAutoscaler:
         """Nodes below the GPU utilisation threshold whose pods the other nodes can take, fewest pods first."""
         per_node = cluster.per_node
         ready = [n for n in cluster.nodes if n.gpu_ready <= t]
-        candidates = sorted((n for n in ready if n.pods / per_node < self.s.gpu_utilization_threshold),
+        candidates = sorted((n for n in ready if _load(n) / per_node < self.s.gpu_utilization_threshold),
                             key=lambda n: n.pods)
         if not candidates:
             return []
-        free = {id(n): per_node - n.pods for n in ready}
+        free = {id(n): per_node - _load(n) for n in ready}
         total_free = sum(free.values())
         removable = len(cluster.nodes) - cluster.min_nodes
         chosen: list[Node] = []
@@ -174,3 +177,8 @@ class ClusterAutoscaler:
                 free[id(other)] -= take
                 moving -= take
         return chosen
+
+
+def _load(node: Node) -> int:
+    """GPU slots taken on a node: the service's pods and a headroom placeholder (InstanceFleet nodes have none)."""
+    return node.pods + getattr(node, "held", 0)

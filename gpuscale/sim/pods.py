@@ -20,7 +20,7 @@ from .service import ServiceModel
 
 
 class Node:
-    __slots__ = ("launched", "registered", "gpu_ready", "image_at", "ready", "starting", "unneeded_since")
+    __slots__ = ("launched", "registered", "gpu_ready", "image_at", "ready", "starting", "unneeded_since", "held")
 
     def __init__(self, launched: float, registered: float, gpu_ready: float, image_at: float | None = None,
                  ready: int = 0):
@@ -30,6 +30,13 @@ class Node:
         self.starting: list[tuple[float, float]] = []
         """(image pulled, ready) of each pod placed here that does not serve yet."""
         self.unneeded_since: float | None = None
+        self.held = 0
+        """GPU slots a headroom placeholder holds here (all of the node's, or none)."""
+
+    @property
+    def load(self) -> int:
+        """Slots taken, the service's pods and a placeholder alike: what the scheduler and the autoscaler see."""
+        return self.pods + self.held
 
     @property
     def pods(self) -> int:
@@ -38,7 +45,7 @@ class Node:
 
 class PodCluster:
     def __init__(self, svc: ServiceModel, min_nodes: int, max_nodes: int, min_pods: int, max_pods: int,
-                 settings: CaSettings, *, start_at_zero: bool = False):
+                 settings: CaSettings, *, start_at_zero: bool = False, headroom: int = 0):
         self.svc, self.min_nodes, self.max_nodes = svc, min_nodes, max_nodes
         self.min_pods, self.max_pods = min_pods, max_pods
         self.per_node = svc.replicas_per_instance
@@ -50,6 +57,8 @@ class PodCluster:
         self.nodes: list[Node] = []
         self.pending: list[float] = []
         """Creation second of each pod no node has room for."""
+        self.pending_placeholders: list[float] = []
+        """Headroom placeholders (gpuscale:headroom) preempted and waiting for a node of their own."""
         self.desired = min_pods
         self._placed = 0
         """Pods on nodes (a count kept as they come and go: the engine asks every second)."""
@@ -68,6 +77,11 @@ class PodCluster:
             self.nodes = [Node(-math.inf, -math.inf, -math.inf, -math.inf, min_pods // count + (i < min_pods % count))
                           for i in range(count)]
             self._placed = self._ready = min_pods
+        # Headroom: nodes up before the trace, each held whole by a placeholder (gpuscale/config/headroom.py).
+        for _ in range(headroom):
+            node = Node(-math.inf, -math.inf, -math.inf)
+            node.held = self.per_node
+            self.nodes.append(node)
         self._recount(0)
 
     # --- what the engine and scalers read --------------------------------------------------------------------
@@ -121,13 +135,24 @@ class PodCluster:
         """The node goes; its pods are evicted and recreated (pending until some node has room)."""
         self.nodes.remove(node)
         self._watch.pop(node, None)
+        if node.held:
+            self.pending_placeholders.append(float(t))
         self._placed -= node.pods
         self._ready -= node.ready
         self.pending.extend([float(t)] * node.pods)
         self._schedule(t)
 
     def _schedule(self, t: int) -> None:
-        open_nodes = [n for n in self.nodes if n.gpu_ready <= t and n.pods < self.per_node]
+        open_nodes = [n for n in self.nodes if n.gpu_ready <= t and n.load < self.per_node]
+        if len(self.pending) > sum(self.per_node - n.load for n in open_nodes):
+            # Preemption: a service pod (priority 0) with no room evicts a placeholder (negative priority, no grace
+            # period) and takes its node at once; the placeholder is pending again.
+            for node in [n for n in self.nodes if n.held and n.gpu_ready <= t]:
+                if len(self.pending) <= sum(self.per_node - n.load for n in open_nodes):
+                    break
+                node.held = 0
+                self.pending_placeholders.append(float(t))
+                open_nodes.append(node)
         while self.pending and open_nodes:
             node = min(open_nodes, key=lambda n: n.pods)
             self.pending.pop(0)
@@ -139,6 +164,13 @@ class PodCluster:
             self._watch[node] = None
             if node.pods >= self.per_node:
                 open_nodes.remove(node)
+        # Placeholders go to empty ready nodes only (each asks for all of a node's GPUs), after the service's pods.
+        for node in self.nodes:
+            if not self.pending_placeholders:
+                break
+            if node.gpu_ready <= t and node.load == 0:
+                self.pending_placeholders.pop(0)
+                node.held = self.per_node
 
     def _shrink(self, t: int) -> None:
         excess = self.pods - self.desired
@@ -174,7 +206,7 @@ class PodCluster:
 
     # --- time ----------------------------------------------------------------------------------------------------
     def advance(self, t: int) -> None:
-        if self.pending:
+        if self.pending or self.pending_placeholders:
             self._schedule(t)
         if self.pods > self.desired:
             self._shrink(t)  # pods above the desired count leave as they go idle

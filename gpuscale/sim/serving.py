@@ -33,6 +33,8 @@ from typing import Any
 
 from ..config.services import (KNATIVE_KEYS, PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
                                Scaling, ServiceConfig, at_zero_behaviour)
+import numpy as np
+
 from .cluster_autoscaler import ca_settings
 from .ec2 import IdealScaler, agent_delay, instance_fleet
 from .engine import Engine
@@ -87,12 +89,29 @@ def service_bounds(service: ServiceConfig, group: Any) -> tuple[int, int, int, i
 
 
 def pod_cluster(svc: ServiceModel, service: ServiceConfig, group: Any, cluster_autoscaler: Any, min_pods: int,
-                start_at_zero: bool) -> PodCluster:
+                start_at_zero: bool, headroom: int = 0) -> PodCluster:
+    """`headroom`: nodes held warm by placeholders (gpuscale:headroom), up before the trace, beyond the service's."""
     min_nodes, max_nodes, _, max_pods = service_bounds(service, group)
     settings = ca_settings(cluster_autoscaler, group.autoscaler)
+    headroom = min(headroom, max(0, group.max_size - min_nodes))
     # The group's floor is up before the trace begins; pods above it start from nothing on a burst.
-    return PodCluster(svc, min_nodes, max_nodes, min(min_pods, max_pods), max_pods, settings,
-                      start_at_zero=start_at_zero and not min_nodes)
+    return PodCluster(svc, min_nodes, min(group.max_size, max_nodes + headroom), min(min_pods, max_pods), max_pods,
+                      settings, start_at_zero=start_at_zero and not min_nodes, headroom=headroom)
+
+
+def headroom_nodes(config: Any, service: ServiceConfig) -> int:
+    """The warm nodes gpuscale:headroom keeps on the service's node group (0 without)."""
+    return next((h.nodes for h in getattr(config, "headroom", ()) if h.node_group == service.node_group), 0)
+
+
+def first_new_pod_seconds(run: Any) -> int | None:
+    """Seconds from the first request until the first pod the burst added serves (ready pods above those ready at
+    the first request); None when no pod was added."""
+    if run.first_arrival is None:
+        return None
+    ready = run.ready_replicas
+    later = np.flatnonzero(ready[run.first_arrival:] > ready[run.first_arrival])
+    return int(later[0]) if len(later) else None
 
 
 def build_scaler(scaling: Scaling, svc: ServiceModel, cluster: PodCluster, agent: Any,
@@ -180,7 +199,7 @@ def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets:
     runs = {}
     for plan in service_plans(service, knative, presets):
         cluster = pod_cluster(svc, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
-                              trace.starts_at_zero)
+                              trace.starts_at_zero, headroom_nodes(config, service))
         scaler = build_scaler(plan.scaling, svc, cluster, config.agent, plan.knative,
                               service.progress_deadline_seconds)
         runs[plan.name] = Engine(svc, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
@@ -220,3 +239,48 @@ def service_notes(service: ServiceConfig, svc: ServiceModel) -> tuple[str, ...]:
 def peak_rps(service: ServiceConfig, svc: ServiceModel) -> float:
     """Requests per second the service serves at maxReplicas: what built-in traces are sized to."""
     return service.max_replicas * svc.concurrency / svc.mean_service_seconds
+
+
+@dataclass(frozen=True)
+class HeadroomSuggestion:
+    nodes: int | None
+    """The smallest headroom whose run meets the target; None when none up to the group's room does."""
+    target_p95: float
+    tried: tuple[tuple[int, float | None, float], ...]
+    """(headroom nodes, p95 wait in seconds, cost of the run) for each headroom tried, from 0."""
+    cost_per_day: float | None
+    """What the suggested headroom's warm nodes cost a day, idle (its nodes x the node's price x 24 h)."""
+    currency: str
+
+
+def suggest_headroom(service: ServiceConfig, config: Any, trace: Trace, target_p95: float) -> HeadroomSuggestion:
+    """The smallest gpuscale:headroom on the service's node group (0, 1, ... up to the room its maxSize leaves
+    above the group's floor) whose simulated p95 wait on `trace` is at most `target_p95` seconds."""
+    from ..config.headroom import HeadroomConfig
+
+    if not target_p95 > 0:
+        raise SimulationError(f"--target-p95 {target_p95!r}: seconds > 0")
+    group = next(g for g in config.node_groups if g.name == service.node_group)
+    others = tuple(h for h in getattr(config, "headroom", ()) if h.node_group != service.node_group)
+    tried = []
+    for n in range(0, max(0, group.max_size - group.min_size) + 1):
+        trial = replace(config, headroom=others + ((HeadroomConfig(group.name, n),) if n else ()))
+        (result,) = simulate_service(service, trial, trace, [STACK]).results
+        tried.append((n, result.latency_p95, result.cost))
+        if result.latency_p95 is not None and result.latency_p95 <= target_p95:
+            w = service.workload
+            return HeadroomSuggestion(n, target_p95, tuple(tried), n * w.price_per_instance_hour * 24, w.currency)
+    return HeadroomSuggestion(None, target_p95, tuple(tried), None, service.workload.currency)
+
+
+def render_suggestion(service: ServiceConfig, s: HeadroomSuggestion) -> str:
+    lines = [f"Headroom for service {service.name} (node group {service.node_group}), target p95 wait "
+             f"{s.target_p95:g} s:"]
+    lines += [f"  {n} node(s): p95 wait {'-' if p95 is None else f'{p95:g} s'}, run cost {cost:.2f} {s.currency}"
+              for n, p95, cost in s.tried]
+    if s.nodes is None:
+        lines.append("  no headroom the group's maxSize allows meets the target")
+    else:
+        lines.append(f"  suggested: gpuscale:headroom [{{nodeGroup: {service.node_group}, nodes: {s.nodes}}}], "
+                     f"{s.cost_per_day:.2f} {s.currency} a day for its warm nodes")
+    return "\n".join(lines)

@@ -29,6 +29,13 @@ from gpuscale.components.network import Network
 from gpuscale.components.node_role import EksNodeRole
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.components.signal_queue import SignalQueue
+from gpuscale.components.cert_manager import CertManager
+from gpuscale.components.gpu_headroom import GpuHeadroom
+from gpuscale.components.keda import Keda
+from gpuscale.components.knative_serving import KnativeServing
+from gpuscale.components.kserve import KServe
+from gpuscale.components.model_service import ModelService
+from gpuscale.config.services import KnativeAutoscalerConfig
 from gpuscale.config.reader import ConfigErrors
 
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/X"
@@ -73,6 +80,24 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
     AgentImage: lambda: {"repository_name": "gpuscale-test/agent", "architectures": ["x86_64"]},
     AgentBundle: lambda: {},
     SignalQueue: lambda: {"queue_name": "jobs"},
+    CertManager: lambda: {},
+    KServe: lambda: {"mode": "standard"},
+    KnativeServing: lambda: {"autoscaler": dict(vars(KnativeAutoscalerConfig()))},
+    Keda: lambda: {"oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER, "read_cloudwatch": True, "queue_arns": []},
+    GpuHeadroom: lambda: {"node_group": "l4", "nodes": 1, "gpus_per_node": 1, "priority": -10,
+                          "node_selector": {"gpuscale.io/gpu-class": "l4"}},
+    ModelService: lambda: {
+        "name": "chat", "namespace": "serving", "serving_mode": "knative",
+        "model": {"storage_uri": "s3://models/chat", "format": "huggingface", "runtime": None, "container": None},
+        "gpus": 1, "cpu": "2", "memory": "12Gi", "min_replicas": 0, "max_replicas": 2,
+        "request_timeout_seconds": 600, "progress_deadline_seconds": 900, "concurrency": 4,
+        "node_selector": {"gpuscale.io/gpu-class": "l4"}, "scaling_mode": "kpa",
+        "scaling": {"metric": "concurrency", "target": None, "target_utilization_percentage": None,
+                    "window_seconds": None, "panic_window_percentage": None, "panic_threshold_percentage": None,
+                    "initial_scale": None, "scale_to_zero_retention_seconds": None, "activation_scale": None,
+                    "scale_down_delay_seconds": None},
+        "metrics": {"kind": "cloudwatch", "region": "us-west-2", "asg_name": "eks-l4"},
+        "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER},
 }
 
 

@@ -163,8 +163,8 @@ def test_no_preview_role_no_access_entry(harness):
 
 
 def test_a_malformed_preview_role_is_refused_before_anything_is_declared(harness):
-    with pytest.raises(ValueError, match=r"preview_role_arn: 'arn:aws:iam::123:role/x' is not allowed; allowed: an "
-                                         r"IAM role ARN"):
+    with pytest.raises(ValueError, match=r"preview_role_arn \(EksCluster \"gs\"\): 'arn:aws:iam::123:role/x' is not "
+                                         r"allowed; allowed: an IAM role ARN"):
         harness.run(lambda: EksCluster("gs", cluster_args(preview_role_arn="arn:aws:iam::123:role/x")))
     assert harness.of_type("aws:eks/cluster:Cluster") == []
 

@@ -18,7 +18,7 @@ from gpuscale.components.keda import Keda, keda_policy
 from gpuscale.components.knative_serving import (KnativeServing, KnativeServingArgs, autoscaler_config,
                                                  knative_serving_spec)
 from gpuscale.components.kserve import KServe, kserve_values
-from gpuscale.components.model_service import ModelService, ModelServiceArgs, check_args, inference_service, keda_args
+from gpuscale.components.model_service import ModelService, ModelServiceArgs, inference_service, keda_args
 from gpuscale.components.pod_autoscaling import scaled_object_spec, trigger_authentication_spec
 from gpuscale.config.services import KnativeAutoscalerConfig
 
@@ -193,26 +193,35 @@ def test_the_crd_checks_refuse_a_wrong_field(kind, break_it):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"name": "Chat"}, "name: 'Chat' is not allowed"),
-    ({"serving_mode": "serverless"}, "serving_mode: 'serverless' is not allowed; allowed: knative or standard"),
-    ({"scaling_mode": "kpa"}, "scaling_mode: 'kpa' is not allowed; allowed: hpa or keda in standard mode"),
-    ({"model": {"storage_uri": "s3://m/x", "format": "huggingface", "runtime": None,
-                "container": {"image": "a:1", "args": [], "port": 8080}}}, "model: "),
+    ({"name": "Chat"}, "name (ModelService \"chat\"): 'Chat' is not allowed; allowed: a DNS-1123 label"),
+    ({"serving_mode": "serverless"}, "serving_mode (ModelService \"chat\"): 'serverless' is not allowed; allowed: "
+                                     "one of knative, standard"),
+    ({"scaling_mode": "kpa"}, "scaling_mode (ModelService \"chat\"): 'kpa' is not allowed; allowed: one of hpa, keda"),
+    ({"model": {"storage_uri": "s3://models/x", "format": "huggingface", "runtime": None,
+                "container": {"image": "a:1", "args": [], "port": 8080}}},
+     "model.format (ModelService \"chat\"): 'huggingface' is not allowed; allowed: exactly one of format"),
     ({"model": {"storage_uri": "gs://m/x", "format": "huggingface", "runtime": None, "container": None}},
-     "model.storage_uri: 'gs://m/x' is not allowed"),
+     "model.storage_uri (ModelService \"chat\"): 'gs://m/x' is not allowed"),
     ({"model": {"storage_uri": None, "format": None, "runtime": None,
-                "container": {"image": "server", "args": [], "port": 8080}}}, "model.container.image: 'server'"),
-    ({"gpus": 0}, "gpus: 0 is not allowed"),
-    ({"memory": "12 GB"}, "memory: '12 GB' is not allowed"),
-    ({"min_replicas": 5}, "min_replicas: 5 is not allowed; allowed: 0 <= min_replicas <= max_replicas (4)"),
-    ({"progress_deadline_seconds": 900}, "progress_deadline_seconds: 900 is not allowed; allowed: 600 in standard"),
-    ({"node_selector": {"gpuscale.io/capacity-type": "spot"}}, "node_selector: "),
+                "container": {"image": "server", "args": [], "port": 8080}}},
+     "model.container.image (ModelService \"chat\"): 'server'"),
+    ({"gpus": 0}, "gpus (ModelService \"chat\"): 0 is not allowed"),
+    ({"memory": "12 GB"}, "memory (ModelService \"chat\"): '12 GB' is not allowed"),
+    ({"min_replicas": 5}, "min_replicas (ModelService \"chat\"): 5 is not allowed; allowed: min_replicas <= "
+                          "max_replicas (4)"),
+    ({"progress_deadline_seconds": 900}, "progress_deadline_seconds (ModelService \"chat\"): 900 is not allowed; "
+                                         "allowed: 600 in standard"),
+    ({"node_selector": {"gpuscale.io/capacity-type": "spot"}}, "node_selector (ModelService \"chat\"): "),
     ({"scaling_mode": "hpa", "scaling": {"metric": "NodeGpuUtilization", "target": 70.0, "behavior": None,
-                                         "period_seconds": 60}}, "min_replicas: 0 is not allowed; allowed: at least 1"),
+                                         "period_seconds": 60}},
+     "min_replicas (ModelService \"chat\"): 0 is not allowed; allowed: at least 1"),
 ])
-def test_bad_service_args_are_refused_with_their_name(overrides, message):
-    with pytest.raises(ValueError, match="^" + re.escape(message)):
-        check_args(service(**overrides))
+def test_bad_service_args_are_refused_with_their_name_before_anything_is_declared(overrides, message):
+    """The component's rules are the stack config's (read_model, read_service_pods), under the Args' names."""
+    harness = Harness()
+    with pytest.raises(ValueError, match=re.escape(message)):
+        harness.run(lambda: ModelService("chat", service(**overrides)))
+    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
 
 
 @pytest.mark.parametrize("scaling, message", [
@@ -259,14 +268,18 @@ def test_kserve_mode_picks_the_routing_and_a_bad_mode_is_refused():
     assert kserve_values({"mode": "knative"})["kserve"]["controller"]["gateway"] == {
         "disableIstioVirtualHost": True, "disableIngressCreation": False}
     assert kserve_values({"mode": "standard"})["kserve"]["controller"]["deploymentMode"] == "Standard"
-    with pytest.raises(ValueError, match="^mode: 'raw' is not allowed; allowed: one of knative, standard"):
+    with pytest.raises(ValueError, match="^mode \\(KServe \"kserve\"\\): 'raw' is not allowed; allowed: one of knative, "
+                                         "standard"):
         Harness().run(lambda: KServe("kserve", {"mode": "raw"}))
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("stable_window_seconds", 5, "autoscaler.stable_window_seconds: 5 is not allowed; allowed: 6-3600 seconds"),
-    ("max_scale_down_rate", 1.0, "autoscaler.max_scale_down_rate: 1.0 is not allowed; allowed: > 1"),
-    ("panic_threshold_percentage", 100.0, "autoscaler.panic_threshold_percentage: 100.0 is not allowed"),
+    ("stable_window_seconds", 5, "autoscaler.stable_window_seconds (KnativeServing \"knative-serving\"): 5 is not "
+                                 "allowed; allowed: an integer in [6, 3600]"),
+    ("max_scale_down_rate", 1.0, "autoscaler.max_scale_down_rate (KnativeServing \"knative-serving\"): 1.0 is not "
+                                 "allowed; allowed: a number in (1.0, "),
+    ("panic_threshold_percentage", 100.0, "autoscaler.panic_threshold_percentage (KnativeServing \"knative-serving\"): "
+                                          "100.0 is not allowed"),
 ])
 def test_knative_settings_outside_upstreams_bounds_are_refused(field, value, message):
     defaults = KnativeAutoscalerConfig()
@@ -274,5 +287,4 @@ def test_knative_settings_outside_upstreams_bounds_are_refused(field, value, mes
     harness = Harness()
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         harness.run(lambda: KnativeServing("knative-serving", {"autoscaler": autoscaler}))
-    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == \
-        ["gpuscale:index:KnativeServing"]
+    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []

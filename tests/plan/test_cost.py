@@ -55,7 +55,7 @@ def test_a_region_without_prices_names_every_missing_price(plans):
         return
     assert set(doc["missing"]) == lacking, "every missing price is named, not only the first"
     text = plans["dev"]["stdout"]
-    assert "Monthly cost: unavailable: no prices for region us-west-2" in text
+    assert f"Monthly cost: unavailable: {book.missing_message('us-west-2', lacking)}" in text
     assert all(name in text for name in lacking) and "scripts/refresh_prices.py --region us-west-2" in text
 
 
@@ -97,7 +97,8 @@ def test_diff_prints_the_cost_change(plans, tmp_path):
 def test_every_price_names_a_dated_source():
     doc = json.loads(PRICE_FILE.read_text())
     for region, parts in doc["regions"].items():
-        assert set(parts["fixed"]) == set(FIXED_PARTS), region
+        # All four fixed parts or none: a region may hold instance prices alone (SkyPilot's catalog has no others).
+        assert set(parts.get("fixed", {})) in (set(FIXED_PARTS), set()), region
         for kind in parts.values():
             for name, price in kind.items():
                 assert price["usd"] > 0, name
@@ -122,6 +123,52 @@ def test_refresh_from_karpenters_generated_map(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_prices.py"), "--source", "karpenter",
                           "--karpenter-file", str(generated), "--output", str(out)], capture_output=True, text=True)
     assert bad.returncode == 2 and "--karpenter-commit" in bad.stderr
+
+
+SKYPILOT_HEADER = "InstanceType,AcceleratorName,AcceleratorCount,vCPUs,MemoryGiB,GpuInfo,Price,SpotPrice,Region," \
+                  "AvailabilityZone,Arch\n"
+
+
+def refresh_from_skypilot(tmp_path, rows: str, *extra: str) -> subprocess.CompletedProcess:
+    catalog = tmp_path / "vms.csv"
+    catalog.write_text(SKYPILOT_HEADER + rows)
+    out = tmp_path / "prices.json"
+    if not out.exists():
+        out.write_text(PRICE_FILE.read_text())
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_prices.py"), "--source", "skypilot",
+                           "--skypilot-file", str(catalog), "--output", str(out), *extra],
+                          capture_output=True, text=True)
+
+
+def test_refresh_from_skypilots_catalog(tmp_path):
+    rows = ("g6.xlarge,L4,1.0,4.0,16.0,,0.8048,0.4250,us-west-2,usw2-az1,x86_64\n"
+            "g6.xlarge,L4,1.0,4.0,16.0,,0.8048,,us-west-2,usw2-az2,x86_64\n"  # no Spot price: the On-Demand one counts
+            "g6.xlarge,L4,1.0,4.0,16.0,,0.9,0.5,eu-west-1,euw1-az1,x86_64\n"  # a region not asked for
+            "zz.nope,,,2.0,8.0,,1.0,0.1,us-west-2,usw2-az1,x86_64\n")  # not a type gpuscale offers
+    commit = ["--skypilot-commit", "b" * 40, "--region", "us-west-2", "--read-on", "2026-12-05"]
+    proc = refresh_from_skypilot(tmp_path, rows, *commit)
+    assert proc.returncode == 0, proc.stderr
+    book = PriceBook.from_file(tmp_path / "prices.json")
+    price = book.instance("us-west-2", "g6.xlarge")
+    assert price.usd == 0.8048 and book.sources[price.source]["date"] == "2026-12-05"
+    assert "b" * 40 in book.sources[price.source]["description"] and "AWS Price List" in book.sources[price.source][
+        "description"]
+    fetched = {n for n, p in book.regions["us-west-2"]["instances"].items() if p.source == price.source}
+    assert fetched == {"g6.xlarge"} and "eu-west-1" not in book.regions, "the offered types of the asked regions"
+    assert book.instance("us-east-1", "g6.xlarge").source.startswith("karpenter-"), "other regions are kept"
+
+    disagreeing = rows + "g6.xlarge,L4,1.0,4.0,16.0,,0.81,0.4,us-west-2,usw2-az3,x86_64\n"
+    proc = refresh_from_skypilot(tmp_path, disagreeing, *commit)
+    assert proc.returncode == 1 and "g6.xlarge in us-west-2 has different prices" in proc.stderr
+    proc = refresh_from_skypilot(tmp_path, rows, "--region", "us-west-2")
+    assert proc.returncode == 2 and "--skypilot-commit" in proc.stderr
+    proc = refresh_from_skypilot(tmp_path, rows, *commit[:-1], "5 Dec")
+    assert proc.returncode == 2 and "--read-on '5 Dec'" in proc.stderr
+    (tmp_path / "vms.csv").write_text("name,usd\ng6.xlarge,1\n")
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "refresh_prices.py"), "--source", "skypilot",
+                           "--skypilot-file", str(tmp_path / "vms.csv"), *commit, "--output",
+                           str(tmp_path / "prices.json")], capture_output=True, text=True)
+    assert proc.returncode == 1 and "no column InstanceType, Price, Region" in proc.stderr
 
 
 def test_pricing_api_products_parse_to_their_on_demand_price():

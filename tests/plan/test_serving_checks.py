@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from gpuscale.checks import ERROR, INFO, WARNING, run_checks
-from gpuscale.config import load_stack_config, read_stack_values, stack_file_path
+from gpuscale.config import ConfigError, load_stack_config, read_stack_values, stack_file_path
 from gpuscale.instance_types import RecordedInstanceTypes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,11 +78,29 @@ def test_knative_gives_up_activating_before_a_new_node_serves():
     assert findings(v, "dev", "serving-timing") == []
 
 
-def test_a_standard_deadline_short_of_a_new_node_is_a_warning():
+def test_a_standard_deadline_other_than_kserves_fixed_600_is_refused_by_the_config():
+    """KServe v0.16 fixes a Standard predictor's Deployment deadline at 600 s: the config reader refuses any other
+    (the same rule as ModelService, components/kube_values.py: progress_deadline_refusal)."""
     v = values("prod")
     service(v, "batch")["progressDeadlineSeconds"] = 200
+    with pytest.raises(ConfigError) as e:
+        load(v, "prod")
+    assert "gpuscale:services[1].progressDeadlineSeconds" in str(e.value) and "200" in str(e.value)
+    assert "600 in standard mode" in str(e.value)
+
+
+def test_a_standard_deadline_short_of_a_new_node_is_a_warning():
+    """Standard mode's deadline is KServe's 600 s: a start from a new node that takes longer is a warning."""
+    v = values("prod")
+    service(v, "batch")["workload"]["coldStart"]["modelLoadSeconds"] = 500
     [f] = findings(v, "prod", "serving-timing")
-    assert f.severity == WARNING and "about 340 s" in f.message and "reports the service failed" in f.message
+    assert f.severity == WARNING and "reports the service failed" in f.message
+
+
+def test_a_knative_deadline_may_be_other_than_600():
+    v = values("dev")
+    service(v, "chat")["progressDeadlineSeconds"] = 900
+    assert load(v, "dev").services[0].progress_deadline_seconds == 900
 
 
 def test_a_request_timeout_shorter_than_the_wake_from_zero():

@@ -1,0 +1,108 @@
+"""GPU headroom (`gpuscale:headroom`): placeholder pods that keep whole GPU nodes of a node group warm.
+
+The cluster-autoscaler FAQ's overprovisioning recipe ("How can I configure overprovisioning with Cluster
+Autoscaler?", kubernetes/autoscaler cluster-autoscaler/FAQ.md at cluster-autoscaler-1.35.0, the release the pinned
+chart 9.59.0 runs): a Deployment of pause pods at a negative priority holds the capacity; when real pods (priority
+0 or more) find no room, the scheduler preempts a pause pod and binds the real pod to its node at once; the evicted
+pause pod is pending again and makes the autoscaler add a node for it. Pods whose priority is below
+`--expendable-pods-priority-cutoff` (default -10, recorded in components/upstream/cluster_autoscaler.json) "don't
+cause scale up" (flags.go), so a placeholder below it would keep nothing warm after its first preemption: refused.
+
+Headroom is per node group, not per service: the placeholder holds nodes of a GPU class, and whichever service on
+the group bursts first takes them (a service-level headroom would reserve the same nodes twice on a shared group).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..components.charts import upstream_facts
+from ..components.kube_values import IMAGE_PATTERN, is_pinned_image
+from .reader import Section, guarded
+
+if TYPE_CHECKING:
+    from .services import ServiceConfig
+    from .stack import NodeGroupConfig
+
+PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
+"""The pause image Kubernetes 1.31+ runs as the sandbox (kubeadm's constants.PauseVersion 3.10): holds a node's GPUs,
+does nothing, exits at once when preempted."""
+DEFAULT_PRIORITY = -10
+"""The FAQ's overprovisioning priority: the lowest that still triggers a scale-up at the default cutoff."""
+MAX_HEADROOM_NODES = 100
+"""A bound of ours: more warm nodes than this is a static fleet, configure minSize instead."""
+
+
+def expendable_cutoff() -> int:
+    """cluster-autoscaler's --expendable-pods-priority-cutoff at the pinned chart's release (the chart sets none)."""
+    return int(upstream_facts("cluster_autoscaler")["flagDefaults"]["expendable-pods-priority-cutoff"])
+
+
+def priority_rule(cutoff: int | None = None) -> str:
+    low = expendable_cutoff() if cutoff is None else cutoff
+    return (f"an integer from {low} to -1: below 0 so every ordinary pod (priority 0) preempts the placeholder, and "
+            f"at least cluster-autoscaler's --expendable-pods-priority-cutoff ({low}), below which a pending "
+            "placeholder never triggers a scale-up and its node is not replaced")
+
+
+def priority_allowed(priority: int, cutoff: int | None = None) -> bool:
+    """The one rule for a placeholder's priority, shared by the config reader and the GpuHeadroom component."""
+    low = expendable_cutoff() if cutoff is None else cutoff
+    return isinstance(priority, int) and not isinstance(priority, bool) and low <= priority < 0
+
+
+@dataclass(frozen=True)
+class HeadroomConfig:
+    node_group: str
+    """The EKS node group whose nodes are kept warm."""
+    nodes: int
+    """Whole nodes held by placeholders (one placeholder pod per node, requesting all its GPUs)."""
+    priority: int = DEFAULT_PRIORITY
+    """The placeholder's PriorityClass value (priority_rule)."""
+    image: str = PAUSE_IMAGE
+
+
+def read_headroom_settings(s: Section) -> tuple[int, int, str]:
+    """The placeholders' count, priority and image: the rules of a `gpuscale:headroom` entry and of GpuHeadroomArgs."""
+    nodes = s.int("nodes", min=1, max=MAX_HEADROOM_NODES)
+    priority = s.int("priority", DEFAULT_PRIORITY, min=-2_000_000_000, max=1_000_000_000)
+    if not priority_allowed(priority):
+        s.report("priority", priority, priority_rule())
+    image = s.str("image", PAUSE_IMAGE, pattern=IMAGE_PATTERN, describe="a container image with a tag or digest")
+    if not is_pinned_image(image):
+        s.report("image", image, "an image reference with a tag or digest")
+    return nodes, priority, image
+
+
+def read_headroom(items: list[Section], node_groups: tuple[NodeGroupConfig, ...],
+                  services: tuple[ServiceConfig, ...]) -> tuple[HeadroomConfig, ...]:
+    """`gpuscale:headroom`: a list of {nodeGroup, nodes, priority?, image?}, at most one per node group."""
+    groups = {g.name: g for g in node_groups}
+    seen: set[str] = set()
+
+    def read_entry(s: Section) -> HeadroomConfig:
+        name = s.str("nodeGroup", choices=tuple(groups) or ("(no EKS node group)",))
+        if name in seen:
+            raise s.fail("nodeGroup", name, "one headroom entry per node group")
+        seen.add(name)
+        group = groups[name]
+        nodes, priority, image = read_headroom_settings(s)
+        if nodes > group.max_size:
+            raise s.fail("nodes", nodes, f"at most the node group's maxSize ({group.max_size})")
+        s.finish()
+        return HeadroomConfig(name, nodes, priority, image)
+
+    # Each entry is read on its own: while the stack config is collecting, a bad entry is reported and the next read.
+    out = [h for h in (guarded(read_entry, s) for s in items) if h is not None]
+    return tuple(out)
+
+
+def headroom_of(headroom: tuple[HeadroomConfig, ...], node_group: str) -> HeadroomConfig | None:
+    return next((h for h in headroom if h.node_group == node_group), None)
+
+
+def service_nodes(group: NodeGroupConfig, services: tuple[ServiceConfig, ...]) -> int:
+    """Nodes of the group its services fill at their maxReplicas."""
+    gpus = sum(s.max_replicas * s.gpus for s in services if s.node_group == group.name)
+    return -(-gpus // group.gpu.gpu_count)

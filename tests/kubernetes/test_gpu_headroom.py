@@ -1,0 +1,125 @@
+"""GPU headroom: gpuscale:headroom read and refused by key; the GpuHeadroom component's PriorityClass and placeholder
+Deployment valid against Kubernetes' schema, holding whole nodes of the group's GPU class; a priority the
+cluster-autoscaler would ignore refused by both; prod's headroom planned and checked for room."""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+
+import pytest
+from kube_support import validate_object
+
+from gpuscale.checks import run_checks
+from gpuscale.components.charts import upstream_facts
+from gpuscale.components.gpu_headroom import GpuHeadroom, GpuHeadroomArgs, placeholder_deployment, priority_class
+from gpuscale.config import ConfigError, load_stack_config, load_stack_file
+from gpuscale.config.headroom import PAUSE_IMAGE, expendable_cutoff
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests" / "config"))
+sys.path.insert(0, str(ROOT / "tests" / "components"))
+from components_harness import Harness  # noqa: E402
+from test_config_validation import CATALOG, base  # noqa: E402
+
+
+def headroom_args(**overrides) -> GpuHeadroomArgs:
+    args: GpuHeadroomArgs = {"node_group": "l4-ondemand", "nodes": 2, "gpus_per_node": 4, "priority": -10,
+                             "node_selector": {"gpuscale.io/gpu-class": "l4"}}
+    args.update(overrides)  # type: ignore[typeddict-item]
+    return args
+
+
+def test_cutoff_is_the_pinned_autoscalers_flag_default():
+    # flags.go at the chart's app release: "Pods with priority below cutoff ... don't cause scale up".
+    assert upstream_facts("cluster_autoscaler")["flagDefaults"]["expendable-pods-priority-cutoff"] == "-10"
+    assert expendable_cutoff() == -10
+
+
+@pytest.mark.parametrize("minor", ["1.29", "1.33"])
+def test_objects_valid_against_kubernetes_schema(minor):
+    args = headroom_args()
+    validate_object(priority_class(args), minor)
+    validate_object(placeholder_deployment(args), minor)
+
+
+def test_placeholder_holds_whole_nodes_of_the_gpu_class():
+    dep = placeholder_deployment(headroom_args(nodes=3, gpus_per_node=8))
+    assert dep["spec"]["replicas"] == 3
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["priorityClassName"] == priority_class(headroom_args())["metadata"]["name"]
+    assert pod["nodeSelector"] == {"gpuscale.io/gpu-class": "l4"}
+    assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "true",
+                                   "effect": "NoSchedule"}]
+    (container,) = pod["containers"]
+    assert container["image"] == PAUSE_IMAGE
+    assert container["resources"]["requests"]["nvidia.com/gpu"] == "8" == container["resources"]["limits"][
+        "nvidia.com/gpu"]
+    assert priority_class(headroom_args())["value"] == -10 and not priority_class(headroom_args())["globalDefault"]
+
+
+def test_schema_check_can_fail():
+    dep = placeholder_deployment(headroom_args())
+    dep["spec"]["template"]["spec"]["priorityClass"] = "x"  # the field is priorityClassName
+    with pytest.raises(Exception):
+        validate_object(dep, "1.33")
+
+
+@pytest.mark.parametrize("field, value", [
+    ("priority", -11), ("priority", 0), ("priority", 5), ("nodes", 0), ("gpus_per_node", 0),
+    ("node_group", "L4"), ("node_selector", {"x": "y"}), ("image", "registry.k8s.io/pause")])
+def test_component_refuses_bad_args(field, value):
+    harness = Harness()
+    with pytest.raises(ValueError, match=rf"^{field} \(GpuHeadroom \"h\"\): "):
+        harness.run(lambda: GpuHeadroom("h", headroom_args(**{field: value})))
+    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
+
+
+def load(entries):
+    cfg = copy.deepcopy(base())
+    cfg["gpuscale:headroom"] = entries
+    return load_stack_config(cfg, "test", CATALOG)
+
+
+def test_config_reads_headroom():
+    (h,) = load([{"nodeGroup": "l4", "nodes": 1}]).headroom
+    assert (h.node_group, h.nodes, h.priority, h.image) == ("l4", 1, -10, PAUSE_IMAGE)
+    assert load([{"nodeGroup": "l4", "nodes": 1, "priority": -1}]).headroom[0].priority == -1
+
+
+@pytest.mark.parametrize("entry, key, allowed", [
+    ({"nodeGroup": "l4", "nodes": 1, "priority": -11}, "gpuscale:headroom[0].priority",
+     "expendable-pods-priority-cutoff (-10)"),
+    ({"nodeGroup": "l4", "nodes": 1, "priority": 0}, "gpuscale:headroom[0].priority", "from -10 to -1"),
+    ({"nodeGroup": "nope", "nodes": 1}, "gpuscale:headroom[0].nodeGroup", "l4"),
+    ({"nodeGroup": "l4", "nodes": 0}, "gpuscale:headroom[0].nodes", "[1, 100]"),
+    ({"nodeGroup": "l4", "nodes": 1000}, "gpuscale:headroom[0].nodes", "[1, 100]"),
+    ({"nodeGroup": "l4", "nodes": 1, "image": "registry.k8s.io/pause"}, "gpuscale:headroom[0].image", "tag"),
+    ({"nodeGroup": "l4", "nodes": 1, "extra": 1}, "gpuscale:headroom[0]", "extra"),
+])
+def test_config_refuses_bad_headroom(entry, key, allowed):
+    with pytest.raises(ConfigError) as e:
+        load([entry])
+    assert key in str(e.value) and allowed in str(e.value)
+
+
+def test_config_refuses_two_entries_for_one_group():
+    with pytest.raises(ConfigError, match=r"headroom\[1\]\.nodeGroup.*one headroom entry per node group"):
+        load([{"nodeGroup": "l4", "nodes": 1}, {"nodeGroup": "l4", "nodes": 2}])
+
+
+def test_room_check_on_prods_chat_group():
+    from dataclasses import replace
+
+    from gpuscale.config.headroom import HeadroomConfig
+    config = load_stack_file(ROOT, "prod")
+    assert not config.headroom, "prod keeps no headroom (docs/serving.md, GPU headroom: measured, not worth it)"
+    # chat fills l4-ondemand's 10 nodes at maxReplicas 10: one node of headroom does not fit beside it.
+    warm = replace(config, headroom=(HeadroomConfig("l4-ondemand", 1),))
+    (finding,) = [f for f in run_checks(warm) if f.check == "headroom-room"]
+    assert finding.severity == "warning" and "gpuscale:headroom[0].nodes" in finding.settings
+    assert "maxSize 10" in finding.message
+    roomy = replace(warm, node_groups=tuple(replace(g, max_size=11) if g.name == "l4-ondemand" else g
+                                            for g in config.node_groups))
+    assert not [f for f in run_checks(roomy) if f.check == "headroom-room"]
