@@ -16,6 +16,7 @@ from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_M
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
+from .kserve import DEPLOYMENT_MODES
 from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
@@ -26,7 +27,6 @@ AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 S3_REGION = "serving.kserve.io/s3-region"
 """Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
 IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
-MODES = {"knative": "Knative", "standard": "Standard"}
 CONTAINER_NAME = "kserve-container"
 """The predictor container KServe's storage initializer and runtimes expect."""
 S3_URI = re.compile(r"s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/.*)?")
@@ -167,7 +167,7 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     """The InferenceService's metadata annotations and spec (serving.kserve.io/v1beta1; checked against the pinned
     CRD in tests)."""
     knative = args["serving_mode"] == "knative"
-    annotations = {DEPLOYMENT_MODE: MODES[args["serving_mode"]]}
+    annotations = {DEPLOYMENT_MODE: DEPLOYMENT_MODES[args["serving_mode"]]}
     if knative:
         annotations.update(kpa_annotations(args["scaling"], args["progress_deadline_seconds"]))  # type: ignore[arg-type]
     else:

@@ -89,7 +89,7 @@ def test_the_components_keys_are_upstreams():
     assert model_service.AUTOSCALER_CLASS == kserve["annotations"]["autoscalerClass"]
     assert model_service.S3_REGION == kserve["annotations"]["s3"]["InferenceServiceS3SecretRegionAnnotation"]
     assert model_service.IRSA_ROLE_ARN == kserve["annotations"]["irsaRoleArn"]
-    assert set(model_service.MODES.values()) == set(kserve["deploymentModes"].values())
+    assert set(model_service.DEPLOYMENT_MODES.values()) == set(kserve["deploymentModes"].values())
     assert pod_autoscaling.KPA_CLASS == serving["autoscalingClasses"]["KPA"]
     assert pod_autoscaling.PROGRESS_DEADLINE == serving["servingAnnotations"]["ProgressDeadlineAnnotationKey"]
     assert set(knative_serving.POD_SPEC_FEATURES) <= set(serving["configFeatures"])
