@@ -15,6 +15,7 @@ from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, Chart
 from .kube_values import read_node_selector
+from .pod_autoscaling import GATEWAY_INGRESS_CLASS
 
 NAMESPACE = "kserve"
 SERVICES_NAMESPACE = "gpuscale-serving"
@@ -30,27 +31,36 @@ class KServeArgs(TypedDict):
     (plain Deployments, scaled by an HPA or KEDA)."""
     node_selector: NotRequired[Mapping[str, str]]
     """Labels of the nodes KServe's controller runs on (the system node group). Default none."""
+    ingress: NotRequired[bool]
+    """Standard mode: give each InferenceService an Ingress of KServe's default class (istio, the platform team's
+    Istio ingress gateway), so that a gateway counts its requests (a `requests` wake). Default false: no Ingress."""
 
 
 def check_args(s: Section) -> None:
     """The rules of KServeArgs: the stack config's serving mode, and a node selector."""
     s.str("mode", choices=SERVING_MODES)
     read_node_selector(s)
+    s.bool("ingress", False)
 
 
 def kserve_values(args: KServeArgs) -> dict[str, Any]:
     """The controller chart's values (every key exists in the pinned chart's values.yaml, or a map it renders
     whole)."""
     knative = args["mode"] == "knative"
+    gateway: dict[str, Any] = {
+        # Knative mode routes through Kourier, not Istio: no VirtualService for the top-level host.
+        "disableIstioVirtualHost": knative,
+        # Standard mode: no Ingress object (no ingress controller is installed; clients reach the predictor's
+        # Service in the cluster, or through an ingress the platform team adds), unless a service is woken by the
+        # gateway's request count: then an Ingress of the class the default wake query counts (istio, spelled out
+        # rather than left to the chart's default) routes through the platform's Istio ingress gateway.
+        "disableIngressCreation": not (knative or args.get("ingress", False)),
+    }
+    if not knative and args.get("ingress", False):
+        gateway["ingressGateway"] = {"className": GATEWAY_INGRESS_CLASS, "enableGatewayApi": False}
     return {"kserve": {"controller": {
         "deploymentMode": DEPLOYMENT_MODES[args["mode"]],
-        "gateway": {
-            # Knative mode routes through Kourier, not Istio: no VirtualService for the top-level host.
-            "disableIstioVirtualHost": knative,
-            # Standard mode: no Ingress object (no ingress controller is installed; clients reach the predictor's
-            # Service in the cluster, or through an ingress the platform team adds).
-            "disableIngressCreation": not knative,
-        },
+        "gateway": gateway,
         "nodeSelector": dict(args.get("node_selector") or {}),
     }}}
 

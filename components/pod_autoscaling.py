@@ -95,8 +95,13 @@ class WakeArgs(TypedDict):
     queue_url: NotRequired[pulumi.Input[str]]
     """sqs: the queue's URL."""
     query: NotRequired[str]
-    """requests: the PromQL giving the service's request rate at the gateway (gpuscale installs no gateway, so the
-    metric is the platform's own)."""
+    """requests: the PromQL giving the service's request rate at the gateway. Default: the Istio ingress gateway's
+    counter towards the service's predictor (gateway_requests_query)."""
+    period_seconds: NotRequired[int]
+    """requests: the default query's rate() range, seconds. Default 60."""
+    prometheus_url: NotRequired[str]
+    """requests: the Prometheus server holding the gateway's counter. Default: the metrics source's
+    prometheus_url (one of the two is required)."""
 
 
 class KedaArgs(TypedDict):
@@ -213,7 +218,24 @@ def gpu_trigger(gpu: GpuTriggerArgs, source: MetricsSource, namespace: str, serv
         "threshold": _number(gpu["target"] * spec.prom_scale)}}
 
 
-def wake_trigger(wake: WakeArgs, source: MetricsSource, auth: dict[str, str] | None) -> dict[str, Any]:
+GATEWAY_INGRESS_CLASS = "istio"
+"""The ingress class KServe v0.16 gives a Standard-mode InferenceService's Ingress: its chart's
+kserve.controller.gateway.ingressGateway.className (charts/kserve-resources/values.yaml; config/configmap/
+inferenceservice.yaml's ingressClassName), with Gateway API off (enableGatewayApi: false). The Ingress routes to the
+predictor's Service, <name>-predictor (reconcilers/ingress/kube_ingress_reconciler.go, PredictorServiceName)."""
+
+
+def gateway_requests_query(namespace: str, service: str, period_seconds: int) -> str:
+    """The service's requests per second as the Istio ingress gateway counts them: istio_requests_total (Istio's
+    standard metrics), reported by the gateway (reporter="source": a gateway reports as the client side), towards
+    the predictor's Service. Counted at zero too: the gateway answers 503 with no endpoint, and counts the request."""
+    selector = (f'reporter="source",destination_service_namespace="{namespace}",'
+                f'destination_service_name="{service}-predictor"')
+    return f"sum(rate(istio_requests_total{{{selector}}}[{period_seconds}s]))"
+
+
+def wake_trigger(wake: WakeArgs, source: MetricsSource, auth: dict[str, str] | None, namespace: str = "",
+                 service: str = "") -> dict[str, Any]:
     """0 -> 1 on demand that exists at zero; also sizes the service (`AverageValue`: so many per replica)."""
     if wake["kind"] == "sqs":
         per, activation = wake["per_replica"], wake["activation"]
@@ -229,11 +251,17 @@ def wake_trigger(wake: WakeArgs, source: MetricsSource, auth: dict[str, str] | N
                              # Messages being worked on count: a pod busy with them is still needed.
                              "scaleOnInFlight": "true"}}
     if wake["kind"] == "requests":
-        if source["kind"] != "prometheus" or not wake.get("query"):
-            raise refuse("wake.query", wake.get("query"), "a PromQL query of the service's request rate at the "
-                                                          "gateway, with the prometheus metrics source")
+        server = wake.get("prometheus_url") or source.get("prometheus_url")
+        if not server:
+            raise refuse("wake.prometheus_url", None, "the Prometheus server holding the gateway's request counter, "
+                                                      "here or as metrics.prometheus_url")
+        query = wake.get("query")
+        if query is None:
+            query = gateway_requests_query(namespace, service, wake.get("period_seconds", 60))
+        elif not isinstance(query, str) or not query.strip():
+            raise refuse("wake.query", query, "a PromQL query of the service's request rate at the gateway")
         return {"type": "prometheus", "name": "requests", "metricType": "AverageValue", "metadata": {
-            "serverAddress": source["prometheus_url"], "query": wake["query"],
+            "serverAddress": server, "query": query,
             "threshold": _number(wake["per_replica"]), "activationThreshold": _number(wake["activation"])}}
     raise refuse("wake.kind", wake["kind"], "sqs or requests")
 
@@ -262,7 +290,7 @@ def scaled_object_spec(keda: KedaArgs, source: MetricsSource, namespace: str, se
     if keda["gpu_utilization"] is not None:
         triggers.append(gpu_trigger(keda["gpu_utilization"], source, namespace, service, auth))
     if keda["wake"] is not None:
-        triggers.append(wake_trigger(keda["wake"], source, auth))
+        triggers.append(wake_trigger(keda["wake"], source, auth, namespace, service))
     for t in triggers:  # only the AWS scalers take the authentication
         if t.get("authenticationRef") is None:
             t.pop("authenticationRef", None)

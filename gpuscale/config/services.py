@@ -51,6 +51,10 @@ STORAGE_URI_PATTERN = r"(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\s]*)?|pvc://[
 MODEL_FORMAT_PATTERN = r"[a-z][a-z0-9-]{0,62}"
 METRIC_NAME_PATTERN = r"[A-Za-z_:][A-Za-z0-9_:]*"
 URL_PATTERN = r"https?://[^\s/]+(/[^\s]*)?"
+PROMQL_PATTERN = r"\S(.*\S)?"
+"""One line, not blank: KEDA's prometheus scaler sends the query as is (Prometheus parses it)."""
+PROMETHEUS_URL_RULE = ("the Prometheus server's query URL, e.g. http://prometheus-server.monitoring.svc:80 or an "
+                       "Amazon Managed Service for Prometheus workspace's endpoint")
 
 # Bounds upstream validation enforces (knative/serving v1.18, pkg/apis/autoscaling/register.go).
 KNATIVE_WINDOW_MIN, KNATIVE_WINDOW_MAX = 6, 3600
@@ -146,8 +150,7 @@ def read_serving(s: Section | None) -> ServingConfig | None:
         return None
     mode = s.str("mode", choices=SERVING_MODES)
     source = s.str("metricsSource", "cloudwatch", choices=METRICS_SOURCES)
-    url_rule = ("the Prometheus server's query URL, e.g. http://prometheus-server.monitoring.svc:80 or an Amazon "
-                "Managed Service for Prometheus workspace's endpoint")
+    url_rule = PROMETHEUS_URL_RULE
     url = s.str("prometheusUrl", None, pattern=URL_PATTERN, describe=url_rule)
     if source == "prometheus" and url is None:
         raise s.fail("prometheusUrl", REQUIRED, f"{url_rule}, with metricsSource: prometheus")
@@ -251,6 +254,11 @@ class WakeTrigger:
     activationThreshold)."""
     period_seconds: int = 60
     """requests: the rate()'s range in the PromQL query (sqs is read live from the queue)."""
+    query: str | None = None
+    """requests: the PromQL giving the service's request rate at the gateway; None: the Istio ingress gateway's
+    istio_requests_total towards the service's predictor (components.pod_autoscaling.gateway_requests_query)."""
+    prometheus_url: str | None = None
+    """requests: the Prometheus server holding the gateway's counter; None: the serving section's prometheusUrl."""
 
 
 @dataclass(frozen=True)
@@ -597,7 +605,7 @@ def _read_keda(s: Section, base: KedaScaling, serving: ServingConfig) -> KedaSca
     elif wake is not None and wake.kind == "sqs" and wake.queue_name is None:
         raise s.fail("wake", REQUIRED, "wake.queueName: the SQS queue the service consumes (the preset names no "
                                        "queue)")
-    elif wake is not None and wake.kind == "requests" and serving.metrics_source != "prometheus":
+    elif wake is not None and wake.kind == "requests" and serving.prometheus_url is None:
         raise _requests_need_prometheus(s.key("wake"), wake.kind)
     if gpu is None and wake is None:
         raise s.fail("gpuUtilization", REQUIRED, "at least one trigger: gpuUtilization (1 -> N on the service's GPU "
@@ -610,15 +618,19 @@ def _read_keda(s: Section, base: KedaScaling, serving: ServingConfig) -> KedaSca
 
 
 def _requests_need_prometheus(key: str, kind: str) -> ConfigError:
-    return ConfigError(f"{key}.kind", kind, "sqs, or requests with gpuscale:kubernetes.serving.metricsSource: "
-                                            "prometheus (the gateway's request count is read from Prometheus)")
+    return ConfigError(f"{key}.kind", kind, "sqs, or requests with a Prometheus server: the wake's own "
+                                            f"{key}.prometheusUrl or gpuscale:kubernetes.serving.prometheusUrl "
+                                            "(metricsSource: prometheus); the gateway's request count is read from "
+                                            "Prometheus")
 
 
 def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> WakeTrigger:
     kind = s.str("kind", base.kind if base is not None else REQUIRED, choices=WAKE_KINDS)
-    if kind == "requests" and serving.metrics_source != "prometheus":
-        raise _requests_need_prometheus(s.path, kind)
     same = base if base is not None and base.kind == kind else None
+    query, server = _read_gateway(s, kind, same)
+    # A server given but refused was reported already: no second error for the same mistake.
+    if kind == "requests" and server is None and serving.prometheus_url is None and not s.has("prometheusUrl"):
+        raise _requests_need_prometheus(s.path, kind)
     queue = None
     if kind == "sqs":
         queue = s.str("queueName", same.queue_name if same is not None and same.queue_name else REQUIRED,
@@ -635,7 +647,24 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
         raise s.fail("periodSeconds", s.data["periodSeconds"], "periodSeconds only with kind: requests (KEDA reads "
                                                                 "an SQS queue's length live)")
     s.finish()
-    return WakeTrigger(kind, queue, per, activation, period)
+    return WakeTrigger(kind, queue, per, activation, period, query, server)
+
+
+PROMQL_RULE = "a PromQL expression giving the service's requests per second at the gateway"
+
+
+def _read_gateway(s: Section, kind: str, same: WakeTrigger | None) -> tuple[str | None, str | None]:
+    """A requests wake's PromQL query and Prometheus server (both optional: the defaults are the Istio gateway's
+    counter and the serving section's server); refused with kind sqs."""
+    if kind != "requests":
+        for key in ("query", "prometheusUrl"):
+            if s.has(key):
+                raise s.fail(key, s.data[key], f"{key} only with kind: requests (KEDA reads an SQS queue from AWS)")
+        return None, None
+    query = s.str("query", same.query if same else None, pattern=PROMQL_PATTERN, describe=PROMQL_RULE)
+    server = s.str("prometheusUrl", same.prometheus_url if same else None, pattern=URL_PATTERN,
+                   describe=PROMETHEUS_URL_RULE)
+    return query, server
 
 
 def _read_period(s: Section, default: int, serving: ServingConfig) -> int:

@@ -140,9 +140,21 @@ BAD = [
     ("keda-queue-preset-without-queue", _mutations(_standard, _replace(scaling, {"preset": "keda-queue"})),
      f"{S}.scaling.keda.wake", "queueName"),
     ("keda-requests-on-cloudwatch", _mutations(_standard, _replace(scaling, {"keda": {"wake": {"kind": "requests"}}})),
-     f"{S}.scaling.keda.wake.kind", "metricsSource: prometheus"),
+     f"{S}.scaling.keda.wake.kind", "requests with a Prometheus server: the wake's own"),
     ("hf-like-on-cloudwatch", _mutations(_standard, _replace(scaling, {"preset": "hf-like"})),
-     f"{S}.scaling.keda.wake.kind", "metricsSource: prometheus"),
+     f"{S}.scaling.keda.wake.kind", "gpuscale:kubernetes.serving.prometheusUrl"),
+    ("requests-wake-bad-server", _mutations(_standard, _replace(scaling, {"keda": {"wake": {
+        "kind": "requests", "prometheusUrl": "prometheus:9090"}}})),
+     f"{S}.scaling.keda.wake.prometheusUrl", "the Prometheus server's query URL"),
+    ("requests-wake-blank-query", _mutations(_standard, _replace(scaling, {"keda": {"wake": {
+        "kind": "requests", "prometheusUrl": "http://prometheus.monitoring.svc:9090", "query": "  "}}})),
+     f"{S}.scaling.keda.wake.query", "a PromQL expression"),
+    ("sqs-wake-with-query", _mutations(_standard, _replace(scaling, {"keda": {"wake": {
+        "kind": "sqs", "queueName": "jobs", "query": "sum(rate(x[1m]))"}}})),
+     f"{S}.scaling.keda.wake.query", "query only with kind: requests"),
+    ("sqs-wake-with-server", _mutations(_standard, _replace(scaling, {"keda": {"wake": {
+        "kind": "sqs", "queueName": "jobs", "prometheusUrl": "http://prometheus.monitoring.svc:9090"}}})),
+     f"{S}.scaling.keda.wake.prometheusUrl", "prometheusUrl only with kind: requests"),
     ("hpa-example-at-zero", _mutations(_standard, _replace(scaling, {"preset": "hpa-example"})),
      f"{S}.minReplicas", ">= 1 with preset hpa-example"),
     ("hpa-policy-type", _mutations(_standard, _set(svc, "minReplicas", 1), _replace(scaling, {"hpa": {"behavior": {
@@ -250,3 +262,20 @@ def test_shipped_stacks_declare_services(stack):
         assert any(s.min_replicas >= 1 for s in config.services), "a latency-safe service"
         assert any(s.min_replicas == 0 and s.workload.at_zero_capacity == "queue" for s in config.services), \
             "a batch service whose work waits on its queue at zero"
+
+
+def test_hf_like_loads_with_a_prometheus_server_from_the_serving_section_or_the_wake():
+    on_prometheus = with_service("standard", metricsSource="prometheus",
+                                 prometheusUrl="http://prometheus.monitoring.svc:9090")
+    svc(on_prometheus)["scaling"] = {"preset": "hf-like"}
+    wake = load_stack_config(on_prometheus, "test", CATALOG).services[0].scaling.wake
+    assert wake == PRESETS["hf-like"].scaling.wake, "the serving section's server, the default gateway query"
+    assert wake.query is None and wake.prometheus_url is None
+    on_cloudwatch = with_service("standard")
+    svc(on_cloudwatch)["scaling"] = {"preset": "hf-like", "keda": {"wake": {
+        "prometheusUrl": "http://prometheus.monitoring.svc:9090", "query": 'sum(rate(nginx_requests_total[1m]))'}}}
+    chat = load_stack_config(on_cloudwatch, "test", CATALOG).services[0]
+    assert chat.scaling.wake.prometheus_url == "http://prometheus.monitoring.svc:9090"
+    assert chat.scaling.wake.query == "sum(rate(nginx_requests_total[1m]))"
+    assert chat.scaling.gpu_utilization == PRESETS["hf-like"].scaling.gpu_utilization
+    assert chat.workload.at_zero_capacity == "refuse", "no activator in Standard mode: the gateway answers 502/503"

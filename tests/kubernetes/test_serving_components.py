@@ -12,6 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from crd_support import validate_custom_resource
+from kube_support import unknown_chart_values
 
 from gpuscale.components.charts import upstream_facts
 from gpuscale.components.keda import Keda, keda_policy
@@ -227,8 +228,6 @@ def test_bad_service_args_are_refused_with_their_name_before_anything_is_declare
 @pytest.mark.parametrize("scaling, message", [
     ({"gpu_utilization": None, "wake": {"kind": "sqs", "per_replica": 2.5, "activation": 0, "queue_url": QUEUE}},
      "wake.per_replica: 2.5 is not allowed; allowed: a whole number"),
-    ({"gpu_utilization": None, "wake": {"kind": "requests", "per_replica": 2, "activation": 0}},
-     "wake.query: None is not allowed"),
     ({"gpu_utilization": {"metric": "NodeGpuUtilisation", "target": 70.0, "period_seconds": 60}},
      "gpu_utilization.metric: 'NodeGpuUtilisation' is not allowed"),
     ({"gpu_utilization": None, "wake": None}, "keda: "),
@@ -288,3 +287,53 @@ def test_knative_settings_outside_upstreams_bounds_are_refused(field, value, mes
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         harness.run(lambda: KnativeServing("knative-serving", {"autoscaler": autoscaler}))
     assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
+
+
+def test_requests_wake_defaults_to_the_istio_gateways_counter_and_its_own_server():
+    """hf-like as deployed: the GPU trigger on CloudWatch, the wake on the Istio ingress gateway's request counter
+    (the ingress class KServe v0.16 gives a Standard-mode Ingress) from the wake's own Prometheus server."""
+    args = service(scaling={"gpu_utilization": {"metric": "NodeGpuUtilization", "target": 80.0, "period_seconds": 60},
+                            "wake": {"kind": "requests", "per_replica": 0.5, "activation": 0, "period_seconds": 120,
+                                     "prometheus_url": "http://prometheus.monitoring.svc:9090"},
+                            "polling_interval_seconds": 30, "cooldown_period_seconds": 900, "behavior": BEHAVIOR})
+    so = scaled_object(args)
+    validate_custom_resource(so)
+    assert_scaler_keys(so)
+    gpu, requests = so["spec"]["triggers"]
+    assert gpu["type"] == "aws-cloudwatch" and gpu["authenticationRef"]["name"] == "chat-aws"
+    assert requests["type"] == "prometheus" and "authenticationRef" not in requests
+    assert requests["metadata"] == {
+        "serverAddress": "http://prometheus.monitoring.svc:9090",
+        "query": 'sum(rate(istio_requests_total{reporter="source",destination_service_namespace="gpuscale-serving",'
+                 'destination_service_name="chat-predictor"}[120s]))',
+        "threshold": "0.5", "activationThreshold": "0"}
+    harness = Harness()
+    harness.run(lambda: ModelService("chat", args))
+    kinds = [r.type.rpartition(":")[2] for r in harness.resources if r.type.startswith("kubernetes:")]
+    assert sorted(kinds) == ["InferenceService", "ScaledObject", "ServiceAccount", "TriggerAuthentication"]
+
+
+@pytest.mark.parametrize("wake, message", [
+    ({"kind": "requests", "per_replica": 2, "activation": 0},
+     "wake.prometheus_url: None is not allowed; allowed: the Prometheus server holding the gateway's request counter"),
+    ({"kind": "requests", "per_replica": 2, "activation": 0, "prometheus_url": "http://p:9090", "query": " "},
+     "wake.query: ' ' is not allowed; allowed: a PromQL query"),
+])
+def test_requests_wake_without_a_server_or_with_a_blank_query_is_refused(wake, message):
+    harness = Harness()
+    args = service(scaling={**service()["scaling"], "wake": wake})
+    with pytest.raises(ValueError, match="^" + re.escape(message)):
+        harness.run(lambda: ModelService("chat", args))
+    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == ["gpuscale:index:ModelService"]
+
+
+def test_kserve_gives_standard_services_an_istio_ingress_only_when_asked():
+    plain = kserve_values({"mode": "standard"})["kserve"]["controller"]["gateway"]
+    assert plain["disableIngressCreation"] is True and "ingressGateway" not in plain
+    counted = kserve_values({"mode": "standard", "ingress": True})
+    assert counted["kserve"]["controller"]["gateway"] == {
+        "disableIstioVirtualHost": False, "disableIngressCreation": False,
+        "ingressGateway": {"className": "istio", "enableGatewayApi": False}}
+    assert unknown_chart_values(counted, "kserve", "kserve") == []
+    with pytest.raises(ValueError, match="^ingress \\(KServe \"kserve\"\\): 'yes' is not allowed"):
+        Harness().run(lambda: KServe("kserve", {"mode": "standard", "ingress": "yes"}))
