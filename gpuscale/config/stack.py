@@ -22,6 +22,7 @@ from ..components.kube_values import LABEL_NAME_PATTERN
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
 from .policy import PolicyConfig, read_policy
+from .buckets import ModelBucketConfig, read_model_buckets
 from .queues import QueueConfig, queue_uses, read_queues
 from .startup import read_startup
 from .reader import REQUIRED, ConfigError, Section, collecting
@@ -38,6 +39,7 @@ PROJECT = "gpuscale"
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
 TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues",
                   "services", "headroom")
+TOP_LEVEL_KEYS += ("modelBuckets",)  # the services' model buckets (gpuscale/config/buckets.py)
 KNOWN_NAMESPACES = (PROJECT, "aws", "kubernetes", "docker-build", "pulumi")
 """Config namespaces a stack file may use: the project's, those of the providers the program uses (pulumi-aws,
 pulumi-kubernetes, pulumi-docker-build) and Pulumi's own (`pulumi:tags`, ...). Any other is a typo
@@ -282,6 +284,9 @@ class StackConfig:
     """Placeholder pods keeping GPU nodes of node groups warm (`gpuscale:headroom`, gpuscale/config/headroom.py)."""
     queues: tuple[QueueConfig, ...] = ()
     """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
+    model_buckets: tuple[ModelBucketConfig, ...] = ()
+    """The S3 buckets of `gpuscale:modelBuckets`: created by the stack unless marked existing; every s3:// model is in
+    one of them."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -365,7 +370,8 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
                          auto_scaling_groups=asgs, alerts=alerts, kubernetes=kubernetes, policy=policy,
                          raw=dict(values), services=services or (), headroom=headroom or ())
     queues = errors.guard(read_queues, values.get(f"{PROJECT}:queues"), queue_uses(config))
-    return None if queues is None else replace(config, queues=queues)
+    buckets = errors.guard(read_model_buckets, values.get(f"{PROJECT}:modelBuckets"), config.services)
+    return None if queues is None or buckets is None else replace(config, queues=queues, model_buckets=buckets)
 
 
 def read_cluster_name(s: Section, name: str = "name") -> Any:

@@ -34,6 +34,7 @@ from gpuscale.components.gpu_headroom import GpuHeadroom
 from gpuscale.components.keda import Keda
 from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import KServe
+from gpuscale.components.model_bucket import ModelBucket
 from gpuscale.components.model_service import ModelService
 from gpuscale.config.services import KnativeAutoscalerConfig
 from gpuscale.config.reader import ConfigErrors
@@ -80,6 +81,7 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
     AgentImage: lambda: {"repository_name": "gpuscale-test/agent", "architectures": ["x86_64"]},
     AgentBundle: lambda: {},
     SignalQueue: lambda: {"queue_name": "jobs"},
+    ModelBucket: lambda: {"bucket_name": "gpuscale-test-models"},
     CertManager: lambda: {},
     KServe: lambda: {"mode": "standard"},
     KnativeServing: lambda: {"autoscaler": dict(vars(KnativeAutoscalerConfig()))},
@@ -209,6 +211,7 @@ FAMILIES = [
     ("startup size", GpuAutoScalingGroup, {"startup": {"user_data": "#!/bin/bash\n" + "#" * 16_000 + "\n"}},
      "startup", "at most 16384"),
     ("queues", SignalQueue, {"visibility_timeout_seconds": 50000}, "visibility_timeout_seconds", "an integer in ["),
+    ("model buckets", ModelBucket, {"bucket_name": "Models_Bucket"}, "bucket_name", "an S3 bucket name"),
     ("API endpoint", EksCluster, {"endpoint_public_access": False, "public_access_cidrs": ["1.2.3.4/32"]},
      "public_access_cidrs", "no public CIDRs with the public endpoint off"),
     ("ECR names", AgentImage, {"repository_name": "Gpuscale/Agent"}, "repository_name", "ECR repository name"),

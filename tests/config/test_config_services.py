@@ -33,6 +33,7 @@ def with_service(mode: str = "knative", **serving) -> dict:
     cfg = base()
     cfg["gpuscale:kubernetes"] = {"serving": {"mode": mode, **serving}}
     cfg["gpuscale:services"] = [service()]
+    cfg["gpuscale:modelBuckets"] = [{"name": "models-bucket"}]
     return cfg
 
 
