@@ -252,7 +252,7 @@ if serving is not None and node_groups:
             # The group's GPU class and capacity type: labels its nodes carry, and its scale-from-zero template too.
             "node_selector": {GPU_CLASS_LABEL: gpu_class(group.gpu.gpu_name),
                               CAPACITY_TYPE_LABEL: group.capacity_type.lower().replace("_", "-")},
-            "scaling_mode": s.scaling.mode, "scaling": scaling_args(s),  # type: ignore[typeddict-item]
+            "scaling_mode": s.scaling.mode, s.scaling.mode: scaling_args(s),  # type: ignore[misc]
             "metrics": {"kind": serving.metrics_source, "region": config.region,
                         "asg_name": node_groups[s.node_group].asg_name,
                         **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},

@@ -10,16 +10,17 @@ import pulumi
 import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
-from ..config.args import validate_args
+from ..config.args import validate_args, with_absent_nones
 from ..config.reader import REQUIRED, Section
-from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
+from ..config.services import (SCALING_MODES, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model,
+                               read_service_pods)
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
 from .kserve import DEPLOYMENT_MODES
 from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
-from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
+from .pod_autoscaling import (BehaviorArgs, KedaScalingArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
                               scaled_object_spec, trigger_authentication_spec)
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
@@ -94,10 +95,14 @@ class ModelServiceArgs(TypedDict):
     node_selector: Mapping[str, str]
     """Labels of the node group's nodes, at least the GPU class (gpuscale.io/gpu-class)."""
     scaling_mode: str
-    """``kpa`` (Knative mode), ``hpa`` or ``keda`` (Standard mode)."""
-    scaling: Any
-    """The pod autoscaler's settings, of the scaling mode: KpaArgs, HpaArgs or KedaArgs (typed ``Any`` because
-    Pulumi's multi-language component host has no union types)."""
+    """``kpa`` (Knative mode), ``hpa`` or ``keda`` (Standard mode): which of kpa, hpa and keda holds the pod
+    autoscaler's settings (exactly that one is given)."""
+    kpa: NotRequired[KpaArgs]
+    """scaling_mode kpa: Knative's pod autoscaler. Given only with kpa."""
+    hpa: NotRequired[HpaArgs]
+    """scaling_mode hpa: an HPA on the agent's GPU metric. Given only with hpa."""
+    keda: NotRequired[KedaScalingArgs]
+    """scaling_mode keda: KEDA's triggers and timing. Given only with keda."""
     metrics: MetricsSource
     """Where GPU triggers read the agent's series (hpa, keda)."""
     oidc_provider_arn: pulumi.Input[str]
@@ -122,20 +127,28 @@ def check_args(s: Section) -> None:
         s.report("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
     s.int("concurrency", min=1, max=100_000)
     read_node_selector(s, default=REQUIRED, requires=GPU_CLASS_LABEL)
-    s.input("scaling")  # checked as the ScaledObject or the annotations are built, before any child
+    # One settings object per mode rather than a union (Pulumi's component host, which serves ModelService to other
+    # languages, has no union types): exactly the scaling mode's is given. Its values are checked as the
+    # ScaledObject or the annotations are built, before any child.
+    for mode in SCALING_MODES:
+        if mode == scaling_mode:
+            s.input(mode)
+        elif s.has(mode):
+            s.report(mode, s.raw(mode), f"only {scaling_mode}'s settings with scaling_mode {scaling_mode} "
+                                        f"({', '.join(SCALING_MODES)}: one object each)")
     s.input("metrics")
     s.input("oidc_provider_arn")
     s.input("oidc_issuer_url")
     s.input("tags", {})
 
 
-def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
+def keda_args(args: ModelServiceArgs) -> KedaScalingArgs | None:
     """The ScaledObject's settings: keda as given; hpa as a ScaledObject with only the GPU trigger (KEDA creates the
     HPA with that behavior and serves its external metric); None for kpa."""
     if args["scaling_mode"] == "keda":
-        return args["scaling"]  # type: ignore[return-value]
+        return args["keda"]
     if args["scaling_mode"] == "hpa":
-        hpa: HpaArgs = args["scaling"]  # type: ignore[assignment]
+        hpa = args["hpa"]
         return {"gpu_utilization": {"metric": hpa["metric"], "target": hpa["target"],
                                     "period_seconds": hpa["period_seconds"]}, "wake": None,
                 # Never at zero (min >= 1): polling and cooldown only govern 0 <-> 1, so KEDA's defaults stand.
@@ -169,7 +182,7 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     knative = args["serving_mode"] == "knative"
     annotations = {DEPLOYMENT_MODE: DEPLOYMENT_MODES[args["serving_mode"]]}
     if knative:
-        annotations.update(kpa_annotations(args["scaling"], args["progress_deadline_seconds"]))  # type: ignore[arg-type]
+        annotations.update(kpa_annotations(args["kpa"], args["progress_deadline_seconds"]))
     else:
         # KEDA's ScaledObject (and the HPA it creates) owns the replicas: KServe creates no HPA of its own.
         annotations[AUTOSCALER_CLASS] = "external"
@@ -213,6 +226,8 @@ class ModelService(pulumi.ComponentResource):
     """The service account's IAM role (S3 models), None for volume or container models."""
 
     def __init__(self, name: str, args: ModelServiceArgs, opts: pulumi.ResourceOptions | None = None):
+        # Other languages may leave out what Python writes as None (the host publishes it as optional).
+        args = with_absent_nones(args, ModelServiceArgs)
         validate_args("ModelService", name, args, ModelServiceArgs, check_args)
         super().__init__("gpuscale:index:ModelService", name, None, opts)
         keda = keda_args(args)

@@ -104,7 +104,7 @@ class WakeArgs(TypedDict):
     prometheus_url (one of the two is required)."""
 
 
-class KedaArgs(TypedDict):
+class KedaScalingArgs(TypedDict):
     """KEDA's triggers and timing; field names as gpuscale.config.services.KedaScaling."""
 
     gpu_utilization: GpuTriggerArgs | None
@@ -266,7 +266,7 @@ def wake_trigger(wake: WakeArgs, source: MetricsSource, auth: dict[str, str] | N
     raise refuse("wake.kind", wake["kind"], "sqs or requests")
 
 
-def reads_aws(keda: KedaArgs, source: MetricsSource) -> bool:
+def reads_aws(keda: KedaScalingArgs, source: MetricsSource) -> bool:
     """A trigger reads AWS (CloudWatch or SQS): the ScaledObject needs the TriggerAuthentication."""
     return bool((keda["gpu_utilization"] and source["kind"] == "cloudwatch")
                 or (keda["wake"] and keda["wake"]["kind"] == "sqs"))
@@ -278,7 +278,7 @@ def trigger_authentication_spec() -> dict[str, Any]:
     return {"podIdentity": {"provider": "aws", "identityOwner": "keda"}}
 
 
-def scaled_object_spec(keda: KedaArgs, source: MetricsSource, namespace: str, service: str, deployment: str,
+def scaled_object_spec(keda: KedaScalingArgs, source: MetricsSource, namespace: str, service: str, deployment: str,
                        min_replicas: int, max_replicas: int, auth_name: str | None) -> dict[str, Any]:
     """The ScaledObject's spec on the predictor's Deployment (keda.sh/v1alpha1; checked against the pinned CRD)."""
     if keda["gpu_utilization"] is None and keda["wake"] is None:

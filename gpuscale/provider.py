@@ -24,13 +24,13 @@ COMPONENT_MODULES = (
     "network", "node_role", "eks_cluster", "existing_cluster", "gpu_node_group", "gpu_asg", "agent_bundle",
     "gpu_scaling_policies", "gpu_alarms", "gpu_alert_topic", "gpu_dashboard", "irsa_role", "cluster_autoscaler",
     "nvidia_device_plugin", "agent_image", "agent_daemonset", "signal_queue", "gpu_headroom",
+    "cert_manager", "knative_serving", "kserve", "keda", "model_service", "model_bucket",
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module)."""
 
-NOT_YET_EXPOSED = ("cert_manager", "knative_serving", "kserve", "keda", "model_service")
-"""The serving layer's components, not served to other languages yet: ModelService's scaling is a union of three
-Args types, which Pulumi's component host cannot describe (it has no union types), and their nested Args still
-need the host's required-field rules. Python programs import them as usual."""
+NOT_YET_EXPOSED: tuple[str, ...] = ()
+"""Component modules not served to other languages: none. (ModelService's scaling, once a union of three Args
+types that the component host cannot describe, is one optional object per scaling mode.)"""
 
 
 def components() -> list[type]:

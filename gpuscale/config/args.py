@@ -22,8 +22,12 @@ Adopting it in a new component is two lines:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Mapping
+import inspect
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
+
+from typing_extensions import is_typeddict
 
 from .reader import ConfigError, ConfigErrors, Section, camel_to_snake, collecting
 
@@ -62,3 +66,43 @@ def validate_args(component: str, name: str, args: Any, args_type: type,
             section.skip(*(str(k) for k in args if k not in declared))  # reported above, once
             errors.guard(check, section)
     errors.raise_if_any(f"the arguments of {where}")
+
+
+def admits_none(annotation: Any) -> bool:
+    """Whether an Args field's type takes None (``X | None``, ``Optional[X]``)."""
+    return type(None) in typing.get_args(annotation)
+
+
+def with_absent_nones(args: Any, args_type: type) -> Any:
+    """`args` with every required key whose type takes None set to None where it is absent, in nested Args too.
+
+    Pulumi's component host publishes such a key as optional (a package schema has no "required but may be
+    null"), so a program in another language may leave it out, meaning None, as a Python program writes it. A copy:
+    the caller's dicts are not changed. Anything that is not a mapping of a TypedDict is returned as it is, for
+    validate_args to refuse."""
+    if not isinstance(args, Mapping) or not is_typeddict(args_type):
+        return args
+    hints = inspect.get_annotations(args_type, eval_str=True)  # not get_type_hints: pulumi.Input's forward refs
+    out = dict(args)
+    for key, annotation in hints.items():
+        if key not in out:
+            if key in args_type.__required_keys__ and admits_none(annotation):
+                out[key] = None
+            continue
+        nested = next(_typed_dicts(annotation), None)
+        value = out[key]
+        if nested is None:
+            continue
+        if isinstance(value, Mapping):
+            out[key] = with_absent_nones(value, nested)
+        elif isinstance(value, (list, tuple)):
+            out[key] = [with_absent_nones(v, nested) for v in value]
+    return out
+
+
+def _typed_dicts(annotation: Any) -> Iterator[type]:
+    if is_typeddict(annotation):
+        yield annotation
+        return
+    for arg in typing.get_args(annotation):
+        yield from _typed_dicts(arg)

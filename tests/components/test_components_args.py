@@ -94,7 +94,7 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
         "gpus": 1, "cpu": "2", "memory": "12Gi", "min_replicas": 0, "max_replicas": 2,
         "request_timeout_seconds": 600, "progress_deadline_seconds": 900, "concurrency": 4,
         "node_selector": {"gpuscale.io/gpu-class": "l4"}, "scaling_mode": "kpa",
-        "scaling": {"metric": "concurrency", "target": None, "target_utilization_percentage": None,
+        "kpa": {"metric": "concurrency", "target": None, "target_utilization_percentage": None,
                     "window_seconds": None, "panic_window_percentage": None, "panic_threshold_percentage": None,
                     "initial_scale": None, "scale_to_zero_retention_seconds": None, "activation_scale": None,
                     "scale_down_delay_seconds": None},

@@ -20,6 +20,7 @@ from typing_extensions import is_typeddict
 
 import gpuscale.components
 from gpuscale.components import _docs
+from gpuscale.config.args import admits_none
 from gpuscale.provider import NOT_YET_EXPOSED, PACKAGE, components, provider, schema, version
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def test_inputs_are_the_args_with_their_docstrings_and_required_keys(component):
     args_type = inspect.get_annotations(component.__init__)["args"]
     fields = _docs.fields(args_type)
     assert set(resource["inputProperties"]) == {camel_case(f.name) for f in fields}
-    assert sorted(resource.get("requiredInputs", [])) == sorted(camel_case(k) for k in args_type.__required_keys__)
+    assert sorted(resource.get("requiredInputs", [])) == sorted(camel_case(k) for k in published_required(args_type))
     for f in fields:
         prop = resource["inputProperties"][camel_case(f.name)]
         assert f.doc and _flat(prop["description"]) == _flat(f.doc), f"{component.__name__}.{f.name}"
@@ -76,13 +77,22 @@ def test_outputs_are_documented_and_required_unless_optional(component):
         assert o.doc and _flat(resource["properties"][camel_case(o.name)]["description"]) == _flat(o.doc), o.name
 
 
+def published_required(t: type) -> set[str]:
+    """The fields the schema requires: the Args' required keys, less those whose type takes None (a schema has no
+    "required but may be null": the host publishes them as optional, and the component reads absent as None)."""
+    if not is_typeddict(t):
+        return {f.name for f in _docs.fields(t) if f.required}
+    hints = inspect.get_annotations(t, eval_str=True)
+    return {k for k in t.__required_keys__ if not admits_none(hints[k])}
+
+
 def test_nested_args_are_types_with_their_own_required_fields():
     nested = {t for c in components() for t in _docs.args_types(inspect.get_annotations(c.__init__)["args"])[1:]}
     assert {f"gpuscale:index:{t.__name__}" for t in nested} == set(SCHEMA["types"])
     for t in nested:
         spec = _type(t.__name__)
         assert spec["type"] == "object"
-        required = t.__required_keys__ if is_typeddict(t) else {f.name for f in _docs.fields(t) if f.required}
+        required = published_required(t)
         assert sorted(spec.get("required", [])) == sorted(camel_case(k) for k in required), t.__name__
         for f in _docs.fields(t):
             assert _flat(spec["properties"][camel_case(f.name)]["description"]) == _flat(f.doc), f"{t}.{f.name}"
@@ -169,3 +179,50 @@ def test_the_readme_yaml_program_uses_the_schema_as_published():
     text = yaml.safe_dump(program)
     for ref_name, output in re.findall(r"\$\{(\w[\w-]*)\.(\w+)\}", text):
         assert output in SCHEMA["resources"][declared[ref_name]]["properties"], f"{ref_name}.{output}"
+
+
+def test_args_type_names_are_unique_across_the_package():
+    """The host names a type, and finds its fields' docstrings, by the class name alone: two Args classes of one name
+    (the Keda component's KedaArgs and ModelService's KEDA settings, once) would share one entry."""
+    every = [t for c in components() for t in _docs.args_types(inspect.get_annotations(c.__init__)["args"])]
+    names = [t.__name__ for t in dict.fromkeys(every)]
+    assert len(names) == len(set(names)), sorted(n for n in names if names.count(n) > 1)
+
+
+def test_the_serving_components_are_served_with_typed_scaling_objects():
+    """ModelService's scaling is one optional object per mode (the host has no unions), each a typed object type."""
+    service = SCHEMA["resources"]["gpuscale:index:ModelService"]["inputProperties"]
+    assert {service[m]["$ref"] for m in ("kpa", "hpa", "keda")} == {
+        "#/types/gpuscale:index:KpaArgs", "#/types/gpuscale:index:HpaArgs", "#/types/gpuscale:index:KedaScalingArgs"}
+    assert service["scalingMode"]["type"] == "string" and "scaling" not in service
+    assert {"kpa", "hpa", "keda"}.isdisjoint(SCHEMA["resources"]["gpuscale:index:ModelService"]["requiredInputs"])
+    keda = _type("KedaScalingArgs")["properties"]
+    assert keda["wake"]["$ref"] == "#/types/gpuscale:index:WakeArgs"
+    assert keda["behavior"]["$ref"] == "#/types/gpuscale:index:BehaviorArgs"
+    assert _type("WakeArgs")["required"] == ["activation", "kind", "perReplica"]
+    assert _type("KpaArgs")["required"] == ["metric"], "the rest may be left out: None, Knative's cluster value"
+    for token in ("CertManager", "KnativeServing", "KServe", "Keda", "ModelService", "ModelBucket"):
+        assert f"gpuscale:index:{token}" in SCHEMA["resources"], token
+    assert SCHEMA["resources"]["gpuscale:index:ModelBucket"]["requiredInputs"] == ["bucketName"]
+
+
+def test_a_model_service_constructed_as_another_language_leaves_out_what_python_writes_as_none(harness):
+    host = provider()
+    inputs = {"name": "chat", "namespace": "gpuscale-serving", "servingMode": "standard",
+              "model": {"storageUri": "s3://gpuscale-test-models/chat", "format": "huggingface"},
+              "gpus": 1, "cpu": "2", "memory": "12Gi", "minReplicas": 0, "maxReplicas": 4,
+              "requestTimeoutSeconds": 600, "progressDeadlineSeconds": 600, "concurrency": 4,
+              "nodeSelector": {"gpuscale.io/gpu-class": "l4"}, "scalingMode": "keda",
+              "keda": {"wake": {"kind": "sqs", "perReplica": 8, "activation": 0,
+                                "queueUrl": "https://sqs.us-west-2.amazonaws.com/123456789012/jobs"},
+                       "pollingIntervalSeconds": 10, "cooldownPeriodSeconds": 120},
+              "metrics": {"kind": "cloudwatch", "region": "us-west-2", "asgName": "eks-l4"},
+              "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/X",
+              "oidcIssuerUrl": "https://oidc.eks.us-west-2.amazonaws.com/id/X"}
+    result = harness.run(lambda: host.construct("chat", "gpuscale:index:ModelService", inputs))
+    assert "inferenceServiceName" in result.state
+    scaler = harness.one("kubernetes:keda.sh/v1alpha1:ScaledObject").inputs["spec"]
+    assert [t["type"] for t in scaler["triggers"]] == ["aws-sqs-queue"], "gpuUtilization left out: None"
+    assert "advanced" not in scaler, "behavior left out: the API's defaults"
+    predictor = harness.one("kubernetes:serving.kserve.io/v1beta1:InferenceService").inputs["spec"]["predictor"]
+    assert predictor["model"]["storageUri"] == "s3://gpuscale-test-models/chat" and "runtime" not in predictor["model"]

@@ -54,6 +54,8 @@ def service(**overrides) -> ModelServiceArgs:
         "metrics": {"kind": "cloudwatch", "region": "us-west-2", "asg_name": "eks-l4-spot-1234"},
         "oidc_provider_arn": OIDC_ARN, "oidc_issuer_url": ISSUER}
     args.update(overrides)  # type: ignore[typeddict-item]
+    # `scaling` here: the settings of whichever scaling mode the test picks, under that mode's own key.
+    args[args["scaling_mode"]] = args.pop("scaling")  # type: ignore[literal-required]
     return args
 
 
@@ -236,7 +238,7 @@ def test_bad_service_args_are_refused_with_their_name_before_anything_is_declare
 ])
 def test_bad_triggers_are_refused_before_any_child(scaling, message):
     harness = Harness()
-    args = service(scaling={**service()["scaling"], **scaling})
+    args = service(scaling={**service()["keda"], **scaling})
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         harness.run(lambda: ModelService("chat", args))
     assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == ["gpuscale:index:ModelService"]
@@ -321,7 +323,7 @@ def test_requests_wake_defaults_to_the_istio_gateways_counter_and_its_own_server
 ])
 def test_requests_wake_without_a_server_or_with_a_blank_query_is_refused(wake, message):
     harness = Harness()
-    args = service(scaling={**service()["scaling"], "wake": wake})
+    args = service(scaling={**service()["keda"], "wake": wake})
     with pytest.raises(ValueError, match="^" + re.escape(message)):
         harness.run(lambda: ModelService("chat", args))
     assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == ["gpuscale:index:ModelService"]
@@ -337,3 +339,20 @@ def test_kserve_gives_standard_services_an_istio_ingress_only_when_asked():
     assert unknown_chart_values(counted, "kserve", "kserve") == []
     with pytest.raises(ValueError, match="^ingress \\(KServe \"kserve\"\\): 'yes' is not allowed"):
         Harness().run(lambda: KServe("kserve", {"mode": "standard", "ingress": "yes"}))
+
+
+def test_exactly_the_scaling_modes_settings_object_is_given():
+    """One optional object per mode instead of a union (the component host has no unions): the mode's own is
+    required, another mode's refused, both by name before anything is declared."""
+    extra = service()
+    extra["kpa"] = KPA  # type: ignore[typeddict-unknown-key]
+    missing = service()
+    del missing["keda"]  # type: ignore[misc]
+    for args, message in ((extra, "kpa (ModelService \"chat\"): {'metric': 'rps'"),
+                          (missing, "keda (ModelService \"chat\"): (missing) is not allowed; allowed: a value is required")):
+        harness = Harness()
+        with pytest.raises(ValueError, match=re.escape(message)):
+            harness.run(lambda: ModelService("chat", args))
+        assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
+    with pytest.raises(ValueError, match=re.escape("allowed: only keda's settings with scaling_mode keda")):
+        Harness().run(lambda: ModelService("chat", extra))
