@@ -98,11 +98,11 @@ class ModelServiceArgs(TypedDict):
     """``kpa`` (Knative mode), ``hpa`` or ``keda`` (Standard mode): which of kpa, hpa and keda holds the pod
     autoscaler's settings (exactly that one is given)."""
     kpa: NotRequired[KpaArgs]
-    """scaling_mode kpa: Knative's pod autoscaler. Given only with kpa."""
+    """scaling_mode kpa: Knative's pod autoscaler. Given only with kpa. Default none."""
     hpa: NotRequired[HpaArgs]
-    """scaling_mode hpa: an HPA on the agent's GPU metric. Given only with hpa."""
+    """scaling_mode hpa: an HPA on the agent's GPU metric. Given only with hpa. Default none."""
     keda: NotRequired[KedaScalingArgs]
-    """scaling_mode keda: KEDA's triggers and timing. Given only with keda."""
+    """scaling_mode keda: KEDA's triggers and timing. Given only with keda. Default none."""
     metrics: MetricsSource
     """Where GPU triggers read the agent's series (hpa, keda)."""
     oidc_provider_arn: pulumi.Input[str]

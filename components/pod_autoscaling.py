@@ -93,7 +93,7 @@ class WakeArgs(TypedDict):
     activation: float
     """The service leaves zero once the signal is above this."""
     queue_url: NotRequired[pulumi.Input[str]]
-    """sqs: the queue's URL."""
+    """sqs: the queue's URL. Default none (required with kind sqs)."""
     query: NotRequired[str]
     """requests: the PromQL giving the service's request rate at the gateway. Default: the Istio ingress gateway's
     counter towards the service's predictor (gateway_requests_query)."""
