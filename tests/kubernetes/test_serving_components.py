@@ -349,7 +349,8 @@ def test_exactly_the_scaling_modes_settings_object_is_given():
     missing = service()
     del missing["keda"]  # type: ignore[misc]
     for args, message in ((extra, "kpa (ModelService \"chat\"): {'metric': 'rps'"),
-                          (missing, "keda (ModelService \"chat\"): (missing) is not allowed; allowed: a value is required")):
+                          (missing, "keda (ModelService \"chat\"): (missing) is not allowed; allowed: a value is "
+                                    "required")):
         harness = Harness()
         with pytest.raises(ValueError, match=re.escape(message)):
             harness.run(lambda: ModelService("chat", args))

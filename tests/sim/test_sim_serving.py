@@ -166,6 +166,11 @@ def test_the_front_end_at_zero_queues_or_refuses_as_the_mode_says():
     assert knative.refused == 0 and compare("dev", "chat", sqs, ("stack",))["stack"].refused == 0
     refused = compare("dev", "chat", gateway, ("stack",))["stack"]
     assert refused.refused > 0 and refused.served == pytest.approx(100)
+    # The wake's own Prometheus server, GPU metrics still in CloudWatch: deployed the same way, refused the same way.
+    wake = {"kind": "requests", "prometheusUrl": "http://prom.monitoring.svc:9090"}
+    own_server = load_stack_config(standard_values(wake, "cloudwatch"), "dev", CATALOG)
+    assert own_server.services[0].workload.at_zero_capacity == "refuse"
+    assert compare("dev", "chat", own_server, ("stack",))["stack"].refused > 0
 
 
 def test_scalers_are_built_from_the_services_config():
