@@ -2,7 +2,6 @@
 
 import hashlib
 import importlib.util
-import json
 from pathlib import Path
 
 import pulumi
@@ -10,6 +9,7 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
 from ._docs import documented
+from ._s3 import private_encrypted_tls_only
 
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
@@ -106,20 +106,7 @@ class AgentBundle(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
 
         bucket = aws.s3.Bucket(f"{name}-bucket", tags=tags, opts=child)
-        block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-                                               block_public_policy=True, ignore_public_acls=True,
-                                               restrict_public_buckets=True, opts=child)
-        encryption = aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{name}-encryption", bucket=bucket.id,
-            # SSE-S3: encrypted at rest with no key policy for every reader to be granted.
-            rules=[aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"))],
-            opts=child)
-        aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id, policy=bucket.arn.apply(_tls_only_policy),
-                            # S3 rejects policy writes that race the public access block being applied.
-                            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]))
+        encryption = private_encrypted_tls_only(name, bucket, self)
 
         key = f"gpu-metrics-agent/{content_hash(agent_dir)[:16]}.zip"
         archive = aws.s3.BucketObjectv2(
@@ -136,13 +123,3 @@ class AgentBundle(pulumi.ComponentResource):
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn,
                                "object_key": self.object_key, "object_arn": self.object_arn})
 
-
-def _tls_only_policy(bucket_arn: str) -> str:
-    return json.dumps({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-            "Resource": [bucket_arn, f"{bucket_arn}/*"],
-            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-        }],
-    })

@@ -1,6 +1,5 @@
 """ModelBucket: an S3 bucket that holds the models KServe's storage initializer downloads, private and encrypted."""
 
-import json
 from collections.abc import Mapping
 
 import pulumi
@@ -11,6 +10,7 @@ from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
 
 from ._docs import documented
+from ._s3 import private_encrypted_tls_only
 from .bucket_rules import BUCKET_NAME_RULE, bucket_name_problem
 
 
@@ -32,14 +32,6 @@ def check_args(s: Section) -> None:
     s.input("tags", {})
 
 
-def tls_only_policy(bucket_arn: str) -> str:
-    """Deny every request that is not over TLS. Readers are allowed by their own roles' policies (the services'
-    storage-initializer roles, each on its model's prefix), so the bucket policy grants nothing."""
-    return json.dumps({"Version": "2012-10-17", "Statement": [{
-        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-        "Resource": [bucket_arn, f"{bucket_arn}/*"], "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})
-
-
 @documented
 class ModelBucket(pulumi.ComponentResource):
     """The bucket, with its public access blocked, SSE-S3 default encryption, a bucket policy refusing requests that
@@ -57,26 +49,15 @@ class ModelBucket(pulumi.ComponentResource):
         # Models are large and slow to rebuild: `pulumi destroy` fails on a bucket that still holds them rather
         # than deleting them (no force_destroy).
         bucket = aws.s3.Bucket(name, bucket=args["bucket_name"], tags=dict(args.get("tags") or {}), opts=child)
-        block = aws.s3.BucketPublicAccessBlock(f"{name}-public-access", bucket=bucket.id, block_public_acls=True,
-                                               block_public_policy=True, ignore_public_acls=True,
-                                               restrict_public_buckets=True, opts=child)
         # ACLs off: every object belongs to the bucket's account, whoever uploaded it, and only policies grant.
         aws.s3.BucketOwnershipControls(
             f"{name}-ownership", bucket=bucket.id,
             rule=aws.s3.BucketOwnershipControlsRuleArgs(object_ownership="BucketOwnerEnforced"), opts=child)
-        # SSE-S3: encrypted at rest with no key policy to grant to every storage initializer's role.
-        aws.s3.BucketServerSideEncryptionConfiguration(f"{name}-encryption", bucket=bucket.id, rules=[
-            aws.s3.BucketServerSideEncryptionConfigurationRuleArgs(
-                apply_server_side_encryption_by_default=aws.s3.
-                BucketServerSideEncryptionConfigurationRuleApplyServerSideEncryptionByDefaultArgs(
-                    sse_algorithm="AES256"))], opts=child)
+        private_encrypted_tls_only(name, bucket, self)
         if args.get("versioning", True):
             aws.s3.BucketVersioning(f"{name}-versioning", bucket=bucket.id,
                                     versioning_configuration=aws.s3.BucketVersioningVersioningConfigurationArgs(
                                         status="Enabled"), opts=child)
-        aws.s3.BucketPolicy(f"{name}-tls-only", bucket=bucket.id, policy=bucket.arn.apply(tls_only_policy),
-                            # S3 rejects policy writes that race the public access block being applied.
-                            opts=pulumi.ResourceOptions(parent=self, depends_on=[block]))
         self.bucket_name = bucket.bucket
         self.bucket_arn = bucket.arn
         self.register_outputs({"bucket_name": self.bucket_name, "bucket_arn": self.bucket_arn})
