@@ -33,6 +33,8 @@ from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
 from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.components.signal_queue import SignalQueue
+from gpuscale.components.bucket_rules import bucket_of
+from gpuscale.components.model_bucket import ModelBucket
 from gpuscale.config import PROJECT, ConfigError, load_stack_config
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
 from gpuscale.config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric
@@ -178,6 +180,14 @@ if queue_arns:
                              for name, arn in queue_arns.items()})
 # --- end of SQS queues ---
 
+# --- model buckets (issue 14): the buckets of gpuscale:modelBuckets, created unless they exist ---
+model_buckets = {b.name: ModelBucket(b.name, {"bucket_name": b.name, "tags": tags})
+                 for b in config.model_buckets if not b.existing}
+if config.model_buckets:
+    pulumi.export("modelBuckets", {b.name: {"existing": b.existing, **(
+        {"arn": model_buckets[b.name].bucket_arn} if b.name in model_buckets else {})} for b in config.model_buckets})
+# --- end of model buckets ---
+
 # --- the serving layer (issue 14): cert-manager, Knative Serving or KEDA, KServe, and the model services ---
 serving = kube.serving
 # Like the other add-ons, only with GPU node groups to serve on (services must name one, so none exist without).
@@ -209,7 +219,10 @@ if serving is not None and node_groups:
             "read_cloudwatch": reads_gpu and serving.metrics_source == "cloudwatch",
             "queue_arns": [queue_arns[q] for q in queues], "node_selector": system_nodes, "tags": tags},
             opts=platform_opts))
-    kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes},
+    # A service woken by the gateway's request count needs its Ingress through the gateway that counts it.
+    wakes_on_requests = any(isinstance(s.scaling, KedaScaling) and s.scaling.wake is not None
+                            and s.scaling.wake.kind == "requests" for s in config.services)
+    kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes, "ingress": wakes_on_requests},
                     opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=platform)))
 
     def gpu_trigger(metric: str | None, target: float, period_seconds: int) -> dict[str, object]:
@@ -232,6 +245,9 @@ if serving is not None and node_groups:
                         "activation": w.activation}
                 if w.queue_name is not None:
                     wake["queue_url"] = queue_url(w.queue_name)
+                if w.kind == "requests":  # None: the component's default query, the serving section's server
+                    wake.update({k: v for k, v in (("query", w.query), ("prometheus_url", w.prometheus_url),
+                                                   ("period_seconds", w.period_seconds)) if v is not None})
             return {"gpu_utilization": gpu_trigger(g.metric, g.target, g.period_seconds) if g else None,
                     "wake": wake, "polling_interval_seconds": sc.polling_interval_seconds,
                     "cooldown_period_seconds": sc.cooldown_period_seconds,
@@ -257,8 +273,9 @@ if serving is not None and node_groups:
                         "asg_name": node_groups[s.node_group].asg_name,
                         **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
             "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags}
+        bucket = model_buckets.get(bucket_of(m.storage_uri) or "")  # the model's bucket, when the stack makes it
         ModelService(s.name, service, opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
-            depends_on=[kserve, *platform, node_groups[s.node_group]])))
+            depends_on=[kserve, *platform, node_groups[s.node_group], *([bucket] if bucket else [])])))
 # --- end of the serving layer ---
 
 # --- GPU headroom (issue 15): placeholders keeping whole nodes of a node group warm, preempted by real pods ---

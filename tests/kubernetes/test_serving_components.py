@@ -357,3 +357,30 @@ def test_exactly_the_scaling_modes_settings_object_is_given():
         assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
     with pytest.raises(ValueError, match=re.escape("allowed: only keda's settings with scaling_mode keda")):
         Harness().run(lambda: ModelService("chat", extra))
+
+
+def test_the_program_deploys_hf_like_as_a_gateway_wake_through_an_istio_ingress():
+    """prod's chat on the hf-like preset, its wake reading its own Prometheus: the ScaledObject's requests trigger
+    (valid against the CRD and KEDA's prometheus scaler keys) and KServe told to create the Ingress it counts."""
+    from components_harness import stack_values
+
+    values = stack_values("prod")
+    chat = next(s for s in values["gpuscale:services"] if s["name"] == "chat")
+    server = "http://prometheus.monitoring.svc:9090"
+    chat["scaling"] = {"preset": "hf-like", "keda": {"wake": {"prometheusUrl": server}}}
+    harness = Harness()
+    harness.run_program("prod", values)
+    scaled = {r.inputs["metadata"]["name"]: r.inputs
+              for r in harness.of_type("kubernetes:keda.sh/v1alpha1:ScaledObject")}
+    so = {"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": {"name": "chat"},
+          "spec": scaled["chat"]["spec"]}
+    validate_custom_resource(so)
+    assert_scaler_keys(so)
+    gpu, requests = so["spec"]["triggers"]
+    assert gpu["type"] == "aws-cloudwatch" and requests["type"] == "prometheus"
+    assert requests["metadata"]["serverAddress"] == server
+    assert 'destination_service_name="chat-predictor"' in requests["metadata"]["query"]
+    assert so["spec"]["cooldownPeriod"] == 900, "hf-like: zero 15 minutes after the last request"
+    [controller] = [r for r in harness.of_type("kubernetes:helm.sh/v3:Release") if r.name == "kserve-controller"]
+    gateway = controller.inputs["values"]["kserve"]["controller"]["gateway"]
+    assert gateway["disableIngressCreation"] is False and gateway["ingressGateway"]["className"] == "istio"
