@@ -7,15 +7,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ..config.reader import Section
 from ..config.vertical import inplace_resize_refusal
 from ._docs import documented
-from ._options import depends_on_of
-from .charts import CHARTS
+from ._helm import pinned_release
 from .kube_values import read_node_selector
 
 NAMESPACE = "vertical-pod-autoscaler"
@@ -110,13 +108,8 @@ class VerticalPodAutoscaler(pulumi.ComponentResource):
     def __init__(self, name: str, args: VerticalPodAutoscalerArgs, opts: pulumi.ResourceOptions | None = None):
         validate_args("VerticalPodAutoscaler", name, args, VerticalPodAutoscalerArgs, check_args)
         super().__init__("gpuscale:index:VerticalPodAutoscaler", name, None, opts)
-        chart = CHARTS["vertical-pod-autoscaler"]
         # helm.v3.Release: Helm installs the CRDs from the chart's crds/ directory before anything that uses them,
         # and owns the admission controller's certificate job and webhook as one release.
-        release = k8s.helm.v3.Release(
-            f"{name}-chart", name="vertical-pod-autoscaler", chart=chart.name, version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo), namespace=NAMESPACE,
-            create_namespace=True, values=vpa_values(args), atomic=True, timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on_of(opts)))
+        release = pinned_release(self, name, "vertical-pod-autoscaler", NAMESPACE, vpa_values(args), opts)
         self.release_name = release.name
         self.register_outputs({"release_name": self.release_name})

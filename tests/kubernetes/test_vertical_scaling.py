@@ -156,3 +156,36 @@ def test_an_old_cluster_is_refused_by_the_chart_component():
                                                    "not allowed; allowed: 1.33 or later")):
         harness.run(lambda: VerticalPodAutoscaler("vpa", {"kubernetes_version": "1.30"}))
     assert declared(harness) == []
+
+
+def test_the_program_declares_the_vpa_and_the_services_vpa_when_the_stack_config_asks(tmp_path):
+    """prod with in-place CPU resize on chat (g6.xlarge: 4 vCPUs): the VPA release once, chat's VerticalPodAutoscaler
+    on its Deployment, its resizePolicy; the batch service, which does not ask, gets neither."""
+    from components_harness import stack_values
+    values = copy.deepcopy(stack_values("prod"))
+    [chat] = [s for s in values["gpuscale:services"] if s["name"] == "chat"]
+    chat["verticalScaling"] = {"minCpu": "2", "maxCpu": "3.5", "maxMemory": chat["memory"],
+                               "controlledResources": ["cpu"]}
+    harness = Harness()
+    harness.run_program("prod", values)
+    release = [r for r in harness.of_type("kubernetes:helm.sh/v3:Release")
+               if r.inputs.get("chart") == "vertical-pod-autoscaler"]
+    assert len(release) == 1 and release[0].inputs["version"] == CHARTS["vertical-pod-autoscaler"].version
+    [vpa] = harness.of_type("kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler")
+    assert vpa.inputs["metadata"]["name"] == "chat"
+    assert vpa.inputs["spec"]["resourcePolicy"]["containerPolicies"][0]["maxAllowed"] == {"cpu": "3.5",
+                                                                                         "memory": chat["memory"]}
+    validate_custom_resource({k: vpa.inputs[k] for k in ("apiVersion", "kind", "metadata", "spec")})
+    policies = {r.inputs["metadata"]["name"]: r.inputs["spec"]["predictor"]["model"].get("resizePolicy")
+                for r in harness.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+                if "model" in r.inputs["spec"]["predictor"]}
+    assert policies["chat"][0] == {"resourceName": "cpu", "restartPolicy": "NotRequired"}
+    assert all(p is None for name, p in policies.items() if name != "chat")
+
+
+def test_a_stack_without_vertical_scaling_installs_no_vpa():
+    harness = Harness()
+    harness.run_program("prod")
+    assert not harness.of_type("kubernetes:autoscaling.k8s.io/v1:VerticalPodAutoscaler")
+    assert not [r for r in harness.of_type("kubernetes:helm.sh/v3:Release")
+                if r.inputs.get("chart") == "vertical-pod-autoscaler"]
