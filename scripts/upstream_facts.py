@@ -16,9 +16,9 @@ Usage (each argument a git clone, bare or not, of the named repository; tags mus
         --vpa /path/to/kubernetes/autoscaler
 
 Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json,
-docker_build.json, kserve.json, knative_serving.json, knative_operator.json, keda.json, keda_chart.json and
-cert_manager.json and vertical_pod_autoscaler.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
-tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
+docker_build.json, kserve.json, knative_serving.json, knative_operator.json, keda.json, keda_chart.json,
+cert_manager.json and vertical_pod_autoscaler.json (only those whose clone is given). Run it after changing a pin in
+components/charts.py; tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
 """
 
 from __future__ import annotations
