@@ -24,6 +24,7 @@ COMPONENT_MODULES = (
     "network", "node_role", "eks_cluster", "existing_cluster", "gpu_node_group", "gpu_asg", "agent_bundle",
     "gpu_scaling_policies", "gpu_alarms", "gpu_alert_topic", "gpu_dashboard", "irsa_role", "cluster_autoscaler",
     "nvidia_device_plugin", "agent_image", "agent_daemonset", "signal_queue", "gpu_headroom",
+    "vertical_pod_autoscaler",
     "cert_manager", "knative_serving", "kserve", "keda", "model_service", "model_bucket",
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module)."""
@@ -31,6 +32,11 @@ COMPONENT_MODULES = (
 NOT_YET_EXPOSED: tuple[str, ...] = ()
 """Component modules not served to other languages: none. (ModelService's scaling, once a union of three Args
 types that the component host cannot describe, is one optional object per scaling mode.)"""
+
+
+PYTHON_ONLY = ("platform",)
+"""GpuPlatform takes the typed stack config (gpuscale.config.StackConfig, nested dataclasses with unions), which no
+schema type describes: other languages compose the components it is made of."""
 
 
 def components() -> list[type]:
