@@ -12,6 +12,8 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ..config.reader import REQUIRED, Section
+from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
+from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
 from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
 from ._docs import documented
 from ._options import depends_on_of
@@ -24,6 +26,9 @@ from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kp
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+NODE_GROUP = "serving.kserve.io/nodegroup"
+"""KServe's NodeGroupAnnotationKey (pkg/constants at v0.16.0): which LocalModelNodeGroup's copy of a cached model the
+predictor mounts (setLocalModelLabel)."""
 S3_REGION = "serving.kserve.io/s3-region"
 """Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
 IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
@@ -106,6 +111,10 @@ class ModelServiceArgs(TypedDict):
     """The cluster's OIDC issuer URL, the condition of the service role's trust policy."""
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
+    local_model_node_group: NotRequired[str]
+    """The LocalModelNodeGroup holding this service's model (LocalModelCache): KServe then mounts that group's copy
+    (the `serving.kserve.io/nodegroup` annotation picks the group's claim when the model is cached on several). Default
+    none: KServe uses a cache whose sourceModelUri matches the storageUri on its first node group, if any."""
 
 
 def check_args(s: Section) -> None:
@@ -127,6 +136,7 @@ def check_args(s: Section) -> None:
     s.input("oidc_provider_arn")
     s.input("oidc_issuer_url")
     s.input("tags", {})
+    s.str("local_model_node_group", None, pattern=NODE_GROUP_NAME_PATTERN, describe=NODE_GROUP_NAME_RULE)
 
 
 def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
@@ -173,6 +183,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     else:
         # KEDA's ScaledObject (and the HPA it creates) owns the replicas: KServe creates no HPA of its own.
         annotations[AUTOSCALER_CLASS] = "external"
+    if args.get("local_model_node_group"):
+        annotations[NODE_GROUP] = args["local_model_node_group"]  # type: ignore[assignment]
     m = args["model"]
     predictor: dict[str, Any] = {
         "minReplicas": args["min_replicas"], "maxReplicas": args["max_replicas"],
