@@ -39,8 +39,6 @@ MAX_CACHE_MIB_PER_SECOND = 100_000.0
 QUANTITY = r"(\d+(\.\d+)?)(Ki|Mi|Gi|Ti)"
 QUANTITY_RULE = "a Kubernetes storage quantity in Ki, Mi, Gi or Ti, e.g. 16Gi"
 SNAPSHOT_ID_PATTERN = r"snap-([0-9a-f]{8}|[0-9a-f]{17})"
-BOTTLEROCKET_DATA_DEVICE = "/dev/xvdb"
-"""Bottlerocket's data volume (container images, /local): the second block device of its AMIs."""
 _UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
@@ -121,21 +119,21 @@ def image_cache_refusal(ami_type: str) -> str | None:
     return None
 
 
-def read_image_cache_settings(s: Section, ami_type_key: str, ami_type: str) -> tuple[str, float]:
-    """snapshotId and pullSeconds: the rules of a node group's `imageCache:` and of GpuNodeGroupArgs' image cache."""
+def read_image_cache_settings(s: Section, ami_type_key: str, ami_type: str) -> str:
+    """snapshotId: the rule of a node group's `imageCache:` and of GpuNodeGroupArgs' `image_cache`."""
     snapshot = s.str("snapshotId", REQUIRED, pattern=SNAPSHOT_ID_PATTERN,
                      describe="an EBS snapshot id, snap- and 8 or 17 hex digits")
-    pull = s.float("pullSeconds", 0.0, min=0, max=3600)
     refusal = image_cache_refusal(ami_type)
     if refusal is not None:
         s.report("snapshotId", snapshot, f"{refusal} ({ami_type_key} is {ami_type})")
-    return snapshot, pull
+    return snapshot
 
 
 def read_image_cache(s: Section | None, ami_type_key: str, ami_type: str) -> ImageCacheConfig | None:
     """A node group's `imageCache:` (None without one)."""
     if s is None:
         return None
-    snapshot, pull = read_image_cache_settings(s, ami_type_key, ami_type)
+    snapshot = read_image_cache_settings(s, ami_type_key, ami_type)
+    pull = s.float("pullSeconds", 0.0, min=0, max=3600)
     s.finish()
     return ImageCacheConfig(snapshot, pull)
