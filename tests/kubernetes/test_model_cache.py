@@ -12,6 +12,7 @@ import pytest
 from crd_support import validate_custom_resource
 from kube_support import unknown_chart_values, validate_object
 
+from gpuscale.components.charts import upstream_facts
 from gpuscale.components.kserve import KServe, kserve_values
 from gpuscale.components.local_model_cache import (JOB_NAMESPACE, LocalModelCache, LocalModelCacheArgs,
                                                    model_object, node_group_object)
@@ -124,6 +125,8 @@ def test_bad_arguments_are_refused_by_name_before_anything_is_declared(overrides
 
 
 def test_a_cached_service_names_the_node_group_of_its_copy():
+    # The annotation KServe's setLocalModelLabel reads (pkg/constants NodeGroupAnnotationKey at the pin).
+    assert NODE_GROUP == upstream_facts("kserve")["annotations"]["nodeGroup"]
     obj = isvc_object(service(local_model_node_group="l4-ondemand"))
     validate_custom_resource(obj)
     assert obj["metadata"]["annotations"][NODE_GROUP] == "l4-ondemand"
