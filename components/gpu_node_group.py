@@ -8,7 +8,7 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
 from gpuscale.config.args import validate_args
-from gpuscale.config.caches import read_image_cache_settings
+from gpuscale.config.caches import read_image_cache_settings, read_image_volume_throughput
 from gpuscale.config.reader import Section
 from gpuscale.config.stack import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
 from gpuscale.instance_types import PulumiInstanceTypes
@@ -63,6 +63,9 @@ class GpuNodeGroupArgs(TypedDict):
     Default none: the autoscaler's cluster-wide settings."""
     tags: NotRequired[dict[str, str]]
     """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
+    image_volume_throughput_mibps: NotRequired[int]
+    """The gp3 image volume's provisioned throughput, 125-1000 MiB/s (it also holds KServe's local model cache).
+    Default gp3's baseline, 125."""
     image_cache: NotRequired[ImageCacheArgs]
     """Bottlerocket only: the data volume (container images) restored from an EBS snapshot that holds the serving
     images, so new nodes start without pulling them. Default none."""
@@ -87,14 +90,15 @@ def check_args(s: Section) -> None:
               describe="options cluster-autoscaler's AWS provider reads (" + ", ".join(CA_AUTOSCALING_OPTION_KEYS)
                        + ") to string values")
     s.input("tags", {})
+    read_image_volume_throughput(s)
     cache = s.optional_section("image_cache")
     if cache is not None:
         read_image_cache_settings(cache, s.key("ami_type"), ami_type)
         cache.finish()
 
 
-def _volumes(image_device: str, image_gib: int,
-             snapshot_id: str | None = None) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
+def _volumes(image_device: str, image_gib: int, snapshot_id: str | None = None,
+             throughput: int | None = None) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
     """Encrypted gp3 volumes: the image volume at `image_gib` (from the image-cache snapshot when given), and a
     separate root (Bottlerocket) at the AMI's size."""
     sizes = {ROOT_DEVICE: None, image_device: image_gib}  # one entry on AL2023, where the root holds the images
@@ -102,7 +106,8 @@ def _volumes(image_device: str, image_gib: int,
         device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
             volume_size=size, volume_type="gp3", encrypted="true", delete_on_termination="true",
             # Only the data volume: the root (the OS image) stays the AMI's own.
-            snapshot_id=snapshot_id if device == image_device and device != ROOT_DEVICE else None))
+            snapshot_id=snapshot_id if device == image_device and device != ROOT_DEVICE else None,
+            throughput=throughput if device == image_device else None))
         for device, size in sizes.items()]
 
 
@@ -178,7 +183,8 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 # be given its group's name (GPU_METRICS_AGENT_ASG_NAME; see docs/agent.md).
                 instance_metadata_tags="disabled"),
             block_device_mappings=_volumes(image_volume_device(ami_type), args.get("root_volume_gib", 200),
-                                           (args.get("image_cache") or {}).get("snapshot_id")),
+                                           (args.get("image_cache") or {}).get("snapshot_id"),
+                                           args.get("image_volume_throughput_mibps")),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type=kind, tags={**tags, "Name": name}) for kind in ("instance", "volume")],
             tags=tags,

@@ -34,6 +34,9 @@ GP3_BASELINE_MIB_PER_SECOND = 125.0
 """A gp3 volume's throughput unless more is provisioned (EC2 CreateVolume `Throughput`: "Valid Range: Minimum value of
 125", the default; at most 1,000 MiB/s on a launch template's block device). The node's image volume is gp3 at the
 default, so a cached model is read at this rate."""
+GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND = 1000
+"""The most a launch template's gp3 block device may provision (pulumi_aws LaunchTemplateBlockDeviceMappingEbs
+`throughput`: "with a maximum of 1,000 MiB/s")."""
 MAX_CACHE_MIB_PER_SECOND = 100_000.0
 """A bound of ours: instance-store NVMe of the largest GPU instances reads at tens of GB/s; more is a typo."""
 QUANTITY = r"(\d+(\.\d+)?)(Ki|Mi|Gi|Ti)"
@@ -59,7 +62,8 @@ class ModelCacheConfig:
     storage_limit: str
     """Disk per node the group's cache may fill (LocalModelNodeGroup.spec.storageLimit), at least model_size."""
     read_mib_per_second: float
-    """How fast a pod reads the cached model from the node's disk, MiB/s (default GP3_BASELINE_MIB_PER_SECOND)."""
+    """How fast a pod reads the cached model from the node's disk, MiB/s (default: the node group's
+    imageVolumeThroughputMibps, else GP3_BASELINE_MIB_PER_SECOND)."""
 
     @property
     def read_seconds(self) -> float:
@@ -76,7 +80,15 @@ class ImageCacheConfig:
     (containerd finds them in its content store); more when a new tag must still be pulled."""
 
 
-def read_model_cache_settings(s: Section) -> tuple[str, str, str, float]:
+def read_image_volume_throughput(s: Section) -> int | None:
+    """`imageVolumeThroughputMibps` of a node group (and GpuNodeGroupArgs): the gp3 image volume's provisioned
+    throughput, 125-1000 MiB/s; None keeps gp3's baseline (125 MiB/s, no extra charge). The volume holds the
+    container images and KServe's local model cache: a cached model is read at this rate."""
+    return s.int("imageVolumeThroughputMibps", None, min=int(GP3_BASELINE_MIB_PER_SECOND),
+                 max=GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND)
+
+
+def read_model_cache_settings(s: Section, default_rate: float = GP3_BASELINE_MIB_PER_SECOND) -> tuple[str, str, str, float]:
     """kind, modelSize, storageLimit, readMibPerSecond: the rules of a service's `modelCache:` and of the model cache
     component's Args (one home for each rule)."""
     kind = s.str("kind", choices=MODEL_CACHE_KINDS)
@@ -84,7 +96,7 @@ def read_model_cache_settings(s: Section) -> tuple[str, str, str, float]:
     limit = s.str("storageLimit", size, pattern=QUANTITY, describe=QUANTITY_RULE)
     if re.fullmatch(QUANTITY, size) and re.fullmatch(QUANTITY, limit) and quantity_bytes(limit) < quantity_bytes(size):
         s.report("storageLimit", limit, f"at least modelSize ({size}): the node's cache must hold the model")
-    rate = s.float("readMibPerSecond", GP3_BASELINE_MIB_PER_SECOND, min=1, max=MAX_CACHE_MIB_PER_SECOND)
+    rate = s.float("readMibPerSecond", float(default_rate), min=1, max=MAX_CACHE_MIB_PER_SECOND)
     return kind, size, limit, rate
 
 
@@ -98,11 +110,13 @@ def cacheable_uri_refusal(storage_uri: str | None) -> str | None:
     return None
 
 
-def read_model_cache(s: Section | None, storage_uri: str | None, uri_key: str) -> ModelCacheConfig | None:
-    """A service's `modelCache:` (None without one)."""
+def read_model_cache(s: Section | None, storage_uri: str | None, uri_key: str,
+                     volume_mib_per_second: int | None = None) -> ModelCacheConfig | None:
+    """A service's `modelCache:` (None without one); read at its node group's image volume throughput unless
+    `readMibPerSecond` says otherwise."""
     if s is None:
         return None
-    kind, size, limit, rate = read_model_cache_settings(s)
+    kind, size, limit, rate = read_model_cache_settings(s, volume_mib_per_second or GP3_BASELINE_MIB_PER_SECOND)
     refusal = cacheable_uri_refusal(storage_uri)
     if refusal is not None:
         s.report("kind", kind, f"a cache only for {refusal}; {uri_key} is {storage_uri!r}")

@@ -453,7 +453,8 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
     scaling, preset = _read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
-    model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri")
+    model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
+                                   group.image_volume_throughput_mibps)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
                          workload, model_cache)

@@ -161,3 +161,12 @@ def test_a_bad_image_cache_is_refused_before_anything_is_declared(harness, overr
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
         harness.run(lambda: GpuNodeGroup("bad", group_args("g6.xlarge", **overrides)))
     assert not harness.of_type(LT)
+
+
+def test_image_volume_throughput_is_provisioned_on_the_image_volume_only(harness):
+    harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", ami_type="BOTTLEROCKET_x86_64_NVIDIA",
+                                                      image_volume_throughput_mibps=1000)))
+    root, data = harness.one(LT, "l4-lt").inputs["blockDeviceMappings"]
+    assert data["ebs"]["throughput"] == 1000 and "throughput" not in root["ebs"]
+    with pytest.raises(ValueError, match=r"image_volume_throughput_mibps .*an integer in \[125, 1000\]"):
+        harness.run(lambda: GpuNodeGroup("bad", group_args("g6.xlarge", image_volume_throughput_mibps=2000)))

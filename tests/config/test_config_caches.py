@@ -99,3 +99,15 @@ def test_quantities():
     with pytest.raises(ValueError, match="storage quantity"):
         quantity_bytes("16G")
 
+
+
+def test_the_cache_reads_at_the_groups_provisioned_volume_throughput():
+    cfg = with_service()
+    ng(cfg)["imageVolumeThroughputMibps"] = 500
+    _cache()(cfg)
+    config = load_stack_config(cfg, "test", CATALOG)
+    assert config.node_groups[0].image_volume_throughput_mibps == 500
+    assert config.services[0].model_cache.read_mib_per_second == 500
+    ng(cfg)["imageVolumeThroughputMibps"] = 1001
+    with pytest.raises(Exception, match=r"imageVolumeThroughputMibps.*\[125, 1000\]"):
+        load_stack_config(cfg, "test", CATALOG)
