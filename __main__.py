@@ -27,6 +27,7 @@ from gpuscale.components.gpu_node_group import gpu_class
 from gpuscale.components.keda import Keda
 from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import SERVICES_NAMESPACE, KServe
+from gpuscale.components.local_model_cache import LocalModelCache
 from gpuscale.components.labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL
 from gpuscale.components.model_service import ModelService, ModelServiceArgs
 from gpuscale.components.gpu_scaling_policies import GpuScalingPolicies
@@ -34,8 +35,10 @@ from gpuscale.components.labels import SYSTEM_NODE_LABEL
 from gpuscale.components.nvidia_device_plugin import NvidiaDevicePlugin
 from gpuscale.components.signal_queue import SignalQueue
 from gpuscale.config import PROJECT, ConfigError, load_stack_config
+from gpuscale.config.caches import quantity_bytes
 from gpuscale.config.kubernetes import asg_option_tags, expander_order
 from gpuscale.config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric
+from gpuscale.config.stack import NodeGroupConfig
 from gpuscale.instance_types import PulumiInstanceTypes
 
 
@@ -100,7 +103,11 @@ node_groups: dict[str, GpuNodeGroup] = {
         "gpu_count": g.gpu.gpu_count, "gpu_name": g.gpu.gpu_name, "ami_type": g.ami_type,
         "capacity_type": g.capacity_type, "min_size": g.min_size, "max_size": g.max_size,
         "root_volume_gib": g.root_volume_gib, "labels": g.labels,
-        "autoscaling_options": asg_option_tags(g.autoscaler), "tags": tags})
+        "autoscaling_options": asg_option_tags(g.autoscaler), "tags": tags,
+        # Cold-start caches (issue 15, docs/cold-starts.md): only where configured.
+        **({"image_cache": {"snapshot_id": g.image_cache.snapshot_id}} if g.image_cache else {}),
+        **({"image_volume_throughput_mibps": g.image_volume_throughput_mibps}
+           if g.image_volume_throughput_mibps else {})})
     for g in config.node_groups}
 
 # --- the Kubernetes side: one explicit provider, built from the cluster, for every Kubernetes resource ---
@@ -209,8 +216,38 @@ if serving is not None and node_groups:
             "read_cloudwatch": reads_gpu and serving.metrics_source == "cloudwatch",
             "queue_arns": [queue_arns[q] for q in queues], "node_selector": system_nodes, "tags": tags},
             opts=platform_opts))
-    kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes},
+    # --- model cache (issue 15, docs/cold-starts.md): KServe's local model cache on the cached services' groups ---
+    groups_by_name = {g.name: g for g in config.node_groups}
+
+    def service_nodes(g: NodeGroupConfig) -> dict[str, str]:
+        """The labels a service on group `g` selects: its GPU class and capacity type."""
+        return {GPU_CLASS_LABEL: gpu_class(g.gpu.gpu_name),
+                CAPACITY_TYPE_LABEL: g.capacity_type.lower().replace("_", "-")}
+
+    cached = [s for s in config.services if s.model_cache is not None]
+    cache_groups = sorted({s.node_group for s in cached})
+    kserve = KServe("kserve", {"mode": serving.mode, "node_selector": system_nodes,
+                               **({"local_model_nodes": [service_nodes(groups_by_name[n]) for n in cache_groups]}
+                                  if cached else {})},
                     opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=platform)))
+    if cached:
+        def storage_limit(group: str) -> str:
+            """The group's cache: the services' storage limits on it, summed (in MiB, a whole quantity)."""
+            total = sum(quantity_bytes(s.model_cache.storage_limit) for s in cached if s.node_group == group)
+            return f"{-(-int(total) // 2**20)}Mi"
+        # One LocalModelCache per model URI (KServe refuses two of one URI), on every group a service caches it on.
+        by_uri: dict[str, list[ServiceConfig]] = {}
+        for s in cached:
+            by_uri.setdefault(s.model.storage_uri, []).append(s)
+        platform.append(LocalModelCache("model-cache", {
+            "node_groups": [{"name": n, "node_selector": service_nodes(groups_by_name[n]),
+                             "storage_limit": storage_limit(n)} for n in cache_groups],
+            "models": [{"name": same[0].name, "storage_uri": uri,
+                        "model_size": max((s.model_cache.model_size for s in same), key=quantity_bytes),
+                        "node_groups": sorted({s.node_group for s in same})} for uri, same in by_uri.items()],
+            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags},
+            opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(depends_on=[kserve]))))
+    # --- end of model cache ---
 
     def gpu_trigger(metric: str | None, target: float, period_seconds: int) -> dict[str, object]:
         return {"metric": gpu_metric(metric, serving.metrics_source), "target": target,
@@ -256,7 +293,9 @@ if serving is not None and node_groups:
             "metrics": {"kind": serving.metrics_source, "region": config.region,
                         "asg_name": node_groups[s.node_group].asg_name,
                         **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
-            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags}
+            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url, "tags": tags,
+            # Model cache (issue 15): every service names its own group, so KServe never mounts a copy on other nodes.
+            **({"local_model_node_group": s.node_group} if cached else {})}
         ModelService(s.name, service, opts=pulumi.ResourceOptions.merge(in_cluster, pulumi.ResourceOptions(
             depends_on=[kserve, *platform, node_groups[s.node_group]])))
 # --- end of the serving layer ---

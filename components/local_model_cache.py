@@ -88,6 +88,7 @@ def check_args(s: Section) -> None:
     if len(set(names)) != len(names):
         s.report("node_groups", names, "each node group once")
     seen: set[str] = set()
+    uris: dict[str, str] = {}
     for i, m in enumerate(s.sections("models", min_items=1)):
         name = m.str("name", pattern=DNS_LABEL_PATTERN, describe="a DNS-1123 label")
         if name in seen:
@@ -97,6 +98,11 @@ def check_args(s: Section) -> None:
         refusal = cacheable_uri_refusal(uri)
         if refusal is not None:
             m.report("storage_uri", uri, refusal)
+        elif uri in uris:
+            # KServe's LocalModelCache webhook (validateUniqueStorageURI) refuses a second cache of the same URI.
+            m.report("storage_uri", uri, f"each storage_uri once ({uris[uri]} caches it already): list every node "
+                                         "group of the model in that entry's node_groups")
+        uris.setdefault(uri, name)
         m.str("model_size", pattern=QUANTITY, describe=QUANTITY_RULE)
         on = m.str_list("node_groups", min_items=1)
         for group in on if isinstance(on, (list, tuple)) else ():

@@ -112,9 +112,10 @@ class ModelServiceArgs(TypedDict):
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
     local_model_node_group: NotRequired[str]
-    """The LocalModelNodeGroup holding this service's model (LocalModelCache): KServe then mounts that group's copy
-    (the `serving.kserve.io/nodegroup` annotation picks the group's claim when the model is cached on several). Default
-    none: KServe uses a cache whose sourceModelUri matches the storageUri on its first node group, if any."""
+    """The LocalModelNodeGroup of the service's own nodes (the `serving.kserve.io/nodegroup` annotation): KServe mounts
+    a cached copy of the model only if a LocalModelCache of its storageUri lists this group. Set it on every service of
+    a stack with a local model cache: without it KServe mounts the copy on the cache's *first* group, whose nodes the
+    service may not run on. Default none."""
 
 
 def check_args(s: Section) -> None:

@@ -4,6 +4,7 @@ than the node's image volume; and silence where everything is wired."""
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -98,3 +99,24 @@ def test_downloads_without_a_role_are_reported():
     found = checks(plan)
     assert [c for c, _ in found] == ["model-cache-permissions"]
     assert "cannot read the models from S3" in found[0][1]
+
+
+def test_prods_cache_is_planned_on_chats_nodes_and_reachable(stack_plans):
+    plan = stack_plans["prod"]
+    (cache,) = [r.inputs for r in plan.resources if r.type.endswith(":LocalModelCache") and r.custom]
+    assert cache["spec"]["sourceModelUri"] == "s3://gpuscale-prod-models/chat-8b-fp16"
+    assert cache["spec"]["nodeGroups"] == ["l4-ondemand"]
+    isvcs = {r.inputs["metadata"]["name"]: r.inputs for r in plan.resources
+             if r.type == "kubernetes:serving.kserve.io/v1beta1:InferenceService"}
+    # batch reads the same model on the Spot group: it names its own group, so KServe does not pin it to chat's.
+    assert isvcs["batch"]["metadata"]["annotations"]["serving.kserve.io/nodegroup"] == "l4-spot"
+    assert isvcs["chat"]["metadata"]["annotations"]["serving.kserve.io/nodegroup"] == "l4-ondemand"
+    config = load_stack_file(ROOT, "prod")
+    assert [f for f in run_checks(config, plan) if f.check.startswith(("model-cache", "image-cache"))] == []
+    # Without batch's annotation, the check finds exactly what KServe would do (on a copy: the plan is shared).
+    copied = SimpleNamespace(resources=[replace(r, inputs=copy.deepcopy(r.inputs)) for r in plan.resources])
+    for r in copied.resources:
+        if r.type == "kubernetes:serving.kserve.io/v1beta1:InferenceService" and r.inputs["metadata"]["name"] == "batch":
+            del r.inputs["metadata"]["annotations"]["serving.kserve.io/nodegroup"]
+    found = [f for f in cache_findings(config, copied, Finding) if f.check == "model-cache-unreachable"]
+    assert len(found) == 1 and "InferenceService batch" in found[0].message

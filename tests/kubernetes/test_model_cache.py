@@ -113,7 +113,11 @@ def test_the_component_declares_groups_caches_and_the_download_role():
     ({"node_groups": [{"name": "l4-ondemand", "node_selector": SELECTOR, "storage_limit": "lots"}]},
      "node_groups[0].storage_limit", "a Kubernetes storage quantity"),
     ({"node_groups": []}, "node_groups", "a list of at least 1"),
-], ids=["size", "pvc", "unknown-group", "no-gpu-class", "limit", "no-groups"])
+    ({"models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi",
+                  "node_groups": ["l4-ondemand"]},
+                 {"name": "batch", "storage_uri": "s3://models/chat", "model_size": "16Gi",
+                  "node_groups": ["l4-ondemand"]}]}, "models[1].storage_uri", "each storage_uri once (chat caches"),
+], ids=["size", "pvc", "unknown-group", "no-gpu-class", "limit", "no-groups", "same-uri"])
 def test_bad_arguments_are_refused_by_name_before_anything_is_declared(overrides, key, allowed):
     harness = Harness()
     with pytest.raises((ValueError, ConfigErrors)) as caught:
