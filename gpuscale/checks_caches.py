@@ -33,18 +33,20 @@ def cache_findings(config: StackConfig, plan: Any | None, finding: type) -> list
 
 
 def _unused_image_caches(config: StackConfig, finding: type) -> list[Any]:
-    used = {s.node_group for s in config.services}
+    used = {s.node_group for s in getattr(config, "services", ())}
     return [finding("warning", "image-cache-unused", (f"{PROJECT}:nodeGroups[{i}].imageCache.snapshotId",),
                     f"node group {g.name} restores its data volume from {g.image_cache.snapshot_id}, but no service of "
                     f"gpuscale:services runs on it: every node pays for the restored volume and no pull is saved; "
                     f"remove imageCache or run the service that needs the image here", g.name)
-            for i, g in enumerate(config.node_groups) if g.image_cache is not None and g.name not in used]
+            for i, g in enumerate(getattr(config, "node_groups", ()))
+            if getattr(g, "image_cache", None) is not None and g.name not in used]
 
 
 def _cache_room(config: StackConfig, finding: type) -> list[Any]:
     found = []
-    for i, g in enumerate(config.node_groups):
-        cached = [(j, s) for j, s in enumerate(config.services) if s.node_group == g.name and s.model_cache]
+    services = getattr(config, "services", ())
+    for i, g in enumerate(getattr(config, "node_groups", ())):
+        cached = [(j, s) for j, s in enumerate(services) if s.node_group == g.name and s.model_cache]
         need = sum(quantity_bytes(s.model_cache.storage_limit) for _, s in cached)
         if cached and need > g.root_volume_gib * 2**30:
             found.append(finding(

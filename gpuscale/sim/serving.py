@@ -281,7 +281,9 @@ def service_notes(service: ServiceConfig, svc: ServiceModel, levers: tuple[str, 
             f"cold start: node {cs.node_provisioning_seconds} s + device plugin {cs.device_plugin_ready_seconds or 0} s"
             f" + image {cs.image_pull_seconds} s + model {cs.model_load_seconds} s (after cluster-autoscaler's 30 s "
             f"wait for GPU pods and its scan); at zero: {front}",
-            *([f"levers on: {', '.join(levers)} (each `no ...` row is the service without that one)"] if levers else []))
+            *([f"levers on: {', '.join(levers)} (each `no ...` row is the service without that one)"
+               + ("; the model cache's load assumes the node already holds the model (a node added by the burst "
+                  "fetches it first: docs/cold-starts.md)" if MODEL_CACHE in levers else "")] if levers else []))
 
 
 def peak_rps(service: ServiceConfig, svc: ServiceModel) -> float:

@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from crd_support import validate_custom_resource
 
 from gpuscale.checks import Finding, run_checks
 from gpuscale.checks_caches import cache_findings
@@ -19,6 +20,7 @@ from gpuscale.components.local_model_cache import LocalModelCache
 from gpuscale.components.model_service import ModelService
 from gpuscale.config import load_stack_file
 from gpuscale.config.caches import ImageCacheConfig, ModelCacheConfig
+from gpuscale.plan import plan_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "components"))
@@ -101,8 +103,25 @@ def test_downloads_without_a_role_are_reported():
     assert "cannot read the models from S3" in found[0][1]
 
 
-def test_prods_cache_is_planned_on_chats_nodes_and_reachable(stack_plans):
-    plan = stack_plans["prod"]
+@pytest.fixture(scope="module")
+def cached_prod(tmp_path_factory):
+    """prod with chat's model cache on (the program itself, planned offline in a copy of the project whose stack
+    file adds `modelCache` to chat)."""
+    project = tmp_path_factory.mktemp("project")
+    for entry in ROOT.iterdir():
+        if entry.name not in ("stacks", ".git"):
+            (project / entry.name).symlink_to(entry)
+    (project / "stacks").mkdir()
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    marker = "    - name: chat\n      nodeGroup: l4-ondemand\n"
+    assert marker in text
+    (project / "stacks" / "Pulumi.prod.yaml").write_text(text.replace(
+        marker, marker + "      modelCache: {kind: local, modelSize: 16Gi, storageLimit: 20Gi}\n"))
+    return project, plan_in_subprocess(project, "prod")
+
+
+def test_a_cache_in_prod_is_planned_on_chats_nodes_and_reachable(cached_prod):
+    project, plan = cached_prod
     (cache,) = [r.inputs for r in plan.resources if r.type.endswith(":LocalModelCache") and r.custom]
     assert cache["spec"]["sourceModelUri"] == "s3://gpuscale-prod-models/chat-8b-fp16"
     assert cache["spec"]["nodeGroups"] == ["l4-ondemand"]
@@ -111,7 +130,10 @@ def test_prods_cache_is_planned_on_chats_nodes_and_reachable(stack_plans):
     # batch reads the same model on the Spot group: it names its own group, so KServe does not pin it to chat's.
     assert isvcs["batch"]["metadata"]["annotations"]["serving.kserve.io/nodegroup"] == "l4-spot"
     assert isvcs["chat"]["metadata"]["annotations"]["serving.kserve.io/nodegroup"] == "l4-ondemand"
-    config = load_stack_file(ROOT, "prod")
+    for r in plan.resources:
+        if r.type.startswith("kubernetes:serving.kserve.io/v1alpha1:"):
+            validate_custom_resource(r.inputs)
+    config = load_stack_file(project, "prod")
     assert [f for f in run_checks(config, plan) if f.check.startswith(("model-cache", "image-cache"))] == []
     # Without batch's annotation, the check finds exactly what KServe would do (on a copy: the plan is shared).
     copied = SimpleNamespace(resources=[replace(r, inputs=copy.deepcopy(r.inputs)) for r in plan.resources])
