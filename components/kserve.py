@@ -65,7 +65,8 @@ def kserve_values(args: KServeArgs) -> dict[str, Any]:
 
 
 def local_model_values(args: KServeArgs) -> dict[str, Any]:
-    """`kserve.localmodel` when a GPU node group keeps a local model cache (none otherwise: the chart's default, off)."""
+    """`kserve.localmodel` when a GPU node group keeps a local model cache (none otherwise: the chart's default,
+    off)."""
     nodes = args.get("local_model_nodes") or []
     return {"localmodel": agent_values(nodes)} if nodes else {}
 

@@ -88,7 +88,8 @@ def read_image_volume_throughput(s: Section) -> int | None:
                  max=GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND)
 
 
-def read_model_cache_settings(s: Section, default_rate: float = GP3_BASELINE_MIB_PER_SECOND) -> tuple[str, str, str, float]:
+def read_model_cache_settings(s: Section,
+                              default_rate: float = GP3_BASELINE_MIB_PER_SECOND) -> tuple[str, str, str, float]:
     """kind, modelSize, storageLimit, readMibPerSecond: the rules of a service's `modelCache:` and of the model cache
     component's Args (one home for each rule)."""
     kind = s.str("kind", choices=MODEL_CACHE_KINDS)
