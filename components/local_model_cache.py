@@ -23,6 +23,7 @@ from ..config.services import STORAGE_URI_PATTERN
 from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
 from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
 from ._docs import documented
+from ._options import depends_on_of
 from .irsa_role import IrsaRole
 from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .kserve import selector_term
@@ -152,6 +153,9 @@ class LocalModelCache(pulumi.ComponentResource):
     def __init__(self, name: str, args: LocalModelCacheArgs, opts: pulumi.ResourceOptions | None = None):
         validate_args("LocalModelCache", name, args, LocalModelCacheArgs, check_args)
         super().__init__("gpuscale:index:LocalModelCache", name, None, opts)
+        # KServe (its CRDs, its webhooks, the Jobs' namespace its chart creates) comes first, for every Kubernetes
+        # child: the SDK does not hand a component's depends_on to its children.
+        after = depends_on_of(opts)
         statements = [st for m in args["models"] for st in s3_statements(m["storage_uri"])]
         role = IrsaRole(f"{name}-jobs-irsa", {
             "oidc_provider_arn": args["oidc_provider_arn"], "oidc_issuer_url": args["oidc_issuer_url"],
@@ -162,19 +166,19 @@ class LocalModelCache(pulumi.ComponentResource):
         # annotated, not replaced.
         account = k8s.core.v1.ServiceAccountPatch(f"{name}-jobs-sa", metadata={
             "name": "default", "namespace": JOB_NAMESPACE, "annotations": {IRSA_ROLE_ARN: role.role_arn}},
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, depends_on=after))
         groups = []
         for group in args["node_groups"]:
             body = node_group_object(group)
             groups.append(k8s.apiextensions.CustomResource(
                 f"{name}-{group['name']}", api_version=API_VERSION, kind=body["kind"], metadata=body["metadata"],
-                spec=body["spec"], opts=pulumi.ResourceOptions(parent=self)))
+                spec=body["spec"], opts=pulumi.ResourceOptions(parent=self, depends_on=after)))
         for model in args["models"]:
             body = model_object(model)
             # After its node groups (KServe's controller looks them up by name to create the volumes) and the role
             # its download Jobs read with.
             k8s.apiextensions.CustomResource(
                 f"{name}-{model['name']}", api_version=API_VERSION, kind=body["kind"], metadata=body["metadata"],
-                spec=body["spec"], opts=pulumi.ResourceOptions(parent=self, depends_on=[*groups, account]))
+                spec=body["spec"], opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, *groups, account]))
         self.role_arn = role.role_arn
         self.register_outputs({"role_arn": self.role_arn})

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import jsonschema
+import pulumi
 import pytest
 from crd_support import validate_custom_resource
 from kube_support import unknown_chart_values, validate_object
@@ -139,3 +140,18 @@ def test_a_cached_service_names_the_node_group_of_its_copy():
     assert obj["spec"]["predictor"]["model"]["storageUri"] == "s3://models/chat"
     with pytest.raises(ValueError, match="local_model_node_group"):
         Harness().run(lambda: ModelService("chat", service(local_model_node_group="L4 group")))
+
+
+def test_every_kubernetes_child_waits_for_kserve():
+    harness = Harness()
+
+    def program():
+        kserve = KServe("kserve", {"mode": "standard", "local_model_nodes": [SELECTOR]})
+        LocalModelCache("model-cache", cache_args(), opts=pulumi.ResourceOptions(depends_on=[kserve]))
+    harness.run(program)
+    # A dependency on a component is recorded as one on its children: the controller release is among them.
+    controller = harness.one("kubernetes:helm.sh/v3:Release", "kserve-controller").urn
+    children = [r for r in harness.resources if r.type.startswith("kubernetes:") and r.name.startswith("model-cache")]
+    assert len(children) == 3
+    for r in children:
+        assert controller in r.dependencies, f"{r.name} does not wait for KServe"
