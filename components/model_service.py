@@ -15,6 +15,7 @@ from ..config.reader import REQUIRED, Section
 from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
 from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
 from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
+from ..config.vertical import KNATIVE_REFUSAL, read_vertical_scaling
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
@@ -23,6 +24,7 @@ from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
                               scaled_object_spec, trigger_authentication_spec)
+from .vertical_pod_autoscaler import VerticalScalingArgs, resize_policy, vertical_pod_autoscaler_spec
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
@@ -116,6 +118,9 @@ class ModelServiceArgs(TypedDict):
     a cached copy of the model only if a LocalModelCache of its storageUri lists this group. Set it on every service of
     a stack with a local model cache: without it KServe mounts the copy on the cache's *first* group, whose nodes the
     service may not run on. Default none."""
+    vertical_scaling: NotRequired[VerticalScalingArgs | None]
+    """Resize the predictor container's CPU and memory in place (a VerticalPodAutoscaler in InPlaceOrRecreate mode,
+    standard mode only; the VerticalPodAutoscaler component must be installed). Default None: requests stay as set."""
 
 
 def check_args(s: Section) -> None:
@@ -127,7 +132,7 @@ def check_args(s: Section) -> None:
     allowed = {"knative": ("kpa",), "standard": ("hpa", "keda")}[mode]
     scaling_mode = s.str("scaling_mode", choices=allowed)
     read_model(s.section("model"))
-    _, _, _, lo, _, _, _ = read_service_pods(s, mode)
+    _, cpu, memory, lo, _, _, _ = read_service_pods(s, mode)
     if lo == 0 and scaling_mode == "hpa":
         s.report("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
     s.int("concurrency", min=1, max=100_000)
@@ -138,6 +143,12 @@ def check_args(s: Section) -> None:
     s.input("oidc_issuer_url")
     s.input("tags", {})
     s.str("local_model_node_group", None, pattern=NODE_GROUP_NAME_PATTERN, describe=NODE_GROUP_NAME_RULE)
+    vertical = s.optional_section("verticalScaling")
+    if vertical is not None and mode != "standard":
+        s.report("vertical_scaling", dict(vertical.data), KNATIVE_REFUSAL)
+    elif vertical is not None:
+        read_vertical_scaling(vertical, cpu, memory)
+        vertical.finish()
 
 
 def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
@@ -199,6 +210,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     if m["container"] is None:
         model: dict[str, Any] = {"modelFormat": {"name": m["format"]}, "storageUri": m["storage_uri"],
                                  "resources": predictor_resources(args)}
+        if args.get("vertical_scaling"):
+            model["resizePolicy"] = resize_policy(args["vertical_scaling"])  # type: ignore[arg-type]
         if m["runtime"] is not None:
             model["runtime"] = m["runtime"]
         predictor["model"] = model
@@ -207,6 +220,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
         container: dict[str, Any] = {"name": CONTAINER_NAME, "image": c["image"], "args": list(c["args"]),
                                      "ports": [{"containerPort": c["port"], "protocol": "TCP"}],
                                      "resources": predictor_resources(args)}
+        if args.get("vertical_scaling"):
+            container["resizePolicy"] = resize_policy(args["vertical_scaling"])  # type: ignore[arg-type]
         if m["storage_uri"] is not None:
             # KServe's storage initializer downloads STORAGE_URI into /mnt/models for a custom container too.
             container["env"] = [{"name": "STORAGE_URI", "value": m["storage_uri"]}]
@@ -266,6 +281,15 @@ class ModelService(pulumi.ComponentResource):
                 f"{name}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject",
                 metadata={"name": service, "namespace": namespace}, spec=scaler,
                 # After the InferenceService: its Deployment is what the ScaledObject scales.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, isvc]))
+        vertical = args.get("vertical_scaling")
+        if vertical:
+            k8s.apiextensions.CustomResource(
+                f"{name}-vpa", api_version="autoscaling.k8s.io/v1", kind="VerticalPodAutoscaler",
+                metadata={"name": service, "namespace": namespace},
+                spec=vertical_pod_autoscaler_spec(deployment, CONTAINER_NAME, vertical),
+                # After the InferenceService, whose Deployment it resizes (pass the VerticalPodAutoscaler component
+                # in opts.depends_on: its CRD must exist first).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, isvc]))
         self.inference_service_name = isvc.metadata["name"]
         self.role_arn = role.role_arn if role else None

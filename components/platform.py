@@ -48,6 +48,7 @@ from .kserve import SERVICES_NAMESPACE, KServe
 from .local_model_cache import LocalModelCache
 from .labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, SYSTEM_NODE_LABEL
 from .model_service import ModelService, ModelServiceArgs
+from .vertical_pod_autoscaler import VerticalPodAutoscaler
 from .nvidia_device_plugin import NvidiaDevicePlugin
 from .signal_queue import SignalQueue
 
@@ -313,6 +314,12 @@ class GpuPlatform(pulumi.ComponentResource):
                                    **({"local_model_nodes": [_group_node_selector(groups[n]) for n in cache_groups]}
                                       if cached else {})},
                         opts=self._child(self._in_cluster, depends_on=platform))
+        # In-place vertical scaling (issue 15): the VPA once, when a service resizes in place; its services'
+        # VerticalPodAutoscaler objects need its CRD, so they wait for it (KServe does not).
+        if any(s.vertical_scaling is not None for s in config.services):
+            platform.append(VerticalPodAutoscaler("vertical-pod-autoscaler", {
+                "kubernetes_version": config.cluster.kubernetes_version,  # type: ignore[typeddict-item]
+                "node_selector": self._system_nodes}, opts=on_system))
         if cached:
             platform.append(self._declare_model_cache(cached, groups, kserve))
         for s in config.services:
@@ -330,7 +337,7 @@ class GpuPlatform(pulumi.ComponentResource):
                             "asg_name": node_groups[s.node_group].asg_name,
                             **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
                 "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
-                "tags": tags,
+                "tags": tags, "vertical_scaling": asdict(s.vertical_scaling) if s.vertical_scaling else None,
                 # Model cache: every service names its own group, so KServe never mounts a copy on other nodes.
                 **({"local_model_node_group": s.node_group} if cached else {})}
             ModelService(s.name, service, opts=self._child(

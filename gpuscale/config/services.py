@@ -31,6 +31,7 @@ from .caches import ModelCacheConfig, read_model_cache
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section, guarded
 from .scaling import SQS_QUEUE_PATTERN
+from .vertical import VerticalScalingConfig, read_service_vertical_scaling
 from .workload import CURRENCY_PATTERN, ColdStartConfig, WorkloadConfig, _read_service_time
 
 if TYPE_CHECKING:
@@ -372,6 +373,9 @@ class ServiceConfig:
     model_cache: ModelCacheConfig | None = None
     """`modelCache:`: the model kept on the GPU nodes' disk (gpuscale/config/caches.py); None: loaded from its
     storageUri on every cold start."""
+    vertical_scaling: VerticalScalingConfig | None = None
+    """In-place resize of the predictor's CPU and memory by a VerticalPodAutoscaler (gpuscale.config.vertical);
+    None: the requests stay as set."""
 
     @property
     def serving_mode(self) -> str:
@@ -455,9 +459,11 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
                                    group.image_volume_throughput_mibps)
+    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), serving.mode, cpu, memory,
+                                             group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
-                         workload, model_cache)
+                         workload, model_cache=model_cache, vertical_scaling=vertical)
 
 
 def read_service_pods(s: Section, serving_mode: str) -> tuple[int, str, str, int, int, int, int]:
