@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..config import ConfigError, load_stack_file
-from ..plan import PlanError, find_project_dir
+from ..plan.engine import PlanError, find_project_dir
 from . import pack_config
 
 

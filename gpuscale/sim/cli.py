@@ -118,7 +118,7 @@ def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tup
 def _project(project_dir: Path | None) -> Path:
     if project_dir is not None:
         return project_dir
-    from ..plan import PlanError, find_project_dir
+    from ..plan.engine import PlanError, find_project_dir
 
     try:
         return find_project_dir(Path.cwd())

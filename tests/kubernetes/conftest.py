@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gpuscale.plan import Plan, plan_in_subprocess
+from gpuscale.plan.engine import Plan, plan_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -46,7 +46,7 @@ PROGRAM = textwrap.dedent("""
 PLAN = textwrap.dedent("""
     # gpuscale plan's engine (its CLI also validates gpuscale's own stack config, which this program has none of).
     import json, pathlib
-    from gpuscale.plan import run_plan
+    from gpuscale.plan.engine import run_plan
     print(json.dumps(run_plan(pathlib.Path.cwd(), "test").to_json()))
 """)
 

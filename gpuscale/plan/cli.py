@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError
-from .plan import PlanConfigError, PlanError, find_project_dir
+from ..config import ConfigError
+from .engine import PlanConfigError, PlanError, find_project_dir
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
@@ -18,7 +18,7 @@ EXIT_CHECKS_FAILED = 3
 
 def _explain_secrets(project: Path, stack: str) -> None:
     """Values encrypted in the stack file: the plan cannot decrypt them and says so, instead of showing a mapping."""
-    from .config import read_stack_values, secret_paths, stack_file_path
+    from ..config import read_stack_values, secret_paths, stack_file_path
 
     paths = secret_paths(read_stack_values(stack_file_path(project, stack)))
     if paths:
@@ -47,10 +47,10 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     2 when the config is invalid, 3 when a check found an error.
     """
     from .checks import ERROR, run_checks
-    from .cost import estimate, render_cost
-    from .config import load_stack_file
-    from .plan import run_plan
-    from .plan_render import render_plan
+    from ..cost import estimate, render_cost
+    from ..config import load_stack_file
+    from .engine import run_plan
+    from .render import render_plan
 
     try:
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
@@ -86,8 +86,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
 @click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def diff(old: Path, new: Path) -> None:
     """Compare two plans written by `gpuscale plan --json`. Exit 0 when equal, 1 when they differ."""
-    from .cost import compare, cost_of_plan_json, render_change
-    from .plan_diff import PlanFormatError, diff_plans, load_plan, render_diff
+    from ..cost import compare, cost_of_plan_json, render_change
+    from .diff import PlanFormatError, diff_plans, load_plan, render_diff
 
     try:
         docs = [json.loads(p.read_text()) for p in (old, new)]
@@ -105,7 +105,7 @@ def diff(old: Path, new: Path) -> None:
 
 def _price_book(source: str, config, plan):
     """The price list to use: the package's file, or the Pricing API for the types and region the stack uses."""
-    from .prices import PriceBook
+    from ..prices import PriceBook
 
     if source == "file":
         return PriceBook.from_file()

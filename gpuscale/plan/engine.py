@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import PROJECT, ConfigError, read_stack_values, secret_paths, stack_file_path
+from ..config import PROJECT, ConfigError, read_stack_values, secret_paths, stack_file_path
 
 PLAN_FORMAT = 1
 """Version of the JSON plan layout; `gpuscale diff` refuses plans of another version."""
@@ -143,7 +143,7 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
     from pulumi.runtime.sync_await import _sync_await
 
     from .mocks import GpuScaleMocks
-    from .plan_monitor import RecordingMonitor, to_jsonable
+    from .monitor import RecordingMonitor, to_jsonable
 
     main = project_dir / "__main__.py"
     if not main.is_file():

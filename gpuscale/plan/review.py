@@ -15,8 +15,8 @@ from typing import Any
 
 import click
 
-from .config import ConfigError
-from .plan import Plan, PlanError, find_project_dir, plan_document
+from ..config import ConfigError
+from .engine import Plan, PlanError, find_project_dir, plan_document
 
 MARKER = "<!-- gpuscale-review -->"
 """First line of the comment: how the workflow finds its own comment to update instead of adding another."""
@@ -36,8 +36,8 @@ def stacks_of(project: Path) -> list[str]:
 
 
 def review_stack(head: Path, base: Path | None, stack: str, base_python: str) -> StackReview:
-    from .cost import StackCost, compare, cost_of_plan_json, estimate, render_change, render_cost
-    from .plan_diff import diff_plans
+    from ..cost import StackCost, compare, cost_of_plan_json, estimate, render_change, render_cost
+    from .diff import diff_plans
 
     head_doc, _ = plan_document(head, stack, accept_check_errors=True)
     head_plan = Plan.from_json(head_doc)
@@ -55,7 +55,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
     if base_doc is not None:
         base_cost = cost_of_plan_json(base_doc)
         if base_cost is None and base is not None:  # a base from before cost estimates: price it with this code
-            from .config import load_stack_file
+            from ..config import load_stack_file
 
             try:
                 base_cost = estimate(load_stack_file(base, stack), base_plan)
@@ -80,7 +80,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
 
 
 def _resources(diff: Any) -> list[str]:
-    from .plan_diff import change_lines, replacement_source
+    from .diff import change_lines, replacement_source
 
     lines = [f"**Resources**: {diff.summary()}", ""]
     if diff.equal:

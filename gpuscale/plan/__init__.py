@@ -1,0 +1,16 @@
+"""The offline plan: what `pulumi up` would create, without the Pulumi CLI, provider plugins or a cloud account.
+
+One module per part, each depending only on those listed before it:
+
+- `project`: the Pulumi project being planned (its Pulumi.yaml: name, main, stackConfigDir) and its stack files.
+- `model`: the plan as data (`Plan`, `PlannedResource`), in tree order, to and from JSON.
+- `mocks`: `GpuScaleMocks`, Pulumi mocks that answer like AWS (ids, ARNs, EC2 instance type data).
+- `monitor`: the recording resource monitor that turns every registration into a `PlannedResource`.
+- `engine`: runs the program under Pulumi's mock engine with the stack's config (`run_plan`).
+- `summary`, `render`: the plan for people (what a reviewer reads first, the tree, counts, outputs).
+- `diff`: two plans compared, replacements told apart from in-place updates.
+- `checks`: pre-apply checks of a stack's settings against its plan (`run_checks`).
+- `cli`, `review`: `gpuscale plan`, `gpuscale diff` and `gpuscale review`.
+
+`tests/test_import_layers.py` holds this order (import-linter contracts in pyproject.toml).
+"""
