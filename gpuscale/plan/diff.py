@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .engine import PLAN_FORMAT, Plan, PlannedResource
+from .model import PLAN_FORMAT, Plan, PlannedResource
 from .render import flatten, short
 
 

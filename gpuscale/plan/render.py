@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from .engine import Plan
+from .model import Plan
 
 KEY_INPUTS_SHOWN = 6
 """Inputs shown under a resource in the default view; `details=True` shows every one."""

@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from ..config import ConfigError
-from .engine import Plan, PlanError, find_project_dir, plan_document
+from .engine import PlanError, find_project_dir, plan_document
+from .model import Plan
 
 MARKER = "<!-- gpuscale-review -->"
 """First line of the comment: how the workflow finds its own comment to update instead of adding another."""

@@ -13,7 +13,7 @@ import pytest
 
 from gpuscale.plan.checks import run_checks
 from gpuscale.config import load_stack_file
-from gpuscale.plan.engine import Plan
+from gpuscale.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from gpuscale.plan.engine import Plan, PlannedResource, in_tree_order
+from gpuscale.plan.model import Plan, PlannedResource, in_tree_order
 from gpuscale.plan.render import render_tree
 
 

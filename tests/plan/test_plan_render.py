@@ -9,7 +9,7 @@ import re
 from plan_support import ROOT, gpuscale
 
 from gpuscale.config import load_stack_file
-from gpuscale.plan.engine import Plan
+from gpuscale.plan.model import Plan
 from gpuscale.plan.render import render_plan
 
 

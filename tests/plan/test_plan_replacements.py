@@ -9,7 +9,7 @@ import sys
 
 from plan_support import ROOT, diff_with_changed
 
-from gpuscale.plan.engine import PlannedResource
+from gpuscale.plan.model import PlannedResource
 from gpuscale.plan.diff import replacement_facts, replacement_reasons
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"

@@ -18,7 +18,7 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from gpuscale.plan.mocks import GpuScaleMocks
-from gpuscale.plan.engine import PlannedResource
+from gpuscale.plan.model import PlannedResource
 from gpuscale.plan.monitor import RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[2]
