@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...config import PROJECT, StackConfig
-from ...config.kubernetes import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
+from ...config.workload import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
 from ...config.services import (DEFAULT_GPU_METRIC, HPA_SYNC_PERIOD_SECONDS, HpaScaling, KedaScaling, KpaScaling,
                               ServiceConfig, agent_metric, gpu_metric)
 from ...sim.knative import ACTIVATION_TIMEOUT_BUFFER
