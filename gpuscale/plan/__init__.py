@@ -12,5 +12,5 @@ One module per part, each depending only on those listed before it:
 - `checks`: pre-apply checks of a stack's settings against its plan (`run_checks`).
 - `cli`, `review`: `gpuscale plan`, `gpuscale diff` and `gpuscale review`.
 
-`tests/test_import_layers.py` holds this order (import-linter contracts in pyproject.toml).
+`tests/packaging/test_import_layers.py` holds this order (import-linter contracts in pyproject.toml).
 """
