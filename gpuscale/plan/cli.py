@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from ..config import ConfigError
-from .engine import PlanConfigError, PlanError, find_project_dir
+from ..config import PROJECT, ConfigError, read_stack_values, stack_file_path
+from ..config.project import ProjectError, find_project_dir, read_project
+from .engine import PlanConfigError, PlanError
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
@@ -18,7 +19,7 @@ EXIT_CHECKS_FAILED = 3
 
 def _explain_secrets(project: Path, stack: str) -> None:
     """Values encrypted in the stack file: the plan cannot decrypt them and says so, instead of showing a mapping."""
-    from ..config import read_stack_values, secret_paths, stack_file_path
+    from ..config import secret_paths
 
     paths = secret_paths(read_stack_values(stack_file_path(project, stack)))
     if paths:
@@ -28,9 +29,11 @@ def _explain_secrets(project: Path, stack: str) -> None:
 
 
 @click.command()
-@click.option("--stack", "-s", required=True, help="Stack to plan: its config is stacks/Pulumi.<stack>.yaml.")
+@click.option("--stack", "-s", required=True,
+              help="Stack to plan: its config is Pulumi.<stack>.yaml in the project's stackConfigDir.")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
+              help="Directory holding the Pulumi.yaml of the project to plan, this one or any Python Pulumi program "
+                   "(default: the nearest one at or above the current directory).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write the plan (type, name, parent, inputs, options) as JSON to this file.")
 @click.option("--details", is_flag=True,
@@ -46,19 +49,20 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     Then run the pre-apply checks and the policy rules, and price the stack's month. Exit 0 when the plan holds and no check found an error,
     2 when the config is invalid, 3 when a check found an error.
     """
-    from .checks import ERROR, run_checks
-    from ..cost import estimate, render_cost
-    from ..config import load_stack_file
+    from ..cost import render_cost
+    from .checks import ERROR
     from .engine import run_plan
     from .render import render_plan
 
     try:
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
+        _in_project_environment(project, ["--stack", stack, *(["--json", str(json_path.resolve())] if json_path else
+                                          []), *(["--details"] if details else []), *(["--quiet"] if quiet else []),
+                                          "--prices", prices])
         result = run_plan(project, stack)
-        # The program validated the same file through the same rules; this copy feeds the checks.
-        config = load_stack_file(project, stack)
-        findings = run_checks(config, result)
-        cost = estimate(config, result, _price_book(prices, config, result))
+        platform, findings, cost = _checks_and_cost(project, stack, result, prices)
+    except ProjectError as exc:
+        _fail(str(exc), EXIT_INVALID)
     except (PlanConfigError, ConfigError) as exc:
         _fail(f"invalid config for stack {stack}: {exc}", EXIT_INVALID)
     except PlanError as exc:
@@ -69,7 +73,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     if not quiet:
         click.echo(render_plan(result, details=details))
         _explain_secrets(project, stack)
-        click.echo("\nPre-apply checks:")
+        click.echo("\nPre-apply checks:" if platform else f"\nPre-apply checks (the policy rules only: the stack "
+                   f"file holds no {PROJECT}: settings of groups for the others to read):")
         click.echo("\n".join(f"  {f}" for f in findings) or "  none")
         click.echo("\n" + render_cost(cost))
         if json_path is not None:
@@ -101,6 +106,49 @@ def diff(old: Path, new: Path) -> None:
     click.echo(render_diff(result))
     click.echo(render_change(cost))
     sys.exit(0 if result.equal and not cost.lines else EXIT_DIFFERENT)
+
+
+def _in_project_environment(project: Path, options: list[str]) -> None:
+    """Plan in the project's own Python environment: where its Pulumi.yaml names a `runtime.options.virtualenv` that
+    exists and is not the running one, run this command again with that environment's Python and exit with its
+    status. `pulumi up` runs the program there, so its packages (its own, and the gpuscale it imports) come from
+    there; a plan from another environment could plan other code."""
+    import subprocess
+
+    venv = read_project(project).virtualenv
+    if venv is None or not venv.is_dir() or Path(sys.prefix).resolve() == venv.resolve():
+        return
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    where = f"{project / 'Pulumi.yaml'}: runtime.options.virtualenv"
+    if not python.is_file():
+        raise ProjectError(where, str(venv), f"a virtual environment with a Python ({python} does not exist)")
+    if subprocess.run([str(python), "-c", "import gpuscale"], capture_output=True).returncode != 0:
+        raise ProjectError(where, str(venv), "a virtual environment with gpuscale installed, as the program imports "
+                           f"it: {python} -m pip install gpuscale")
+    sys.exit(subprocess.call([str(python), "-m", "gpuscale", "plan", "--project-dir", str(project), *options]))
+
+
+def _checks_and_cost(project: Path, stack: str, result, prices: str):
+    """Whether the stack holds the platform's settings, the pre-apply checks, and the month's cost.
+
+    The checks and the cost read the platform's settings (groups, scaling, services) from the stack's `gpuscale:`
+    keys, validated by the same rules the program used. A program of its own that declares the components from its
+    own config (any namespace) has none: its planned resources still get the policy rules, with the stack's
+    `gpuscale:policy` if it has one (read by the same reader), and the cost says why it has no figure."""
+    from ..config import load_stack_file
+    from ..config.policy import KEY as POLICY_KEY
+    from ..config.policy import read_policy
+    from ..cost import StackCost, estimate
+    from .checks import policy_findings, run_checks
+
+    values = read_stack_values(stack_file_path(project, stack))
+    if not any(key.partition(":")[0] == PROJECT and key != POLICY_KEY for key in values):
+        region = values.get("aws:region")
+        cost = StackCost(region if isinstance(region, str) else "", error=f"the stack file holds no {PROJECT}: "
+                         "settings, which the estimate reads the groups' sizes and instance types from")
+        return False, policy_findings(result, read_policy(values.get(POLICY_KEY))), cost
+    config = load_stack_file(project, stack)
+    return True, run_checks(config, result), estimate(config, result, _price_book(prices, config, result))
 
 
 def _price_book(source: str, config, plan):

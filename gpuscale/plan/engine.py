@@ -18,7 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from ..config import PROJECT, ConfigError, read_stack_values, secret_paths, stack_file_path
+from ..config import ConfigError, read_stack_values, secret_paths
+from ..config.project import PulumiProject, read_project
 from .model import Plan
 
 
@@ -34,14 +35,6 @@ class PlanConfigError(PlanError):
         self.error, self.declared = error, declared
 
 
-def find_project_dir(start: Path) -> Path:
-    """The nearest directory at or above `start` holding a Pulumi.yaml."""
-    for d in (start, *start.parents):
-        if (d / "Pulumi.yaml").is_file():
-            return d
-    raise PlanError(f"no Pulumi.yaml in {start} or any parent directory; run from the project or pass --project-dir")
-
-
 def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
     """Stack file values as the engine hands them to the program: strings, objects JSON-encoded."""
     out = {}
@@ -55,13 +48,18 @@ def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
 
 
 def run_plan(project_dir: Path, stack: str) -> Plan:
-    """Run `project_dir/__main__.py` with the stack's config under the mock engine and return what it declared.
+    """Run the program of the Pulumi project in `project_dir` with the stack's config under the mock engine and
+    return what it declared.
+
+    Any Python Pulumi project plans, as its Pulumi.yaml says (gpuscale/config/project.py): its `name` is the project
+    the engine reports (so `pulumi.Config()` reads the program's own namespace), `main` the program that runs (in
+    its own directory, which is on `sys.path` as under `pulumi up`), `stackConfigDir` where the stack's file is.
 
     Pulumi's runtime keeps process-wide state, so one process plans one stack; tests and tools that plan several
     stacks run this in a subprocess (see `plan_in_subprocess`).
     """
     with _collector_paused():
-        return _run_plan(project_dir, stack)
+        return _run_plan(read_project(project_dir), stack)
 
 
 @contextmanager
@@ -86,7 +84,7 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _run_plan(project_dir: Path, stack: str) -> Plan:
+def _run_plan(project: PulumiProject, stack: str) -> Plan:
     import pulumi
     from pulumi.runtime import stack as runtime_stack
     from pulumi.runtime.sync_await import _sync_await
@@ -94,22 +92,21 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
     from .mocks import GpuScaleMocks
     from .monitor import RecordingMonitor, to_jsonable
 
-    main = project_dir / "__main__.py"
-    if not main.is_file():
-        raise PlanError(f"{main} does not exist: the program to plan")
-    values = read_stack_values(stack_file_path(project_dir, stack))
+    values = read_stack_values(project.stack_file(stack))
     mocks = GpuScaleMocks()
-    monitor = RecordingMonitor(mocks, project_dir)
+    monitor = RecordingMonitor(mocks, project.directory)
     # Keys holding a value encrypted in the file are secret keys, as under `pulumi up`: the program marks what it
     # takes from them as secret, and the plan shows [secret].
     pulumi.runtime.set_all_config(stack_config_strings(values), sorted({p.split(".")[0].split("[")[0]
                                                                          for p in secret_paths(values)}))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
-    sys.path.insert(0, str(project_dir))
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)
+    program_dir = str(project.program_dir)
+    sys.path.insert(0, program_dir)
     cwd = Path.cwd()
-    os.chdir(project_dir)  # a Pulumi program runs in its project directory (relative asset paths)
+    os.chdir(program_dir)  # a Pulumi program runs in its program directory (relative asset paths)
     try:
-        _sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+        _sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(str(project.entry_point),
+                                                                          run_name="__main__")))
         root = pulumi.runtime.get_root_resource()
         outputs = _sync_await(pulumi.Output.from_input(getattr(root, "outputs", {}) or {}).future()) or {}
     except ConfigError as exc:
@@ -119,8 +116,8 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
         raise PlanError(f"the program rejected its input: {exc}") from None
     finally:
         os.chdir(cwd)
-        sys.path.remove(str(project_dir))
-    return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
+        sys.path.remove(program_dir)
+    return Plan(project.name, stack, tuple(monitor.recorded), to_jsonable(outputs, project.directory))
 
 
 def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executable) -> Plan:

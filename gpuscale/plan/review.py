@@ -16,7 +16,8 @@ from typing import Any
 import click
 
 from ..config import ConfigError
-from .engine import PlanError, find_project_dir, plan_document
+from ..config.project import find_project_dir, read_project
+from .engine import PlanError, plan_document
 from .model import Plan
 
 MARKER = "<!-- gpuscale-review -->"
@@ -33,7 +34,16 @@ class StackReview:
 
 
 def stacks_of(project: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project / "stacks").glob("Pulumi.*.yaml"))
+    """The project's stacks: those with a file in its stackConfigDir."""
+    return read_project(project).stacks()
+
+
+def _has_stack(project: Path, stack: str) -> bool:
+    try:
+        read_project(project).stack_file(stack)
+    except ConfigError:
+        return False
+    return True
 
 
 def review_stack(head: Path, base: Path | None, stack: str, base_python: str) -> StackReview:
@@ -43,7 +53,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
     head_doc, _ = plan_document(head, stack, accept_check_errors=True)
     head_plan = Plan.from_json(head_doc)
     base_doc, base_note = None, ""
-    if base is not None and (base / "stacks" / f"Pulumi.{stack}.yaml").is_file():
+    if base is not None and _has_stack(base, stack):
         try:
             base_doc, _ = plan_document(base, stack, base_python, accept_check_errors=True)
         except PlanError as exc:
@@ -127,7 +137,7 @@ def render(reviews: list[StackReview]) -> str:
 @click.option("--base-python", default=sys.executable, show_default="this Python",
               help="Python of the base checkout's environment, so the base is planned with its own components.")
 @click.option("--stack", "-s", "stacks", multiple=True,
-              help="Stack to review (repeatable; default: every stack in stacks/ of the head).")
+              help="Stack to review (repeatable; default: every stack in the head's stackConfigDir).")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The head checkout (default: the nearest directory with a Pulumi.yaml).")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -142,7 +152,7 @@ def review(base_dir: Path | None, base_python: str, stacks: tuple[str, ...], pro
         head = (project_dir or find_project_dir(Path.cwd())).resolve()
         names = list(stacks) or stacks_of(head)
         if not names:
-            raise PlanError(f"no stacks in {head / 'stacks'}")
+            raise PlanError(f"no stacks in {read_project(head).stack_config_dir}")
         reviews = [review_stack(head, base_dir.resolve() if base_dir else None, s, base_python) for s in names]
     except (PlanError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)

@@ -41,7 +41,7 @@ def test_pausing_the_collector_changes_nothing_in_the_plan_and_switches_it_back_
 
 
 def test_the_collector_is_switched_back_on_when_the_program_fails(tmp_path):
-    (tmp_path / "Pulumi.yaml").write_text("name: gpuscale\nruntime: python\n")
+    (tmp_path / "Pulumi.yaml").write_text("name: gpuscale\nruntime: python\nstackConfigDir: stacks\n")
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config: {}\n")
     (tmp_path / "__main__.py").write_text("raise ValueError('bad input')\n")

@@ -69,18 +69,19 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     findings += headroom_findings(config, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
-        findings += _policy(plan, config)
+        findings += policy_findings(plan, config.policy)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
 
 
-def _policy(plan: Any, config: StackConfig) -> list[Finding]:
+def policy_findings(plan: Any, settings: PolicyConfig) -> list[Finding]:
     """The policy rules (`gpuscale.policy`) on the planned resources: a mandatory finding is an error, an advisory
-    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason."""
+    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason. `settings`: the
+    stack's `gpuscale:policy`, or PolicyConfig() for the rules' defaults."""
     from ...policy import MANDATORY, evaluate, resources_of_plan
 
     found = []
-    for f in evaluate(resources_of_plan(plan), config.policy):
+    for f in evaluate(resources_of_plan(plan), settings):
         severity = INFO if f.accepted is not None else ERROR if f.level == MANDATORY else WARNING
         text = f"{f.resource}: {f.message}" + (f" (accepted: {f.accepted})" if f.accepted is not None else "")
         found.append(Finding(severity, f"policy:{f.rule}", (f"{PROJECT}:policy.enforcement.{f.rule}",), text))

@@ -15,8 +15,8 @@ CA_KEY = f"{PROJECT}:kubernetes.clusterAutoscaler"
 
 
 def kubernetes_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
-    """Findings (instances of `finding`, gpuscale.plan.checks.Finding) about the autoscaler and the node groups; none for
-    a config without node groups or with the autoscaler off."""
+    """Findings (instances of `finding`, gpuscale.plan.checks.Finding) about the autoscaler and the node groups; none
+    for a config without node groups or with the autoscaler off."""
     kubernetes = getattr(config, "kubernetes", None)
     if kubernetes is None or not kubernetes.cluster_autoscaler.enabled or not getattr(config, "node_groups", ()):
         return []
