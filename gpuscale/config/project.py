@@ -75,6 +75,18 @@ class PulumiProject:
     virtualenv: Path | None = None
     """`runtime.options.virtualenv`: the environment the program's packages are installed in, if the project names
     one."""
+    project_config: tuple[str, ...] = ()
+    """Keys of Pulumi.yaml's project-level `config:` block, which the offline tools do not read (see `unread`)."""
+
+    @property
+    def unread(self) -> str | None:
+        """What the offline tools leave out of this project, in words, or None."""
+        if not self.project_config:
+            return None
+        keys = ", ".join(self.project_config)
+        return (f"{self.directory / 'Pulumi.yaml'}: config: the project-level config ({keys}) is not read offline; "
+                "a program that needs those values fails or plans differently here than under `pulumi up`: keep "
+                "them in the stack file")
 
     @property
     def program_dir(self) -> Path:
@@ -151,7 +163,9 @@ def read_project(directory: Path) -> PulumiProject:
     venv = options.get("virtualenv")
     if venv is not None and not isinstance(venv, str):
         raise ProjectError(f"{path}: runtime.options.virtualenv", venv, "a path to a virtual environment")
-    return PulumiProject(directory, name, program, config_dir, directory / venv if venv else None)
+    project_config = doc.get("config") or {}
+    keys = tuple(str(k) for k in project_config) if isinstance(project_config, Mapping) else ("config",)
+    return PulumiProject(directory, name, program, config_dir, directory / venv if venv else None, keys)
 
 
 def _runtime(path: Path, runtime: Any) -> tuple[Any, Mapping[str, Any]]:

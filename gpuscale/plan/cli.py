@@ -59,6 +59,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         _in_project_environment(project, ["--stack", stack, *(["--json", str(json_path.resolve())] if json_path else
                                           []), *(["--details"] if details else []), *(["--quiet"] if quiet else []),
                                           "--prices", prices])
+        if (unread := read_project(project).unread) is not None:
+            click.echo(f"warning: {unread}", err=True)
         result = run_plan(project, stack)
         platform, findings, cost = _checks_and_cost(project, stack, result, prices)
     except ProjectError as exc:

@@ -99,14 +99,15 @@ def planned(tmp_path_factory):
 def test_a_users_program_plans_under_its_own_project_name_and_config(planned):
     text, doc = planned
     assert doc["project"] == "fleet" and doc["stack"] == "staging"
-    assert doc["outputs"]["project"] == "fleet", "the program sees its own project name, so pulumi.Config() reads fleet:"
+    assert doc["outputs"]["project"] == "fleet", "the program sees its own project name: pulumi.Config() reads fleet:"
     types = {r["type"] for r in doc["resources"]}
     assert {"gpuscale:index:GpuNodeGroup", "gpuscale:index:GpuAutoScalingGroup", "aws:eks/nodeGroup:NodeGroup",
             "aws:autoscaling/group:Group"} <= types
     (node_group,) = [r for r in doc["resources"] if r["type"] == "aws:eks/nodeGroup:NodeGroup"]
     # The values come from env/Pulumi.staging.yaml under fleet:, through the program's own helper module.
     assert node_group["inputs"]["clusterName"] == "fleet-staging"
-    assert node_group["inputs"]["scalingConfig"]["minSize"] == 1 and node_group["inputs"]["scalingConfig"]["maxSize"] == 3
+    scaling = node_group["inputs"]["scalingConfig"]
+    assert scaling["minSize"] == 1 and scaling["maxSize"] == 3
     assert node_group["inputs"]["subnetIds"] == ["subnet-0123456789abcdef0", "subnet-0fedcba9876543210"]
     (group,) = [r for r in doc["resources"] if r["type"] == "aws:autoscaling/group:Group"]
     assert group["inputs"]["maxSize"] == 3
@@ -184,3 +185,12 @@ def test_the_projects_virtualenv_is_where_the_plan_runs(tmp_path):
     assert proc.returncode == 2
     assert "Pulumi.yaml: runtime.options.virtualenv" in proc.stderr and "with gpuscale installed" in proc.stderr, \
         proc.stderr
+
+
+def test_project_level_config_is_named_as_not_read_offline(tmp_path):
+    project = user_project(tmp_path / "fleet")
+    (project / "Pulumi.yaml").write_text(PROJECT + "config:\n  fleet:team: inference\n")
+    proc = gpuscale_plan(project, "--stack", "staging", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: {project / 'Pulumi.yaml'}: config: the project-level config (fleet:team) is not read offline" \
+        in proc.stderr, proc.stderr
