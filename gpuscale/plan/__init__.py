@@ -1,8 +1,8 @@
 """The offline plan: what `pulumi up` would create, without the Pulumi CLI, provider plugins or a cloud account.
 
-One module per part, each depending only on those listed before it:
+One module per part, each depending only on those listed before it (and on the config: `gpuscale.config.project`
+reads the Pulumi project being planned, any Python program's, from its Pulumi.yaml):
 
-- `project`: the Pulumi project being planned (its Pulumi.yaml: name, main, stackConfigDir) and its stack files.
 - `model`: the plan as data (`Plan`, `PlannedResource`), in tree order, to and from JSON.
 - `mocks`: `GpuScaleMocks`, Pulumi mocks that answer like AWS (ids, ARNs, EC2 instance type data).
 - `monitor`: the recording resource monitor that turns every registration into a `PlannedResource`.
