@@ -111,7 +111,10 @@ def args_types(args_type: type) -> list[type]:
 
 
 def _nested_types(annotation: Any) -> Iterator[type]:
-    if inspect.isclass(annotation) and (is_typeddict(annotation) or dataclasses.is_dataclass(annotation)):
+    # A dataclass of the components' own (AgentSettings) is part of their Args; the stack config's (StackConfig,
+    # GpuPlatform's one argument) has its own docs, under gpuscale.config.
+    if inspect.isclass(annotation) and (is_typeddict(annotation) or dataclasses.is_dataclass(annotation)
+                                        and annotation.__module__.startswith(f"{__package__}.")):
         yield annotation
         return
     for arg in typing.get_args(annotation):

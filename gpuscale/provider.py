@@ -33,6 +33,11 @@ Args types, which Pulumi's component host cannot describe (it has no union types
 need the host's required-field rules. Python programs import them as usual."""
 
 
+PYTHON_ONLY = ("platform",)
+"""GpuPlatform takes the typed stack config (gpuscale.config.StackConfig, nested dataclasses with unions), which no
+schema type describes: other languages compose the components it is made of."""
+
+
 def components() -> list[type]:
     """The exposed component classes, in COMPONENT_MODULES order."""
     import pulumi

@@ -37,7 +37,7 @@ class ConfigErrors(ConfigError):
 
     def __init__(self, errors: Sequence[ConfigError], subject: str = "the config"):
         first = errors[0]
-        self.errors = tuple(errors)
+        self.errors, self.subject = tuple(errors), subject
         self.key, self.value, self.allowed, self.where = first.key, first.value, first.allowed, first.where
         if len(errors) == 1:
             ValueError.__init__(self, str(first))

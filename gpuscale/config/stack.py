@@ -21,6 +21,7 @@ from ..components.endpoint_access import AWS_DEFAULT_PUBLIC_ACCESS_CIDRS, endpoi
 from ..components.kube_values import LABEL_NAME_PATTERN
 from ..components.labels import LABELS_SET_BY_GPUSCALE
 from ..instance_types import InstanceTypeCatalog, InstanceTypeInfo
+from .namespace import PROJECT, PROVIDER_NAMESPACES, as_project_keys, check_namespace, renamed_errors
 from .policy import PolicyConfig, read_policy
 from .queues import QueueConfig, queue_uses, read_queues
 from .startup import read_startup
@@ -32,13 +33,12 @@ from .workload import WorkloadConfig, read_workload
 from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
 
-PROJECT = "gpuscale"
 """The Pulumi project name, and so the config namespace."""
 
 # Keys under the project namespace; each is one YAML mapping (or list) in the stack file.
 TOP_LEVEL_KEYS = ("cluster", "nodeGroups", "autoScalingGroups", "agent", "alerts", "kubernetes", "policy", "queues",
                   "services", "headroom")
-KNOWN_NAMESPACES = (PROJECT, "aws", "kubernetes", "docker-build", "pulumi")
+KNOWN_NAMESPACES = (PROJECT, *PROVIDER_NAMESPACES)
 """Config namespaces a stack file may use: the project's, those of the providers the program uses (pulumi-aws,
 pulumi-kubernetes, pulumi-docker-build) and Pulumi's own (`pulumi:tags`, ...). Any other is a typo
 (`gpuScale:agent`) that Pulumi would pass on and nothing would read."""
@@ -283,18 +283,29 @@ class StackConfig:
     queues: tuple[QueueConfig, ...] = ()
     """Every SQS queue the signals name: created by the stack unless `gpuscale:queues` says it exists."""
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    namespace: str = PROJECT
+    """The config namespace the stack's keys were read from (`gpuscale`, or the program's own)."""
 
 
-def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: InstanceTypeCatalog) -> StackConfig:
+def load_stack_config(values: Mapping[str, Any], stack: str, instance_types: InstanceTypeCatalog,
+                      namespace: str = PROJECT) -> StackConfig:
     """Validate a stack's config, reporting every mistake together (one ConfigErrors listing all of them).
 
     `values` maps full keys (``aws:region``, ``gpuscale:nodeGroups``) to their decoded values, as in the stack
     file's ``config:`` section. `instance_types` describes instance types (GPU counts come from EC2's data).
+    `namespace`: the namespace of the platform's keys, for a program of its own (``platform:nodeGroups``); then
+    only that namespace's keys and the providers' are read, and errors name the keys as written.
 
     Each section is read on its own under `collecting()`: a section's reader raises to end its entry (a required
     key missing), and its Section records every other bad value and unknown key and goes on. A new section plugs in
     with one line here, `errors.guard(read_it, Section(...))`; its reader needs nothing else.
     """
+    if check_namespace(namespace) != PROJECT:
+        try:
+            return replace(load_stack_config(as_project_keys(values, namespace), stack, instance_types),
+                           namespace=namespace)
+        except ConfigError as e:
+            raise renamed_errors(e, namespace) from None
     with collecting() as errors:
         config = _read_stack(values, stack, instance_types, errors)
     errors.raise_if_any(f"the config of stack {stack}")

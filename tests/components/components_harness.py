@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pulumi
+from google.protobuf.json_format import MessageToDict
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.stack import run_pulumi_func
@@ -37,6 +38,8 @@ class Registered:
     urn: str
     id: str
     """The id the mocks gave it (empty for components)."""
+    aliases: tuple[dict[str, Any], ...] = ()
+    """Its aliases as the engine receives them (`{"spec": {"noParent": True}}`: it was declared at the top)."""
 
 
 class RecordingMonitor(MockMonitor):
@@ -54,7 +57,7 @@ class RecordingMonitor(MockMonitor):
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True) if request.object else {}
         self.registered.append(Registered(request.type, request.name, request.parent, inputs,
                                           tuple(request.ignoreChanges), tuple(request.dependencies), response.urn,
-                                          response.id))
+                                          response.id, tuple(MessageToDict(a) for a in request.aliases)))
         return response
 
 

@@ -35,8 +35,10 @@ from gpuscale.components.keda import Keda
 from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import KServe
 from gpuscale.components.model_service import ModelService
+from gpuscale.components.platform import GpuPlatform
 from gpuscale.config.services import KnativeAutoscalerConfig
 from gpuscale.config.reader import ConfigErrors
+from test_components_platform import minimal_config
 
 OIDC = "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/X"
 ISSUER = "https://oidc.eks.us-west-2.amazonaws.com/id/X"
@@ -47,6 +49,7 @@ SETTINGS = {"scan_interval_seconds": 10, "scale_down_unneeded_seconds": 300, "sc
 
 # Every public component (components/*.py) with the fewest arguments it accepts.
 MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
+    GpuPlatform: lambda: {"config": minimal_config()},
     GpuNodeGroup: lambda: {"cluster_name": "c1", "node_role_arn": "arn:aws:iam::123456789012:role/n",
                            "subnet_ids": ["subnet-1"], "instance_types": ["g6.xlarge"], "gpu_count": 1,
                            "gpu_name": "L4", "min_size": 0, "max_size": 2},

@@ -89,9 +89,10 @@ def test_details_show_every_value_whole_and_policies_pretty_printed(plans, tmp_p
     tree = proc.stdout[proc.stdout.index("\n+ pulumi:pulumi:Stack"):proc.stdout.index("\nPre-apply checks:")]
     assert "…" not in tree and "more input(s)" not in tree, "nothing is cut with --details"
     policy = next(r for r in plans["dev"]["doc"]["resources"] if r["type"] == "aws:iam/rolePolicy:RolePolicy")
-    pretty = "\n".join("                      " + line
-                       for line in json.dumps(json.loads(policy["inputs"]["policy"]), indent=2).splitlines())
-    assert f"  + aws:iam/rolePolicy:RolePolicy  {policy['name']}" in tree
+    line = next(x for x in tree.splitlines() if x.endswith(f"+ aws:iam/rolePolicy:RolePolicy  {policy['name']}"))
+    # The document sits under its `policy: (JSON)` line, 10 columns past the resource's own `+`.
+    indent = " " * (line.index("+") + 10)
+    pretty = "\n".join(indent + x for x in json.dumps(json.loads(policy["inputs"]["policy"]), indent=2).splitlines())
     assert pretty in tree, "the IAM policy document pretty-printed under its key"
     text = render_plan(Plan.from_json(plans["dev"]["doc"]), details=True)
     assert "Name = " in text and "more (--details shows all)" not in text, "every tag value with --details"

@@ -366,10 +366,19 @@ def _group_name_pattern(group: Any) -> re.Pattern[str]:
     return re.compile(_auto_name(group.name))
 
 
+PLATFORM_TYPE = "gpuscale:index:GpuPlatform"
+"""components/platform.py's type token: the whole stack's component, which holds every configured entry's."""
+
+
+def _holds_entries(resource: Any) -> bool:
+    """Whether `resource` is where the configured entries' components sit: the stack, or a GpuPlatform."""
+    return resource.parent is None or resource.type == PLATFORM_TYPE
+
+
 def _owner(resource: Any, by_urn: dict[str, Any]) -> Any:
     """The component a resource belongs to (a GpuNodeGroup for its Tags and node group), else the resource."""
     parent = by_urn.get(resource.parent or "")
-    return parent if parent is not None and not parent.custom and parent.parent is not None else resource
+    return parent if parent is not None and not parent.custom and not _holds_entries(parent) else resource
 
 
 def _group_of(resource: Any, by_urn: dict[str, Any], config: Any) -> str:
@@ -386,7 +395,7 @@ def _setting(resource: Any, by_urn: dict[str, Any], config: Any) -> str:
     """The config entry a resource comes from (`gpuscale:nodeGroups[0]`), or its own name when the program declared
     it outside any configured group."""
     top = resource
-    while by_urn.get(top.parent or "") is not None and by_urn[top.parent].parent is not None:
+    while by_urn.get(top.parent or "") is not None and not _holds_entries(by_urn[top.parent]):
         top = by_urn[top.parent]
     for key, groups, suffix in (("nodeGroups", config.node_groups, ""),
                                 ("autoScalingGroups", config.auto_scaling_groups, "-scaling")):
