@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from ..instance_types import InstanceTypeCatalog, RecordedInstanceTypes
+from .namespace import PROJECT
 from .project import YamlSyntaxError, read_project
 from .reader import OFFLINE_SECRET, ConfigError
 from .stack import StackConfig, load_stack_config
@@ -70,7 +71,9 @@ def secret_paths(values: dict[str, Any]) -> list[str]:
     return found
 
 
-def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeCatalog | None = None) -> StackConfig:
-    """Validate a stack's config from its file, with instance types from EC2's recorded descriptions."""
+def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeCatalog | None = None,
+                    namespace: str = PROJECT) -> StackConfig:
+    """Validate a stack's config from its file, with instance types from EC2's recorded descriptions; the platform's
+    keys in `namespace` (a program's own, `fleet:nodeGroups`, or this project's)."""
     values = read_stack_values(stack_file_path(project_dir, stack))
-    return load_stack_config(values, stack, instance_types or RecordedInstanceTypes())
+    return load_stack_config(values, stack, instance_types or RecordedInstanceTypes(), namespace=namespace)

@@ -133,24 +133,46 @@ def _in_project_environment(project: Path, options: list[str]) -> None:
 def _checks_and_cost(project: Path, stack: str, result, prices: str):
     """Whether the stack holds the platform's settings, the pre-apply checks, and the month's cost.
 
-    The checks and the cost read the platform's settings (groups, scaling, services) from the stack's `gpuscale:`
-    keys, validated by the same rules the program used. A program of its own that declares the components from its
-    own config (any namespace) has none: its planned resources still get the policy rules, with the stack's
-    `gpuscale:policy` if it has one (read by the same reader), and the cost says why it has no figure."""
+    The checks and the cost read the platform's settings (groups, scaling, services) from the stack's config in the
+    namespace that holds them (`platform_namespace`), validated by the same rules the program used; their findings
+    name the keys as the stack file writes them. A program that declares the components from settings of its own
+    has none: its planned resources still get the policy rules, with the stack's `gpuscale:policy` if it has one
+    (read by the same reader), and the cost says why it has no figure."""
+    from dataclasses import replace
+
     from ..config import load_stack_file
+    from ..config.namespace import in_namespace
     from ..config.policy import KEY as POLICY_KEY
     from ..config.policy import read_policy
     from ..cost import StackCost, estimate
     from .checks import policy_findings, run_checks
 
     values = read_stack_values(stack_file_path(project, stack))
-    if not any(key.partition(":")[0] == PROJECT and key != POLICY_KEY for key in values):
+    namespace = platform_namespace(values, read_project(project).name)
+    if namespace is None:
         region = values.get("aws:region")
         cost = StackCost(region if isinstance(region, str) else "", error=f"the stack file holds no {PROJECT}: "
                          "settings, which the estimate reads the groups' sizes and instance types from")
         return False, policy_findings(result, read_policy(values.get(POLICY_KEY))), cost
-    config = load_stack_file(project, stack)
-    return True, run_checks(config, result), estimate(config, result, _price_book(prices, config, result))
+    config = load_stack_file(project, stack, namespace=namespace)
+    findings = [replace(f, settings=tuple(in_namespace(key, namespace) for key in f.settings))
+                for f in run_checks(config, result)]
+    return True, findings, estimate(config, result, _price_book(prices, config, result))
+
+
+def platform_namespace(values: dict, project_name: str) -> str | None:
+    """The config namespace holding the platform's settings: the program's own (its project name) where it holds a
+    section of them (`fleet:nodeGroups`, read by `load_program_config("fleet")`), else this project's where the
+    stack has `gpuscale:` keys besides `gpuscale:policy`; None where neither does."""
+    from ..config.policy import KEY as POLICY_KEY
+    from ..config.stack import TOP_LEVEL_KEYS
+
+    own = {key.partition(":")[2] for key in values if key.partition(":")[0] == project_name}
+    if project_name != PROJECT and own & (set(TOP_LEVEL_KEYS) - {"policy"}):
+        return project_name
+    if any(key.partition(":")[0] == PROJECT and key != POLICY_KEY for key in values):
+        return PROJECT
+    return None
 
 
 def _price_book(source: str, config, plan):

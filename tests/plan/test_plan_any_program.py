@@ -194,3 +194,33 @@ def test_project_level_config_is_named_as_not_read_offline(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert f"warning: {project / 'Pulumi.yaml'}: config: the project-level config (fleet:team) is not read offline" \
         in proc.stderr, proc.stderr
+
+
+PLATFORM_PROGRAM = textwrap.dedent("""\
+    from gpuscale.components.platform import GpuPlatform
+    from gpuscale.config.program import load_program_config
+
+    GpuPlatform("gpuscale", {"config": load_program_config("fleet")})
+""")
+
+
+def test_the_whole_platform_under_the_programs_own_namespace_gets_every_check(tmp_path):
+    """GpuPlatform fed from `fleet:` keys: the plan reads the same namespace for the checks and the cost, and its
+    findings name the keys as the stack file writes them (those of this repository's dev stack, renamed)."""
+    root = Path(__file__).resolve().parents[2]
+    project = user_project(tmp_path / "fleet")
+    (project / "infra" / "__main__.py").write_text(PLATFORM_PROGRAM)
+    dev = (root / "stacks" / "Pulumi.dev.yaml").read_text()
+    assert "\n  gpuscale:nodeGroups:" in dev
+    (project / "env" / "Pulumi.dev.yaml").write_text(dev.replace("\n  gpuscale:", "\n  fleet:"))
+    ours, theirs = tmp_path / "ours.json", tmp_path / "theirs.json"
+    for proj, out in ((root, ours), (project, theirs)):
+        proc = gpuscale_plan(proj, "--stack", "dev", "--json", str(out), "--quiet")
+        assert proc.returncode in (0, 3), proc.stderr
+    dev_doc, doc = json.loads(ours.read_text()), json.loads(theirs.read_text())
+    assert doc["project"] == "fleet"
+    assert any(not c["check"].startswith("policy:") for c in doc["checks"]), "the settings' checks ran"
+    assert [{**c, "settings": [s.replace("fleet:", "gpuscale:") for s in c["settings"]]} for c in doc["checks"]] == \
+        dev_doc["checks"]
+    assert all(not s.startswith("gpuscale:") for c in doc["checks"] for s in c["settings"]), doc["checks"]
+    assert doc["cost"] == dev_doc["cost"]
