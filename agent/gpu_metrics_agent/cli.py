@@ -74,14 +74,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the Prometheus port is taken, or the address is not local
         return _fail(f"cannot listen on {config.prometheus_address}:{config.prometheus_port} "
                      f"(--prometheus-address/--prometheus-port): {exc}")
+    # Before the first sample: a SIGTERM while the agent starts still ends in the flush below, not in a kill that
+    # loses what was sampled.
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     try:
         agent.start()
     except NvmlUnavailable as exc:
         return _no_nvml(exc)
-
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     while not stop.wait(1.0):
         pass
     log.info("stopping: flushing CloudWatch for at most %g s", config.shutdown_timeout)

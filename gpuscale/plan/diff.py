@@ -78,6 +78,12 @@ def load_plan(doc: Any, source: str) -> Plan:
 def diff_plans(old: Plan, new: Plan) -> PlanDiff:
     old_by_urn = {r.urn: r for r in old.resources}
     new_by_urn = {r.urn: r for r in new.resources}
+    # A resource that moved (into a component) with an alias to its old URN is the same resource, as the engine
+    # treats it: matched through the alias, and every URN the old plan names (parent, dependsOn, provider) read
+    # through the moves, so a move alone is no change.
+    moved = {alias: urn for urn, r in new_by_urn.items() if urn not in old_by_urn
+             for alias in r.options.get("aliases", ()) if alias in old_by_urn}
+    old_by_urn = {moved.get(urn, urn): r for urn, r in old_by_urn.items()}
     added = [r for urn, r in new_by_urn.items() if urn not in old_by_urn]
     removed = [r for urn, r in old_by_urn.items() if urn not in new_by_urn]
     changed = []
@@ -85,7 +91,10 @@ def diff_plans(old: Plan, new: Plan) -> PlanDiff:
         before = old_by_urn.get(urn)
         if before is None:
             continue
-        props = _leaf_changes(_comparable(before), _comparable(after))
+        before_view = _comparable(before, moved)
+        if urn in moved.values():  # its new parent is the move itself, which the alias covers
+            before_view["parent"] = after.parent
+        props = _leaf_changes(before_view, _comparable(after, moved))
         if props:
             changed.append(ResourceChange(after, props, replacement_reasons(after, [p for p, _, _ in props])))
     return PlanDiff(added, removed, changed)
@@ -139,8 +148,15 @@ def replacement_reasons(resource: PlannedResource, paths: list[str]) -> list[str
     return reasons
 
 
-def _comparable(r: PlannedResource) -> dict[str, Any]:
-    return {"inputs": r.inputs, "options": r.options, "parent": r.parent}
+def _comparable(r: PlannedResource, moved: dict[str, str]) -> dict[str, Any]:
+    """What a plan says of a resource that the engine compares: its old URNs read as their new ones (`moved`),
+    aliases left out (they say where it was, not what it is)."""
+    options = {k: v for k, v in r.options.items() if k != "aliases"}
+    if "dependsOn" in options:
+        options["dependsOn"] = sorted(moved.get(u, u) for u in options["dependsOn"])
+    if "provider" in options:
+        options["provider"] = moved.get(options["provider"], options["provider"])
+    return {"inputs": r.inputs, "options": options, "parent": moved.get(r.parent or "", r.parent)}
 
 
 def _leaf_changes(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, Any, Any]]:

@@ -36,12 +36,24 @@ class RecordingMonitor(MockMonitor):
             "replaceOnChanges": sorted(request.replaceOnChanges),
             # An explicit provider (the stack's Kubernetes provider), as `<urn>::<id>`; default providers are empty.
             "provider": request.provider.rsplit("::", 1)[0] if request.provider else "",
+            # Where the resource was before it moved (into a component): the URNs of its aliases, which `gpuscale
+            # diff` matches, as the engine does.
+            "aliases": sorted(self._alias_urn(a, request) for a in request.aliases),
         }
         self.recorded.append(PlannedResource(
             urn=response.urn, type=request.type, name=request.name, parent=request.parent or None,
             custom=bool(request.custom), inputs=to_jsonable(inputs, self.project_dir),
             options={k: v for k, v in options.items() if v}))
         return response
+
+    def _alias_urn(self, alias: Any, request: Any) -> str:
+        """An alias as the URN the resource had: given whole, or as a spec (`noParent`: at the stack's top)."""
+        if not alias.HasField("spec"):
+            return alias.urn
+        spec = alias.spec
+        stack = next((r.urn for r in self.recorded if r.type == STACK_TYPE), "")
+        parent = stack if spec.noParent else (spec.parentUrn or request.parent)
+        return self.make_urn(parent, spec.type or request.type, spec.name or request.name)
 
 
 def to_jsonable(value: Any, project_dir: Path) -> Any:

@@ -62,7 +62,7 @@ def render_tree(plan: Plan, details: bool = False) -> str:
         for opt, value in r.options.items():
             if opt == "provider":  # its URN's last part is the provider's name, which is what a reader looks for
                 lines.append(f"{pad}      [provider: {value.rsplit('::', 1)[-1]}]")
-            elif opt != "dependsOn":
+            elif opt not in ("dependsOn", "aliases"):  # where a resource was: for `gpuscale diff`, not the reader
                 lines.append(f"{pad}      [{opt}: {short(value)}]")
     lines += ["", render_counts(plan)]
     return "\n".join(lines)

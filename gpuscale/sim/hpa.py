@@ -18,9 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# The behavior API's shapes and defaults, which the stack config shares (re-exported for the model's users).
-from ..config.hpa_behavior import (DEFAULT_SCALE_DOWN_POLICIES, DEFAULT_SCALE_UP_POLICIES, DISABLED, MAX, MIN,
-                                   Behavior, ScalingPolicy, ScalingRules)
+# The behavior API's shapes, which the stack config shares.
+from ..config.hpa_behavior import DISABLED, MIN, Behavior, ScalingRules
 
 SYNC_PERIOD = 15
 """--horizontal-pod-autoscaler-sync-period (defaults.go: 15 s)."""

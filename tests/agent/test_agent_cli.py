@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -156,15 +157,22 @@ def test_sigterm_flushes_everything_buffered_and_exits_0(moto, proxy):
 def test_sigterm_while_cloudwatch_is_down_exits_0_within_the_deadline(moto, proxy):
     proxy.refuse()
     agent = _start("--cloudwatch-endpoint", proxy.url, "--flush-interval", "0.2", "--shutdown-timeout", "1")
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(agent.stderr), daemon=True)
+    reader.start()
     try:
-        time.sleep(1.0)
+        # Running, sampling and failing to flush (not merely started: on a busy machine that takes a while).
+        wait_until(lambda: any("PutMetricData failed" in line for line in lines), timeout=30,
+                   message="a flush to fail against the refusing endpoint")
         assert agent.poll() is None, "the agent runs on while CloudWatch refuses connections"
         started = time.monotonic()
         agent.send_signal(signal.SIGTERM)
-        _out, err = agent.communicate(timeout=20)
+        agent.wait(timeout=20)
         elapsed = time.monotonic() - started
+        reader.join(timeout=5)
     finally:
         agent.kill()
+    err = "".join(lines)
     assert agent.returncode == 0 and "Traceback" not in err
     assert elapsed < 1 + 2.5, "the flush gives up at the shutdown timeout"
     assert _summary(err)["unsent"] > 0

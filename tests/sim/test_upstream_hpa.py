@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from gpuscale.config.hpa_behavior import ScalingPolicy
 from gpuscale.sim.hpa import (AVERAGE_VALUE, EXTERNAL, FAILED, OBJECT, PENDING, PODS, RESOURCE, RUNNING, UTILIZATION,
                               VALUE, Behavior, HorizontalController, MetricError, MetricSpec, Pod, PodMetric,
-                              Readiness, ScalingPolicy, ScalingRules, Tolerances, object_metric_replicas,
+                              Readiness, ScalingRules, Tolerances, object_metric_replicas,
                               pod_metric_replicas)
 
 NOW = 1_000_000.0
