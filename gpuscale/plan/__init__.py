@@ -10,6 +10,8 @@ reads the Pulumi project being planned, any Python program's, from its Pulumi.ya
 - `summary`, `render`: the plan for people (what a reviewer reads first, the tree, counts, outputs).
 - `diff`: two plans compared, replacements told apart from in-place updates.
 - `checks`: pre-apply checks of a stack's settings against its plan (`run_checks`).
+- `assessment`: what a planned stack is judged by: the platform's settings wherever the program keeps them, the
+  checks on them, the month's cost.
 - `cli`, `review`: `gpuscale plan`, `gpuscale diff` and `gpuscale review`.
 
 `tests/packaging/test_import_layers.py` holds this order (import-linter contracts in pyproject.toml).

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..config import PROJECT, ConfigError, read_stack_values, stack_file_path
+from ..config import PROJECT, ConfigError
 from ..config.project import ProjectError, find_project_dir, read_project
 from .engine import PlanConfigError, PlanError
 
@@ -19,7 +19,7 @@ EXIT_CHECKS_FAILED = 3
 
 def _explain_secrets(project: Path, stack: str) -> None:
     """Values encrypted in the stack file: the plan cannot decrypt them and says so, instead of showing a mapping."""
-    from ..config import secret_paths
+    from ..config import read_stack_values, secret_paths, stack_file_path
 
     paths = secret_paths(read_stack_values(stack_file_path(project, stack)))
     if paths:
@@ -50,6 +50,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     2 when the config is invalid, 3 when a check found an error.
     """
     from ..cost import render_cost
+    from .assessment import checks_and_cost
     from .checks import ERROR
     from .engine import run_plan
     from .render import render_plan
@@ -62,7 +63,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         if (unread := read_project(project).unread) is not None:
             click.echo(f"warning: {unread}", err=True)
         result = run_plan(project, stack)
-        platform, findings, cost = _checks_and_cost(project, stack, result, prices)
+        platform, findings, cost = checks_and_cost(project, stack, result, prices)
     except ProjectError as exc:
         _fail(str(exc), EXIT_INVALID)
     except (PlanConfigError, ConfigError) as exc:
@@ -128,68 +129,6 @@ def _in_project_environment(project: Path, options: list[str]) -> None:
         raise ProjectError(where, str(venv), "a virtual environment with gpuscale installed, as the program imports "
                            f"it: {python} -m pip install gpuscale")
     sys.exit(subprocess.call([str(python), "-m", "gpuscale", "plan", "--project-dir", str(project), *options]))
-
-
-def _checks_and_cost(project: Path, stack: str, result, prices: str):
-    """Whether the stack holds the platform's settings, the pre-apply checks, and the month's cost.
-
-    The checks and the cost read the platform's settings (groups, scaling, services) from the stack's config in the
-    namespace that holds them (`platform_namespace`), validated by the same rules the program used; their findings
-    name the keys as the stack file writes them. A program that declares the components from settings of its own
-    has none: its planned resources still get the policy rules, with the stack's `gpuscale:policy` if it has one
-    (read by the same reader), and the cost says why it has no figure."""
-    from dataclasses import replace
-
-    from ..config import load_stack_file
-    from ..config.namespace import in_namespace
-    from ..config.policy import KEY as POLICY_KEY
-    from ..config.policy import read_policy
-    from ..cost import StackCost, estimate
-    from .checks import policy_findings, run_checks
-
-    values = read_stack_values(stack_file_path(project, stack))
-    namespace = platform_namespace(values, read_project(project).name)
-    if namespace is None:
-        region = values.get("aws:region")
-        cost = StackCost(region if isinstance(region, str) else "", error=f"the stack file holds no {PROJECT}: "
-                         "settings, which the estimate reads the groups' sizes and instance types from")
-        return False, policy_findings(result, read_policy(values.get(POLICY_KEY))), cost
-    config = load_stack_file(project, stack, namespace=namespace)
-    findings = [replace(f, settings=tuple(in_namespace(key, namespace) for key in f.settings))
-                for f in run_checks(config, result)]
-    return True, findings, estimate(config, result, _price_book(prices, config, result))
-
-
-def platform_namespace(values: dict, project_name: str) -> str | None:
-    """The config namespace holding the platform's settings: the program's own (its project name) where it holds a
-    section of them (`fleet:nodeGroups`, read by `load_program_config("fleet")`), else this project's where the
-    stack has `gpuscale:` keys besides `gpuscale:policy`; None where neither does."""
-    from ..config.policy import KEY as POLICY_KEY
-    from ..config.stack import TOP_LEVEL_KEYS
-
-    own = {key.partition(":")[2] for key in values if key.partition(":")[0] == project_name}
-    if project_name != PROJECT and own & (set(TOP_LEVEL_KEYS) - {"policy"}):
-        return project_name
-    if any(key.partition(":")[0] == PROJECT and key != POLICY_KEY for key in values):
-        return PROJECT
-    return None
-
-
-def _price_book(source: str, config, plan):
-    """The price list to use: the package's file, or the Pricing API for the types and region the stack uses."""
-    from ..prices import PriceBook
-
-    if source == "file":
-        return PriceBook.from_file()
-    import botocore.exceptions
-
-    types = {t for g in (*config.node_groups, *config.auto_scaling_groups) for t in g.instance_types}
-    if config.cluster.system_nodes is not None:
-        types.add(config.cluster.system_nodes.instance_type)
-    try:
-        return PriceBook.from_api([config.region], types)
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.ClientError) as exc:
-        raise PlanError(f"--prices api: the AWS Pricing API cannot be asked ({exc}); use --prices file") from None
 
 
 def _fail(message: str, code: int) -> None:
