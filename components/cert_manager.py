@@ -5,13 +5,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ._docs import documented
-from ._options import depends_on_of
-from .charts import CHARTS
+from ._helm import pinned_release
 from .kube_values import read_node_selector
 
 NAMESPACE = "cert-manager"
@@ -46,12 +44,7 @@ class CertManager(pulumi.ComponentResource):
     def __init__(self, name: str, args: CertManagerArgs, opts: pulumi.ResourceOptions | None = None):
         validate_args("CertManager", name, args, CertManagerArgs, read_node_selector)
         super().__init__("gpuscale:index:CertManager", name, None, opts)
-        chart = CHARTS["cert-manager"]
         # helm.v3.Release: Helm owns the CRDs (crds.enabled) and the startup check hook, which waits for the webhook.
-        release = k8s.helm.v3.Release(
-            f"{name}-chart", name="cert-manager", chart=chart.name, version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo), namespace=NAMESPACE,
-            create_namespace=True, values=cert_manager_values(args), atomic=True, timeout=600,
-            opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on_of(opts)))
+        release = pinned_release(self, name, "cert-manager", NAMESPACE, cert_manager_values(args), opts)
         self.release_name = release.name
         self.register_outputs({"release_name": self.release_name})

@@ -43,6 +43,10 @@ CHARTS = {
     # cert-manager.io/inject-ca-from), in both modes; v1.17 is what KServe v0.16 is tested with (kserve-deps.env).
     "cert-manager": Chart("https://charts.jetstack.io", "cert-manager", "v1.17.4"),
     "keda": Chart("https://kedacore.github.io/charts", "keda", "2.17.2"),
+    # In-place vertical scaling of model services (issue 15): the VPA's own chart, released from kubernetes/autoscaler
+    # (vertical-pod-autoscaler/charts, tag vertical-pod-autoscaler-chart-<version>) to the same index as
+    # cluster-autoscaler's. 0.11.0 runs VPA 1.7.1 (VPA_VERSION), where InPlaceOrRecreate is GA with no feature gate.
+    "vertical-pod-autoscaler": Chart("https://kubernetes.github.io/autoscaler", "vertical-pod-autoscaler", "0.11.0"),
 }
 
 KNATIVE_SERVING_VERSION = "1.18.2"
@@ -51,6 +55,12 @@ CHARTS["knative-operator"] bundles 1.15-1.18). Same minor as the simulator's KPA
 KEDA_VERSION = "v2.17.2"
 """KEDA's release at CHARTS["keda"] (its appVersion): the ScaledObject and TriggerAuthentication CRDs and the scalers'
 metadata keys are recorded at this tag. Same minor as the simulator's model (gpuscale/sim/keda.py)."""
+
+VPA_VERSION = "1.7.1"
+"""The VerticalPodAutoscaler release at CHARTS["vertical-pod-autoscaler"] (its appVersion; tag
+vertical-pod-autoscaler/v1.7.1): its feature gates are recorded at this tag (upstream/vertical_pod_autoscaler.json).
+InPlaceOrRecreate was alpha behind a gate in 1.4, beta on by default in 1.5, GA in 1.6 and its gate is gone in 1.7
+(vertical-pod-autoscaler/docs/features.md), so the chart needs no flag for it."""
 
 PROMETHEUS_OPERATOR_VERSION = "v0.93.0"
 """The prometheus-operator release whose ServiceMonitor CRD (monitoring.coreos.com/v1) the agent's ServiceMonitor is
@@ -81,8 +91,8 @@ AUTOSCALER_MINORS = tuple(f"1.{m}" for m in range(28, 40))
 @cache
 def upstream_facts(name: str) -> dict[str, Any]:
     """The recorded facts of one upstream project: "cluster_autoscaler", "nvidia_device_plugin",
-    "prometheus_operator", "docker_build", "kserve", "knative_serving", "knative_operator", "keda", "keda_chart"
-    or "cert_manager"."""
+    "prometheus_operator", "docker_build", "kserve", "knative_serving", "knative_operator", "keda", "keda_chart",
+    "cert_manager" or "vertical_pod_autoscaler"."""
     return json.loads((resources.files(__package__) / "upstream" / f"{name}.json").read_text())
 
 

@@ -6,14 +6,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
-import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ..config.reader import Section
 from ._docs import documented
-from ._options import depends_on_of
-from .charts import CHARTS
+from ._helm import pinned_release
 from .irsa_role import IrsaRole
 from .kube_values import read_node_selector
 
@@ -89,13 +87,9 @@ class Keda(pulumi.ComponentResource):
             "namespace": NAMESPACE, "service_account": OPERATOR_SERVICE_ACCOUNT, "statements": statements,
             "description": "KEDA operator: read the GPU metrics and queues the services scale on",
             "tags": args.get("tags")}, opts=pulumi.ResourceOptions(parent=self)) if statements else None
-        chart = CHARTS["keda"]
         # helm.v3.Release: Helm owns KEDA's CRDs, its webhook certificates and upgrades as one release.
-        release = k8s.helm.v3.Release(
-            f"{name}-chart", name="keda", chart=chart.name, version=chart.version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo), namespace=NAMESPACE,
-            create_namespace=True, values=keda_values(args, role.role_arn if role else None), atomic=True,
-            timeout=600, opts=pulumi.ResourceOptions(parent=self, depends_on=depends_on_of(opts)))
+        release = pinned_release(self, name, "keda", NAMESPACE, keda_values(args, role.role_arn if role else None),
+                                 opts)
         self.role_arn = role.role_arn if role else None
         self.release_name = release.name
         self.register_outputs({"release_name": self.release_name})

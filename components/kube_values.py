@@ -8,6 +8,18 @@ from typing import Any
 
 QUANTITY_PATTERN = r"\d+(\.\d+)?(m|Ki|Mi|Gi)?"
 """A Kubernetes resource quantity as gpuscale writes them: "50m", "1", "64Mi"."""
+_QUANTITY_UNITS = {None: 1.0, "m": 1e-3, "Ki": 2.0**10, "Mi": 2.0**20, "Gi": 2.0**30}
+
+
+def quantity_value(quantity: str) -> float:
+    """The number a quantity of QUANTITY_PATTERN stands for, in base units (cores, bytes): "500m" -> 0.5,
+    "16Gi" -> 17179869184.0, for comparing two quantities of the same resource."""
+    match = re.fullmatch(QUANTITY_PATTERN, quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not a quantity of the form {QUANTITY_PATTERN}")
+    return float(quantity[:len(quantity) - len(match.group(2) or "")]) * _QUANTITY_UNITS[match.group(2)]
+
+
 DNS_LABEL_PATTERN = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 """A DNS-1123 label (RFC 1123), as Kubernetes names namespaces and services."""
 DNS_SUBDOMAIN_PATTERN = r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?"

@@ -13,6 +13,7 @@ from typing_extensions import NotRequired, TypedDict
 from ..config.args import validate_args
 from ..config.reader import REQUIRED, Section
 from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
+from ..config.vertical import KNATIVE_REFUSAL, read_vertical_scaling
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole
@@ -21,6 +22,7 @@ from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from .pod_autoscaling import (BehaviorArgs, KedaArgs, KpaArgs, MetricsSource, kpa_annotations, reads_aws,
                               scaled_object_spec, trigger_authentication_spec)
+from .vertical_pod_autoscaler import VerticalScalingArgs, resize_policy, vertical_pod_autoscaler_spec
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
@@ -106,6 +108,9 @@ class ModelServiceArgs(TypedDict):
     """The cluster's OIDC issuer URL, the condition of the service role's trust policy."""
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
+    vertical_scaling: NotRequired[VerticalScalingArgs | None]
+    """Resize the predictor container's CPU and memory in place (a VerticalPodAutoscaler in InPlaceOrRecreate mode,
+    standard mode only; the VerticalPodAutoscaler component must be installed). Default None: requests stay as set."""
 
 
 def check_args(s: Section) -> None:
@@ -117,7 +122,7 @@ def check_args(s: Section) -> None:
     allowed = {"knative": ("kpa",), "standard": ("hpa", "keda")}[mode]
     scaling_mode = s.str("scaling_mode", choices=allowed)
     read_model(s.section("model"))
-    _, _, _, lo, _, _, _ = read_service_pods(s, mode)
+    _, cpu, memory, lo, _, _, _ = read_service_pods(s, mode)
     if lo == 0 and scaling_mode == "hpa":
         s.report("min_replicas", 0, "at least 1 with hpa: at zero there is no GPU to measure")
     s.int("concurrency", min=1, max=100_000)
@@ -127,6 +132,12 @@ def check_args(s: Section) -> None:
     s.input("oidc_provider_arn")
     s.input("oidc_issuer_url")
     s.input("tags", {})
+    vertical = s.optional_section("verticalScaling")
+    if vertical is not None and mode != "standard":
+        s.report("vertical_scaling", dict(vertical.data), KNATIVE_REFUSAL)
+    elif vertical is not None:
+        read_vertical_scaling(vertical, cpu, memory)
+        vertical.finish()
 
 
 def keda_args(args: ModelServiceArgs) -> KedaArgs | None:
@@ -186,6 +197,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     if m["container"] is None:
         model: dict[str, Any] = {"modelFormat": {"name": m["format"]}, "storageUri": m["storage_uri"],
                                  "resources": predictor_resources(args)}
+        if args.get("vertical_scaling"):
+            model["resizePolicy"] = resize_policy(args["vertical_scaling"])  # type: ignore[arg-type]
         if m["runtime"] is not None:
             model["runtime"] = m["runtime"]
         predictor["model"] = model
@@ -194,6 +207,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
         container: dict[str, Any] = {"name": CONTAINER_NAME, "image": c["image"], "args": list(c["args"]),
                                      "ports": [{"containerPort": c["port"], "protocol": "TCP"}],
                                      "resources": predictor_resources(args)}
+        if args.get("vertical_scaling"):
+            container["resizePolicy"] = resize_policy(args["vertical_scaling"])  # type: ignore[arg-type]
         if m["storage_uri"] is not None:
             # KServe's storage initializer downloads STORAGE_URI into /mnt/models for a custom container too.
             container["env"] = [{"name": "STORAGE_URI", "value": m["storage_uri"]}]
@@ -253,6 +268,15 @@ class ModelService(pulumi.ComponentResource):
                 f"{name}-scaler", api_version="keda.sh/v1alpha1", kind="ScaledObject",
                 metadata={"name": service, "namespace": namespace}, spec=scaler,
                 # After the InferenceService: its Deployment is what the ScaledObject scales.
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, isvc]))
+        vertical = args.get("vertical_scaling")
+        if vertical:
+            k8s.apiextensions.CustomResource(
+                f"{name}-vpa", api_version="autoscaling.k8s.io/v1", kind="VerticalPodAutoscaler",
+                metadata={"name": service, "namespace": namespace},
+                spec=vertical_pod_autoscaler_spec(deployment, CONTAINER_NAME, vertical),
+                # After the InferenceService, whose Deployment it resizes (pass the VerticalPodAutoscaler component
+                # in opts.depends_on: its CRD must exist first).
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, isvc]))
         self.inference_service_name = isvc.metadata["name"]
         self.role_arn = role.role_arn if role else None

@@ -46,6 +46,7 @@ from .knative_serving import KnativeServing
 from .kserve import SERVICES_NAMESPACE, KServe
 from .labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, SYSTEM_NODE_LABEL
 from .model_service import ModelService, ModelServiceArgs
+from .vertical_pod_autoscaler import VerticalPodAutoscaler
 from .nvidia_device_plugin import NvidiaDevicePlugin
 from .signal_queue import SignalQueue
 
@@ -301,6 +302,12 @@ class GpuPlatform(pulumi.ComponentResource):
                 "tags": tags}, opts=on_system))
         kserve = KServe("kserve", {"mode": serving.mode, "node_selector": self._system_nodes},
                         opts=self._child(self._in_cluster, depends_on=platform))
+        # In-place vertical scaling (issue 15): the VPA once, when a service resizes in place; its services'
+        # VerticalPodAutoscaler objects need its CRD, so they wait for it (KServe does not).
+        if any(s.vertical_scaling is not None for s in config.services):
+            platform.append(VerticalPodAutoscaler("vertical-pod-autoscaler", {
+                "kubernetes_version": config.cluster.kubernetes_version,  # type: ignore[typeddict-item]
+                "node_selector": self._system_nodes}, opts=on_system))
         groups = {g.name: g for g in config.node_groups}
         for s in config.services:
             m = s.model
@@ -317,7 +324,7 @@ class GpuPlatform(pulumi.ComponentResource):
                             "asg_name": node_groups[s.node_group].asg_name,
                             **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
                 "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
-                "tags": tags}
+                "tags": tags, "vertical_scaling": asdict(s.vertical_scaling) if s.vertical_scaling else None}
             ModelService(s.name, service, opts=self._child(
                 self._in_cluster, depends_on=[kserve, *platform, node_groups[s.node_group]]))
 

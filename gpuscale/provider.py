@@ -24,6 +24,7 @@ COMPONENT_MODULES = (
     "network", "node_role", "eks_cluster", "existing_cluster", "gpu_node_group", "gpu_asg", "agent_bundle",
     "gpu_scaling_policies", "gpu_alarms", "gpu_alert_topic", "gpu_dashboard", "irsa_role", "cluster_autoscaler",
     "nvidia_device_plugin", "agent_image", "agent_daemonset", "signal_queue", "gpu_headroom",
+    "vertical_pod_autoscaler",
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module)."""
 

@@ -12,12 +12,13 @@ Usage (each argument a git clone, bare or not, of the named repository; tags mus
         --docker-build /path/to/pulumi/pulumi-docker-build \
         --kserve /path/to/kserve/kserve --knative-serving /path/to/knative/serving \
         --knative-operator /path/to/knative/operator --keda /path/to/kedacore/keda \
-        --keda-charts /path/to/kedacore/charts --cert-manager /path/to/cert-manager/cert-manager
+        --keda-charts /path/to/kedacore/charts --cert-manager /path/to/cert-manager/cert-manager \
+        --vpa /path/to/kubernetes/autoscaler
 
 Writes components/upstream/cluster_autoscaler.json, nvidia_device_plugin.json, prometheus_operator.json,
-docker_build.json, kserve.json, knative_serving.json, knative_operator.json, keda.json, keda_chart.json and
-cert_manager.json (only those whose clone is given). Run it after changing a pin in components/charts.py;
-tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
+docker_build.json, kserve.json, knative_serving.json, knative_operator.json, keda.json, keda_chart.json,
+cert_manager.json and vertical_pod_autoscaler.json (only those whose clone is given). Run it after changing a pin in
+components/charts.py; tests/kubernetes/test_upstream_facts.py fails until the data matches the pins.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from components.charts import (CHARTS, AUTOSCALER_MINORS, DOCKER_BUILD_PROVIDER_VERSION,  # noqa: E402
-                               KNATIVE_SERVING_VERSION, KEDA_VERSION,  # noqa: E402
+                               KNATIVE_SERVING_VERSION, KEDA_VERSION, VPA_VERSION,  # noqa: E402
                                PROMETHEUS_OPERATOR_VERSION)  # noqa: E402  (the pins, read from the repository itself)
 
 OUT = ROOT / "components" / "upstream"
@@ -490,6 +491,31 @@ def cert_manager(repo: Path) -> dict[str, object]:
     return facts
 
 
+def vertical_pod_autoscaler(repo: Path) -> dict[str, object]:
+    """The VPA's chart at its release tag (vertical-pod-autoscaler-chart-<version>, as chart-releaser names it), the
+    VerticalPodAutoscaler CRD (autoscaling.k8s.io/v1) the chart installs from its crds/ directory, and the feature
+    gates of the release the chart runs (VPA_VERSION): whether in-place updates need one."""
+    pin = CHARTS["vertical-pod-autoscaler"]
+    tag = f"vertical-pod-autoscaler-chart-{pin.version}"
+    chart_dir = "vertical-pod-autoscaler/charts/vertical-pod-autoscaler"
+    crd_file = f"{chart_dir}/crds/vpa-v1-crd-gen.yaml"
+    facts = chart_facts(repo, tag, chart_dir, "https://github.com/kubernetes/autoscaler")
+    if facts["chart"]["name"] != pin.name or facts["chart"]["appVersion"] != VPA_VERSION:
+        raise SystemExit(f"{chart_dir} at {tag} is {facts['chart']}, not {pin.name} running VPA {VPA_VERSION}")
+    facts["files"] = [*facts["files"], crd_file]
+    crds = {doc["spec"]["names"]["kind"]: doc for doc in yaml.safe_load_all(git(repo, "show", f"{tag}:{crd_file}"))
+            if doc}
+    facts["crds"] = {"VerticalPodAutoscaler": crd_facts(crds["VerticalPodAutoscaler"], "v1", crd_file)}
+    app_tag = f"vertical-pod-autoscaler/v{VPA_VERSION}"
+    gates_file = "vertical-pod-autoscaler/pkg/features/versioned_features.go"
+    gates = git(repo, "show", f"{app_tag}:{gates_file}")
+    # `Name: {` opens each gate's versioned specs in defaultVersionedFeatureGates.
+    facts["featureGates"] = sorted(re.findall(r"^\t(\w+): \{", gates, re.M))
+    facts["featureGatesFrom"] = {"tag": app_tag, "commit": git(repo, "rev-list", "-n", "1", app_tag).strip(),
+                                 "files": [gates_file]}
+    return facts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--autoscaler", type=Path, help="a git clone of kubernetes/autoscaler")
@@ -503,6 +529,7 @@ def main() -> None:
     parser.add_argument("--keda", type=Path, help="a git clone of kedacore/keda")
     parser.add_argument("--keda-charts", type=Path, help="a git clone of kedacore/charts")
     parser.add_argument("--cert-manager", type=Path, help="a git clone of cert-manager/cert-manager")
+    parser.add_argument("--vpa", type=Path, help="a git clone of kubernetes/autoscaler (the VPA's chart and CRD)")
     args = parser.parse_args()
     jobs = [(name, make, repo) for name, make, repo in (
         ("cluster_autoscaler", autoscaler, args.autoscaler),
@@ -511,11 +538,12 @@ def main() -> None:
         ("docker_build", docker_build, args.docker_build),
         ("kserve", kserve, args.kserve), ("knative_serving", knative_serving, args.knative_serving),
         ("knative_operator", knative_operator, args.knative_operator), ("keda", keda, args.keda),
-        ("keda_chart", keda_chart, args.keda_charts), ("cert_manager", cert_manager, args.cert_manager))
+        ("keda_chart", keda_chart, args.keda_charts), ("cert_manager", cert_manager, args.cert_manager),
+        ("vertical_pod_autoscaler", vertical_pod_autoscaler, args.vpa))
         if repo is not None]
     if not jobs:
         parser.error("give at least one clone: --autoscaler, --device-plugin, --prometheus-operator, --docker-build, "
-                     "--kserve, --knative-serving, --knative-operator, --keda, --keda-charts, --cert-manager")
+                     "--kserve, --knative-serving, --knative-operator, --keda, --keda-charts, --cert-manager, --vpa")
     OUT.mkdir(exist_ok=True)
     for name, make, repo in jobs:
         facts = {"generatedBy": "scripts/upstream_facts.py", **make(repo)}

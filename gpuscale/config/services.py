@@ -30,6 +30,7 @@ from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section, guarded
 from .scaling import SQS_QUEUE_PATTERN
+from .vertical import VerticalScalingConfig, read_service_vertical_scaling
 from .workload import CURRENCY_PATTERN, ColdStartConfig, WorkloadConfig, _read_service_time
 
 if TYPE_CHECKING:
@@ -368,6 +369,9 @@ class ServiceConfig:
     workload: WorkloadConfig
     """What the service serves and how long each stage of a cold start takes, for the simulator and the checks.
     Node provisioning, the device plugin and the price come from the node group's workload unless set here."""
+    vertical_scaling: VerticalScalingConfig | None = None
+    """In-place resize of the predictor's CPU and memory by a VerticalPodAutoscaler (gpuscale.config.vertical);
+    None: the requests stay as set."""
 
     @property
     def serving_mode(self) -> str:
@@ -449,9 +453,11 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
     scaling, preset = _read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
+    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), serving.mode, cpu, memory,
+                                             group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
-                         workload)
+                         workload, vertical)
 
 
 def read_service_pods(s: Section, serving_mode: str) -> tuple[int, str, str, int, int, int, int]:

@@ -32,6 +32,7 @@ from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kuberne
 from .workload import WorkloadConfig, read_workload
 from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
+from .vertical import check_vertical_scaling
 
 """The Pulumi project name, and so the config namespace."""
 
@@ -365,6 +366,9 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
     services = None if kubernetes is None or not groups_read else errors.guard(
         read_services, Section({"services": values.get(f"{PROJECT}:services")}, f"{PROJECT}:"), node_groups,
         kubernetes.serving, f"{PROJECT}:kubernetes.serving")
+    if services and cluster is not None:  # in-place resize needs a cluster minor that has it (issue 15)
+        errors.guard(check_vertical_scaling, services, cluster.kubernetes_version,
+                     f"{PROJECT}:cluster.kubernetesVersion")
     headroom_sections = errors.guard(Section({"headroom": values.get(f"{PROJECT}:headroom")}, f"{PROJECT}:").sections,
                                      "headroom", default=[])
     headroom = errors.guard(read_headroom, headroom_sections or [], node_groups, services or ()) \

@@ -36,6 +36,7 @@ from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import KServe
 from gpuscale.components.model_service import ModelService
 from gpuscale.components.platform import GpuPlatform
+from gpuscale.components.vertical_pod_autoscaler import VerticalPodAutoscaler
 from gpuscale.config.services import KnativeAutoscalerConfig
 from gpuscale.config.reader import ConfigErrors
 from test_components_platform import minimal_config
@@ -101,6 +102,7 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
                     "scale_down_delay_seconds": None},
         "metrics": {"kind": "cloudwatch", "region": "us-west-2", "asg_name": "eks-l4"},
         "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER},
+    VerticalPodAutoscaler: lambda: {"kubernetes_version": "1.33"},
 }
 
 
@@ -215,6 +217,12 @@ FAMILIES = [
     ("API endpoint", EksCluster, {"endpoint_public_access": False, "public_access_cidrs": ["1.2.3.4/32"]},
      "public_access_cidrs", "no public CIDRs with the public endpoint off"),
     ("ECR names", AgentImage, {"repository_name": "Gpuscale/Agent"}, "repository_name", "ECR repository name"),
+    ("in-place resize needs 1.33", VerticalPodAutoscaler, {"kubernetes_version": "1.32"}, "kubernetes_version",
+     "1.33 or later"),
+    ("vertical scaling", ModelService, {"vertical_scaling": {
+        "min_cpu": "1", "max_cpu": "4", "min_memory": "8Gi", "max_memory": "16Gi",
+        "controlled_resources": ["nvidia.com/gpu"], "memory_restart_policy": "NotRequired"}},
+     "vertical_scaling", "only with KServe's standard serving mode"),
 ]
 
 

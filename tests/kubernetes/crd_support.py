@@ -48,7 +48,7 @@ def crd(kind: str) -> dict[str, Any]:
     if kind in where:
         facts_name, key = where[kind]
         return upstream_facts(facts_name)[key]
-    for facts_name in ("kserve", "keda"):
+    for facts_name in ("kserve", "keda", "vertical_pod_autoscaler"):
         crds = upstream_facts(facts_name)["crds"]
         if kind in crds:
             return crds[kind]
