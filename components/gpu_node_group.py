@@ -8,6 +8,7 @@ import pulumi_aws as aws
 from typing_extensions import NotRequired, TypedDict
 
 from gpuscale.config.args import validate_args
+from gpuscale.config.caches import read_image_cache_settings, read_image_volume_throughput
 from gpuscale.config.reader import Section
 from gpuscale.config.stack import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
 from gpuscale.instance_types import PulumiInstanceTypes
@@ -21,6 +22,12 @@ from .labels import (ACCELERATOR_LABEL, AMI_FAMILY_LABEL, CA_AUTOSCALING_OPTION_
 # volume is a small, read-only OS image, encrypted too but left at the size the AMI gives it).
 ROOT_DEVICE = "/dev/xvda"
 IMAGE_VOLUME_DEVICE = {"AL2023": ROOT_DEVICE, "BOTTLEROCKET": "/dev/xvdb"}
+
+
+class ImageCacheArgs(TypedDict):
+    snapshot_id: str
+    """EBS snapshot of a Bottlerocket data volume holding the images (docs/cold-starts.md says how to make one); at
+    most root_volume_gib in size."""
 
 
 class GpuNodeGroupArgs(TypedDict):
@@ -56,6 +63,12 @@ class GpuNodeGroupArgs(TypedDict):
     Default none: the autoscaler's cluster-wide settings."""
     tags: NotRequired[dict[str, str]]
     """Tags on the node group, launch template and the instances and volumes it launches. Default none."""
+    image_volume_throughput_mibps: NotRequired[int]
+    """The gp3 image volume's provisioned throughput, 125-1000 MiB/s (it also holds KServe's local model cache).
+    Default gp3's baseline, 125."""
+    image_cache: NotRequired[ImageCacheArgs]
+    """Bottlerocket only: the data volume (container images) restored from an EBS snapshot that holds the serving
+    images, so new nodes start without pulling them. Default none."""
 
 
 def check_args(s: Section) -> None:
@@ -77,14 +90,24 @@ def check_args(s: Section) -> None:
               describe="options cluster-autoscaler's AWS provider reads (" + ", ".join(CA_AUTOSCALING_OPTION_KEYS)
                        + ") to string values")
     s.input("tags", {})
+    read_image_volume_throughput(s)
+    cache = s.optional_section("image_cache")
+    if cache is not None:
+        read_image_cache_settings(cache, s.key("ami_type"), ami_type)
+        cache.finish()
 
 
-def _volumes(image_device: str, image_gib: int) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
-    """Encrypted gp3 volumes: the image volume at `image_gib`, and a separate root (Bottlerocket) at the AMI's size."""
+def _volumes(image_device: str, image_gib: int, snapshot_id: str | None = None,
+             throughput: int | None = None) -> list[aws.ec2.LaunchTemplateBlockDeviceMappingArgs]:
+    """Encrypted gp3 volumes: the image volume at `image_gib` (from the image-cache snapshot when given), and a
+    separate root (Bottlerocket) at the AMI's size."""
     sizes = {ROOT_DEVICE: None, image_device: image_gib}  # one entry on AL2023, where the root holds the images
     return [aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
         device_name=device, ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
-            volume_size=size, volume_type="gp3", encrypted="true", delete_on_termination="true"))
+            volume_size=size, volume_type="gp3", encrypted="true", delete_on_termination="true",
+            # Only the data volume: the root (the OS image) stays the AMI's own.
+            snapshot_id=snapshot_id if device == image_device and device != ROOT_DEVICE else None,
+            throughput=throughput if device == image_device else None))
         for device, size in sizes.items()]
 
 
@@ -159,7 +182,9 @@ class GpuNodeGroup(pulumi.ComponentResource):
                 # EC2 refuses such keys and the node group never launches a node. An agent on these nodes must
                 # be given its group's name (GPU_METRICS_AGENT_ASG_NAME; see docs/agent.md).
                 instance_metadata_tags="disabled"),
-            block_device_mappings=_volumes(image_volume_device(ami_type), args.get("root_volume_gib", 200)),
+            block_device_mappings=_volumes(image_volume_device(ami_type), args.get("root_volume_gib", 200),
+                                           (args.get("image_cache") or {}).get("snapshot_id"),
+                                           args.get("image_volume_throughput_mibps")),
             tag_specifications=[aws.ec2.LaunchTemplateTagSpecificationArgs(
                 resource_type=kind, tags={**tags, "Name": name}) for kind in ("instance", "volume")],
             tags=tags,

@@ -1,7 +1,7 @@
 """KServe: its CRDs and controller from KServe's charts, in Knative or Standard deployment mode, and the namespace
 the model services run in."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -9,12 +9,14 @@ import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
-from ..config.reader import Section
+from ..config.caches import LOCAL_MODEL_HOST_PATH
+from ..config.reader import REQUIRED, Section
 from ..config.services import SERVING_MODES
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, Chart
 from .kube_values import read_node_selector
+from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 
 NAMESPACE = "kserve"
 SERVICES_NAMESPACE = "gpuscale-serving"
@@ -30,12 +32,19 @@ class KServeArgs(TypedDict):
     (plain Deployments, scaled by an HPA or KEDA)."""
     node_selector: NotRequired[Mapping[str, str]]
     """Labels of the nodes KServe's controller runs on (the system node group). Default none."""
+    local_model_nodes: NotRequired[Sequence[Mapping[str, str]]]
+    """Node selectors of the GPU node groups that keep a local model cache (LocalModelCache): turns on the chart's
+    local model controller and runs its node agent on those nodes. Default none: the cache is off."""
 
 
 def check_args(s: Section) -> None:
     """The rules of KServeArgs: the stack config's serving mode, and a node selector."""
     s.str("mode", choices=SERVING_MODES)
     read_node_selector(s)
+    for entry in s.sections("local_model_nodes", []):
+        # Each a GPU node group's selector (with its GPU class), as the LocalModelNodeGroup's.
+        read_node_selector(Section({"node_selector": entry.data}, entry.path, where=entry.where),
+                           default=REQUIRED, requires=GPU_CLASS_LABEL)
 
 
 def kserve_values(args: KServeArgs) -> dict[str, Any]:
@@ -52,7 +61,29 @@ def kserve_values(args: KServeArgs) -> dict[str, Any]:
             "disableIngressCreation": not knative,
         },
         "nodeSelector": dict(args.get("node_selector") or {}),
-    }}}
+    }, **local_model_values(args)}}
+
+
+def local_model_values(args: KServeArgs) -> dict[str, Any]:
+    """`kserve.localmodel` when a GPU node group keeps a local model cache (none otherwise: the chart's default,
+    off)."""
+    nodes = args.get("local_model_nodes") or []
+    return {"localmodel": agent_values(nodes)} if nodes else {}
+
+
+def selector_term(node_selector: Mapping[str, str]) -> dict[str, Any]:
+    """A node selector as a node affinity term (every label must match)."""
+    return {"matchExpressions": [{"key": k, "operator": "In", "values": [v]} for k, v in sorted(node_selector.items())]}
+
+
+def agent_values(node_selectors: Sequence[Mapping[str, str]]) -> dict[str, Any]:
+    """The KServe chart's `kserve.localmodel` values: controller and node agent on, the agent on the cache node
+    groups' nodes only (one affinity term per group: any may match) and tolerating their GPU taint."""
+    return {"enabled": True, "agent": {
+        "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [selector_term(s) for s in node_selectors]}}},
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}],
+        "hostPath": LOCAL_MODEL_HOST_PATH}}
 
 
 def _release(name: str, chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions) -> k8s.helm.v3.Release:

@@ -12,6 +12,8 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ..config.reader import REQUIRED, Section
+from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
+from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
 from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model, read_service_pods
 from ..config.vertical import KNATIVE_REFUSAL, read_vertical_scaling
 from ._docs import documented
@@ -26,6 +28,9 @@ from .vertical_pod_autoscaler import VerticalScalingArgs, resize_policy, vertica
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+NODE_GROUP = "serving.kserve.io/nodegroup"
+"""KServe's NodeGroupAnnotationKey (pkg/constants at v0.16.0): which LocalModelNodeGroup's copy of a cached model the
+predictor mounts (setLocalModelLabel)."""
 S3_REGION = "serving.kserve.io/s3-region"
 """Read by KServe's credential builder from a service account with an IRSA role (s3.BuildServiceAccountEnvs)."""
 IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
@@ -108,6 +113,11 @@ class ModelServiceArgs(TypedDict):
     """The cluster's OIDC issuer URL, the condition of the service role's trust policy."""
     tags: NotRequired[dict[str, str]]
     """Tags on the IAM role. Default none."""
+    local_model_node_group: NotRequired[str]
+    """The LocalModelNodeGroup of the service's own nodes (the `serving.kserve.io/nodegroup` annotation): KServe mounts
+    a cached copy of the model only if a LocalModelCache of its storageUri lists this group. Set it on every service of
+    a stack with a local model cache: without it KServe mounts the copy on the cache's *first* group, whose nodes the
+    service may not run on. Default none."""
     vertical_scaling: NotRequired[VerticalScalingArgs | None]
     """Resize the predictor container's CPU and memory in place (a VerticalPodAutoscaler in InPlaceOrRecreate mode,
     standard mode only; the VerticalPodAutoscaler component must be installed). Default None: requests stay as set."""
@@ -132,6 +142,7 @@ def check_args(s: Section) -> None:
     s.input("oidc_provider_arn")
     s.input("oidc_issuer_url")
     s.input("tags", {})
+    s.str("local_model_node_group", None, pattern=NODE_GROUP_NAME_PATTERN, describe=NODE_GROUP_NAME_RULE)
     vertical = s.optional_section("verticalScaling")
     if vertical is not None and mode != "standard":
         s.report("vertical_scaling", dict(vertical.data), KNATIVE_REFUSAL)
@@ -184,6 +195,8 @@ def inference_service(args: ModelServiceArgs, service_account: pulumi.Input[str]
     else:
         # KEDA's ScaledObject (and the HPA it creates) owns the replicas: KServe creates no HPA of its own.
         annotations[AUTOSCALER_CLASS] = "external"
+    if args.get("local_model_node_group"):
+        annotations[NODE_GROUP] = args["local_model_node_group"]  # type: ignore[assignment]
     m = args["model"]
     predictor: dict[str, Any] = {
         "minReplicas": args["min_replicas"], "maxReplicas": args["max_replicas"],

@@ -21,6 +21,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..config import ConfigError, StackConfig
 from ..config.args import validate_args
+from ..config.caches import quantity_bytes
 from ..config.kubernetes import asg_option_tags, expander_order
 from ..config.reader import Section
 from ..config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric
@@ -44,6 +45,7 @@ from .gpu_scaling_policies import GpuScalingPolicies
 from .keda import Keda
 from .knative_serving import KnativeServing
 from .kserve import SERVICES_NAMESPACE, KServe
+from .local_model_cache import LocalModelCache
 from .labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, SYSTEM_NODE_LABEL
 from .model_service import ModelService, ModelServiceArgs
 from .vertical_pod_autoscaler import VerticalPodAutoscaler
@@ -178,7 +180,11 @@ class GpuPlatform(pulumi.ComponentResource):
             "gpu_count": g.gpu.gpu_count, "gpu_name": g.gpu.gpu_name, "ami_type": g.ami_type,
             "capacity_type": g.capacity_type, "min_size": g.min_size, "max_size": g.max_size,
             "root_volume_gib": g.root_volume_gib, "labels": g.labels,
-            "autoscaling_options": asg_option_tags(g.autoscaler), "tags": self._tags}, opts=self._child())
+            "autoscaling_options": asg_option_tags(g.autoscaler), "tags": self._tags,
+            # Cold-start caches (issue 15, docs/cold-starts.md): only where configured.
+            **({"image_cache": {"snapshot_id": g.image_cache.snapshot_id}} if g.image_cache else {}),
+            **({"image_volume_throughput_mibps": g.image_volume_throughput_mibps}
+               if g.image_volume_throughput_mibps else {})}, opts=self._child())
             for g in self._config.node_groups}
 
     @property
@@ -300,7 +306,13 @@ class GpuPlatform(pulumi.ComponentResource):
                 "read_cloudwatch": reads_gpu and serving.metrics_source == "cloudwatch",
                 "queue_arns": [self._queue_arns[q] for q in queues], "node_selector": self._system_nodes,
                 "tags": tags}, opts=on_system))
-        kserve = KServe("kserve", {"mode": serving.mode, "node_selector": self._system_nodes},
+        groups = {g.name: g for g in config.node_groups}
+        # KServe's local model cache (issue 15, docs/cold-starts.md): its agent on the cached services' groups.
+        cached = [s for s in config.services if s.model_cache is not None]
+        cache_groups = sorted({s.node_group for s in cached})
+        kserve = KServe("kserve", {"mode": serving.mode, "node_selector": self._system_nodes,
+                                   **({"local_model_nodes": [_group_node_selector(groups[n]) for n in cache_groups]}
+                                      if cached else {})},
                         opts=self._child(self._in_cluster, depends_on=platform))
         # In-place vertical scaling (issue 15): the VPA once, when a service resizes in place; its services'
         # VerticalPodAutoscaler objects need its CRD, so they wait for it (KServe does not).
@@ -308,7 +320,8 @@ class GpuPlatform(pulumi.ComponentResource):
             platform.append(VerticalPodAutoscaler("vertical-pod-autoscaler", {
                 "kubernetes_version": config.cluster.kubernetes_version,  # type: ignore[typeddict-item]
                 "node_selector": self._system_nodes}, opts=on_system))
-        groups = {g.name: g for g in config.node_groups}
+        if cached:
+            platform.append(self._declare_model_cache(cached, groups, kserve))
         for s in config.services:
             m = s.model
             service: ModelServiceArgs = {
@@ -324,9 +337,32 @@ class GpuPlatform(pulumi.ComponentResource):
                             "asg_name": node_groups[s.node_group].asg_name,
                             **({"prometheus_url": serving.prometheus_url} if serving.prometheus_url else {})},
                 "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
-                "tags": tags, "vertical_scaling": asdict(s.vertical_scaling) if s.vertical_scaling else None}
+                "tags": tags, "vertical_scaling": asdict(s.vertical_scaling) if s.vertical_scaling else None,
+                # Model cache: every service names its own group, so KServe never mounts a copy on other nodes.
+                **({"local_model_node_group": s.node_group} if cached else {})}
             ModelService(s.name, service, opts=self._child(
                 self._in_cluster, depends_on=[kserve, *platform, node_groups[s.node_group]]))
+
+    def _declare_model_cache(self, cached: list[ServiceConfig], groups: dict[str, Any],
+                             kserve: KServe) -> LocalModelCache:
+        """One LocalModelNodeGroup per group with a cached service (its storage limits summed), one LocalModelCache
+        per model URI (KServe refuses two of one URI) on every group a service caches it on."""
+        def storage_limit(group: str) -> str:
+            total = sum(quantity_bytes(s.model_cache.storage_limit) for s in cached  # type: ignore[union-attr]
+                        if s.node_group == group)
+            return f"{-(-int(total) // 2**20)}Mi"
+        by_uri: dict[str, list[ServiceConfig]] = {}
+        for s in cached:
+            by_uri.setdefault(str(s.model.storage_uri), []).append(s)
+        return LocalModelCache("model-cache", {
+            "node_groups": [{"name": n, "node_selector": _group_node_selector(groups[n]),
+                             "storage_limit": storage_limit(n)} for n in sorted({s.node_group for s in cached})],
+            "models": [{"name": same[0].name, "storage_uri": uri,
+                        "model_size": max((s.model_cache.model_size for s in same),  # type: ignore[union-attr]
+                                          key=quantity_bytes),
+                        "node_groups": sorted({s.node_group for s in same})} for uri, same in by_uri.items()],
+            "oidc_provider_arn": self._cluster.oidc_provider_arn, "oidc_issuer_url": self._cluster.oidc_issuer_url,
+            "tags": self._tags}, opts=self._child(self._in_cluster, depends_on=[kserve]))
 
     def _scaling_args(self, s: ServiceConfig) -> dict[str, object]:
         """The service's scaling as ModelService's arguments: the config's field names, with the metric resolved for

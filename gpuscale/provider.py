@@ -28,7 +28,7 @@ COMPONENT_MODULES = (
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module)."""
 
-NOT_YET_EXPOSED = ("cert_manager", "knative_serving", "kserve", "keda", "model_service")
+NOT_YET_EXPOSED = ("cert_manager", "knative_serving", "kserve", "keda", "model_service", "local_model_cache")
 """The serving layer's components, not served to other languages yet: ModelService's scaling is a union of three
 Args types, which Pulumi's component host cannot describe (it has no union types), and their nested Args still
 need the host's required-field rules. Python programs import them as usual."""

@@ -325,7 +325,10 @@ KUBERNETES_KINDS = ("apps/v1:DaemonSet", "apps/v1:Deployment", "core/v1:Namespac
                     # The serving layer's custom resources: pulumi-kubernetes's table has no entry for them, so a
                     # new name or namespace is what replaces them.
                     "keda.sh/v1alpha1:ScaledObject", "keda.sh/v1alpha1:TriggerAuthentication",
-                    "operator.knative.dev/v1beta1:KnativeServing", "serving.kserve.io/v1beta1:InferenceService")
+                    "operator.knative.dev/v1beta1:KnativeServing", "serving.kserve.io/v1beta1:InferenceService",
+                    # KServe's local model cache, and the annotation patch on its download Jobs' service account.
+                    "serving.kserve.io/v1alpha1:LocalModelCache", "serving.kserve.io/v1alpha1:LocalModelNodeGroup",
+                    "core/v1:ServiceAccountPatch")
 """The kinds gpuscale declares and their near neighbours, as group/version:Kind. Not ConfigMaps and Secrets: whether
 their data replaces them depends on the provider's enableConfigMapMutable / enableSecretMutable settings."""
 

@@ -348,6 +348,8 @@ def kserve(repo: Path) -> dict[str, object]:
         "autoscalerClass": go_constants(constants, "AutoscalerClass")["AutoscalerClass"],
         "s3": go_constants(s3, r"InferenceServiceS3\w+Annotation", constants),
         "irsaRoleArn": go_constants(creds, "AwsIrsaAnnotationKey")["AwsIrsaAnnotationKey"],
+        # The local model cache: which LocalModelNodeGroup's copy a cached InferenceService mounts.
+        "nodeGroup": go_constants(constants, "NodeGroupAnnotationKey")["NodeGroupAnnotationKey"],
     }
     facts["deploymentModes"] = {"Knative": modes["Knative"], "Standard": modes["Standard"]}
     facts["autoscalerClasses"] = sorted(classes.values())

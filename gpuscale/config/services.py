@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_metrics_agent import catalogue
 
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
+from .caches import ModelCacheConfig, read_model_cache
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section, guarded
 from .scaling import SQS_QUEUE_PATTERN
@@ -369,6 +370,9 @@ class ServiceConfig:
     workload: WorkloadConfig
     """What the service serves and how long each stage of a cold start takes, for the simulator and the checks.
     Node provisioning, the device plugin and the price come from the node group's workload unless set here."""
+    model_cache: ModelCacheConfig | None = None
+    """`modelCache:`: the model kept on the GPU nodes' disk (gpuscale/config/caches.py); None: loaded from its
+    storageUri on every cold start."""
     vertical_scaling: VerticalScalingConfig | None = None
     """In-place resize of the predictor's CPU and memory by a VerticalPodAutoscaler (gpuscale.config.vertical);
     None: the requests stay as set."""
@@ -453,11 +457,13 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
     scaling, preset = _read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
+    model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
+                                   group.image_volume_throughput_mibps)
     vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), serving.mode, cpu, memory,
                                              group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
-                         workload, vertical)
+                         workload, model_cache=model_cache, vertical_scaling=vertical)
 
 
 def read_service_pods(s: Section, serving_mode: str) -> tuple[int, str, str, int, int, int, int]:

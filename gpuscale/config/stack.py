@@ -30,6 +30,7 @@ from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, rej
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
+from .caches import ImageCacheConfig, read_image_cache, read_image_volume_throughput
 from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
 from .vertical import check_vertical_scaling
@@ -207,6 +208,11 @@ class NodeGroupConfig:
     """This group's cluster-autoscaler overrides (written as `autoscaling-options` tags on its ASG)."""
     workload: WorkloadConfig | None = None
     """The served workload's model, for the simulator and the pre-apply checks."""
+    image_cache: ImageCacheConfig | None = None
+    image_volume_throughput_mibps: int | None = None
+    """`imageVolumeThroughputMibps`: the gp3 image volume's provisioned throughput (None: gp3's 125 MiB/s)."""
+    """`imageCache:`: the Bottlerocket data volume restored from a snapshot holding the serving images
+    (gpuscale/config/caches.py); None: images pulled on every new node."""
 
     @property
     def gpus(self) -> tuple[InstanceTypeInfo, ...]:
@@ -511,7 +517,9 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
     first = gpus[0]
     group = NodeGroupConfig(name, ami_type, tuple(g.instance_type for g in gpus), capacity, lo, hi, root, labels,
                             first, autoscaler)
-    group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True))
+    group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True),
+                    image_cache=read_image_cache(s.optional_section("imageCache"), s.key("amiType"), ami_type),
+                    image_volume_throughput_mibps=read_image_volume_throughput(s))
     s.finish()
     return group
 

@@ -91,7 +91,7 @@ def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tup
         if services:
             service_presets = list(SERVICE_PRESETS) if compare else chosen
             _unknown(service_presets, SERVICE_PRESETS, "a service")
-            sims += [_simulate_service(service, config, trace_name, service_presets, seconds, step_seconds)
+            sims += [_simulate_service(service, config, trace_name, service_presets, seconds, step_seconds, compare)
                      for service in _services(config, services)]
     except ConfigError as exc:
         _fail(f"invalid config for stack {stack}: {exc}")
@@ -173,9 +173,11 @@ def _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_
         _fail(str(exc))
 
 
-def _simulate_service(service, config, trace_name, presets, seconds, step_seconds) -> GroupSimulation:
+def _simulate_service(service, config, trace_name, presets, seconds, step_seconds,
+                      lever_rows: bool = False) -> GroupSimulation:
     trace = load(trace_name, service_peak_rps(service, service_model(service.workload)), seconds)
-    return simulate_service(service, config, trace, presets, duration=seconds, step_seconds=step_seconds)
+    return simulate_service(service, config, trace, presets, duration=seconds, step_seconds=step_seconds,
+                            lever_rows=lever_rows)
 
 
 def _simulate(group, config, trace_name, presets, seconds, step_seconds, static_replicas) -> GroupSimulation:

@@ -17,6 +17,7 @@ COLUMNS = (
     ("p95 s", 6, lambda r, g: _num(r.latency_p95)),
     ("p99 s", 6, lambda r, g: _num(r.latency_p99)),
     ("to cap s", 8, lambda r, g: _num(r.time_to_capacity)),
+    ("1st pod s", 9, lambda r, g: _num(r.first_new_pod)),
     ("done s", 7, lambda r, g: _num(r.completion)),
     ("queued", 7, lambda r, g: f"{r.queued:.0f}"),
     ("502", 6, lambda r, g: f"{r.refused:.0f}"),

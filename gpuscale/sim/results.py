@@ -45,6 +45,9 @@ class Result:
     timed_out: float
     cost_vs_ideal: float | None = None
     completion_vs_ideal: float | None = None
+    first_new_pod: int | None = None
+    """Services: seconds from the first request until the first pod the burst added serves (the time to first
+    response of a burst onto zero); None for groups, or when no pod was added."""
 
     @property
     def instance_hours(self) -> float:

@@ -184,43 +184,90 @@ class HpaTriggerScaler:
             cluster.set_desired(t, desired)
 
 
+MODEL_CACHE, IMAGE_CACHE, HEADROOM = "model cache", "image cache", "headroom"
+LEVERS = (MODEL_CACHE, IMAGE_CACHE, HEADROOM)
+"""The cold-start levers of issue 15 a service may have on; `--compare` runs the service without each one it has."""
+
+
+def without(lever: str) -> str:
+    """The `--compare` row of the service's own scaling with one of its levers off."""
+    return f"no {lever}"
+
+
+def levers_of(service: ServiceConfig, config: Any) -> tuple[str, ...]:
+    """The levers configured for the service: its model cache, its node group's image cache and headroom."""
+    group = next(g for g in config.node_groups if g.name == service.node_group)
+    on = {MODEL_CACHE: service.model_cache is not None, IMAGE_CACHE: getattr(group, "image_cache", None) is not None,
+          HEADROOM: headroom_nodes(config, service) > 0}
+    return tuple(lever for lever in LEVERS if on[lever])
+
+
+def lever_workload(service: ServiceConfig, group: Any, levers: tuple[str, ...]) -> Any:
+    """The service's workload with the given levers on: a model cache makes the model load the cache's read time
+    (the model's size at the cache's throughput); an image cache leaves of the image pull what its config says
+    (0 when the snapshot holds the image)."""
+    cold = service.workload.cold_start
+    if MODEL_CACHE in levers and service.model_cache is not None:
+        cold = replace(cold, model_load_seconds=service.model_cache.read_seconds)
+    if IMAGE_CACHE in levers and getattr(group, "image_cache", None) is not None:
+        cold = replace(cold, image_pull_seconds=group.image_cache.pull_seconds)
+    return replace(service.workload, cold_start=cold)
+
+
 def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets: list[str], *,
-                     duration: int | None = None, step_seconds: float | None = None) -> GroupSimulation:
+                     duration: int | None = None, step_seconds: float | None = None,
+                     lever_rows: bool = False) -> GroupSimulation:
     """Run the service's own scaling and the named presets (and `ideal`) on one trace; costs over one common
-    window. `config`: the validated StackConfig (agent, cluster-autoscaler, serving, node groups)."""
+    window. `config`: the validated StackConfig (agent, cluster-autoscaler, serving, node groups). `lever_rows`
+    (`--compare`): also the service's own scaling without each of its levers, one row each (`no model cache`, ...)."""
     unknown = [p for p in presets if p not in SERVICE_PRESETS]
     if unknown:
         raise SimulationError(f"preset {unknown[0]!r}: not one for a service ({', '.join(SERVICE_PRESETS)})")
     group = next(g for g in config.node_groups if g.name == service.node_group)
-    svc = service_model(service.workload)
+    levers = levers_of(service, config)
+    svc = service_model(lever_workload(service, group, levers))
     serving = config.kubernetes.serving
     knative = serving.knative if serving is not None else KnativeAutoscalerConfig()
     horizon = duration if duration is not None else trace.seconds + SETTLE_TAIL_SECONDS
-    runs = {}
-    for plan in service_plans(service, knative, presets):
-        cluster = pod_cluster(svc, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
-                              trace.starts_at_zero, headroom_nodes(config, service))
-        scaler = build_scaler(plan.scaling, svc, cluster, config.agent, plan.knative,
+    # Each row: (name, scaling plan, service model, warm headroom nodes). The lever rows are the stack's own plan
+    # with one lever off, through the same engine.
+    rows = [(plan.name, plan, svc, headroom_nodes(config, service))
+            for plan in service_plans(service, knative, presets)]
+    if lever_rows and STACK in presets:
+        (stack_plan,) = service_plans(service, knative, [STACK])
+        for lever in levers:
+            rest = tuple(x for x in levers if x != lever)
+            rows.append((without(lever), stack_plan, service_model(lever_workload(service, group, rest)),
+                         headroom_nodes(config, service) if HEADROOM in rest else 0))
+    runs, sources = {}, dict(SOURCES)
+    for name, plan, model, headroom in rows:
+        cluster = pod_cluster(model, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
+                              trace.starts_at_zero, headroom)
+        scaler = build_scaler(plan.scaling, model, cluster, config.agent, plan.knative,
                               service.progress_deadline_seconds)
-        runs[plan.name] = Engine(svc, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
+        runs[name] = Engine(model, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
+        if name not in sources:
+            sources[name] = f"the service's own scaling with its {name.removeprefix('no ')} off"
     if IDEAL in presets:
         min_nodes, max_nodes, min_pods, _ = service_bounds(service, group)
         per = service.workload.replicas_per_instance
         bounds = SimpleNamespace(min_size=max(min_nodes, -(-min_pods // per)), max_size=max_nodes, warm_pool=None)
         runs[IDEAL] = Engine(svc, instance_fleet(svc, bounds, ideal=True), IdealScaler(), trace.arrivals,
                              horizon).run()
-    runs = {name: runs[name] for name in presets if name in runs}
+    order = [*presets, *(without(lever) for lever in levers)]
+    runs = {name: runs[name] for name in order if name in runs}
     window = duration if duration is not None else max(trace.seconds, *(r.settled_at + 1 for r in runs.values()))
     step = step_seconds or svc.mean_service_seconds
-    results = [summarise(name, run, window, step, SOURCES[name]) for name, run in runs.items()]
+    results = [replace(summarise(name, run, window, step, sources[name]), first_new_pod=first_new_pod_seconds(run))
+               for name, run in runs.items()]
     if IDEAL in runs:
         ideal = next(r for r in results if r.preset == IDEAL)
         results = [with_ratios(r, ideal) for r in results]
     return GroupSimulation(service.name, trace, svc, step, window, results, runs, kind="service",
-                           notes=service_notes(service, svc))
+                           notes=service_notes(service, svc, levers))
 
 
-def service_notes(service: ServiceConfig, svc: ServiceModel) -> tuple[str, ...]:
+def service_notes(service: ServiceConfig, svc: ServiceModel, levers: tuple[str, ...] = ()) -> tuple[str, ...]:
     """What the table's reader needs to know of the service: where it runs, each cold-start stage, the front end."""
     cs = svc.cold_start
     if isinstance(service.scaling, KpaScaling):
@@ -233,7 +280,10 @@ def service_notes(service: ServiceConfig, svc: ServiceModel) -> tuple[str, ...]:
             f"{service.min_replicas}-{service.max_replicas} replicas of {svc.concurrency} concurrent requests",
             f"cold start: node {cs.node_provisioning_seconds} s + device plugin {cs.device_plugin_ready_seconds or 0} s"
             f" + image {cs.image_pull_seconds} s + model {cs.model_load_seconds} s (after cluster-autoscaler's 30 s "
-            f"wait for GPU pods and its scan); at zero: {front}")
+            f"wait for GPU pods and its scan); at zero: {front}",
+            *([f"levers on: {', '.join(levers)} (each `no ...` row is the service without that one)"
+               + ("; the model cache's load assumes the node already holds the model (a node added by the burst "
+                  "fetches it first: docs/cold-starts.md)" if MODEL_CACHE in levers else "")] if levers else []))
 
 
 def peak_rps(service: ServiceConfig, svc: ServiceModel) -> float:

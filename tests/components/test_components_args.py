@@ -34,6 +34,7 @@ from gpuscale.components.gpu_headroom import GpuHeadroom
 from gpuscale.components.keda import Keda
 from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import KServe
+from gpuscale.components.local_model_cache import LocalModelCache
 from gpuscale.components.model_service import ModelService
 from gpuscale.components.platform import GpuPlatform
 from gpuscale.components.vertical_pod_autoscaler import VerticalPodAutoscaler
@@ -90,6 +91,10 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
     Keda: lambda: {"oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER, "read_cloudwatch": True, "queue_arns": []},
     GpuHeadroom: lambda: {"node_group": "l4", "nodes": 1, "gpus_per_node": 1, "priority": -10,
                           "node_selector": {"gpuscale.io/gpu-class": "l4"}},
+    LocalModelCache: lambda: {
+        "node_groups": [{"name": "l4", "node_selector": {"gpuscale.io/gpu-class": "l4"}, "storage_limit": "100Gi"}],
+        "models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi", "node_groups": ["l4"]}],
+        "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER},
     ModelService: lambda: {
         "name": "chat", "namespace": "serving", "serving_mode": "knative",
         "model": {"storage_uri": "s3://models/chat", "format": "huggingface", "runtime": None, "container": None},

@@ -136,3 +136,37 @@ def test_unknown_autoscaling_option_is_refused(harness):
         harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", autoscaling_options={
             "maxnodeprovisiontime": "600s"})))
     assert harness.of_type(NG) == []
+
+
+def test_an_image_cache_restores_bottlerocket_data_volume_from_its_snapshot(harness):
+    snap = "snap-0123456789abcdef0"
+    harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", ami_type="BOTTLEROCKET_x86_64_NVIDIA",
+                                                      image_cache={"snapshot_id": snap})))
+    root, data = harness.one(LT, "l4-lt").inputs["blockDeviceMappings"]
+    assert data == {"deviceName": "/dev/xvdb", "ebs": {"volumeSize": 500, "volumeType": "gp3", "encrypted": "true",
+                                                       "deleteOnTermination": "true", "snapshotId": snap}}
+    assert "snapshotId" not in root["ebs"], "the OS volume stays the AMI's"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"image_cache": {"snapshot_id": "snap-0123456789abcdef0"}},
+     "image_cache.snapshot_id (GpuNodeGroup \"bad\"): 'snap-0123456789abcdef0' is not allowed; allowed: an image "
+     "cache only on a Bottlerocket AMI type"),
+    ({"ami_type": "BOTTLEROCKET_x86_64_NVIDIA", "image_cache": {"snapshot_id": "vol-1"}},
+     "image_cache.snapshot_id (GpuNodeGroup \"bad\"): 'vol-1' is not allowed; allowed: an EBS snapshot id"),
+    ({"ami_type": "BOTTLEROCKET_x86_64_NVIDIA", "image_cache": {"snapshot": "snap-0123456789abcdef0"}},
+     "image_cache.snapshot"),
+], ids=["al2023", "not-a-snapshot", "misspelt"])
+def test_a_bad_image_cache_is_refused_before_anything_is_declared(harness, overrides, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        harness.run(lambda: GpuNodeGroup("bad", group_args("g6.xlarge", **overrides)))
+    assert not harness.of_type(LT)
+
+
+def test_image_volume_throughput_is_provisioned_on_the_image_volume_only(harness):
+    harness.run(lambda: GpuNodeGroup("l4", group_args("g6.xlarge", ami_type="BOTTLEROCKET_x86_64_NVIDIA",
+                                                      image_volume_throughput_mibps=1000)))
+    root, data = harness.one(LT, "l4-lt").inputs["blockDeviceMappings"]
+    assert data["ebs"]["throughput"] == 1000 and "throughput" not in root["ebs"]
+    with pytest.raises(ValueError, match=r"image_volume_throughput_mibps .*an integer in \[125, 1000\]"):
+        harness.run(lambda: GpuNodeGroup("bad", group_args("g6.xlarge", image_volume_throughput_mibps=2000)))

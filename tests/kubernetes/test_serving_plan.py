@@ -25,7 +25,7 @@ TRIGGER_AUTH = "kubernetes:keda.sh/v1alpha1:TriggerAuthentication"
 KNATIVE_SERVING = "kubernetes:operator.knative.dev/v1beta1:KnativeServing"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SERVING_COMPONENTS = ("gpuscale:index:CertManager", "gpuscale:index:KnativeServing", "gpuscale:index:Keda",
-                      "gpuscale:index:KServe", "gpuscale:index:ModelService")
+                      "gpuscale:index:KServe", "gpuscale:index:ModelService", "gpuscale:index:LocalModelCache")
 CHART_FACTS = {"cert-manager": ("cert_manager", None), "knative-operator": ("knative_operator", None),
                "keda": ("keda_chart", None), "kserve": ("kserve", "kserve"), "kserve-crd": ("kserve", "kserve-crd")}
 
@@ -66,6 +66,10 @@ def test_every_custom_resource_is_valid_against_its_crd_at_the_pinned_version(st
         expected.append("KnativeServing")
     else:
         expected += ["ScaledObject", "TriggerAuthentication"] * len(services(stack))
+    cached = [s for s in services(stack) if s.get("modelCache")]
+    if cached:  # KServe's local model cache (docs/cold-starts.md): one per model URI, one per cached group
+        expected += ["LocalModelCache"] * len({s["model"]["storageUri"] for s in cached})
+        expected += ["LocalModelNodeGroup"] * len({s["nodeGroup"] for s in cached})
     assert sorted(kinds) == sorted(expected)
 
 
@@ -78,7 +82,9 @@ def test_core_objects_are_valid_at_the_stacks_kubernetes_version(stack_plans, st
             validate_object(r.inputs, version)
             kinds.append(r.inputs["kind"])
     namespaces = 2 if stack_config(stack)["gpuscale:kubernetes"]["serving"]["mode"] == "knative" else 1
-    assert sorted(kinds) == sorted(["Namespace"] * namespaces + ["ServiceAccount"] * len(services(stack)))
+    # One more ServiceAccount (a patch) with a model cache: the download Jobs' role annotation.
+    accounts = len(services(stack)) + (1 if any(s.get("modelCache") for s in services(stack)) else 0)
+    assert sorted(kinds) == sorted(["Namespace"] * namespaces + ["ServiceAccount"] * accounts)
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -111,7 +117,8 @@ def test_inference_service_annotations_are_ones_kserve_and_knative_read(stack_pl
         assert annotations[kserve["annotations"]["deploymentMode"]] in kserve["deploymentModes"].values()
         for key, value in annotations.items():
             if key.startswith("serving.kserve.io/"):
-                assert key in (kserve["annotations"]["deploymentMode"], kserve["annotations"]["autoscalerClass"]), key
+                assert key in (kserve["annotations"]["deploymentMode"], kserve["annotations"]["autoscalerClass"],
+                               kserve["annotations"]["nodeGroup"]), key
             else:
                 assert key in knative_keys, f"{isvc['metadata']['name']}: {key} is not a Knative annotation"
         if annotations[kserve["annotations"]["deploymentMode"]] == "Standard":

@@ -15,6 +15,7 @@ from typing import Any
 
 from ...config import PROJECT, StackConfig
 from .kubernetes import kubernetes_findings
+from .caches import cache_findings
 from .headroom import headroom_findings
 from .serving import serving_findings
 from ...components.endpoint_access import open_to_internet
@@ -67,6 +68,7 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     findings += kubernetes_findings(config, plan, Finding)
     findings += serving_findings(config, plan, Finding)
     findings += headroom_findings(config, Finding)
+    findings += cache_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
         findings += policy_findings(plan, config.policy)

@@ -1,0 +1,154 @@
+"""Cold-start caches (issue 15): a model cache per service (`modelCache:` on a `gpuscale:services` entry) and an
+image cache per EKS node group (`imageCache:` on a `gpuscale:nodeGroups` entry). Both cost money (disk on every node
+of the group, a snapshot), so both are off unless configured.
+
+Model cache, kind `local`: KServe's local model cache (v0.16 CRDs LocalModelNodeGroup and LocalModelCache, the
+chart's `kserve.localmodel`). KServe's node agent downloads the model onto every node of the group (a local
+PersistentVolume on the node's disk); an InferenceService whose storageUri equals, or lies under, a
+LocalModelCache's sourceModelUri is labelled by KServe's defaulting webhook (`setLocalModelLabel`,
+pkg/apis/serving/v1beta1/inference_service_defaults.go at v0.16.0) and its pod mounts the node's copy instead of
+downloading from S3 (`InjectStorageInitializer`, pkg/webhook/admission/pod/storage_initializer_injector.go). The model
+load then reads the model from the node's disk: model size / the disk's read throughput.
+
+Image cache: Bottlerocket keeps container images on its data volume (/dev/xvdb); a data volume restored from an EBS
+snapshot that already holds the serving image needs no pull (AWS's "Reduce container startup time on Amazon EKS with
+Bottlerocket data volume", 2023-10-19, and aws-samples/bottlerocket-images-cache, whose snapshot.sh makes the
+snapshot). AL2023 keeps its images on the root volume with the OS, so a snapshot of it is an AMI, not a data volume:
+refused there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .reader import REQUIRED, Section
+
+MODEL_CACHE_KINDS = ("local",)
+"""`local`: KServe's local model cache on the GPU nodes' own disk. (`efs`: not yet, see docs/cold-starts.md.)"""
+LOCAL_MODEL_HOST_PATH = "/mnt/models"
+"""Where KServe's node agent keeps models on each node: the chart's `kserve.localmodel.agent.hostPath` default at
+v0.16.0, which the agent mounts; the PersistentVolume KServe creates from the node group's spec must name the same
+path, or the agent and the predictor see different directories."""
+GP3_BASELINE_MIB_PER_SECOND = 125.0
+"""A gp3 volume's throughput unless more is provisioned (EC2 CreateVolume `Throughput`: "Valid Range: Minimum value of
+125", the default; at most 1,000 MiB/s on a launch template's block device). The node's image volume is gp3 at the
+default, so a cached model is read at this rate."""
+GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND = 1000
+"""The most a launch template's gp3 block device may provision (pulumi_aws LaunchTemplateBlockDeviceMappingEbs
+`throughput`: "with a maximum of 1,000 MiB/s")."""
+MAX_CACHE_MIB_PER_SECOND = 100_000.0
+"""A bound of ours: instance-store NVMe of the largest GPU instances reads at tens of GB/s; more is a typo."""
+QUANTITY = r"(\d+(\.\d+)?)(Ki|Mi|Gi|Ti)"
+QUANTITY_RULE = "a Kubernetes storage quantity in Ki, Mi, Gi or Ti, e.g. 16Gi"
+SNAPSHOT_ID_PATTERN = r"snap-([0-9a-f]{8}|[0-9a-f]{17})"
+_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+def quantity_bytes(quantity: str) -> float:
+    """Bytes of a storage quantity QUANTITY allows ("16Gi" -> 17179869184)."""
+    match = re.fullmatch(QUANTITY, quantity)
+    if match is None:
+        raise ValueError(f"{quantity!r} is not {QUANTITY_RULE}")
+    return float(match.group(1)) * _UNITS[match.group(3)]
+
+
+@dataclass(frozen=True)
+class ModelCacheConfig:
+    kind: str
+    """`local` (MODEL_CACHE_KINDS)."""
+    model_size: str
+    """The model's size on disk (LocalModelCache.spec.modelSize), a storage quantity."""
+    storage_limit: str
+    """Disk per node the group's cache may fill (LocalModelNodeGroup.spec.storageLimit), at least model_size."""
+    read_mib_per_second: float
+    """How fast a pod reads the cached model from the node's disk, MiB/s (default: the node group's
+    imageVolumeThroughputMibps, else GP3_BASELINE_MIB_PER_SECOND)."""
+
+    @property
+    def read_seconds(self) -> float:
+        """The model load with the cache: the model's size at the cache's read throughput."""
+        return quantity_bytes(self.model_size) / (self.read_mib_per_second * 2**20)
+
+
+@dataclass(frozen=True)
+class ImageCacheConfig:
+    snapshot_id: str
+    """EBS snapshot of a Bottlerocket data volume that holds the serving images (snap-...)."""
+    pull_seconds: float = 0.0
+    """What is left of the image pull with the cache: 0 when the snapshot holds the exact image digests the pods run
+    (containerd finds them in its content store); more when a new tag must still be pulled."""
+
+
+def read_image_volume_throughput(s: Section) -> int | None:
+    """`imageVolumeThroughputMibps` of a node group (and GpuNodeGroupArgs): the gp3 image volume's provisioned
+    throughput, 125-1000 MiB/s; None keeps gp3's baseline (125 MiB/s, no extra charge). The volume holds the
+    container images and KServe's local model cache: a cached model is read at this rate."""
+    return s.int("imageVolumeThroughputMibps", None, min=int(GP3_BASELINE_MIB_PER_SECOND),
+                 max=GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND)
+
+
+def read_model_cache_settings(s: Section,
+                              default_rate: float = GP3_BASELINE_MIB_PER_SECOND) -> tuple[str, str, str, float]:
+    """kind, modelSize, storageLimit, readMibPerSecond: the rules of a service's `modelCache:` and of the model cache
+    component's Args (one home for each rule)."""
+    kind = s.str("kind", choices=MODEL_CACHE_KINDS)
+    size = s.str("modelSize", pattern=QUANTITY, describe=QUANTITY_RULE)
+    limit = s.str("storageLimit", size, pattern=QUANTITY, describe=QUANTITY_RULE)
+    if re.fullmatch(QUANTITY, size) and re.fullmatch(QUANTITY, limit) and quantity_bytes(limit) < quantity_bytes(size):
+        s.report("storageLimit", limit, f"at least modelSize ({size}): the node's cache must hold the model")
+    rate = s.float("readMibPerSecond", float(default_rate), min=1, max=MAX_CACHE_MIB_PER_SECOND)
+    return kind, size, limit, rate
+
+
+def cacheable_uri_refusal(storage_uri: str | None) -> str | None:
+    """Why a model's storageUri cannot be cached locally (None when it can): KServe's node agent downloads from a
+    remote store; a pvc:// model is already a volume, and a container carries its own model."""
+    if storage_uri is None:
+        return "a model with a storageUri (a container that carries its model has nothing to cache)"
+    if not storage_uri.startswith("s3://"):
+        return "an s3:// storageUri (a pvc:// model is already on a volume; KServe's node agent downloads from S3)"
+    return None
+
+
+def read_model_cache(s: Section | None, storage_uri: str | None, uri_key: str,
+                     volume_mib_per_second: int | None = None) -> ModelCacheConfig | None:
+    """A service's `modelCache:` (None without one); read at its node group's image volume throughput unless
+    `readMibPerSecond` says otherwise."""
+    if s is None:
+        return None
+    kind, size, limit, rate = read_model_cache_settings(s, volume_mib_per_second or GP3_BASELINE_MIB_PER_SECOND)
+    refusal = cacheable_uri_refusal(storage_uri)
+    if refusal is not None:
+        s.report("kind", kind, f"a cache only for {refusal}; {uri_key} is {storage_uri!r}")
+    s.finish()
+    return ModelCacheConfig(kind, size, limit, rate)
+
+
+def image_cache_refusal(ami_type: str) -> str | None:
+    """Why a node group's AMI type cannot take an image-cache snapshot (None when it can)."""
+    if not ami_type.startswith("BOTTLEROCKET_"):
+        return (f"an image cache only on a Bottlerocket AMI type (BOTTLEROCKET_x86_64_NVIDIA, "
+                f"BOTTLEROCKET_ARM_64_NVIDIA): {ami_type} keeps container images on its root volume, which a "
+                f"data-volume snapshot cannot replace")
+    return None
+
+
+def read_image_cache_settings(s: Section, ami_type_key: str, ami_type: str) -> str:
+    """snapshotId: the rule of a node group's `imageCache:` and of GpuNodeGroupArgs' `image_cache`."""
+    snapshot = s.str("snapshotId", REQUIRED, pattern=SNAPSHOT_ID_PATTERN,
+                     describe="an EBS snapshot id, snap- and 8 or 17 hex digits")
+    refusal = image_cache_refusal(ami_type)
+    if refusal is not None:
+        s.report("snapshotId", snapshot, f"{refusal} ({ami_type_key} is {ami_type})")
+    return snapshot
+
+
+def read_image_cache(s: Section | None, ami_type_key: str, ami_type: str) -> ImageCacheConfig | None:
+    """A node group's `imageCache:` (None without one)."""
+    if s is None:
+        return None
+    snapshot = read_image_cache_settings(s, ami_type_key, ami_type)
+    pull = s.float("pullSeconds", 0.0, min=0, max=3600)
+    s.finish()
+    return ImageCacheConfig(snapshot, pull)

@@ -1,0 +1,113 @@
+"""Cold-start caches in the stack config: a service's `modelCache:` and a node group's `imageCache:`, every bad value
+refused naming its key, the value and what is allowed; the good ones read into their dataclasses."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from test_config_services import assert_service_rejected, svc, with_service
+from test_config_validation import CATALOG, assert_rejected, ng
+
+from gpuscale.config import load_stack_config
+from gpuscale.config.caches import GP3_BASELINE_MIB_PER_SECOND, quantity_bytes
+
+S, N = "gpuscale:services[0]", "gpuscale:nodeGroups[0]"
+CACHE = {"kind": "local", "modelSize": "16Gi", "storageLimit": "100Gi"}
+SNAPSHOT = "snap-0123456789abcdef0"
+
+
+def _cache(**changes):
+    def mutate(cfg):
+        svc(cfg)["modelCache"] = {**CACHE, **changes}
+    return mutate
+
+
+def _bottlerocket(cfg):
+    ng(cfg)["amiType"] = "BOTTLEROCKET_x86_64_NVIDIA"
+
+
+def _image_cache(value, bottlerocket=True):
+    def mutate(cfg):
+        if bottlerocket:
+            _bottlerocket(cfg)
+        ng(cfg)["imageCache"] = value
+    return mutate
+
+
+def test_a_local_model_cache_is_read_with_the_gp3_default():
+    cfg = with_service()
+    _cache()(cfg)
+    (service,) = load_stack_config(cfg, "test", CATALOG).services
+    cache = service.model_cache
+    assert (cache.kind, cache.model_size, cache.storage_limit) == ("local", "16Gi", "100Gi")
+    assert cache.read_mib_per_second == GP3_BASELINE_MIB_PER_SECOND == 125.0
+    assert cache.read_seconds == pytest.approx(16 * 1024 / 125)
+
+
+def test_no_model_cache_by_default_and_storage_limit_defaults_to_the_model():
+    (service,) = load_stack_config(with_service(), "test", CATALOG).services
+    assert service.model_cache is None
+    cfg = with_service()
+    svc(cfg)["modelCache"] = {"kind": "local", "modelSize": "8Gi", "readMibPerSecond": 1000}
+    (service,) = load_stack_config(cfg, "test", CATALOG).services
+    assert service.model_cache.storage_limit == "8Gi"
+    assert service.model_cache.read_seconds == pytest.approx(8 * 1024 / 1000)
+
+
+@pytest.mark.parametrize("mutate,key,allowed", [
+    (_cache(kind="efs"), f"{S}.modelCache.kind", "one of local"),
+    (_cache(modelSize="16GB"), f"{S}.modelCache.modelSize", "a Kubernetes storage quantity"),
+    (_cache(modelSize=16), f"{S}.modelCache.modelSize", "a Kubernetes storage quantity"),
+    (_cache(storageLimit="8Gi"), f"{S}.modelCache.storageLimit", "at least modelSize (16Gi)"),
+    (_cache(readMibPerSecond=0), f"{S}.modelCache.readMibPerSecond", "a number in [1, 100000.0]"),
+    (_cache(readMibPerSecond="fast"), f"{S}.modelCache.readMibPerSecond", "a number"),
+    (_cache(size="16Gi"), f"{S}.modelCache.size", "known keys here are"),
+    (lambda c: svc(c).update(modelCache={"modelSize": "16Gi"}), f"{S}.modelCache.kind", "a value is required"),
+    (lambda c: (_cache()(c), svc(c)["model"].update(storageUri="pvc://models/chat")), f"{S}.modelCache.kind",
+     "an s3:// storageUri"),
+], ids=["kind", "size-unit", "size-number", "limit-below-size", "rate-zero", "rate-text", "misspelt", "no-kind",
+        "pvc-model"])
+def test_bad_model_cache_is_refused(mutate, key, allowed):
+    assert_service_rejected(mutate, key, allowed)
+
+
+def test_an_image_cache_is_read_on_bottlerocket():
+    cfg = copy.deepcopy(with_service())
+    _image_cache({"snapshotId": SNAPSHOT})(cfg)
+    (group,) = load_stack_config(cfg, "test", CATALOG).node_groups
+    assert group.image_cache.snapshot_id == SNAPSHOT and group.image_cache.pull_seconds == 0
+    assert load_stack_config(with_service(), "test", CATALOG).node_groups[0].image_cache is None
+
+
+@pytest.mark.parametrize("mutate,key,allowed", [
+    (_image_cache({"snapshotId": SNAPSHOT}, bottlerocket=False), f"{N}.imageCache.snapshotId",
+     "an image cache only on a Bottlerocket AMI type"),
+    (_image_cache({"snapshotId": "snap-xyz"}), f"{N}.imageCache.snapshotId", "an EBS snapshot id"),
+    (_image_cache({"snapshotId": "ami-0123456789abcdef0"}), f"{N}.imageCache.snapshotId", "an EBS snapshot id"),
+    (_image_cache({}), f"{N}.imageCache.snapshotId", "a value is required"),
+    (_image_cache({"snapshotId": SNAPSHOT, "pullSeconds": -1}), f"{N}.imageCache.pullSeconds", "a number in [0, 3600]"),
+    (_image_cache({"snapshotId": SNAPSHOT, "snapshot": "x"}), f"{N}.imageCache.snapshot", "known keys here are"),
+], ids=["al2023", "bad-id", "ami-id", "no-id", "negative-pull", "misspelt"])
+def test_bad_image_cache_is_refused(mutate, key, allowed):
+    assert_rejected(mutate, key, allowed)
+
+
+def test_quantities():
+    assert quantity_bytes("16Gi") == 16 * 2**30
+    assert quantity_bytes("1.5Ti") == 1.5 * 2**40
+    with pytest.raises(ValueError, match="storage quantity"):
+        quantity_bytes("16G")
+
+
+
+def test_the_cache_reads_at_the_groups_provisioned_volume_throughput():
+    cfg = with_service()
+    ng(cfg)["imageVolumeThroughputMibps"] = 500
+    _cache()(cfg)
+    config = load_stack_config(cfg, "test", CATALOG)
+    assert config.node_groups[0].image_volume_throughput_mibps == 500
+    assert config.services[0].model_cache.read_mib_per_second == 500
+    ng(cfg)["imageVolumeThroughputMibps"] = 1001
+    with pytest.raises(Exception, match=r"imageVolumeThroughputMibps.*\[125, 1000\]"):
+        load_stack_config(cfg, "test", CATALOG)
