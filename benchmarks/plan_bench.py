@@ -43,7 +43,7 @@ def main() -> None:
     import_cmd = [sys.executable, "-c", "import pulumi_aws, pulumi_kubernetes"]
     # pulumi_aws's submodules are lazy: an import alone only registers them; touching an attribute loads them.
     modules = sdk_modules(args.stack)
-    # With the cyclic collector paused and what was built frozen, as the plan loads them (gpuscale.plan).
+    # With the cyclic collector paused and what was built frozen, as the plan loads them (gpuscale.plan.engine).
     sdk_cmd = [sys.executable, "-c", "import gc; gc.disable()\nimport importlib\n" + "".join(
         f"hasattr(importlib.import_module({m!r}), 'load')\n" for m in modules) + "gc.freeze()\n"]
     commands = {f"gpuscale plan --stack {args.stack}": plan_cmd, "import pulumi_aws, pulumi_kubernetes": import_cmd,

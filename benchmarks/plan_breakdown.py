@@ -6,7 +6,7 @@ Each figure is the median (and minimum) over N runs, each in a fresh interpreter
 first block times whole commands from outside; the second times the phases of one plan from inside, the process
 exit included (the wall time of the process less the time at which the command returned):
 
-- our imports: the CLI, `gpuscale.plan_cli` and what it imports, up to the plan command itself;
+- our imports: the CLI, `gpuscale.plan.cli` and what it imports, up to the plan command itself;
 - `import pulumi, pulumi_aws, pulumi_kubernetes`: the bare SDKs, as in plan_bench's reference command;
 - SDK submodules: loading the pulumi_aws submodules (ec2, iam, ...) that the program touches (pulumi_aws loads them
   lazily: on first attribute access), with everything they import;
@@ -72,8 +72,8 @@ def _timed_exec_module(self, module):
 _bx._LoaderBasics.exec_module = _timed_exec_module
 
 marks = {}
-import gpuscale.plan_cli as plan_cli
-import gpuscale.plan as plan_mod
+import gpuscale.plan.cli as plan_cli
+import gpuscale.plan.engine as plan_mod
 marks["our imports"] = time.perf_counter() - T0
 phase = {}
 def _time_phase(module, attr, key):
@@ -86,9 +86,9 @@ def _time_phase(module, attr, key):
             phase[key] = time.perf_counter() - start
     setattr(module, attr, timed)
 _time_phase(plan_mod, "run_plan", "run_plan")
-import gpuscale.checks as checks
+import gpuscale.plan.checks as checks
 _time_phase(checks, "run_checks", "checks")
-import gpuscale.plan_render as render
+import gpuscale.plan.render as render
 _time_phase(render, "render_tree", "render")
 import builtins
 _import = builtins.__import__
@@ -190,7 +190,7 @@ def main() -> None:
     load = "".join(f"hasattr(importlib.import_module({m!r}), 'load')\n" for m in modules)
     commands = {
         "python -c pass": [py, "-c", "pass"],
-        "import gpuscale.plan_cli": [py, "-c", "import gpuscale.plan_cli"],
+        "import gpuscale.plan.cli": [py, "-c", "import gpuscale.plan.cli"],
         "import pulumi_aws, pulumi_kubernetes": [py, "-c", "import pulumi_aws, pulumi_kubernetes"],
         f"  + load the {len(modules)} pulumi_aws submodules": [py, "-c", "import importlib, pulumi_kubernetes\n" + load],
         "  + the same, collector paused and frozen as the plan does": [

@@ -9,10 +9,10 @@ import click
 # Subcommands by name, as "module:attribute". Each loads only when it runs: the plan must not pay for the
 # simulator's imports, nor the simulator for Pulumi's (click's documented lazy-loading pattern).
 SUBCOMMANDS = {
-    "plan": "gpuscale.plan_cli:plan",
-    "diff": "gpuscale.plan_cli:diff",
+    "plan": "gpuscale.plan.cli:plan",
+    "diff": "gpuscale.plan.cli:diff",
     "simulate": "gpuscale.sim.cli:simulate",
-    "review": "gpuscale.review:review",
+    "review": "gpuscale.plan.review:review",
     "policy-config": "gpuscale.policy.cli:policy_config",
 }
 

@@ -1,51 +1,27 @@
-"""Reading a stack's file (`stacks/Pulumi.<stack>.yaml`) for the offline tools, the way Pulumi reads it."""
+"""Reading a stack's file (`Pulumi.<stack>.yaml` in the project's stackConfigDir) for the offline tools, the way
+Pulumi reads it."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from ..instance_types import InstanceTypeCatalog, RecordedInstanceTypes
+from .namespace import PROJECT
+from .project import YamlSyntaxError, read_project
 from .reader import OFFLINE_SECRET, ConfigError
 from .stack import StackConfig, load_stack_config
 
-STACK_NAME_PATTERN = r"[A-Za-z0-9_.-]+"
 # libyaml's safe loader where PyYAML was built with it (ten times faster); the pure-Python one otherwise.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def stack_file_path(project_dir: Path, stack: str) -> Path:
-    """`stacks/Pulumi.<stack>.yaml`, as `stackConfigDir: stacks` in Pulumi.yaml tells Pulumi."""
-    if not re.fullmatch(STACK_NAME_PATTERN, stack):
-        raise ConfigError("--stack", stack, "a stack name of letters, digits, '_', '.' or '-'")
-    path = project_dir / "stacks" / f"Pulumi.{stack}.yaml"
-    if not path.is_file():
-        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project_dir / "stacks").glob("Pulumi.*.yaml"))
-        raise ConfigError("--stack", stack, "a stack with a file in stacks/: " + (", ".join(known) or "none found"))
-    return path
-
-
-class YamlSyntaxError(ConfigError):
-    """A stack file that is not valid YAML: the file, the line and column, and what the parser expected, in words."""
-
-    def __init__(self, path: Path, exc: yaml.YAMLError):
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else str(path)
-        problem = getattr(exc, "problem", None) or str(exc)
-        context = getattr(exc, "context", None)
-        context_mark = getattr(exc, "context_mark", None)
-        since = f" ({context} at line {context_mark.line + 1})" if context and context_mark is not None else ""
-        line = ""
-        if mark is not None:
-            lines = path.read_text().splitlines()
-            line = lines[mark.line] if mark.line < len(lines) else ""
-        self.key, self.value, self.where = where, line, None
-        self.allowed = "valid YAML"
-        ValueError.__init__(self, f"{where}: the file is not valid YAML: {problem}{since}"
-                                  + (f"\n    {line}\n    {' ' * mark.column}^" if line else ""))
+    """`Pulumi.<stack>.yaml` in the project's stack config directory, where its Pulumi.yaml's `stackConfigDir` puts
+    it (`stacks/` in this repository), as Pulumi finds it."""
+    return read_project(project_dir).stack_file(stack)
 
 
 def read_stack_values(path: Path) -> dict[str, Any]:
@@ -95,7 +71,9 @@ def secret_paths(values: dict[str, Any]) -> list[str]:
     return found
 
 
-def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeCatalog | None = None) -> StackConfig:
-    """Validate a stack's config from its file, with instance types from EC2's recorded descriptions."""
+def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeCatalog | None = None,
+                    namespace: str = PROJECT) -> StackConfig:
+    """Validate a stack's config from its file, with instance types from EC2's recorded descriptions; the platform's
+    keys in `namespace` (a program's own, `fleet:nodeGroups`, or this project's)."""
     values = read_stack_values(stack_file_path(project_dir, stack))
-    return load_stack_config(values, stack, instance_types or RecordedInstanceTypes())
+    return load_stack_config(values, stack, instance_types or RecordedInstanceTypes(), namespace=namespace)

@@ -16,15 +16,10 @@ from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXE
                                  NoAutoscalerRelease, autoscaler_image_tag, slicing_conflicts)
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
 from .reader import REQUIRED, ConfigError, Section
+from .services import ServingConfig, read_serving
 
 if TYPE_CHECKING:
-    from .services import ServingConfig
     from .stack import NodeGroupConfig
-
-UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
-"""cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old
-(core/static_autoscaler.go unschedulablePodWithGpuTimeBuffer, 1.33): it waits for more pods before buying GPU nodes."""
-
 
 @dataclass(frozen=True)
 class ResourceRequests:
@@ -114,9 +109,6 @@ def read_kubernetes(s: Section) -> KubernetesConfig:
     ca = _read_cluster_autoscaler(s.section("clusterAutoscaler", Section({}, s.key("clusterAutoscaler"))))
     plugin = _read_device_plugin(s.section("devicePlugin", Section({}, s.key("devicePlugin"))))
     agent = _read_agent(s.section("agent", Section({}, s.key("agent"))))
-    # Imported here: services.py reads service workloads (workload.py), which import this module's constants.
-    from .services import read_serving
-
     serving = read_serving(s.optional_section("serving"))
     s.finish()
     return KubernetesConfig(ca, plugin, agent, serving)

@@ -45,10 +45,15 @@ def as_project_keys(values: Mapping[str, Any], namespace: str) -> dict[str, Any]
     return renamed
 
 
+def in_namespace(text: str, namespace: str) -> str:
+    """`text` with the config keys in this project's namespace (`gpuscale:nodeGroups[0]`) named in `namespace`."""
+    return re.sub(rf"(?<![\w.-]){PROJECT}:", f"{namespace}:", text)
+
+
 def renamed_errors(errors: ConfigError, namespace: str) -> ConfigErrors:
     """`errors` with this project's namespace in their keys and texts replaced by `namespace`."""
     def rename(text: str) -> str:
-        return re.sub(rf"(?<![\w.-]){PROJECT}:", f"{namespace}:", text)
+        return in_namespace(text, namespace)
 
     subject = getattr(errors, "subject", "the config")
     return ConfigErrors([ConfigError(rename(e.key), e.value, rename(e.allowed), e.where)

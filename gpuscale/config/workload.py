@@ -10,11 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .kubernetes import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
 from .reader import REQUIRED, Section
 
 if TYPE_CHECKING:
     from .stack import AutoScalingGroupConfig, NodeGroupConfig
+
+UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
+"""cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old
+(core/static_autoscaler.go unschedulablePodWithGpuTimeBuffer, 1.33): it waits for more pods before buying GPU nodes."""
 
 SERVICE_TIME_DISTRIBUTIONS = ("fixed", "exponential", "lognormal")
 AT_ZERO_CAPACITY = ("queue", "refuse")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ..config import ConfigError, load_stack_file
-from ..plan import PlanError, find_project_dir
+from ..config.project import find_project_dir
 from . import pack_config
 
 
@@ -25,7 +25,7 @@ def policy_config(stack: str, project_dir: Path | None, output: Path | None) -> 
     try:
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
         config = load_stack_file(project, stack)
-    except (ConfigError, PlanError) as exc:
+    except ConfigError as exc:
         click.echo(f"error: invalid config for stack {stack}: {exc}", err=True)
         sys.exit(2)
     text = json.dumps(pack_config(config.policy), indent=2, sort_keys=True) + "\n"

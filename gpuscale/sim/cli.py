@@ -37,7 +37,8 @@ def parse_duration(text: str) -> int:
 
 
 @click.command()
-@click.option("--stack", "-s", required=True, help="Stack whose config to simulate: stacks/Pulumi.<stack>.yaml.")
+@click.option("--stack", "-s", required=True,
+              help="Stack whose config to simulate: Pulumi.<stack>.yaml in the project's stackConfigDir.")
 @click.option("--trace", "-t", "trace_name", default="burst", show_default=True,
               help=f"Built-in trace ({', '.join(BUILTIN_TRACES)}) or a CSV file (`timestamp` or `second,requests`).")
 @click.option("--group", "-g", "groups", multiple=True,
@@ -118,11 +119,11 @@ def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tup
 def _project(project_dir: Path | None) -> Path:
     if project_dir is not None:
         return project_dir
-    from ..plan import PlanError, find_project_dir
+    from ..config.project import ProjectError, find_project_dir
 
     try:
         return find_project_dir(Path.cwd())
-    except PlanError as exc:
+    except ProjectError as exc:
         _fail(str(exc))
         raise  # unreachable: _fail exits
 

@@ -30,7 +30,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..config.kubernetes import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS as UNSCHEDULABLE_GPU_POD_BUFFER
+from ..config.workload import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS as UNSCHEDULABLE_GPU_POD_BUFFER
 
 if TYPE_CHECKING:
     from .pods import Node, PodCluster

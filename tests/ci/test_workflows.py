@@ -14,7 +14,7 @@ import yaml
 
 from components.endpoint_access import open_to_internet
 from gpuscale.config import load_stack_file
-from gpuscale.review import stacks_of
+from gpuscale.plan.review import stacks_of
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"

@@ -20,8 +20,8 @@ from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
 from gpuscale.config import read_stack_values, stack_file_path
-from gpuscale.mocks import GpuScaleMocks
-from gpuscale.plan import stack_config_strings
+from gpuscale.plan.mocks import GpuScaleMocks
+from gpuscale.plan.engine import stack_config_strings
 
 T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[2]

@@ -8,7 +8,7 @@ import pytest
 
 from gpuscale.components.gpu_node_group import GpuNodeGroup
 from gpuscale.instance_types import PulumiInstanceTypes
-from gpuscale.mocks import ACCOUNT_ID, GpuScaleMocks, partition_of
+from gpuscale.plan.mocks import ACCOUNT_ID, GpuScaleMocks, partition_of
 
 
 def test_instance_type_invoke_answers_with_ec2_data(harness):

@@ -7,7 +7,7 @@ import copy
 import pytest
 from test_config_validation import CATALOG, ROOT, base
 
-from gpuscale.checks import run_checks
+from gpuscale.plan.checks import run_checks
 from gpuscale.components.endpoint_access import endpoint_access_problem, open_to_internet
 from gpuscale.config import ConfigError, load_stack_config, load_stack_file
 

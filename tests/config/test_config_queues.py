@@ -7,7 +7,7 @@ import copy
 import pytest
 from test_config_validation import CATALOG, base
 
-from gpuscale.checks import run_checks
+from gpuscale.plan.checks import run_checks
 from gpuscale.config import ConfigError, load_stack_config
 from gpuscale.config.queues import queue_uses
 

@@ -9,7 +9,7 @@ import yaml
 from test_config_validation import CATALOG, base
 
 from gpuscale.config import ConfigError, load_stack_config, read_stack_values, secret_paths
-from gpuscale.config.files import YamlSyntaxError
+from gpuscale.config.project import YamlSyntaxError
 from gpuscale.config.reader import OFFLINE_SECRET
 from gpuscale.config.stack import aws_regions
 

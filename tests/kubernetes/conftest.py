@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from gpuscale.plan import Plan, plan_in_subprocess
+from gpuscale.plan.engine import plan_in_subprocess
+from gpuscale.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

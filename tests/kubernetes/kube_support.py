@@ -11,7 +11,7 @@ import kubernetes_validate
 from kubernetes_validate.utils import all_versions
 
 from gpuscale.components.charts import upstream_facts
-from gpuscale.plan import Plan, PlannedResource
+from gpuscale.plan.model import Plan, PlannedResource
 
 UNKNOWN = "(known after apply)"
 

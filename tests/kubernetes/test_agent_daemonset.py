@@ -19,7 +19,7 @@ from gpu_metrics_agent.imds import NodeIdentity, resolve_identity
 from gpuscale.components.agent_bundle import content_hash
 from gpuscale.components.labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 from gpuscale.config import read_stack_values, stack_file_path
-from gpuscale.plan import Plan, PlannedResource
+from gpuscale.plan.model import Plan, PlannedResource
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPONENT = "gpuscale:index:AgentDaemonSet"

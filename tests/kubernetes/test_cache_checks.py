@@ -13,14 +13,14 @@ from types import SimpleNamespace
 import pytest
 from crd_support import validate_custom_resource
 
-from gpuscale.checks import Finding, run_checks
-from gpuscale.checks_caches import cache_findings
+from gpuscale.plan.checks import Finding, run_checks
+from gpuscale.plan.checks.caches import cache_findings
 from gpuscale.components.kserve import KServe
 from gpuscale.components.local_model_cache import LocalModelCache
 from gpuscale.components.model_service import ModelService
 from gpuscale.config import load_stack_file
 from gpuscale.config.caches import ImageCacheConfig, ModelCacheConfig
-from gpuscale.plan import plan_in_subprocess
+from gpuscale.plan.engine import plan_in_subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "components"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from kube_support import validate_object
 
-from gpuscale.checks import run_checks
+from gpuscale.plan.checks import run_checks
 from gpuscale.components.charts import upstream_facts
 from gpuscale.components.gpu_headroom import GpuHeadroom, GpuHeadroomArgs, placeholder_deployment, priority_class
 from gpuscale.config import ConfigError, load_stack_config, load_stack_file

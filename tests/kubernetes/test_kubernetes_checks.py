@@ -6,10 +6,10 @@ import copy
 from dataclasses import replace
 from pathlib import Path
 
-from gpuscale.checks import run_checks
+from gpuscale.plan.checks import run_checks
 from gpuscale.config import load_stack_config, load_stack_file, read_stack_values, stack_file_path
 from gpuscale.instance_types import RecordedInstanceTypes
-from gpuscale.plan import Plan
+from gpuscale.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -96,7 +96,7 @@ def test_gpus_advertised_later_than_the_fixed_startup_limit_is_an_error():
 def test_two_autoscalers_on_a_node_group_are_still_found_with_the_real_autoscaler_installed(stack_plans):
     """The shipped dev plan (cluster-autoscaler release, tagged node group) plus a scaling policy someone adds on the
     node group's Auto Scaling group: the two would overwrite each other's desired capacity."""
-    from gpuscale.plan import PlannedResource
+    from gpuscale.plan.model import PlannedResource
 
     config, plan = load_stack_file(ROOT, "dev"), stack_plans["dev"]
     assert any(r.type == "kubernetes:helm.sh/v3:Release" and r.inputs["chart"] == "cluster-autoscaler"

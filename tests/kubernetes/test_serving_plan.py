@@ -15,7 +15,7 @@ from kube_support import subtree, unknown_chart_values, validate_object
 from gpuscale.components.charts import CHARTS, KNATIVE_SERVING_VERSION, upstream_facts
 from gpuscale.components.labels import GPU_RESOURCE, GPU_TAINT_VALUE
 from gpuscale.config import read_stack_values, stack_file_path
-from gpuscale.plan import Plan, PlannedResource
+from gpuscale.plan.model import Plan, PlannedResource
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = ("dev", "prod")

@@ -44,9 +44,9 @@ PROGRAM = textwrap.dedent("""
 """)
 
 PLAN = textwrap.dedent("""
-    # gpuscale plan's engine (its CLI also validates gpuscale's own stack config, which this program has none of).
+    # gpuscale plan's engine; the CLI on a program of one's own: tests/plan/test_plan_any_program.py.
     import json, pathlib
-    from gpuscale.plan import run_plan
+    from gpuscale.plan.engine import run_plan
     print(json.dumps(run_plan(pathlib.Path.cwd(), "test").to_json()))
 """)
 

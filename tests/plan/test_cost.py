@@ -62,7 +62,7 @@ def test_a_region_without_prices_names_every_missing_price(plans):
 def test_a_missing_instance_price_in_a_known_region_is_named_with_the_others(plans):
     from gpuscale.config import load_stack_file
     from gpuscale.cost import estimate
-    from gpuscale.plan import Plan
+    from gpuscale.plan.model import Plan
     from gpuscale.prices import Price
 
     book = PriceBook.from_file()

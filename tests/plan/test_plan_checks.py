@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gpuscale.checks import run_checks
+from gpuscale.plan.checks import run_checks
 from gpuscale.config import load_stack_file
-from gpuscale.plan import Plan
+from gpuscale.plan.model import Plan
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -112,7 +112,7 @@ def test_bad_config_declares_no_resource(tmp_path):
     project = project_copy(tmp_path, "prod",
                            lambda c: c["gpuscale:autoScalingGroups"][0].update(onDemandPercentageAboveBase=50))
     code = (
-        "from pathlib import Path; from gpuscale.plan import run_plan, PlanConfigError\n"
+        "from pathlib import Path; from gpuscale.plan.engine import run_plan, PlanConfigError\n"
         f"try:\n    run_plan(Path({str(project)!r}), 'prod')\n"
         "except PlanConfigError as e:\n    print(e.declared, e.error.key)\n"
     )
@@ -150,7 +150,7 @@ def test_check_errors_fail_the_plan_naming_the_settings(tmp_path):
 def test_a_misspelt_key_fails_the_program_itself(tmp_path):
     """`__main__.py` passes every gpuscale: key to validation, so `pulumi up` rejects a typo too."""
     project = project_copy(tmp_path, "dev", lambda c: c.update({"gpuscale:agnet": {"flushIntervalSeconds": 5}}))
-    code = (f"from pathlib import Path; from gpuscale.plan import run_plan, PlanConfigError\n"
+    code = (f"from pathlib import Path; from gpuscale.plan.engine import run_plan, PlanConfigError\n"
             f"try:\n    run_plan(Path({str(project)!r}), 'dev')\n"
             "except PlanConfigError as e:\n    print(e.declared, e.error.key)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

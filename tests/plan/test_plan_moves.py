@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from gpuscale.plan import Plan
-from gpuscale.plan_diff import diff_plans
+from gpuscale.plan.model import Plan
+from gpuscale.plan.diff import diff_plans
 
 PLATFORM = "gpuscale:index:GpuPlatform"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import re
 
-from gpuscale.plan import Plan, PlannedResource, in_tree_order
-from gpuscale.plan_render import render_tree
+from gpuscale.plan.model import Plan, PlannedResource, in_tree_order
+from gpuscale.plan.render import render_tree
 
 
 def resource(urn: str, type_: str, parent: str | None) -> PlannedResource:

@@ -9,8 +9,8 @@ import re
 from plan_support import ROOT, gpuscale
 
 from gpuscale.config import load_stack_file
-from gpuscale.plan import Plan
-from gpuscale.plan_render import render_plan
+from gpuscale.plan.model import Plan
+from gpuscale.plan.render import render_plan
 
 
 def _summary(text: str) -> str:

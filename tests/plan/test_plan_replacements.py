@@ -9,8 +9,8 @@ import sys
 
 from plan_support import ROOT, diff_with_changed
 
-from gpuscale.plan import PlannedResource
-from gpuscale.plan_diff import replacement_facts, replacement_reasons
+from gpuscale.plan.model import PlannedResource
+from gpuscale.plan.diff import replacement_facts, replacement_reasons
 
 NODE_GROUP = "aws:eks/nodeGroup:NodeGroup"
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PLAN_SCRIPT = """
 import contextlib, gc, json, sys
 from pathlib import Path
-import gpuscale.plan as plan
+import gpuscale.plan.engine as plan
 if sys.argv[1] == "collector-on":
     plan._collector_paused = contextlib.nullcontext
 was_enabled = gc.isenabled()
@@ -41,11 +41,11 @@ def test_pausing_the_collector_changes_nothing_in_the_plan_and_switches_it_back_
 
 
 def test_the_collector_is_switched_back_on_when_the_program_fails(tmp_path):
-    (tmp_path / "Pulumi.yaml").write_text("name: gpuscale\nruntime: python\n")
+    (tmp_path / "Pulumi.yaml").write_text("name: gpuscale\nruntime: python\nstackConfigDir: stacks\n")
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / "Pulumi.dev.yaml").write_text("config: {}\n")
     (tmp_path / "__main__.py").write_text("raise ValueError('bad input')\n")
-    code = ("import gc; from pathlib import Path; from gpuscale.plan import run_plan, PlanError\n"
+    code = ("import gc; from pathlib import Path; from gpuscale.plan.engine import run_plan, PlanError\n"
             f"try:\n    run_plan(Path({str(tmp_path)!r}), 'dev')\n"
             "except PlanError as e:\n    print(gc.isenabled(), e)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

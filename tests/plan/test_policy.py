@@ -9,7 +9,7 @@ from plan_support import ROOT, gpuscale, project_copy
 
 from gpuscale.config import ConfigError, load_stack_file
 from gpuscale.config.policy import PolicyConfig, read_policy
-from gpuscale.plan import Plan
+from gpuscale.plan.model import Plan
 from gpuscale.policy import RULES, evaluate, pack_config, resources_of_plan, settings_from_pack_config
 from gpuscale.policy.rules import Resource
 

@@ -64,9 +64,9 @@ def test_review_of_an_unknown_stack_is_an_input_error(tmp_path):
 def test_review_shows_replaced_resources_from_the_providers_facts(plans):
     import copy
 
-    from gpuscale.plan import Plan
-    from gpuscale.plan_diff import diff_plans, replacement_facts
-    from gpuscale.review import _resources
+    from gpuscale.plan.model import Plan
+    from gpuscale.plan.diff import diff_plans, replacement_facts
+    from gpuscale.plan.review import _resources
 
     base = plans["dev"]["doc"]
     head = copy.deepcopy(base)

@@ -1,4 +1,4 @@
-"""Pre-apply checks of the model services (gpuscale/checks_serving.py, through `run_checks`): each fails on a config
+"""Pre-apply checks of the model services (gpuscale/plan/checks/serving.py, through `run_checks`): each fails on a config
 that violates it, naming the keys involved, and the shipped stacks pass them all."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from gpuscale.checks import ERROR, INFO, WARNING, run_checks
+from gpuscale.plan.checks import ERROR, INFO, WARNING, run_checks
 from gpuscale.config import ConfigError, load_stack_config, read_stack_values, stack_file_path
 from gpuscale.instance_types import RecordedInstanceTypes
 

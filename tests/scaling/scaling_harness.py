@@ -1,7 +1,7 @@
 """Shared by the scaling tests: runs components under the offline plan's mock engine and recorder, so tests see what
 the plan holds.
 
-`GpuScaleMocks` answers like AWS and `gpuscale.plan_monitor.RecordingMonitor` keeps each registration as the plan
+`GpuScaleMocks` answers like AWS and `gpuscale.plan.monitor.RecordingMonitor` keeps each registration as the plan
 stores it (type, name, parent URN, camelCase inputs as JSON values).
 """
 
@@ -17,9 +17,9 @@ from pulumi.runtime import rpc
 from pulumi.runtime.stack import run_pulumi_func
 from pulumi.runtime.sync_await import _sync_await
 
-from gpuscale.mocks import GpuScaleMocks
-from gpuscale.plan import PlannedResource
-from gpuscale.plan_monitor import RecordingMonitor
+from gpuscale.plan.mocks import GpuScaleMocks
+from gpuscale.plan.model import PlannedResource
+from gpuscale.plan.monitor import RecordingMonitor
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-west-2"

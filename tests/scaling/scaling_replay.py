@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpuscale.plan import PlannedResource
+from gpuscale.plan.model import PlannedResource
 
 POLICY = "aws:autoscaling/policy:Policy"
 HOOK = "aws:autoscaling/lifecycleHook:LifecycleHook"

@@ -12,7 +12,8 @@ from scaling_replay import ALARM, DASHBOARD, HOOK, POLICY, TOPIC
 from gpu_metrics_agent import catalogue as cat
 from gpuscale.config import load_stack_file
 from gpuscale.config.wake import wake_steps
-from gpuscale.plan import Plan, plan_in_subprocess
+from gpuscale.plan.engine import plan_in_subprocess
+from gpuscale.plan.model import Plan
 
 
 @pytest.fixture(scope="module", params=["dev", "prod"])

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from sim_support import config, group, stack, workload
 
-from gpuscale.checks import ERROR, INFO, WARNING, run_checks
+from gpuscale.plan.checks import ERROR, INFO, WARNING, run_checks
 
 G0 = "gpuscale:autoScalingGroups[0]"
 WAKE = {"kind": "sqs", "queueName": "q"}

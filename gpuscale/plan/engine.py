@@ -13,64 +13,14 @@ import json
 import os
 import runpy
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .config import PROJECT, ConfigError, read_stack_values, secret_paths, stack_file_path
-
-PLAN_FORMAT = 1
-"""Version of the JSON plan layout; `gpuscale diff` refuses plans of another version."""
-
-STACK_TYPE = "pulumi:pulumi:Stack"
-
-
-@dataclass(frozen=True)
-class PlannedResource:
-    urn: str
-    type: str
-    name: str
-    parent: str | None
-    """URN of the parent resource; None for the stack itself."""
-    custom: bool
-    """True for a cloud resource, False for a component (a grouping with no cloud object)."""
-    inputs: dict[str, Any]
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"urn": self.urn, "type": self.type, "name": self.name, "parent": self.parent,
-                "custom": self.custom, "inputs": self.inputs, "options": self.options}
-
-
-@dataclass(frozen=True)
-class Plan:
-    project: str
-    stack: str
-    resources: tuple[PlannedResource, ...]
-    """In tree order (`in_tree_order`), whatever order they are given in."""
-    outputs: dict[str, Any]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "resources", in_tree_order(self.resources))
-
-    def to_json(self) -> dict[str, Any]:
-        return {"format": PLAN_FORMAT, "project": self.project, "stack": self.stack,
-                "resources": [r.to_json() for r in self.resources], "outputs": self.outputs}
-
-    @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> Plan:
-        resources = tuple(PlannedResource(r["urn"], r["type"], r["name"], r.get("parent"), bool(r.get("custom")),
-                                          r.get("inputs") or {}, r.get("options") or {})
-                          for r in doc["resources"])
-        return cls(doc["project"], doc["stack"], resources, doc.get("outputs") or {})
-
-    def by_type(self, type_: str) -> list[PlannedResource]:
-        return [r for r in self.resources if r.type == type_]
-
-    def children(self, parent_urn: str | None) -> list[PlannedResource]:
-        return [r for r in self.resources if r.parent == parent_urn]
+from ..config import ConfigError, read_stack_values, secret_paths
+from ..config.project import PulumiProject, read_project
+from .model import Plan
 
 
 class PlanError(Exception):
@@ -83,14 +33,6 @@ class PlanConfigError(PlanError):
     def __init__(self, error: ConfigError, declared: int):
         super().__init__(str(error))
         self.error, self.declared = error, declared
-
-
-def find_project_dir(start: Path) -> Path:
-    """The nearest directory at or above `start` holding a Pulumi.yaml."""
-    for d in (start, *start.parents):
-        if (d / "Pulumi.yaml").is_file():
-            return d
-    raise PlanError(f"no Pulumi.yaml in {start} or any parent directory; run from the project or pass --project-dir")
 
 
 def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
@@ -106,13 +48,18 @@ def stack_config_strings(values: dict[str, Any]) -> dict[str, str]:
 
 
 def run_plan(project_dir: Path, stack: str) -> Plan:
-    """Run `project_dir/__main__.py` with the stack's config under the mock engine and return what it declared.
+    """Run the program of the Pulumi project in `project_dir` with the stack's config under the mock engine and
+    return what it declared.
+
+    Any Python Pulumi project plans, as its Pulumi.yaml says (gpuscale/config/project.py): its `name` is the project
+    the engine reports (so `pulumi.Config()` reads the program's own namespace), `main` the program that runs (in
+    its own directory, which is on `sys.path` as under `pulumi up`), `stackConfigDir` where the stack's file is.
 
     Pulumi's runtime keeps process-wide state, so one process plans one stack; tests and tools that plan several
     stacks run this in a subprocess (see `plan_in_subprocess`).
     """
     with _collector_paused():
-        return _run_plan(project_dir, stack)
+        return _run_plan(read_project(project_dir), stack)
 
 
 @contextmanager
@@ -137,30 +84,29 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _run_plan(project_dir: Path, stack: str) -> Plan:
+def _run_plan(project: PulumiProject, stack: str) -> Plan:
     import pulumi
     from pulumi.runtime import stack as runtime_stack
     from pulumi.runtime.sync_await import _sync_await
 
     from .mocks import GpuScaleMocks
-    from .plan_monitor import RecordingMonitor, to_jsonable
+    from .monitor import RecordingMonitor, to_jsonable
 
-    main = project_dir / "__main__.py"
-    if not main.is_file():
-        raise PlanError(f"{main} does not exist: the program to plan")
-    values = read_stack_values(stack_file_path(project_dir, stack))
+    values = read_stack_values(project.stack_file(stack))
     mocks = GpuScaleMocks()
-    monitor = RecordingMonitor(mocks, project_dir)
+    monitor = RecordingMonitor(mocks, project.directory)
     # Keys holding a value encrypted in the file are secret keys, as under `pulumi up`: the program marks what it
     # takes from them as secret, and the plan shows [secret].
     pulumi.runtime.set_all_config(stack_config_strings(values), sorted({p.split(".")[0].split("[")[0]
                                                                          for p in secret_paths(values)}))
-    pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=True, monitor=monitor)
-    sys.path.insert(0, str(project_dir))
+    pulumi.runtime.set_mocks(mocks, project=project.name, stack=stack, preview=True, monitor=monitor)
+    program_dir = str(project.program_dir)
+    sys.path.insert(0, program_dir)
     cwd = Path.cwd()
-    os.chdir(project_dir)  # a Pulumi program runs in its project directory (relative asset paths)
+    os.chdir(program_dir)  # a Pulumi program runs in its program directory (relative asset paths)
     try:
-        _sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(str(main), run_name="__main__")))
+        _sync_await(runtime_stack.run_pulumi_func(lambda: runpy.run_path(str(project.entry_point),
+                                                                          run_name="__main__")))
         root = pulumi.runtime.get_root_resource()
         outputs = _sync_await(pulumi.Output.from_input(getattr(root, "outputs", {}) or {}).future()) or {}
     except ConfigError as exc:
@@ -170,33 +116,8 @@ def _run_plan(project_dir: Path, stack: str) -> Plan:
         raise PlanError(f"the program rejected its input: {exc}") from None
     finally:
         os.chdir(cwd)
-        sys.path.remove(str(project_dir))
-    return Plan(PROJECT, stack, tuple(monitor.recorded), to_jsonable(outputs, project_dir))
-
-
-def in_tree_order(resources: Iterable[PlannedResource]) -> tuple[PlannedResource, ...]:
-    """Resources depth first from the stack, each one's children ordered by (type, name).
-
-    The mock engine hands registrations to the monitor from a thread pool, so the order in which they are recorded
-    changes from run to run; a plan must not, or a committed plan or its text would show changes that are none.
-    Like `terraform plan`'s addresses, siblings sort by what they are and then by name. Resources whose parent
-    was not recorded (none in a program that completed) follow the tree rather than vanish: grouped by that missing
-    parent's URN, each group with its descendants ordered as above.
-    """
-    children: dict[str | None, list[PlannedResource]] = {}
-    for r in resources:
-        children.setdefault(r.parent, []).append(r)
-    ordered: list[PlannedResource] = []
-
-    def visit(parent: str | None) -> None:
-        for r in sorted(children.pop(parent, []), key=lambda r: (r.type, r.name, r.urn)):
-            ordered.append(r)
-            visit(r.urn)
-
-    visit(None)
-    while children:  # orphans: their parents never registered
-        visit(min(children, key=lambda urn: urn or ""))
-    return tuple(ordered)
+        sys.path.remove(program_dir)
+    return Plan(project.name, stack, tuple(monitor.recorded), to_jsonable(outputs, project.directory))
 
 
 def plan_in_subprocess(project_dir: Path, stack: str, python: str = sys.executable) -> Plan:

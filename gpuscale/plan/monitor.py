@@ -9,7 +9,7 @@ import pulumi
 from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 
-from .plan import STACK_TYPE, PlannedResource
+from .model import STACK_TYPE, PlannedResource
 
 UNKNOWN_TEXT = "(known after apply)"
 

@@ -15,8 +15,10 @@ from typing import Any
 
 import click
 
-from .config import ConfigError
-from .plan import Plan, PlanError, find_project_dir, plan_document
+from ..config import ConfigError
+from ..config.project import find_project_dir, read_project
+from .engine import PlanError, plan_document
+from .model import Plan
 
 MARKER = "<!-- gpuscale-review -->"
 """First line of the comment: how the workflow finds its own comment to update instead of adding another."""
@@ -32,17 +34,26 @@ class StackReview:
 
 
 def stacks_of(project: Path) -> list[str]:
-    return sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (project / "stacks").glob("Pulumi.*.yaml"))
+    """The project's stacks: those with a file in its stackConfigDir."""
+    return read_project(project).stacks()
+
+
+def _has_stack(project: Path, stack: str) -> bool:
+    try:
+        read_project(project).stack_file(stack)
+    except ConfigError:
+        return False
+    return True
 
 
 def review_stack(head: Path, base: Path | None, stack: str, base_python: str) -> StackReview:
-    from .cost import StackCost, compare, cost_of_plan_json, estimate, render_change, render_cost
-    from .plan_diff import diff_plans
+    from ..cost import StackCost, compare, cost_of_plan_json, estimate, render_change, render_cost
+    from .diff import diff_plans
 
     head_doc, _ = plan_document(head, stack, accept_check_errors=True)
     head_plan = Plan.from_json(head_doc)
     base_doc, base_note = None, ""
-    if base is not None and (base / "stacks" / f"Pulumi.{stack}.yaml").is_file():
+    if base is not None and _has_stack(base, stack):
         try:
             base_doc, _ = plan_document(base, stack, base_python, accept_check_errors=True)
         except PlanError as exc:
@@ -55,7 +66,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
     if base_doc is not None:
         base_cost = cost_of_plan_json(base_doc)
         if base_cost is None and base is not None:  # a base from before cost estimates: price it with this code
-            from .config import load_stack_file
+            from ..config import load_stack_file
 
             try:
                 base_cost = estimate(load_stack_file(base, stack), base_plan)
@@ -80,7 +91,7 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
 
 
 def _resources(diff: Any) -> list[str]:
-    from .plan_diff import change_lines, replacement_source
+    from .diff import change_lines, replacement_source
 
     lines = [f"**Resources**: {diff.summary()}", ""]
     if diff.equal:
@@ -126,7 +137,7 @@ def render(reviews: list[StackReview]) -> str:
 @click.option("--base-python", default=sys.executable, show_default="this Python",
               help="Python of the base checkout's environment, so the base is planned with its own components.")
 @click.option("--stack", "-s", "stacks", multiple=True,
-              help="Stack to review (repeatable; default: every stack in stacks/ of the head).")
+              help="Stack to review (repeatable; default: every stack in the head's stackConfigDir).")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="The head checkout (default: the nearest directory with a Pulumi.yaml).")
 @click.option("--markdown", "markdown_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -141,7 +152,7 @@ def review(base_dir: Path | None, base_python: str, stacks: tuple[str, ...], pro
         head = (project_dir or find_project_dir(Path.cwd())).resolve()
         names = list(stacks) or stacks_of(head)
         if not names:
-            raise PlanError(f"no stacks in {head / 'stacks'}")
+            raise PlanError(f"no stacks in {read_project(head).stack_config_dir}")
         reviews = [review_stack(head, base_dir.resolve() if base_dir else None, s, base_python) for s in names]
     except (PlanError, ConfigError) as exc:
         click.echo(f"error: {exc}", err=True)

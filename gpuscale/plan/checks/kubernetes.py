@@ -1,12 +1,12 @@
 """Pre-apply checks of the Kubernetes side: what keeps cluster-autoscaler from scaling the GPU node groups as
-configured. `run_checks` (gpuscale/checks.py) calls `kubernetes_findings`."""
+configured. `run_checks` (gpuscale/plan/checks/) calls `kubernetes_findings`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .components.labels import CA_ENABLED_TAG, ca_cluster_tag, ca_discovery_tags
-from .config import PROJECT, StackConfig
+from ...components.labels import CA_ENABLED_TAG, ca_cluster_tag, ca_discovery_tags
+from ...config import PROJECT, StackConfig
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 RELEASE, TAG, NODE_GROUP = "kubernetes:helm.sh/v3:Release", "aws:autoscaling/tag:Tag", "aws:eks/nodeGroup:NodeGroup"
@@ -15,8 +15,8 @@ CA_KEY = f"{PROJECT}:kubernetes.clusterAutoscaler"
 
 
 def kubernetes_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
-    """Findings (instances of `finding`, gpuscale.checks.Finding) about the autoscaler and the node groups; none for
-    a config without node groups or with the autoscaler off."""
+    """Findings (instances of `finding`, gpuscale.plan.checks.Finding) about the autoscaler and the node groups; none
+    for a config without node groups or with the autoscaler off."""
     kubernetes = getattr(config, "kubernetes", None)
     if kubernetes is None or not kubernetes.cluster_autoscaler.enabled or not getattr(config, "node_groups", ()):
         return []

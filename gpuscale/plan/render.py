@@ -1,4 +1,4 @@
-"""Rendering a Plan for people: what a reviewer reads first (`plan_summary`), a preview-like tree with key inputs
+"""Rendering a Plan for people: what a reviewer reads first (`summary`), a preview-like tree with key inputs
 (every value whole with `details`), a count per resource type, and the stack's outputs."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from .plan import Plan
+from .model import Plan
 
 KEY_INPUTS_SHOWN = 6
 """Inputs shown under a resource in the default view; `details=True` shows every one."""
@@ -103,7 +103,7 @@ def render_outputs(plan: Plan) -> str:
 
 def render_plan(plan: Plan, details: bool = False) -> str:
     """The whole text plan: the reviewer's summary first, then the tree with the counts, then the outputs."""
-    from .plan_summary import render_summary
+    from .summary import render_summary
 
     tree = render_tree(plan, details)
     header, _, body = tree.partition("\n\n")

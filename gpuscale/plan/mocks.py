@@ -15,7 +15,7 @@ from typing import Any
 
 import pulumi
 
-from .instance_types import RecordedInstanceTypes
+from ..instance_types import RecordedInstanceTypes
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "us-east-1"

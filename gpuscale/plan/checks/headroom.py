@@ -1,12 +1,12 @@
 """Pre-apply check of GPU headroom (`gpuscale:headroom`): a node group whose maxSize cannot hold the headroom's
-nodes beside the nodes its services fill at their maxReplicas. `run_checks` (gpuscale/checks.py) calls it."""
+nodes beside the nodes its services fill at their maxReplicas. `run_checks` (gpuscale/plan/checks/) calls it."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import PROJECT, StackConfig
-from .config.headroom import service_nodes
+from ...config import PROJECT, StackConfig
+from ...config.headroom import service_nodes
 
 
 def headroom_findings(config: StackConfig, finding: type) -> list[Any]:

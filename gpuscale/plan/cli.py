@@ -8,8 +8,9 @@ from pathlib import Path
 
 import click
 
-from .config import ConfigError
-from .plan import PlanConfigError, PlanError, find_project_dir
+from ..config import PROJECT, ConfigError
+from ..config.project import ProjectError, find_project_dir, read_project
+from .engine import PlanConfigError, PlanError
 
 EXIT_DIFFERENT = 1
 EXIT_INVALID = 2
@@ -18,7 +19,7 @@ EXIT_CHECKS_FAILED = 3
 
 def _explain_secrets(project: Path, stack: str) -> None:
     """Values encrypted in the stack file: the plan cannot decrypt them and says so, instead of showing a mapping."""
-    from .config import read_stack_values, secret_paths, stack_file_path
+    from ..config import read_stack_values, secret_paths, stack_file_path
 
     paths = secret_paths(read_stack_values(stack_file_path(project, stack)))
     if paths:
@@ -28,9 +29,11 @@ def _explain_secrets(project: Path, stack: str) -> None:
 
 
 @click.command()
-@click.option("--stack", "-s", required=True, help="Stack to plan: its config is stacks/Pulumi.<stack>.yaml.")
+@click.option("--stack", "-s", required=True,
+              help="Stack to plan: its config is Pulumi.<stack>.yaml in the project's stackConfigDir.")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
+              help="Directory holding the Pulumi.yaml of the project to plan, this one or any Python Pulumi program "
+                   "(default: the nearest one at or above the current directory).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
               help="Also write the plan (type, name, parent, inputs, options) as JSON to this file.")
 @click.option("--details", is_flag=True,
@@ -46,19 +49,23 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     Then run the pre-apply checks and the policy rules, and price the stack's month. Exit 0 when the plan holds and no check found an error,
     2 when the config is invalid, 3 when a check found an error.
     """
-    from .checks import ERROR, run_checks
-    from .cost import estimate, render_cost
-    from .config import load_stack_file
-    from .plan import run_plan
-    from .plan_render import render_plan
+    from ..cost import render_cost
+    from .assessment import checks_and_cost
+    from .checks import ERROR
+    from .engine import run_plan
+    from .render import render_plan
 
     try:
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
+        _in_project_environment(project, ["--stack", stack, *(["--json", str(json_path.resolve())] if json_path else
+                                          []), *(["--details"] if details else []), *(["--quiet"] if quiet else []),
+                                          "--prices", prices])
+        if (unread := read_project(project).unread) is not None:
+            click.echo(f"warning: {unread}", err=True)
         result = run_plan(project, stack)
-        # The program validated the same file through the same rules; this copy feeds the checks.
-        config = load_stack_file(project, stack)
-        findings = run_checks(config, result)
-        cost = estimate(config, result, _price_book(prices, config, result))
+        platform, findings, cost = checks_and_cost(project, stack, result, prices)
+    except ProjectError as exc:
+        _fail(str(exc), EXIT_INVALID)
     except (PlanConfigError, ConfigError) as exc:
         _fail(f"invalid config for stack {stack}: {exc}", EXIT_INVALID)
     except PlanError as exc:
@@ -69,7 +76,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     if not quiet:
         click.echo(render_plan(result, details=details))
         _explain_secrets(project, stack)
-        click.echo("\nPre-apply checks:")
+        click.echo("\nPre-apply checks:" if platform else f"\nPre-apply checks (the policy rules only: the stack "
+                   f"file holds no {PROJECT}: settings of groups for the others to read):")
         click.echo("\n".join(f"  {f}" for f in findings) or "  none")
         click.echo("\n" + render_cost(cost))
         if json_path is not None:
@@ -86,8 +94,8 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
 @click.argument("new", type=click.Path(dir_okay=False, exists=True, path_type=Path))
 def diff(old: Path, new: Path) -> None:
     """Compare two plans written by `gpuscale plan --json`. Exit 0 when equal, 1 when they differ."""
-    from .cost import compare, cost_of_plan_json, render_change
-    from .plan_diff import PlanFormatError, diff_plans, load_plan, render_diff
+    from ..cost import compare, cost_of_plan_json, render_change
+    from .diff import PlanFormatError, diff_plans, load_plan, render_diff
 
     try:
         docs = [json.loads(p.read_text()) for p in (old, new)]
@@ -103,21 +111,24 @@ def diff(old: Path, new: Path) -> None:
     sys.exit(0 if result.equal and not cost.lines else EXIT_DIFFERENT)
 
 
-def _price_book(source: str, config, plan):
-    """The price list to use: the package's file, or the Pricing API for the types and region the stack uses."""
-    from .prices import PriceBook
+def _in_project_environment(project: Path, options: list[str]) -> None:
+    """Plan in the project's own Python environment: where its Pulumi.yaml names a `runtime.options.virtualenv` that
+    exists and is not the running one, run this command again with that environment's Python and exit with its
+    status. `pulumi up` runs the program there, so its packages (its own, and the gpuscale it imports) come from
+    there; a plan from another environment could plan other code."""
+    import subprocess
 
-    if source == "file":
-        return PriceBook.from_file()
-    import botocore.exceptions
-
-    types = {t for g in (*config.node_groups, *config.auto_scaling_groups) for t in g.instance_types}
-    if config.cluster.system_nodes is not None:
-        types.add(config.cluster.system_nodes.instance_type)
-    try:
-        return PriceBook.from_api([config.region], types)
-    except (botocore.exceptions.NoCredentialsError, botocore.exceptions.ClientError) as exc:
-        raise PlanError(f"--prices api: the AWS Pricing API cannot be asked ({exc}); use --prices file") from None
+    venv = read_project(project).virtualenv
+    if venv is None or not venv.is_dir() or Path(sys.prefix).resolve() == venv.resolve():
+        return
+    python = venv / ("Scripts/python.exe" if sys.platform == "win32" else "bin/python")
+    where = f"{project / 'Pulumi.yaml'}: runtime.options.virtualenv"
+    if not python.is_file():
+        raise ProjectError(where, str(venv), f"a virtual environment with a Python ({python} does not exist)")
+    if subprocess.run([str(python), "-c", "import gpuscale"], capture_output=True).returncode != 0:
+        raise ProjectError(where, str(venv), "a virtual environment with gpuscale installed, as the program imports "
+                           f"it: {python} -m pip install gpuscale")
+    sys.exit(subprocess.call([str(python), "-m", "gpuscale", "plan", "--project-dir", str(project), *options]))
 
 
 def _fail(message: str, code: int) -> None:

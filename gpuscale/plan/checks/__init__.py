@@ -13,15 +13,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .config import PROJECT, StackConfig
-from .checks_kubernetes import kubernetes_findings
-from .checks_caches import cache_findings
-from .checks_headroom import headroom_findings
-from .checks_serving import serving_findings
-from .components.endpoint_access import open_to_internet
-from .components.labels import CA_TAG_PREFIX
-from .config.policy import PolicyConfig
-from .config.scaling import AWS_METRIC_PERIOD
+from ...config import PROJECT, StackConfig
+from .kubernetes import kubernetes_findings
+from .caches import cache_findings
+from .headroom import headroom_findings
+from .serving import serving_findings
+from ...components.endpoint_access import open_to_internet
+from ...components.labels import CA_TAG_PREFIX
+from ...config.policy import PolicyConfig
+from ...config.scaling import AWS_METRIC_PERIOD
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 
@@ -71,18 +71,19 @@ def run_checks(config: StackConfig, plan: Any | None = None) -> list[Finding]:
     findings += cache_findings(config, plan, Finding)
     if plan is not None:
         findings += _autoscalers_in_plan(plan, config)
-        findings += _policy(plan, config)
+        findings += policy_findings(plan, config.policy)
     order = {ERROR: 0, WARNING: 1, INFO: 2}
     return sorted(findings, key=lambda f: order[f.severity])
 
 
-def _policy(plan: Any, config: StackConfig) -> list[Finding]:
+def policy_findings(plan: Any, settings: PolicyConfig) -> list[Finding]:
     """The policy rules (`gpuscale.policy`) on the planned resources: a mandatory finding is an error, an advisory
-    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason."""
-    from .policy import MANDATORY, evaluate, resources_of_plan
+    one a warning, one the stack accepts (`gpuscale:policy.accept`) information with its reason. `settings`: the
+    stack's `gpuscale:policy`, or PolicyConfig() for the rules' defaults."""
+    from ...policy import MANDATORY, evaluate, resources_of_plan
 
     found = []
-    for f in evaluate(resources_of_plan(plan), config.policy):
+    for f in evaluate(resources_of_plan(plan), settings):
         severity = INFO if f.accepted is not None else ERROR if f.level == MANDATORY else WARNING
         text = f"{f.resource}: {f.message}" + (f" (accepted: {f.accepted})" if f.accepted is not None else "")
         found.append(Finding(severity, f"policy:{f.rule}", (f"{PROJECT}:policy.enforcement.{f.rule}",), text))
@@ -185,8 +186,8 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
     it keeps), with the group's own scaling."""
     if group.scaling is None or group.workload is None:
         return []
-    from .sim.results import simulate_group
-    from .sim.traces import burst
+    from ...sim.results import simulate_group
+    from ...sim.traces import burst
 
     result = simulate_group(group, agent, burst(), ["stack"]).results[0]
     cs = group.workload.cold_start
@@ -206,11 +207,11 @@ def _time_to_capacity(key: str, group: Any, agent: Any) -> list[Finding]:
 def _node_group_time_to_capacity(key: str, group: Any, config: Any) -> list[Finding]:
     """The same burst onto an EKS node group: cluster-autoscaler with the stack's settings adds nodes for the pods the
     burst leaves pending (one pod per replica of work; a model service's own pod autoscaler has a finding of its
-    own, gpuscale/checks_serving.py)."""
+    own, gpuscale/plan/checks/serving.py)."""
     if group.workload is None or config.kubernetes is None:
         return []
-    from .sim.results import simulate_group
-    from .sim.traces import burst
+    from ...sim.results import simulate_group
+    from ...sim.traces import burst
 
     result = simulate_group(group, config.agent, burst(), ["stack"], kubernetes=config.kubernetes).results[0]
     ca = config.kubernetes.cluster_autoscaler

@@ -1,16 +1,16 @@
 """Pre-apply checks of the model services (`gpuscale:services`): timings that disagree across the layers a request
 crosses (the agent, KEDA or the HPA, cluster-autoscaler, the node, the pod), two pod autoscalers on one service, and
-a trigger on a metric the agent does not publish. `run_checks` (gpuscale/checks.py) calls `serving_findings`."""
+a trigger on a metric the agent does not publish. `run_checks` (gpuscale/plan/checks/) calls `serving_findings`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import PROJECT, StackConfig
-from .config.kubernetes import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
-from .config.services import (DEFAULT_GPU_METRIC, HPA_SYNC_PERIOD_SECONDS, HpaScaling, KedaScaling, KpaScaling,
+from ...config import PROJECT, StackConfig
+from ...config.workload import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
+from ...config.services import (DEFAULT_GPU_METRIC, HPA_SYNC_PERIOD_SECONDS, HpaScaling, KedaScaling, KpaScaling,
                               ServiceConfig, agent_metric, gpu_metric)
-from .sim.knative import ACTIVATION_TIMEOUT_BUFFER
+from ...sim.knative import ACTIVATION_TIMEOUT_BUFFER
 
 ERROR, WARNING, INFO = "error", "warning", "info"
 SERVING_KEY = f"{PROJECT}:kubernetes.serving"
@@ -27,7 +27,7 @@ CPU."""
 
 
 def serving_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
-    """Findings (instances of `finding`, gpuscale.checks.Finding) about every service; none without services."""
+    """Findings (instances of `finding`, gpuscale.plan.checks.Finding) about every service; none without services."""
     services = getattr(config, "services", ())
     if not services:
         return []
@@ -210,9 +210,9 @@ def _prometheus_scrape(config: StackConfig, finding: type) -> list[Any]:
 
 def _time_to_capacity(key: str, service: ServiceConfig, config: StackConfig, finding: type) -> list[Any]:
     """The simulator's answer for a burst of 100 requests onto the service idle at its minReplicas."""
-    from .sim.service import service_model
-    from .sim.serving import peak_rps, simulate_service
-    from .sim.traces import load
+    from ...sim.service import service_model
+    from ...sim.serving import peak_rps, simulate_service
+    from ...sim.traces import load
 
     trace = load("burst", peak_rps(service, service_model(service.workload)), None)
     result = simulate_service(service, config, trace, ["stack"]).results[0]

@@ -1,5 +1,5 @@
 """Pre-apply checks of the cold-start caches (gpuscale/config/caches.py): where a cache is configured but the service's
-pods cannot reach it, or it serves nobody. `run_checks` (gpuscale/checks.py) calls `cache_findings`.
+pods cannot reach it, or it serves nobody. `run_checks` (gpuscale/plan/checks/) calls `cache_findings`.
 
 From the stack config: an image-cache snapshot on a node group no service runs on (it costs a snapshot and a restored
 volume on every node for nothing); a node group whose image volume is smaller than the model caches on it.
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import PROJECT, StackConfig
-from .config.caches import quantity_bytes
+from ...config import PROJECT, StackConfig
+from ...config.caches import quantity_bytes
 
 LOCAL_MODEL_CACHE = "kubernetes:serving.kserve.io/v1alpha1:LocalModelCache"
 LOCAL_MODEL_NODE_GROUP = "kubernetes:serving.kserve.io/v1alpha1:LocalModelNodeGroup"

@@ -16,11 +16,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .plan import PLAN_FORMAT, Plan, PlannedResource
-from .plan_render import flatten, short
+from .model import PLAN_FORMAT, Plan, PlannedResource
+from .render import flatten, short
 
 
-REPLACEMENT_FACTS = Path(__file__).parent / "data" / "provider_replacements.json"
+REPLACEMENT_FACTS = Path(__file__).parent.parent / "data" / "provider_replacements.json"
 
 
 @dataclass(frozen=True)
