@@ -72,7 +72,8 @@ def test_the_cli_compare_prints_the_lever_rows(tmp_path):
     text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
     marker = "    - name: batch\n      nodeGroup: l4-spot\n"
     assert marker in text
-    (tmp_path / "Pulumi.yaml").write_text((ROOT / "Pulumi.yaml").read_text())
+    for name in ("Pulumi.yaml", "__main__.py"):  # a project directory: its program beside its Pulumi.yaml
+        (tmp_path / name).write_text((ROOT / name).read_text())
     stacks = tmp_path / "stacks"
     stacks.mkdir()
     (stacks / "Pulumi.prod.yaml").write_text(text.replace(
