@@ -7,7 +7,7 @@ GPU of one node, so N replicas hold N nodes; a pending service pod (priority 0) 
 at once, without node provisioning; the evicted placeholder is pending again, and the autoscaler adds a node for it.
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
@@ -15,7 +15,7 @@ import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
-from ..config.headroom import PAUSE_IMAGE, read_headroom_settings
+from ..config.headroom import PAUSE_IMAGE, PREPULL_COMMAND, read_headroom_settings, read_image_list
 from ..config.reader import REQUIRED, Section
 from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
 from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
@@ -41,6 +41,9 @@ class GpuHeadroomArgs(TypedDict):
     """Namespace of the Deployment. Default ``default`` (as the FAQ's recipe)."""
     image: NotRequired[str]
     """The placeholder's image, with a tag or digest. Default registry.k8s.io/pause:3.10."""
+    prepull_images: NotRequired[Sequence[str]]
+    """Images to pull onto each warm node before any service pod needs them (the group's serving images), each
+    with a tag or digest and `true` on its PATH: one init container per image runs it and exits. Default none."""
 
 
 def check_args(s: Section) -> None:
@@ -49,6 +52,7 @@ def check_args(s: Section) -> None:
     read_headroom_settings(s)
     s.int("gpus_per_node", min=1, max=16)
     read_node_selector(s, default=REQUIRED, requires=GPU_CLASS_LABEL)
+    read_image_list(s, "prepull_images")
     s.str("namespace", "default", pattern=DNS_LABEL_PATTERN, describe="a Kubernetes namespace name")
 
 
@@ -83,6 +87,8 @@ def placeholder_deployment(args: GpuHeadroomArgs) -> dict[str, Any]:
                     "nodeSelector": dict(args["node_selector"]),
                     "tolerations": [{"key": GPU_RESOURCE, "operator": "Equal", "value": GPU_TAINT_VALUE,
                                      "effect": "NoSchedule"}],
+                    **({"initContainers": prepull_containers(args["prepull_images"])}
+                       if args.get("prepull_images") else {}),
                     "containers": [{
                         "name": "placeholder", "image": args.get("image", PAUSE_IMAGE),
                         # Every GPU of a node (an extended resource: request = limit), so one placeholder is one
@@ -91,6 +97,20 @@ def placeholder_deployment(args: GpuHeadroomArgs) -> dict[str, Any]:
                                       "limits": {GPU_RESOURCE: gpus, "memory": "16Mi"}},
                         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                                             "runAsNonRoot": True, "runAsUser": 65535}}]}}}}
+
+
+def prepull_containers(images: Sequence[str]) -> list[dict[str, Any]]:
+    """One init container per image: the kubelet pulls the image to start it, it runs PREPULL_COMMAND and exits, and
+    the node keeps the image for the service pod that preempts the placeholder (no image pull in its cold start).
+    Init containers run before the pause container, so a placeholder counts as started only once every image is
+    on its node; their requests are tiny and, being init containers, not added to the pod's."""
+    return [{"name": f"prepull-{i}", "image": image, "command": list(PREPULL_COMMAND),
+             # A pinned tag or digest (the config refuses others), so IfNotPresent pulls once per node.
+             "imagePullPolicy": "IfNotPresent",
+             "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
+             "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                                 "runAsNonRoot": True, "runAsUser": 65535}}
+            for i, image in enumerate(images)]
 
 
 @documented

@@ -423,7 +423,8 @@ class GpuPlatform(pulumi.ComponentResource):
             group = groups[h.node_group]
             GpuHeadroom(f"{h.node_group}-headroom", {
                 "node_group": h.node_group, "nodes": h.nodes, "gpus_per_node": group.gpu.gpu_count,
-                "priority": h.priority, "image": h.image, "node_selector": _group_node_selector(group)},
+                "priority": h.priority, "image": h.image, "node_selector": _group_node_selector(group),
+                "prepull_images": list(h.prepull_images)},
                 opts=self._child(self._in_cluster, depends_on=[self._node_groups[h.node_group]]))
 
     # --- self-managed GPU Auto Scaling groups with the agent on each instance ---

@@ -330,7 +330,9 @@ KUBERNETES_KINDS = ("apps/v1:DaemonSet", "apps/v1:Deployment", "core/v1:Namespac
                     "operator.knative.dev/v1beta1:KnativeServing", "serving.kserve.io/v1beta1:InferenceService",
                     # KServe's local model cache, and the annotation patch on its download Jobs' service account.
                     "serving.kserve.io/v1alpha1:LocalModelCache", "serving.kserve.io/v1alpha1:LocalModelNodeGroup",
-                    "core/v1:ServiceAccountPatch")
+                    "core/v1:ServiceAccountPatch",
+                    # GPU headroom's placeholders (GpuHeadroom).
+                    "scheduling.k8s.io/v1:PriorityClass")
 """The kinds gpuscale declares and their near neighbours, as group/version:Kind. Not ConfigMaps and Secrets: whether
 their data replaces them depends on the provider's enableConfigMapMutable / enableSecretMutable settings."""
 

@@ -61,6 +61,33 @@ class HeadroomConfig:
     priority: int = DEFAULT_PRIORITY
     """The placeholder's PriorityClass value (priority_rule)."""
     image: str = PAUSE_IMAGE
+    prepull_images: tuple[str, ...] = ()
+    """Images the placeholders pull ahead of the services (one init container each); empty: none pre-pulled."""
+
+    def prepulls(self, service: ServiceConfig) -> bool:
+        """Whether a pod of `service` on one of these warm nodes finds its image there: its own container image is
+        pre-pulled, or (a KServe runtime, whose image the stack does not know) the entry names the runtime images
+        in `images:`, which read_headroom requires before it pre-pulls for such a service."""
+        container = service.model.container
+        if container is not None:
+            return container.image in self.prepull_images
+        return bool(self.prepull_images)
+
+
+PREPULL_COMMAND = ("true",)
+"""What each pre-pull init container runs: coreutils' `true` exits 0 at once, so the init container only makes the
+kubelet pull its image. The image must have `true` on its PATH (every Debian, Ubuntu or UBI based image, the CUDA
+and serving images among them, does; a distroless image does not)."""
+IMAGE_RULE = "a container image with a tag or digest"
+
+
+def read_image_list(s: Section, name: str) -> tuple[str, ...]:
+    """A list of pinned images (the `images:` of a headroom entry, GpuHeadroomArgs.prepull_images); empty if absent."""
+    images = s.str_list(name, (), pattern=IMAGE_PATTERN, describe=IMAGE_RULE + "s")
+    for i, image in enumerate(images):
+        if not is_pinned_image(image):
+            s.report(f"{name}[{i}]", image, IMAGE_RULE)
+    return images
 
 
 def read_headroom_settings(s: Section) -> tuple[int, int, str]:
@@ -69,7 +96,7 @@ def read_headroom_settings(s: Section) -> tuple[int, int, str]:
     priority = s.int("priority", DEFAULT_PRIORITY, min=-2_000_000_000, max=1_000_000_000)
     if not priority_allowed(priority):
         s.report("priority", priority, priority_rule())
-    image = s.str("image", PAUSE_IMAGE, pattern=IMAGE_PATTERN, describe="a container image with a tag or digest")
+    image = s.str("image", PAUSE_IMAGE, pattern=IMAGE_PATTERN, describe=IMAGE_RULE)
     if not is_pinned_image(image):
         s.report("image", image, "an image reference with a tag or digest")
     return nodes, priority, image
@@ -77,7 +104,8 @@ def read_headroom_settings(s: Section) -> tuple[int, int, str]:
 
 def read_headroom(items: list[Section], node_groups: tuple[NodeGroupConfig, ...],
                   services: tuple[ServiceConfig, ...]) -> tuple[HeadroomConfig, ...]:
-    """`gpuscale:headroom`: a list of {nodeGroup, nodes, priority?, image?}, at most one per node group."""
+    """`gpuscale:headroom`: a list of {nodeGroup, nodes, priority?, image?, prepullImages?, images?}, at most one per
+    node group."""
     groups = {g.name: g for g in node_groups}
     seen: set[str] = set()
 
@@ -90,12 +118,36 @@ def read_headroom(items: list[Section], node_groups: tuple[NodeGroupConfig, ...]
         nodes, priority, image = read_headroom_settings(s)
         if nodes > group.max_size:
             raise s.fail("nodes", nodes, f"at most the node group's maxSize ({group.max_size})")
+        prepull = read_prepull(s, [svc for svc in services if svc.node_group == name])
         s.finish()
-        return HeadroomConfig(name, nodes, priority, image)
+        return HeadroomConfig(name, nodes, priority, image, prepull)
 
     # Each entry is read on its own: while the stack config is collecting, a bad entry is reported and the next read.
     out = [h for h in (guarded(read_entry, s) for s in items) if h is not None]
     return tuple(out)
+
+
+def read_prepull(s: Section, services: list[ServiceConfig]) -> tuple[str, ...]:
+    """The images an entry's placeholders pre-pull: the custom container images of the group's services and the
+    entry's `images:`. A KServe runtime's image is not among the stack's facts (components/upstream/kserve.json
+    records the runtimes' model formats, not their images), so a group with such a service pre-pulls only when
+    `images:` names it (e.g. kserve/huggingfaceserver:v0.16.0, the chart's kserve.servingruntime.huggingfaceserver
+    image and tag at the pinned v0.16.0). `prepullImages` defaults to true when every service's image is known."""
+    listed = read_image_list(s, "images")
+    own = tuple(dict.fromkeys(svc.model.container.image for svc in services if svc.model.container is not None))
+    unknown = [svc.name for svc in services if svc.model.container is None]
+    known = not (unknown and not listed) and bool(own or listed)
+    prepull = s.bool("prepullImages", known)
+    if not prepull:
+        if listed:
+            s.report("images", list(listed), "images only with prepullImages: true (the images to pre-pull)")
+        return ()
+    if unknown and not listed:
+        raise s.fail("images", None, f"the serving images of {', '.join(unknown)} (a KServe runtime's image is not "
+                                     "among the stack's facts): list them, or set prepullImages: false")
+    if not own and not listed:
+        raise s.fail("prepullImages", True, "false: no service on the node group has an image to pre-pull")
+    return tuple(dict.fromkeys(own + listed))
 
 
 def headroom_of(headroom: tuple[HeadroomConfig, ...], node_group: str) -> HeadroomConfig | None:

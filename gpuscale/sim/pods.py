@@ -45,7 +45,7 @@ class Node:
 
 class PodCluster:
     def __init__(self, svc: ServiceModel, min_nodes: int, max_nodes: int, min_pods: int, max_pods: int,
-                 settings: CaSettings, *, start_at_zero: bool = False, headroom: int = 0):
+                 settings: CaSettings, *, start_at_zero: bool = False, headroom: int = 0, prepulled: bool = False):
         self.svc, self.min_nodes, self.max_nodes = svc, min_nodes, max_nodes
         self.min_pods, self.max_pods = min_pods, max_pods
         self.per_node = svc.replicas_per_instance
@@ -59,6 +59,8 @@ class PodCluster:
         """Creation second of each pod no node has room for."""
         self.pending_placeholders: list[float] = []
         """Headroom placeholders (gpuscale:headroom) preempted and waiting for a node of their own."""
+        self._prepulled = prepulled
+        """The placeholders pull the service's image (init containers): a node they hold has it, or is pulling it."""
         self.desired = min_pods
         self._placed = 0
         """Pods on nodes (a count kept as they come and go: the engine asks every second)."""
@@ -79,7 +81,7 @@ class PodCluster:
             self._placed = self._ready = min_pods
         # Headroom: nodes up before the trace, each held whole by a placeholder (gpuscale/config/headroom.py).
         for _ in range(headroom):
-            node = Node(-math.inf, -math.inf, -math.inf)
+            node = Node(-math.inf, -math.inf, -math.inf, -math.inf if prepulled else None)
             node.held = self.per_node
             self.nodes.append(node)
         self._recount(0)
@@ -171,6 +173,8 @@ class PodCluster:
             if node.gpu_ready <= t and node.load == 0:
                 self.pending_placeholders.pop(0)
                 node.held = self.per_node
+                if self._prepulled and node.image_at is None:
+                    node.image_at = t + self._pull
 
     def _shrink(self, t: int) -> None:
         excess = self.pods - self.desired

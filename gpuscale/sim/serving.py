@@ -89,19 +89,26 @@ def service_bounds(service: ServiceConfig, group: Any) -> tuple[int, int, int, i
 
 
 def pod_cluster(svc: ServiceModel, service: ServiceConfig, group: Any, cluster_autoscaler: Any, min_pods: int,
-                start_at_zero: bool, headroom: int = 0) -> PodCluster:
-    """`headroom`: nodes held warm by placeholders (gpuscale:headroom), up before the trace, beyond the service's."""
+                start_at_zero: bool, headroom: int = 0, prepulled: bool = False) -> PodCluster:
+    """`headroom`: nodes held warm by placeholders (gpuscale:headroom), up before the trace, beyond the service's;
+    `prepulled`: the placeholders pull the service's image, so a pod placed on their node pays no image pull."""
     min_nodes, max_nodes, _, max_pods = service_bounds(service, group)
     settings = ca_settings(cluster_autoscaler, group.autoscaler)
     headroom = min(headroom, max(0, group.max_size - min_nodes))
     # The group's floor is up before the trace begins; pods above it start from nothing on a burst.
     return PodCluster(svc, min_nodes, min(group.max_size, max_nodes + headroom), min(min_pods, max_pods), max_pods,
-                      settings, start_at_zero=start_at_zero and not min_nodes, headroom=headroom)
+                      settings, start_at_zero=start_at_zero and not min_nodes, headroom=headroom,
+                      prepulled=prepulled and headroom > 0)
 
 
 def headroom_nodes(config: Any, service: ServiceConfig) -> int:
     """The warm nodes gpuscale:headroom keeps on the service's node group (0 without)."""
     return next((h.nodes for h in getattr(config, "headroom", ()) if h.node_group == service.node_group), 0)
+
+
+def headroom_prepulls(config: Any, service: ServiceConfig) -> bool:
+    """Whether the service's node group's headroom pre-pulls the service's image (HeadroomConfig.prepulls)."""
+    return any(h.prepulls(service) for h in getattr(config, "headroom", ()) if h.node_group == service.node_group)
 
 
 def first_new_pod_seconds(run: Any) -> int | None:
@@ -184,8 +191,8 @@ class HpaTriggerScaler:
             cluster.set_desired(t, desired)
 
 
-MODEL_CACHE, IMAGE_CACHE, HEADROOM = "model cache", "image cache", "headroom"
-LEVERS = (MODEL_CACHE, IMAGE_CACHE, HEADROOM)
+MODEL_CACHE, IMAGE_CACHE, HEADROOM, PREPULL = "model cache", "image cache", "headroom", "headroom pre-pull"
+LEVERS = (MODEL_CACHE, IMAGE_CACHE, HEADROOM, PREPULL)
 """The cold-start levers of issue 15 a service may have on; `--compare` runs the service without each one it has."""
 
 
@@ -198,7 +205,7 @@ def levers_of(service: ServiceConfig, config: Any) -> tuple[str, ...]:
     """The levers configured for the service: its model cache, its node group's image cache and headroom."""
     group = next(g for g in config.node_groups if g.name == service.node_group)
     on = {MODEL_CACHE: service.model_cache is not None, IMAGE_CACHE: getattr(group, "image_cache", None) is not None,
-          HEADROOM: headroom_nodes(config, service) > 0}
+          HEADROOM: headroom_nodes(config, service) > 0, PREPULL: headroom_prepulls(config, service)}
     return tuple(lever for lever in LEVERS if on[lever])
 
 
@@ -229,20 +236,20 @@ def simulate_service(service: ServiceConfig, config: Any, trace: Trace, presets:
     serving = config.kubernetes.serving
     knative = serving.knative if serving is not None else KnativeAutoscalerConfig()
     horizon = duration if duration is not None else trace.seconds + SETTLE_TAIL_SECONDS
-    # Each row: (name, scaling plan, service model, warm headroom nodes). The lever rows are the stack's own plan
-    # with one lever off, through the same engine.
-    rows = [(plan.name, plan, svc, headroom_nodes(config, service))
+    # Each row: (name, scaling plan, service model, warm headroom nodes, pre-pulled by them). The lever rows are the
+    # stack's own plan with one lever off, through the same engine.
+    rows = [(plan.name, plan, svc, headroom_nodes(config, service), PREPULL in levers)
             for plan in service_plans(service, knative, presets)]
     if lever_rows and STACK in presets:
         (stack_plan,) = service_plans(service, knative, [STACK])
         for lever in levers:
             rest = tuple(x for x in levers if x != lever)
             rows.append((without(lever), stack_plan, service_model(lever_workload(service, group, rest)),
-                         headroom_nodes(config, service) if HEADROOM in rest else 0))
+                         headroom_nodes(config, service) if HEADROOM in rest else 0, PREPULL in rest))
     runs, sources = {}, dict(SOURCES)
-    for name, plan, model, headroom in rows:
+    for name, plan, model, headroom, prepulled in rows:
         cluster = pod_cluster(model, service, group, config.kubernetes.cluster_autoscaler, plan.min_replicas,
-                              trace.starts_at_zero, headroom)
+                              trace.starts_at_zero, headroom, prepulled)
         scaler = build_scaler(plan.scaling, model, cluster, config.agent, plan.knative,
                               service.progress_deadline_seconds)
         runs[name] = Engine(model, cluster, scaler, trace.arrivals, horizon, at_zero_behaviour(plan.scaling)).run()
@@ -312,9 +319,12 @@ def suggest_headroom(service: ServiceConfig, config: Any, trace: Trace, target_p
         raise SimulationError(f"--target-p95 {target_p95!r}: seconds > 0")
     group = next(g for g in config.node_groups if g.name == service.node_group)
     others = tuple(h for h in getattr(config, "headroom", ()) if h.node_group != service.node_group)
+    # The stack's own entry for the group, if any, with only its node count varied (its pre-pulled images kept).
+    own = next((h for h in getattr(config, "headroom", ()) if h.node_group == service.node_group),
+               HeadroomConfig(group.name, 1))
     tried = []
     for n in range(0, max(0, group.max_size - group.min_size) + 1):
-        trial = replace(config, headroom=others + ((HeadroomConfig(group.name, n),) if n else ()))
+        trial = replace(config, headroom=others + ((replace(own, nodes=n),) if n else ()))
         (result,) = simulate_service(service, trial, trace, [STACK]).results
         tried.append((n, result.latency_p95, result.cost))
         if result.latency_p95 is not None and result.latency_p95 <= target_p95:

@@ -15,7 +15,7 @@ from gpuscale.plan.checks import run_checks
 from gpuscale.components.charts import upstream_facts
 from gpuscale.components.gpu_headroom import GpuHeadroom, GpuHeadroomArgs, placeholder_deployment, priority_class
 from gpuscale.config import ConfigError, load_stack_config, load_stack_file
-from gpuscale.config.headroom import PAUSE_IMAGE, expendable_cutoff
+from gpuscale.config.headroom import PAUSE_IMAGE, PREPULL_COMMAND, expendable_cutoff
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "config"))
@@ -38,10 +38,24 @@ def test_cutoff_is_the_pinned_autoscalers_flag_default():
 
 
 @pytest.mark.parametrize("minor", ["1.29", "1.33"])
-def test_objects_valid_against_kubernetes_schema(minor):
-    args = headroom_args()
+@pytest.mark.parametrize("prepull", [[], ["kserve/huggingfaceserver:v0.16.0", "vllm/vllm-openai:v0.11.0"]])
+def test_objects_valid_against_kubernetes_schema(minor, prepull):
+    args = headroom_args(prepull_images=prepull)
     validate_object(priority_class(args), minor)
     validate_object(placeholder_deployment(args), minor)
+
+
+def test_placeholder_prepulls_each_image_with_an_init_container():
+    images = ["kserve/huggingfaceserver:v0.16.0", "vllm/vllm-openai:v0.11.0"]
+    pod = placeholder_deployment(headroom_args(prepull_images=images))["spec"]["template"]["spec"]
+    inits = pod["initContainers"]
+    assert [c["image"] for c in inits] == images and len({c["name"] for c in inits}) == 2
+    for c in inits:
+        # A no-op that exits at once; tiny requests, no GPU (the pause container holds the node's GPUs).
+        assert c["command"] == list(PREPULL_COMMAND) == ["true"]
+        assert c["imagePullPolicy"] == "IfNotPresent"
+        assert c["resources"]["requests"] == {"cpu": "10m", "memory": "16Mi"}
+    assert "initContainers" not in placeholder_deployment(headroom_args())["spec"]["template"]["spec"]
 
 
 def test_placeholder_holds_whole_nodes_of_the_gpu_class():
@@ -68,10 +82,11 @@ def test_schema_check_can_fail():
 
 @pytest.mark.parametrize("field, value", [
     ("priority", -11), ("priority", 0), ("priority", 5), ("nodes", 0), ("gpus_per_node", 0),
-    ("node_group", "L4"), ("node_selector", {"x": "y"}), ("image", "registry.k8s.io/pause")])
+    ("node_group", "L4"), ("node_selector", {"x": "y"}), ("image", "registry.k8s.io/pause"),
+    ("prepull_images", ["vllm/vllm-openai"]), ("prepull_images", "vllm/vllm-openai:v0.11.0")])
 def test_component_refuses_bad_args(field, value):
     harness = Harness()
-    with pytest.raises(ValueError, match=rf"^{field} \(GpuHeadroom \"h\"\): "):
+    with pytest.raises(ValueError, match=rf"^{field}(\[\d+\])? \(GpuHeadroom \"h\"\): "):
         harness.run(lambda: GpuHeadroom("h", headroom_args(**{field: value})))
     assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == []
 
@@ -109,17 +124,67 @@ def test_config_refuses_two_entries_for_one_group():
         load([{"nodeGroup": "l4", "nodes": 1}, {"nodeGroup": "l4", "nodes": 2}])
 
 
-def test_room_check_on_prods_chat_group():
+def with_services(entries, services):
+    cfg = copy.deepcopy(base())
+    cfg["gpuscale:kubernetes"] = {"serving": {"mode": "standard"}}
+    cfg["gpuscale:services"] = services
+    cfg["gpuscale:headroom"] = entries
+    return load_stack_config(cfg, "test", CATALOG)
+
+
+def model_service(name, **model):
+    return {"name": name, "nodeGroup": "l4", "model": {"storageUri": f"s3://models-bucket/{name}", **model},
+            "minReplicas": 1, "maxReplicas": 1, "scaling": {"preset": "hpa-example"},
+            "workload": {"concurrencyPerReplica": 4, "serviceTime": {"meanSeconds": 60},
+                         "coldStart": {"nodeProvisioningSeconds": 120, "imagePullSeconds": 90,
+                                       "modelLoadSeconds": 75}, "price": {"perInstanceHour": 0.8}}}
+
+
+RUNTIME = model_service("chat", format="huggingface")
+CUSTOM = model_service("own", container={"image": "vllm/vllm-openai:v0.11.0", "port": 8000})
+
+
+def test_prepull_images_from_the_groups_services():
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [CUSTOM]).headroom
+    assert h.prepull_images == ("vllm/vllm-openai:v0.11.0",)  # on by default: the image is known
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "images": ["kserve/huggingfaceserver:v0.16.0"]}],
+                         [CUSTOM, RUNTIME]).headroom
+    assert h.prepull_images == ("vllm/vllm-openai:v0.11.0", "kserve/huggingfaceserver:v0.16.0")
+    # A KServe runtime's image is not among the facts: without `images`, nothing is pre-pulled by default.
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [RUNTIME]).headroom
+    assert h.prepull_images == ()
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "prepullImages": False}], [CUSTOM]).headroom
+    assert h.prepull_images == ()
+
+
+@pytest.mark.parametrize("entry, services, key, allowed", [
+    ({"prepullImages": True}, [RUNTIME], "gpuscale:headroom[0].images", "not among the stack's facts"),
+    ({"prepullImages": True}, [CUSTOM, RUNTIME], "gpuscale:headroom[0].images", "chat"),
+    ({"prepullImages": True}, [], "gpuscale:headroom[0].prepullImages", "no service on the node group"),
+    ({"prepullImages": False, "images": ["a/b:1"]}, [CUSTOM], "gpuscale:headroom[0].images",
+     "only with prepullImages: true"),
+    ({"images": ["kserve/huggingfaceserver"]}, [RUNTIME], "gpuscale:headroom[0].images", "tag or digest"),
+    ({"prepullImages": "yes"}, [CUSTOM], "gpuscale:headroom[0].prepullImages", "true or false"),
+])
+def test_config_refuses_bad_prepull(entry, services, key, allowed):
+    with pytest.raises(ConfigError) as e:
+        with_services([{"nodeGroup": "l4", "nodes": 1, **entry}], services)
+    assert key in str(e.value) and allowed in str(e.value)
+
+
+def test_prods_chat_group_keeps_one_warm_node_with_the_runtime_image():
     from dataclasses import replace
 
-    from gpuscale.config.headroom import HeadroomConfig
     config = load_stack_file(ROOT, "prod")
-    assert not config.headroom, "prod keeps no headroom (docs/serving.md, GPU headroom: measured, not worth it)"
-    # chat fills l4-ondemand's 10 nodes at maxReplicas 10: one node of headroom does not fit beside it.
-    warm = replace(config, headroom=(HeadroomConfig("l4-ondemand", 1),))
-    (finding,) = [f for f in run_checks(warm) if f.check == "headroom-room"]
+    (h,) = config.headroom
+    chat = next(s for s in config.services if s.name == "chat")
+    # The pinned KServe's Hugging Face runtime image (charts/kserve-resources/values.yaml at v0.16.0).
+    assert (h.node_group, h.nodes, h.prepull_images) == ("l4-ondemand", 1, ("kserve/huggingfaceserver:v0.16.0",))
+    assert h.prepulls(chat)
+    # The group has room for chat's ten pods and the warm node.
+    assert not [f for f in run_checks(config) if f.check == "headroom-room"]
+    tight = replace(config, node_groups=tuple(replace(g, max_size=10) if g.name == "l4-ondemand" else g
+                                              for g in config.node_groups))
+    (finding,) = [f for f in run_checks(tight) if f.check == "headroom-room"]
     assert finding.severity == "warning" and "gpuscale:headroom[0].nodes" in finding.settings
     assert "maxSize 10" in finding.message
-    roomy = replace(warm, node_groups=tuple(replace(g, max_size=11) if g.name == "l4-ondemand" else g
-                                            for g in config.node_groups))
-    assert not [f for f in run_checks(roomy) if f.check == "headroom-room"]
