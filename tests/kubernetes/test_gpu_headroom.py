@@ -14,14 +14,16 @@ from kube_support import validate_object
 from gpuscale.plan.checks import run_checks
 from gpuscale.components.charts import upstream_facts
 from gpuscale.components.gpu_headroom import GpuHeadroom, GpuHeadroomArgs, placeholder_deployment, priority_class
-from gpuscale.config import ConfigError, load_stack_config, load_stack_file
+from gpuscale.config import ConfigError, load_stack_config
 from gpuscale.config.headroom import PAUSE_IMAGE, PREPULL_COMMAND, expendable_cutoff
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "config"))
 sys.path.insert(0, str(ROOT / "tests" / "components"))
+sys.path.insert(0, str(ROOT / "tests" / "sim"))
 from components_harness import Harness  # noqa: E402
 from test_config_validation import CATALOG, base  # noqa: E402
+from prod_headroom import prod_with_chat_headroom  # noqa: E402
 
 
 def headroom_args(**overrides) -> GpuHeadroomArgs:
@@ -94,6 +96,7 @@ def test_component_refuses_bad_args(field, value):
 def load(entries):
     cfg = copy.deepcopy(base())
     cfg["gpuscale:headroom"] = entries
+    cfg["gpuscale:modelBuckets"] = [{"name": "models-bucket"}]
     return load_stack_config(cfg, "test", CATALOG)
 
 
@@ -129,6 +132,7 @@ def with_services(entries, services):
     cfg["gpuscale:kubernetes"] = {"serving": {"mode": "standard"}}
     cfg["gpuscale:services"] = services
     cfg["gpuscale:headroom"] = entries
+    cfg["gpuscale:modelBuckets"] = [{"name": "models-bucket"}]
     return load_stack_config(cfg, "test", CATALOG)
 
 
@@ -175,7 +179,7 @@ def test_config_refuses_bad_prepull(entry, services, key, allowed):
 def test_prods_chat_group_keeps_one_warm_node_with_the_runtime_image():
     from dataclasses import replace
 
-    config = load_stack_file(ROOT, "prod")
+    config = prod_with_chat_headroom()
     (h,) = config.headroom
     chat = next(s for s in config.services if s.name == "chat")
     # The pinned KServe's Hugging Face runtime image (charts/kserve-resources/values.yaml at v0.16.0).

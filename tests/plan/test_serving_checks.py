@@ -25,19 +25,8 @@ def load(v: dict, stack: str):
     return load_stack_config(v, stack, RecordedInstanceTypes())
 
 
-# prod's chat averages its GPU metric over 10 s, shorter than the HPA's 15 s sync, on purpose (a faster first pod
-# on its warm headroom node: stacks/Pulumi.prod.yaml): the check's note about it is expected, and left out here.
-PROD_CHAT_PERIOD_NOTE = ("gpuscale:services[0].scaling.keda.gpuUtilization.periodSeconds",)
-
-
 def findings(v: dict, stack: str, check: str, plan=None) -> list:
-    return [f for f in run_checks(load(v, stack), plan) if f.check == check
-            and not (stack == "prod" and f.settings == PROD_CHAT_PERIOD_NOTE)]
-
-
-def test_prods_chat_period_note_is_the_only_timing_finding():
-    (note,) = [f for f in run_checks(load(values("prod"), "prod")) if f.check == "serving-timing"]
-    assert note.settings == PROD_CHAT_PERIOD_NOTE and note.severity == "info"
+    return [f for f in run_checks(load(v, stack), plan) if f.check == check]
 
 
 def service(v: dict, name: str) -> dict:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from gpuscale.config import load_stack_file
+from prod_headroom import prod_with_chat_headroom
 from gpuscale.config.headroom import HeadroomConfig
 from gpuscale.sim.serving import first_new_pod_seconds, simulate_service
 from gpuscale.sim.traces import burst
@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def chat(window: int | None = None, period: int | None = None, prepull: bool = False):
     """prod and its chat service; one warm node on chat's group, without pre-pull unless `prepull` (prod's own
     entry, which pre-pulls the runtime image); `window`, `period`: chat's scale-up window and GPU metric period."""
-    config = load_stack_file(ROOT, "prod")
+    config = prod_with_chat_headroom()
     (own,) = config.headroom
     config = replace(config, headroom=(own if prepull else HeadroomConfig("l4-ondemand", 1),))
     svc = next(s for s in config.services if s.name == "chat")
