@@ -123,6 +123,12 @@ def gpu_class(gpu_name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", gpu_name.lower()).strip("-")
 
 
+def placement_labels(gpu_name: str, capacity_type: str) -> dict[str, str]:
+    """The labels a pod selects a group's nodes by: GPU class and capacity type (`l4`, `on-demand`). Its nodes carry
+    them, and so does its scale-from-zero template."""
+    return {GPU_CLASS_LABEL: gpu_class(gpu_name), CAPACITY_TYPE_LABEL: capacity_type.lower().replace("_", "-")}
+
+
 def node_labels(gpu_name: str, capacity_type: str, ami_type: str, extra: Mapping[str, str]) -> dict[str, str]:
     """Labels EKS puts on the nodes: GPU class, capacity type and AMI family from the spec, then the caller's.
 
@@ -131,8 +137,8 @@ def node_labels(gpu_name: str, capacity_type: str, ami_type: str, extra: Mapping
     advertises `nvidia.com/gpu`, instead of adding more nodes for the same pending pods.
     """
     family = ami_type.split("_", 1)[0].lower()
-    return {GPU_CLASS_LABEL: gpu_class(gpu_name), ACCELERATOR_LABEL: f"nvidia-{gpu_class(gpu_name)}",
-            CAPACITY_TYPE_LABEL: capacity_type.lower().replace("_", "-"), AMI_FAMILY_LABEL: family, **extra}
+    return {**placement_labels(gpu_name, capacity_type), ACCELERATOR_LABEL: f"nvidia-{gpu_class(gpu_name)}",
+            AMI_FAMILY_LABEL: family, **extra}
 
 
 def scale_from_zero_tags(gpu_count: int, labels: Mapping[str, str], capacity_type: str) -> dict[str, str]:

@@ -40,13 +40,13 @@ from .gpu_alert_topic import GpuAlertTopic
 from .gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
 from .gpu_dashboard import DashboardGroupArgs, GpuDashboard
 from .gpu_headroom import GpuHeadroom
-from .gpu_node_group import GpuNodeGroup, gpu_class
+from .gpu_node_group import GpuNodeGroup, placement_labels
 from .gpu_scaling_policies import GpuScalingPolicies
 from .keda import Keda
 from .knative_serving import KnativeServing
 from .kserve import SERVICES_NAMESPACE, KServe
 from .local_model_cache import LocalModelCache
-from .labels import CAPACITY_TYPE_LABEL, GPU_CLASS_LABEL, SYSTEM_NODE_LABEL
+from .labels import SYSTEM_NODE_LABEL
 from .model_service import ModelService, ModelServiceArgs
 from .vertical_pod_autoscaler import VerticalPodAutoscaler
 from .nvidia_device_plugin import NvidiaDevicePlugin
@@ -75,8 +75,7 @@ def check_args(s: Section) -> None:
 
 def _group_node_selector(group: Any) -> dict[str, str]:
     """Labels a node group's nodes carry (and its scale-from-zero template too): its GPU class and capacity type."""
-    return {GPU_CLASS_LABEL: gpu_class(group.gpu.gpu_name),
-            CAPACITY_TYPE_LABEL: group.capacity_type.lower().replace("_", "-")}
+    return placement_labels(group.gpu.gpu_name, group.capacity_type)
 
 
 @documented
