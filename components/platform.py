@@ -120,7 +120,7 @@ class GpuPlatform(pulumi.ComponentResource):
         self._cluster = self._declare_cluster()
         self._node_groups = self._declare_node_groups()
         self._in_cluster = self._declare_kubernetes()
-        self._queue_arns, self._created_queues = self._declare_queues()
+        self._queue_arns, self._created_queues, self._existing_queues = self._declare_queues()
         self._model_buckets = self._declare_model_buckets()
         self._declare_serving()
         self._declare_headroom()
@@ -267,19 +267,23 @@ class GpuPlatform(pulumi.ComponentResource):
         return in_cluster
 
     # --- SQS queues the wake and demand signals name: created (dead-letter queue, encryption) unless they exist ---
-    def _declare_queues(self) -> tuple[dict[str, pulumi.Output[str]], dict[str, SignalQueue]]:
+    def _declare_queues(self) -> tuple[dict[str, pulumi.Output[str]], dict[str, SignalQueue], dict[str, Any]]:
+        """Each queue's ARN by name, the queues created here, and the existing ones as looked up (once: for the ARN
+        here and the URL where a wake names the queue)."""
         arns: dict[str, pulumi.Output[str]] = {}
         created: dict[str, SignalQueue] = {}
+        existing: dict[str, Any] = {}
         for q in self._config.queues:
             if q.existing:
-                arns[q.name] = aws.sqs.get_queue_output(name=q.name, opts=pulumi.InvokeOptions(parent=self)).arn
+                existing[q.name] = aws.sqs.get_queue_output(name=q.name, opts=pulumi.InvokeOptions(parent=self))
+                arns[q.name] = existing[q.name].arn
             else:
                 created[q.name] = SignalQueue(q.name, {
                     "queue_name": q.name, "visibility_timeout_seconds": q.visibility_timeout_seconds,
                     "message_retention_seconds": q.message_retention_seconds,
                     "max_receive_count": q.max_receive_count, "tags": self._tags}, opts=self._child())
                 arns[q.name] = created[q.name].queue_arn
-        return arns, created
+        return arns, created, existing
 
     # --- model buckets (issue 14): the buckets of gpuscale:modelBuckets, created unless they exist ---
     def _declare_model_buckets(self) -> dict[str, ModelBucket]:
@@ -290,7 +294,7 @@ class GpuPlatform(pulumi.ComponentResource):
         """A wake queue is one of the config's queues (the config says so): created here, or looked up."""
         if name in self._created_queues:
             return self._created_queues[name].queue_url
-        return aws.sqs.get_queue_output(name=name, opts=pulumi.InvokeOptions(parent=self)).url
+        return self._existing_queues[name].url
 
     # --- the serving layer: cert-manager, Knative Serving or KEDA, KServe, and the model services ---
     def _declare_serving(self) -> None:

@@ -86,3 +86,16 @@ def test_existing_queue_is_looked_up_not_created():
     (statement,) = json.loads(harness.one("aws:iam/rolePolicy:RolePolicy", "infer-requests").inputs["policy"])[
         "Statement"]
     assert statement["Resource"] == [arn] == ["arn:aws:sqs:us-west-2:123456789012:gpuscale-dev-infer-requests"]
+
+
+def test_an_existing_wake_queue_is_looked_up_once_for_its_arn_and_its_url():
+    values = copy.deepcopy(stack_values("prod"))
+    values["gpuscale:queues"] = [{"name": "gpuscale-prod-batch-generate", "existing": True}]
+    harness = Harness()
+    harness.run_program("prod", values)
+    lookups = [a for t, a in harness.invokes
+               if t == "aws:sqs/getQueue:getQueue" and a.get("name") == "gpuscale-prod-batch-generate"]
+    assert len(lookups) == 1, "one look-up serves the KEDA role's ARN and the ScaledObject's URL"
+    scaled = harness.one("kubernetes:keda.sh/v1alpha1:ScaledObject", "batch-scaler")
+    (sqs,) = [t for t in scaled.inputs["spec"]["triggers"] if t["type"] == "aws-sqs-queue"]
+    assert sqs["metadata"]["queueURL"].endswith("/gpuscale-prod-batch-generate"), sqs["metadata"]
