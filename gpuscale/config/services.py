@@ -21,6 +21,7 @@ register.go). KEDA's are v2.17's (see gpuscale/sim/keda.py), the HPA's Kubernete
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -136,14 +137,20 @@ KNATIVE_KEYS = {
 class ServingConfig:
     mode: str
     """``knative``: KServe on Knative Serving (KPA, the activator, scale to zero that queues); ``standard``: KServe's
-    raw Deployments scaled by an HPA or KEDA (with cert-manager for KServe's webhooks)."""
+    raw Deployments scaled by an HPA or KEDA (with cert-manager for KServe's webhooks). KServe's default
+    deploymentMode: each service runs in the mode of its own pod autoscaler (its InferenceService's
+    `serving.kserve.io/deploymentMode` annotation: `kpa` in Knative mode, `hpa` and `keda` in Standard mode), so one
+    stack may hold both (knative_installed)."""
     metrics_source: str
     """Where pod autoscalers read the agent's GPU metrics: ``cloudwatch`` (the agent's series, read by KEDA's
     aws-cloudwatch scaler: no extra infrastructure) or ``prometheus`` (a Prometheus server scraping the agent)."""
     prometheus_url: str | None
     """With ``prometheus``: the server's query URL (in-cluster, or Amazon Managed Service for Prometheus)."""
     knative: KnativeAutoscalerConfig
-    """Knative mode: the cluster-wide autoscaler settings (upstream's defaults where not set)."""
+    """Knative Serving's cluster-wide autoscaler settings (upstream's defaults where not set)."""
+    knative_given: tuple[str, tuple[tuple[str, Any], ...]] | None = None
+    """The `knative` section's config key and entries when the stack sets one (read_services refuses it where no
+    Knative Serving is installed); None: not set."""
 
 
 def read_serving(s: Section | None) -> ServingConfig | None:
@@ -159,12 +166,10 @@ def read_serving(s: Section | None) -> ServingConfig | None:
     if source == "cloudwatch" and url is not None:
         raise s.fail("prometheusUrl", url, "prometheusUrl only with metricsSource: prometheus")
     k = s.optional_section("knative")
-    if k is not None and mode != "knative":
-        raise s.fail("knative", s.data["knative"], "a knative section only with mode: knative (the standard mode "
-                                                   "installs no Knative autoscaler)")
     knative = read_knative_autoscaler(k) if k is not None else KnativeAutoscalerConfig()
     s.finish()
-    return ServingConfig(mode, source, url, knative)
+    given = (s.key("knative"), tuple(k.data.items())) if k is not None else None
+    return ServingConfig(mode, source, url, knative, knative_given=given)
 
 
 def read_knative_autoscaler(s: Section) -> KnativeAutoscalerConfig:
@@ -281,6 +286,23 @@ MODE_OF = {"kpa": KpaScaling, "hpa": HpaScaling, "keda": KedaScaling}
 SERVING_MODE_OF = {"kpa": "knative", "hpa": "standard", "keda": "standard"}
 """KServe's Knative mode scales with the KPA (its HPA class reads only CPU and memory; KEDA cannot scale a Knative
 revision's Deployment, which Knative owns); the Standard mode's Deployments are scaled by an HPA or KEDA."""
+
+
+def knative_installed(serving: ServingConfig, services: Sequence[ServiceConfig]) -> bool:
+    """Knative Serving (and its Kourier gateway) is installed when KServe's default mode is Knative or some service
+    is scaled by the KPA; otherwise the stack has no Knative at all."""
+    return serving.mode == "knative" or any(s.serving_mode == "knative" for s in services)
+
+
+def _declared_serving_mode(scaling: Section, default: str) -> str:
+    """The serving mode a service's `scaling:` section asks for (its preset's or its one pod autoscaler's), read
+    ahead of the section itself so that the pods' rules can follow it; `default` where the section names none
+    (_read_scaling then refuses it)."""
+    preset = PRESETS.get(scaling.data.get("preset")) if isinstance(scaling.data.get("preset"), str) else None
+    if preset is not None:
+        return SERVING_MODE_OF[preset.scaling.mode]
+    present = [m for m in SCALING_MODES if scaling.has(m)]
+    return SERVING_MODE_OF[present[0]] if len(present) == 1 else default
 
 
 @dataclass(frozen=True)
@@ -447,6 +469,11 @@ def read_services(top: Section, node_groups: tuple[NodeGroupConfig, ...],
             raise s.fail("name", service.name, f"a service name used once ({seen[service.name]} has it already)")
         seen[service.name] = s.key("name")
         services.append(service)
+    if serving is not None and serving.knative_given is not None and not knative_installed(serving, services):
+        key, entries = serving.knative_given
+        raise ConfigError(key, dict(entries), "a knative section only where Knative Serving is "
+                          "installed: mode knative, or a service scaled by kpa (this stack installs no Knative "
+                          "autoscaler to configure)")
     return tuple(services)
 
 
@@ -459,7 +486,9 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                                               "stack has none")
     group = groups[group_name]
     model = read_model(s.section("model"))
-    gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, serving.mode)
+    # The service's own mode (its pod autoscaler's), not the stack's default, decides what its pods may be.
+    mode = _declared_serving_mode(s.section("scaling"), serving.mode)
+    gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, mode)
     if gpus > group.gpu.gpu_count:
         raise s.fail("gpus", gpus, f"at most {group.gpu.gpu_count}: node group {group.name}'s "
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
@@ -467,7 +496,7 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
                                    group.image_volume_throughput_mibps)
-    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), serving.mode, cpu, memory,
+    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), mode, cpu, memory,
                                              group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
@@ -541,11 +570,6 @@ def _read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key
     reader = {"kpa": _read_kpa, "hpa": _read_hpa, "keda": _read_keda}[mode]
     scaling = reader(section, base, serving)
     s.finish()
-    needed = SERVING_MODE_OF[mode]
-    if serving.mode != needed:
-        raise s.fail(mode if preset is None else "preset", preset_name or s.data.get(mode),
-                     f"a pod autoscaler of the stack's serving mode {serving.mode} (gpuscale:kubernetes.serving."
-                     f"mode): {_MODE_RULE[serving.mode]}")
     if preset is not None:
         for key, value in preset.knative:
             have = getattr(serving.knative, KNATIVE_KEYS[key][0])
@@ -560,10 +584,6 @@ def _read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key
                                       "there is no GPU to measure and the service never wakes (add a keda.wake "
                                       "demand signal to scale to zero)")
     return scaling, preset_name
-
-
-_MODE_RULE = {"knative": "kpa (KServe's Knative mode scales revisions with Knative's autoscaler)",
-              "standard": "hpa or keda (KServe's Standard mode runs plain Deployments; the KPA needs Knative)"}
 
 
 def _read_kpa(s: Section, base: KpaScaling, serving: ServingConfig) -> KpaScaling:
