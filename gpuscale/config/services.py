@@ -243,6 +243,14 @@ class GpuTrigger:
     would average five minutes), or a PromQL avg_over_time range."""
 
 
+GATEWAY_SCRAPE_INTERVAL_SECONDS = 15
+"""How often a Prometheus scrapes Istio's gateways and proxies, as Istio's own Prometheus Operator sample configures it
+(samples/addons/extras/prometheus-operator.yaml: PodMonitor envoy-stats-monitor, `interval: 15s`; its addon
+prometheus.yaml scrapes every 15 s too). Prometheus's own default would be 1 minute."""
+MAX_SCRAPE_INTERVAL_SECONDS = 300
+"""A bound of ours: a gateway scraped less often than every 5 minutes cannot drive a pod autoscaler."""
+
+
 @dataclass(frozen=True)
 class WakeTrigger:
     """A demand signal that exists while the service is at zero: it activates the service (0 -> 1), and KEDA feeds
@@ -266,6 +274,9 @@ class WakeTrigger:
     istio_requests_total towards the service's predictor (components.pod_autoscaling.gateway_requests_query)."""
     prometheus_url: str | None = None
     """requests: the Prometheus server holding the gateway's counter; None: the serving section's prometheusUrl."""
+    scrape_interval_seconds: int = GATEWAY_SCRAPE_INTERVAL_SECONDS
+    """requests: how often that server scrapes the gateway's counter. A burst is in the rate only after the next
+    scrape, so the simulator sees the rate this late; the rate()'s range must hold two scrapes."""
 
 
 @dataclass(frozen=True)
@@ -673,13 +684,20 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
     per = s.float("perReplica", same.per_replica if same is not None else None, min=0, max=1e6, min_exclusive=True)
     activation = s.float("activation", same.activation if same is not None else 0.0, min=0, max=1e6)
     period = same.period_seconds if same is not None else WakeTrigger.period_seconds
+    scrape = same.scrape_interval_seconds if same is not None else WakeTrigger.scrape_interval_seconds
     if kind == "requests":
         period = _read_period(s, period, serving)
-    elif s.has("periodSeconds"):
-        raise s.fail("periodSeconds", s.data["periodSeconds"], "periodSeconds only with kind: requests (KEDA reads "
-                                                                "an SQS queue's length live)")
+        scrape = s.int("scrapeIntervalSeconds", scrape, min=1, max=MAX_SCRAPE_INTERVAL_SECONDS)
+        refusal = rate_range_refusal(period, scrape)
+        if refusal is not None:
+            raise s.fail("periodSeconds", period, refusal)
+    else:
+        for key, why in (("periodSeconds", "KEDA reads an SQS queue's length live"),
+                         ("scrapeIntervalSeconds", "no Prometheus reads an SQS queue")):
+            if s.has(key):
+                raise s.fail(key, s.data[key], f"{key} only with kind: requests ({why})")
     s.finish()
-    return WakeTrigger(kind, queue, per, activation, period, query, server)
+    return WakeTrigger(kind, queue, per, activation, period, query, server, scrape)
 
 
 PROMQL_RULE = "a PromQL expression giving the service's requests per second at the gateway"
@@ -697,6 +715,17 @@ def _read_gateway(s: Section, kind: str, same: WakeTrigger | None) -> tuple[str 
     server = s.str("prometheusUrl", same.prometheus_url if same else None, pattern=URL_PATTERN,
                    describe=PROMETHEUS_URL_RULE)
     return query, server
+
+
+def rate_range_refusal(range_seconds: int, scrape_interval_seconds: int) -> str | None:
+    """What a rate()'s range may be for a counter scraped every `scrape_interval_seconds`, when `range_seconds` is
+    not allowed, else None. rate() needs two samples inside its range: a shorter range returns nothing at some or
+    all evaluations, and KEDA's prometheus scaler reads no result as 0 (ignoreNullValues defaults to true), so the
+    service never wakes and the HPA sees no load."""
+    if range_seconds < 2 * scrape_interval_seconds:
+        return (f"at least {2 * scrape_interval_seconds} s: two scrapes of the gateway's counter "
+                f"(scrapeIntervalSeconds {scrape_interval_seconds}) in every rate() range")
+    return None
 
 
 def _read_period(s: Section, default: int, serving: ServingConfig) -> int:
