@@ -213,3 +213,25 @@ def test_prods_chat_group_keeps_one_warm_node_with_the_runtime_image():
     (finding,) = [f for f in run_checks(tight) if f.check == "headroom-room"]
     assert finding.severity == "warning" and "gpuscale:headroom[0].nodes" in finding.settings
     assert "maxSize 10" in finding.message
+
+
+def test_a_changed_priority_replaces_the_priority_class():
+    """The API server refuses to update a PriorityClass's value (ValidatePriorityClassUpdate) and pulumi-kubernetes
+    replaces one only for its name: the component marks the value itself, and deletes the fixed-name class first."""
+    harness = Harness()
+    harness.run(lambda: GpuHeadroom("h", headroom_args()))
+    klass = harness.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
+    assert set(klass.replace_on_changes) == {"value", "preemptionPolicy"} and klass.delete_before_replace
+    assert "value" in klass.inputs and "preemptionPolicy" in klass.inputs, "the marks name the inputs as sent"
+    deployment = harness.one("kubernetes:apps/v1:Deployment")
+    assert not deployment.replace_on_changes and not deployment.delete_before_replace
+    assert klass.urn in deployment.dependencies
+
+
+def test_a_changed_priority_rolls_the_placeholders_onto_the_new_class():
+    """Pods take their class's value when admitted: the template carries it, so a new value recreates them."""
+    low, high = (placeholder_deployment(headroom_args(priority=p))["spec"] for p in (-10, -3))
+    assert low["template"]["metadata"]["annotations"] != high["template"]["metadata"]["annotations"]
+    assert high["template"]["metadata"]["annotations"]["gpuscale.io/priority"] == "-3"
+    # Recreated, not rolled: a surge placeholder would need one more whole node.
+    assert low["strategy"] == {"type": "Recreate"}
