@@ -136,8 +136,7 @@ def read_prepull(s: Section, services: list[ServiceConfig]) -> tuple[str, ...]:
     format no runtime of the chart serves at the default protocol) needs its image in `images:` before the group
     pre-pulls. `prepullImages` defaults to true when every service's image is known."""
     listed = read_image_list(s, "images")
-    own = tuple(dict.fromkeys(svc.model.image for svc in services if svc.model.image is not None))
-    unknown = [svc.name for svc in services if svc.model.image is None]
+    own, unknown = service_images(services)
     known = not (unknown and not listed) and bool(own or listed)
     prepull = s.bool("prepullImages", known)
     if not prepull:
@@ -151,6 +150,19 @@ def read_prepull(s: Section, services: list[ServiceConfig]) -> tuple[str, ...]:
     if not own and not listed:
         raise s.fail("prepullImages", True, "false: no service on the node group has an image to pre-pull")
     return tuple(dict.fromkeys(own + listed))
+
+
+def service_images(services: list[ServiceConfig]) -> tuple[tuple[str, ...], list[str]]:
+    """The services' serving images (each once, in order) and the names of those whose image is unknown."""
+    own = tuple(dict.fromkeys(svc.model.image for svc in services if svc.model.image is not None))
+    return own, [svc.name for svc in services if svc.model.image is None]
+
+
+def default_prepull(services: list[ServiceConfig]) -> tuple[str, ...]:
+    """What an entry that names neither `prepullImages` nor `images:` pre-pulls for these services (those of its node
+    group): their images when every one is known, else none (read_prepull's default)."""
+    own, unknown = service_images(services)
+    return () if unknown else own
 
 
 def headroom_of(headroom: tuple[HeadroomConfig, ...], node_group: str) -> HeadroomConfig | None:
