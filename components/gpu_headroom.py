@@ -24,6 +24,7 @@ from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE
 
 APP_LABEL = "app.kubernetes.io/name"
+PRIORITY_ANNOTATION = "gpuscale.io/priority"
 
 
 class GpuHeadroomArgs(TypedDict):
@@ -56,6 +57,18 @@ def check_args(s: Section) -> None:
     s.str("namespace", "default", pattern=DNS_LABEL_PATTERN, describe="a Kubernetes namespace name")
 
 
+PRIORITY_CLASS_REPLACEMENT: dict[str, Any] = {
+    # The API server refuses an update to a PriorityClass's value or preemptionPolicy ("may not be changed in an
+    # update": ValidatePriorityClassUpdate, kubernetes pkg/apis/scheduling/validation), and pulumi-kubernetes's
+    # diff replaces a PriorityClass only for its name: without these, a changed `priority` would fail at apply.
+    "replace_on_changes": ["value", "preemptionPolicy"],
+    # The name is fixed (`<group>-headroom`, what the placeholders' priorityClassName names): the new class can only
+    # be created once the old one is gone.
+    "delete_before_replace": True,
+}
+"""The resource options of the placeholders' PriorityClass: a changed value replaces it."""
+
+
 def priority_class(args: GpuHeadroomArgs) -> dict[str, Any]:
     """The PriorityClass (scheduling.k8s.io/v1) as an object."""
     return {"apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
@@ -77,8 +90,13 @@ def placeholder_deployment(args: GpuHeadroomArgs) -> dict[str, Any]:
                          # Placeholders wait for nodes the autoscaler adds (minutes from zero): pulumi-kubernetes
                          # would otherwise hold `pulumi up` until they are ready, and fail it after ten minutes.
                          "annotations": {"pulumi.com/skipAwait": "true"}},
-            "spec": {"replicas": args["nodes"], "selector": {"matchLabels": labels}, "template": {
-                "metadata": {"labels": labels},
+            "spec": {"replicas": args["nodes"], "selector": {"matchLabels": labels},
+                     # A placeholder holds a whole node: a rolling update's surge pod would wait for one more node
+                     # (minutes, billed); recreated, the new placeholders take the nodes the old ones leave.
+                     "strategy": {"type": "Recreate"}, "template": {
+                # A pod's priority is resolved from its class when it is admitted, never after: the value in the
+                # template makes a changed priority (its PriorityClass replaced) roll the placeholders onto it.
+                "metadata": {"labels": labels, "annotations": {PRIORITY_ANNOTATION: str(args["priority"])}},
                 "spec": {
                     "priorityClassName": name,
                     # Preempted pods should free the GPUs at once: the pause container has nothing to drain.
@@ -129,7 +147,7 @@ class GpuHeadroom(pulumi.ComponentResource):
         klass = k8s.scheduling.v1.PriorityClass(
             f"{name}-priority", metadata=pc["metadata"], value=pc["value"], global_default=pc["globalDefault"],
             preemption_policy=pc["preemptionPolicy"], description=pc["description"],
-            opts=pulumi.ResourceOptions(parent=self))
+            opts=pulumi.ResourceOptions(parent=self, **PRIORITY_CLASS_REPLACEMENT))
         deployment = k8s.apps.v1.Deployment(
             f"{name}-placeholder", metadata=dep["metadata"], spec=dep["spec"],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[klass]))

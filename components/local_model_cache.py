@@ -108,7 +108,7 @@ def check_args(s: Section) -> None:
         on = m.str_list("node_groups", min_items=1)
         for group in on if isinstance(on, (list, tuple)) else ():
             if group not in names:
-                m.report("node_groups", on, f"names of node_groups ({', '.join(names)})")
+                m.report("node_groups", list(on), f"names of node_groups ({', '.join(names)})")
                 break
         m.finish()
     s.input("oidc_provider_arn")

@@ -25,14 +25,12 @@ COMPONENT_MODULES = (
     "gpu_scaling_policies", "gpu_alarms", "gpu_alert_topic", "gpu_dashboard", "irsa_role", "cluster_autoscaler",
     "nvidia_device_plugin", "agent_image", "agent_daemonset", "signal_queue", "gpu_headroom",
     "vertical_pod_autoscaler",
+    "local_model_cache",
     "cert_manager", "knative_serving", "kserve", "keda", "model_service", "model_bucket",
 )
-"""Modules of gpuscale.components whose component the package exposes (one component per module)."""
-
-NOT_YET_EXPOSED: tuple[str, ...] = ("local_model_cache",)
-"""Component modules not served to other languages yet: the local model cache (its Args not yet checked against
-the host's schema rules). ModelService's scaling, once a union of three Args types that the component host cannot
-describe, is one optional object per scaling mode."""
+"""Modules of gpuscale.components whose component the package exposes (one component per module): every one but
+PYTHON_ONLY's. Their Args keep to what the host can describe: TypedDicts, no unions (ModelService's scaling is one
+optional object per scaling mode), each nested Args type named once in the package."""
 
 
 PYTHON_ONLY = ("platform",)

@@ -307,8 +307,8 @@ whole pod or container schema (the facts would be ten times the size); an object
 
 def kserve(repo: Path) -> dict[str, object]:
     """KServe at the pinned chart: the charts' values, the CRDs gpuscale declares (InferenceService) or the model
-    cache will (LocalModelCache, LocalModelNodeGroup), the runtimes the chart installs with their model formats, and
-    the annotation keys and values the controller reads."""
+    cache will (LocalModelCache, LocalModelNodeGroup), the runtimes the chart installs with their images and model
+    formats, and the annotation keys and values the controller reads."""
     pin = CHARTS["kserve"]
     tag = pin.version
     crd_dir = "charts/kserve-crd/templates"
@@ -318,11 +318,10 @@ def kserve(repo: Path) -> dict[str, object]:
     constants = git(repo, "show", f"{tag}:pkg/constants/constants.go")
     s3 = git(repo, "show", f"{tag}:pkg/credentials/s3/s3_secret.go")
     creds = git(repo, "show", f"{tag}:pkg/credentials/service_account_credentials.go")
-    runtimes_dir = "config/runtimes"
     facts = source_facts(repo, tag, "https://github.com/kserve/kserve", [
         "charts/kserve-resources/", "charts/kserve-crd/", *(f"{crd_dir}/{f}" for f, _ in crds.values()),
         "pkg/constants/constants.go", "pkg/credentials/s3/s3_secret.go",
-        "pkg/credentials/service_account_credentials.go", f"{runtimes_dir}/"])
+        "pkg/credentials/service_account_credentials.go", RUNTIMES_TEMPLATE])
     charts = {}
     for key, chart_dir in (("kserve", "charts/kserve-resources"), ("kserve-crd", "charts/kserve-crd")):
         c = chart_facts(repo, tag, chart_dir, facts["source"])
@@ -354,16 +353,59 @@ def kserve(repo: Path) -> dict[str, object]:
     facts["deploymentModes"] = {"Knative": modes["Knative"], "Standard": modes["Standard"]}
     facts["autoscalerClasses"] = sorted(classes.values())
     facts["standardAutoscalerClasses"] = sorted(classes[n.strip()] for n in allowed.group(1).split(",") if n.strip())
-    runtimes = {}
-    for name in git(repo, "ls-tree", "--name-only", tag, f"{runtimes_dir}/").split():
-        if name.endswith("kustomization.yaml"):
-            continue
-        for doc in yaml.safe_load_all(git(repo, "show", f"{tag}:{name}")):
-            if doc and doc.get("kind") == "ClusterServingRuntime":
-                runtimes[doc["metadata"]["name"]] = sorted(
-                    {f["name"] for f in doc["spec"]["supportedModelFormats"] if f.get("autoSelect")})
-    facts["clusterServingRuntimes"] = dict(sorted(runtimes.items()))
+    values = yaml.safe_load(git(repo, "show", f"{tag}:charts/kserve-resources/values.yaml"))
+    facts["clusterServingRuntimes"] = serving_runtimes(git(repo, "show", f"{tag}:{RUNTIMES_TEMPLATE}"), values)
     return facts
+
+
+RUNTIMES_TEMPLATE = "charts/kserve-resources/templates/clusterservingruntimes.yaml"
+"""The ClusterServingRuntimes the KServe chart installs (what gpuscale installs), with their images from values."""
+
+
+def render_values(template: str, values: dict) -> str:
+    """A Helm template with each `{{ .Values.a.b }}` replaced by its default from values.yaml, the lines that are only
+    template actions ({{- with }}, {{- toYaml . }}, {{- end }}) dropped and any other inline action ({{ . }}) left
+    empty: enough to read the fields the runtimes' facts take (names, images, formats, protocols, workers)."""
+    def value(match: re.Match) -> str:
+        path = re.fullmatch(r"\.Values\.([A-Za-z0-9_.]+)", match.group(1).strip())
+        if path is None:
+            return ""
+        node: object = values
+        for part in path.group(1).split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise SystemExit(f"{RUNTIMES_TEMPLATE}: .Values.{path.group(1)} is not in values.yaml")
+            node = node[part]
+        return str(node).lower() if isinstance(node, bool) else str(node)
+    lines = [line for line in template.splitlines() if not re.fullmatch(r"\s*{{.*}}\s*", line)]
+    return re.sub(r"{{-?(.*?)-?}}", value, "\n".join(lines))
+
+
+def serving_runtimes(template: str, values: dict) -> dict[str, object]:
+    """Per ClusterServingRuntime of the chart: its serving image, the model formats it declares (autoSelect and
+    priority, merged over the formats' versions: gpuscale names no version), protocol versions, whether it is a
+    multi-node runtime (a workerSpec) and whether the chart installs it disabled. KServe picks a runtime for a model
+    from exactly these (pkg/apis/serving/v1beta1/predictor_model.go: GetSupportingRuntimes)."""
+    runtimes: dict[str, object] = {}
+    for doc in yaml.safe_load_all(render_values(template, values)):
+        if not doc or doc.get("kind") != "ClusterServingRuntime":
+            continue
+        name, spec = doc["metadata"]["name"], doc["spec"]
+        images = {c["image"] for c in spec["containers"] if c["name"] == "kserve-container"}
+        if len(images) != 1:
+            raise SystemExit(f"{RUNTIMES_TEMPLATE}: {name} has {len(images)} kserve-container images, not one")
+        formats: dict[str, dict[str, object]] = {}
+        for f in spec["supportedModelFormats"]:
+            declared = {"autoSelect": bool(f.get("autoSelect", False)), "priority": f.get("priority")}
+            if formats.setdefault(f["name"], declared) != declared:
+                raise SystemExit(f"{RUNTIMES_TEMPLATE}: {name} declares {f['name']} twice with different "
+                                 f"autoSelect or priority ({formats[f['name']]}, {declared})")
+        runtimes[name] = {"image": images.pop(), "modelFormats": dict(sorted(formats.items())),
+                          "protocolVersions": list(spec.get("protocolVersions", [])),
+                          "multiModel": bool(spec.get("multiModel", False)), "multiNode": "workerSpec" in spec,
+                          "disabled": spec.get("disabled", False) is True}
+    if not runtimes:
+        raise SystemExit(f"{RUNTIMES_TEMPLATE}: no ClusterServingRuntime")
+    return dict(sorted(runtimes.items()))
 
 
 def knative_serving(repo: Path) -> dict[str, object]:

@@ -65,12 +65,13 @@ class HeadroomConfig:
     """Images the placeholders pull ahead of the services (one init container each); empty: none pre-pulled."""
 
     def prepulls(self, service: ServiceConfig) -> bool:
-        """Whether a pod of `service` on one of these warm nodes finds its image there: its own container image is
-        pre-pulled, or (a KServe runtime, whose image the stack does not know) the entry names the runtime images
-        in `images:`, which read_headroom requires before it pre-pulls for such a service."""
-        container = service.model.container
-        if container is not None:
-            return container.image in self.prepull_images
+        """Whether a pod of `service` on one of these warm nodes finds its image there: its serving image (its own
+        container's, or its KServe runtime's from the pinned chart's facts: ModelConfig.image) is pre-pulled. A
+        service whose image is unknown (no runtime of the pinned chart is known to serve it) counts as pre-pulled
+        where the entry names images in `images:`, which read_headroom requires before it pre-pulls for it."""
+        image = service.model.image
+        if image is not None:
+            return image in self.prepull_images
         return bool(self.prepull_images)
 
 
@@ -128,14 +129,14 @@ def read_headroom(items: list[Section], node_groups: tuple[NodeGroupConfig, ...]
 
 
 def read_prepull(s: Section, services: list[ServiceConfig]) -> tuple[str, ...]:
-    """The images an entry's placeholders pre-pull: the custom container images of the group's services and the
-    entry's `images:`. A KServe runtime's image is not among the stack's facts (components/upstream/kserve.json
-    records the runtimes' model formats, not their images), so a group with such a service pre-pulls only when
-    `images:` names it (e.g. kserve/huggingfaceserver:v0.16.0, the chart's kserve.servingruntime.huggingfaceserver
-    image and tag at the pinned v0.16.0). `prepullImages` defaults to true when every service's image is known."""
+    """The images an entry's placeholders pre-pull: the serving images of the group's services (a custom container's
+    image, or the image of the KServe runtime serving the model's format: the pinned chart's
+    `kserve.servingruntime.<runtime>.image` and `tag`, recorded in components/upstream/kserve.json) and the entry's
+    `images:` (extra images). A service whose image the facts cannot name (a runtime the chart does not install, a
+    format no runtime of the chart serves at the default protocol) needs its image in `images:` before the group
+    pre-pulls. `prepullImages` defaults to true when every service's image is known."""
     listed = read_image_list(s, "images")
-    own = tuple(dict.fromkeys(svc.model.container.image for svc in services if svc.model.container is not None))
-    unknown = [svc.name for svc in services if svc.model.container is None]
+    own, unknown = service_images(services)
     known = not (unknown and not listed) and bool(own or listed)
     prepull = s.bool("prepullImages", known)
     if not prepull:
@@ -143,11 +144,25 @@ def read_prepull(s: Section, services: list[ServiceConfig]) -> tuple[str, ...]:
             s.report("images", list(listed), "images only with prepullImages: true (the images to pre-pull)")
         return ()
     if unknown and not listed:
-        raise s.fail("images", None, f"the serving images of {', '.join(unknown)} (a KServe runtime's image is not "
-                                     "among the stack's facts): list them, or set prepullImages: false")
+        raise s.fail("images", None, f"the serving images of {', '.join(unknown)} (no runtime of the pinned KServe "
+                                     "chart is known to serve their model, so their images are not among the "
+                                     "stack's facts): list them, or set prepullImages: false")
     if not own and not listed:
         raise s.fail("prepullImages", True, "false: no service on the node group has an image to pre-pull")
     return tuple(dict.fromkeys(own + listed))
+
+
+def service_images(services: list[ServiceConfig]) -> tuple[tuple[str, ...], list[str]]:
+    """The services' serving images (each once, in order) and the names of those whose image is unknown."""
+    own = tuple(dict.fromkeys(svc.model.image for svc in services if svc.model.image is not None))
+    return own, [svc.name for svc in services if svc.model.image is None]
+
+
+def default_prepull(services: list[ServiceConfig]) -> tuple[str, ...]:
+    """What an entry that names neither `prepullImages` nor `images:` pre-pulls for these services (those of its node
+    group): their images when every one is known, else none (read_prepull's default)."""
+    own, unknown = service_images(services)
+    return () if unknown else own
 
 
 def headroom_of(headroom: tuple[HeadroomConfig, ...], node_group: str) -> HeadroomConfig | None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from gpu_metrics_agent import catalogue
 
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
+from ..components.serving_runtimes import runtime_image
 from .caches import ModelCacheConfig, read_model_cache
 from .hpa_behavior import Behavior, ScalingPolicy, ScalingRules
 from .reader import REQUIRED, ConfigError, Section, guarded
@@ -390,6 +391,14 @@ class ModelConfig:
     @property
     def from_s3(self) -> bool:
         return self.storage_uri is not None and self.storage_uri.startswith("s3://")
+
+    @property
+    def image(self) -> str | None:
+        """The serving image: the custom container's, or the image of the KServe runtime serving the format (the
+        pinned chart's, components/serving_runtimes.py); None where the facts cannot say which runtime serves it."""
+        if self.container is not None:
+            return self.container.image
+        return runtime_image(self.format, self.runtime) if self.format is not None else None
 
 
 @dataclass(frozen=True)

@@ -190,8 +190,16 @@ def change_lines(d: PlanDiff, width: int) -> list[str]:
     lines = [f"+ {r.type}  {r.name}" for r in d.added]
     for sign, changes in (("+-", d.replaced), ("~", d.updated)):
         for c in changes:
-            lines.append(f"{sign} {c.resource.type}  {c.resource.name}" + ("  (replace)" if c.replaces else ""))
+            lines.append(f"{sign} {c.resource.type}  {c.resource.name}" + _replace_mark(c))
             lines += [f"      {path}: {short(a, width)} => {short(b, width)}" for path, a, b in c.changes]
             lines += [f"      replaced because {why}" for why in c.replaced_by]
     lines += [f"- {r.type}  {r.name}" for r in d.removed]
     return lines
+
+
+def _replace_mark(c: ResourceChange) -> str:
+    """How a replacement goes: the engine creates the new resource before it deletes the old one, unless the program
+    marks it `deleteBeforeReplace` (a fixed name the two cannot share), which leaves a moment without either."""
+    if not c.replaces:
+        return ""
+    return "  (replace, delete first)" if c.resource.options.get("deleteBeforeReplace") else "  (replace)"

@@ -315,15 +315,17 @@ class HeadroomSuggestion:
 def suggest_headroom(service: ServiceConfig, config: Any, trace: Trace, target_p95: float) -> HeadroomSuggestion:
     """The smallest gpuscale:headroom on the service's node group (0, 1, ... up to the room its maxSize leaves
     above the group's floor) whose simulated p95 wait on `trace` is at most `target_p95` seconds."""
-    from ..config.headroom import HeadroomConfig
+    from ..config.headroom import HeadroomConfig, default_prepull
 
     if not target_p95 > 0:
         raise SimulationError(f"--target-p95 {target_p95!r}: seconds > 0")
     group = next(g for g in config.node_groups if g.name == service.node_group)
     others = tuple(h for h in getattr(config, "headroom", ()) if h.node_group != service.node_group)
-    # The stack's own entry for the group, if any, with only its node count varied (its pre-pulled images kept).
+    # The stack's own entry for the group, if any, with only its node count varied (its pre-pulled images kept);
+    # else the entry the suggestion prints, as the config reads it (pre-pulling where the images are known).
     own = next((h for h in getattr(config, "headroom", ()) if h.node_group == service.node_group),
-               HeadroomConfig(group.name, 1))
+               HeadroomConfig(group.name, 1, prepull_images=default_prepull(
+                   [s for s in config.services if s.node_group == group.name])))
     tried = []
     for n in range(0, max(0, group.max_size - group.min_size) + 1):
         trial = replace(config, headroom=others + ((replace(own, nodes=n),) if n else ()))

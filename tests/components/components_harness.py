@@ -40,6 +40,9 @@ class Registered:
     """The id the mocks gave it (empty for components)."""
     aliases: tuple[dict[str, Any], ...] = ()
     """Its aliases as the engine receives them (`{"spec": {"noParent": True}}`: it was declared at the top)."""
+    replace_on_changes: tuple[str, ...] = ()
+    """Inputs whose change the program says replaces it (`replace_on_changes`)."""
+    delete_before_replace: bool = False
 
 
 class RecordingMonitor(MockMonitor):
@@ -57,7 +60,8 @@ class RecordingMonitor(MockMonitor):
         inputs = rpc.deserialize_properties(request.object, keep_unknowns=True) if request.object else {}
         self.registered.append(Registered(request.type, request.name, request.parent, inputs,
                                           tuple(request.ignoreChanges), tuple(request.dependencies), response.urn,
-                                          response.id, tuple(MessageToDict(a) for a in request.aliases)))
+                                          response.id, tuple(MessageToDict(a) for a in request.aliases),
+                                          tuple(request.replaceOnChanges), bool(request.deleteBeforeReplace)))
         return response
 
 

@@ -21,7 +21,7 @@ from typing_extensions import is_typeddict
 import gpuscale.components
 from gpuscale.components import _docs
 from gpuscale.config.args import admits_none
-from gpuscale.provider import NOT_YET_EXPOSED, PACKAGE, PYTHON_ONLY, components, provider, schema, version
+from gpuscale.provider import PACKAGE, PYTHON_ONLY, components, provider, schema, version
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = schema()
@@ -38,7 +38,7 @@ def _type(token_name: str) -> dict:
 def test_every_public_component_is_in_the_package_under_its_own_type_token():
     public = set()
     for module in pkgutil.iter_modules(gpuscale.components.__path__):
-        if module.name.startswith("_") or module.name in NOT_YET_EXPOSED + PYTHON_ONLY:
+        if module.name.startswith("_") or module.name in PYTHON_ONLY:
             continue
         mod = importlib.import_module(f"gpuscale.components.{module.name}")
         public |= {v for v in vars(mod).values() if inspect.isclass(v)
@@ -226,3 +226,46 @@ def test_a_model_service_constructed_as_another_language_leaves_out_what_python_
     assert "advanced" not in scaler, "behavior left out: the API's defaults"
     predictor = harness.one("kubernetes:serving.kserve.io/v1beta1:InferenceService").inputs["spec"]["predictor"]
     assert predictor["model"]["storageUri"] == "s3://gpuscale-test-models/chat" and "runtime" not in predictor["model"]
+
+
+CACHE_INPUTS = {
+    "nodeGroups": [{"name": "l4-ondemand", "nodeSelector": {"gpuscale.io/gpu-class": "l4"}, "storageLimit": "40Gi"}],
+    "models": [{"name": "chat", "storageUri": "s3://gpuscale-test-models/chat", "modelSize": "16Gi",
+                "nodeGroups": ["l4-ondemand"]}],
+    "oidcProviderArn": "arn:aws:iam::123456789012:oidc-provider/oidc.eks.us-west-2.amazonaws.com/id/X",
+    "oidcIssuerUrl": "https://oidc.eks.us-west-2.amazonaws.com/id/X"}
+
+
+def test_the_local_model_cache_is_served_with_typed_node_group_and_model_objects():
+    cache = SCHEMA["resources"]["gpuscale:index:LocalModelCache"]
+    assert sorted(cache["requiredInputs"]) == ["models", "nodeGroups", "oidcIssuerUrl", "oidcProviderArn"]
+    assert cache["inputProperties"]["nodeGroups"]["items"]["$ref"] == "#/types/gpuscale:index:CacheNodeGroupArgs"
+    assert cache["inputProperties"]["models"]["items"]["$ref"] == "#/types/gpuscale:index:CachedModelArgs"
+    assert "plain" not in cache["inputProperties"]["oidcProviderArn"], "the cluster's output, passed as it is"
+    assert _type("CacheNodeGroupArgs")["required"] == ["name", "nodeSelector", "storageLimit"]
+    assert _type("CachedModelArgs")["properties"]["nodeGroups"]["items"]["type"] == "string"
+    assert cache["properties"]["roleArn"]["type"] == "string" and cache["required"] == ["roleArn"]
+
+
+def test_a_local_model_cache_constructed_as_another_language_declares_it(harness):
+    host = provider()
+    result = harness.run(lambda: host.construct("cache", "gpuscale:index:LocalModelCache", CACHE_INPUTS))
+    assert set(result.state) == {"roleArn"}
+    group = harness.one("kubernetes:serving.kserve.io/v1alpha1:LocalModelNodeGroup").inputs
+    assert group["metadata"]["name"] == "l4-ondemand" and group["spec"]["storageLimit"] == "40Gi"
+    term = group["spec"]["persistentVolumeSpec"]["nodeAffinity"]["required"]["nodeSelectorTerms"][0]
+    assert term["matchExpressions"] == [{"key": "gpuscale.io/gpu-class", "operator": "In", "values": ["l4"]}]
+    model = harness.one("kubernetes:serving.kserve.io/v1alpha1:LocalModelCache").inputs["spec"]
+    assert model == {"sourceModelUri": "s3://gpuscale-test-models/chat", "modelSize": "16Gi",
+                     "nodeGroups": ["l4-ondemand"]}
+    harness.one("kubernetes:core/v1:ServiceAccountPatch")
+
+
+def test_a_local_model_cache_from_another_language_is_refused_by_its_field_names(harness):
+    host = provider()
+    bad = {**CACHE_INPUTS, "models": [{**CACHE_INPUTS["models"][0], "nodeGroups": ["h100"]}]}
+    # The host wraps the component's ValueError (ComponentInitError), keeping its message: key, value, what is allowed.
+    with pytest.raises(Exception, match=r"^models\[0\]\.node_groups \(LocalModelCache \"cache\", model \"chat\"\): "
+                                        r"\['h100'\] is not allowed; allowed: names of node_groups \(l4-ondemand\)$"):
+        harness.run(lambda: host.construct("cache", "gpuscale:index:LocalModelCache", bad))
+    assert [r.type for r in harness.resources if r.type != "pulumi:pulumi:Stack"] == [], "nothing declared"

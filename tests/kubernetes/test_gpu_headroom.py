@@ -146,24 +146,44 @@ def model_service(name, **model):
 
 RUNTIME = model_service("chat", format="huggingface")
 CUSTOM = model_service("own", container={"image": "vllm/vllm-openai:v0.11.0", "port": 8000})
+# A runtime by name that the KServe chart does not install (the cluster's own ServingRuntime): its image is unknown.
+OTHER_RUNTIME = model_service("other", format="huggingface", runtime="my-vllm-runtime")
 
 
 def test_prepull_images_from_the_groups_services():
     (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [CUSTOM]).headroom
     assert h.prepull_images == ("vllm/vllm-openai:v0.11.0",)  # on by default: the image is known
-    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "images": ["kserve/huggingfaceserver:v0.16.0"]}],
-                         [CUSTOM, RUNTIME]).headroom
+    # A KServe runtime's image is among the facts (the pinned chart's kserve.servingruntime.huggingfaceserver image
+    # and tag): pre-pulled by default too, no `images:` needed.
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [CUSTOM, RUNTIME]).headroom
     assert h.prepull_images == ("vllm/vllm-openai:v0.11.0", "kserve/huggingfaceserver:v0.16.0")
-    # A KServe runtime's image is not among the facts: without `images`, nothing is pre-pulled by default.
-    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [RUNTIME]).headroom
+    # `images:` adds extra images after the services' own, each once.
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "images": ["kserve/huggingfaceserver:v0.16.0",
+                                                                      "example/sidecar:1.2"]}], [RUNTIME]).headroom
+    assert h.prepull_images == ("kserve/huggingfaceserver:v0.16.0", "example/sidecar:1.2")
+    # A runtime the chart does not install: its image is unknown, so nothing is pre-pulled by default...
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1}], [RUNTIME, OTHER_RUNTIME]).headroom
     assert h.prepull_images == ()
+    # ... until `images:` names it.
+    (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "images": ["example/vllm:0.11"]}],
+                         [RUNTIME, OTHER_RUNTIME]).headroom
+    assert h.prepull_images == ("kserve/huggingfaceserver:v0.16.0", "example/vllm:0.11")
     (h,) = with_services([{"nodeGroup": "l4", "nodes": 1, "prepullImages": False}], [CUSTOM]).headroom
     assert h.prepull_images == ()
 
 
+def test_a_runtime_service_on_a_warm_node_finds_its_image_only_when_pre_pulled():
+    config = with_services([{"nodeGroup": "l4", "nodes": 1}], [RUNTIME, CUSTOM])
+    (h,) = config.headroom
+    chat, own = (next(s for s in config.services if s.name == n) for n in ("chat", "own"))
+    assert chat.model.image == "kserve/huggingfaceserver:v0.16.0" and h.prepulls(chat) and h.prepulls(own)
+    from dataclasses import replace
+    assert not replace(h, prepull_images=("vllm/vllm-openai:v0.11.0",)).prepulls(chat)
+
+
 @pytest.mark.parametrize("entry, services, key, allowed", [
-    ({"prepullImages": True}, [RUNTIME], "gpuscale:headroom[0].images", "not among the stack's facts"),
-    ({"prepullImages": True}, [CUSTOM, RUNTIME], "gpuscale:headroom[0].images", "chat"),
+    ({"prepullImages": True}, [OTHER_RUNTIME], "gpuscale:headroom[0].images", "not among the stack's facts"),
+    ({"prepullImages": True}, [CUSTOM, RUNTIME, OTHER_RUNTIME], "gpuscale:headroom[0].images", "other"),
     ({"prepullImages": True}, [], "gpuscale:headroom[0].prepullImages", "no service on the node group"),
     ({"prepullImages": False, "images": ["a/b:1"]}, [CUSTOM], "gpuscale:headroom[0].images",
      "only with prepullImages: true"),
@@ -182,7 +202,8 @@ def test_prods_chat_group_keeps_one_warm_node_with_the_runtime_image():
     config = prod_with_chat_headroom()
     (h,) = config.headroom
     chat = next(s for s in config.services if s.name == "chat")
-    # The pinned KServe's Hugging Face runtime image (charts/kserve-resources/values.yaml at v0.16.0).
+    # The pinned KServe's Hugging Face runtime image (charts/kserve-resources/values.yaml at v0.16.0), from the
+    # facts: the entry names no `images:`.
     assert (h.node_group, h.nodes, h.prepull_images) == ("l4-ondemand", 1, ("kserve/huggingfaceserver:v0.16.0",))
     assert h.prepulls(chat)
     # The group has room for chat's ten pods and the warm node.
@@ -192,3 +213,25 @@ def test_prods_chat_group_keeps_one_warm_node_with_the_runtime_image():
     (finding,) = [f for f in run_checks(tight) if f.check == "headroom-room"]
     assert finding.severity == "warning" and "gpuscale:headroom[0].nodes" in finding.settings
     assert "maxSize 10" in finding.message
+
+
+def test_a_changed_priority_replaces_the_priority_class():
+    """The API server refuses to update a PriorityClass's value (ValidatePriorityClassUpdate) and pulumi-kubernetes
+    replaces one only for its name: the component marks the value itself, and deletes the fixed-name class first."""
+    harness = Harness()
+    harness.run(lambda: GpuHeadroom("h", headroom_args()))
+    klass = harness.one("kubernetes:scheduling.k8s.io/v1:PriorityClass")
+    assert set(klass.replace_on_changes) == {"value", "preemptionPolicy"} and klass.delete_before_replace
+    assert "value" in klass.inputs and "preemptionPolicy" in klass.inputs, "the marks name the inputs as sent"
+    deployment = harness.one("kubernetes:apps/v1:Deployment")
+    assert not deployment.replace_on_changes and not deployment.delete_before_replace
+    assert klass.urn in deployment.dependencies
+
+
+def test_a_changed_priority_rolls_the_placeholders_onto_the_new_class():
+    """Pods take their class's value when admitted: the template carries it, so a new value recreates them."""
+    low, high = (placeholder_deployment(headroom_args(priority=p))["spec"] for p in (-10, -3))
+    assert low["template"]["metadata"]["annotations"] != high["template"]["metadata"]["annotations"]
+    assert high["template"]["metadata"]["annotations"]["gpuscale.io/priority"] == "-3"
+    # Recreated, not rolled: a surge placeholder would need one more whole node.
+    assert low["strategy"] == {"type": "Recreate"}

@@ -14,6 +14,7 @@ from kube_support import subtree, unknown_chart_values, validate_object
 
 from gpuscale.components.charts import CHARTS, KNATIVE_SERVING_VERSION, upstream_facts
 from gpuscale.components.labels import GPU_RESOURCE, GPU_TAINT_VALUE
+from gpuscale.components.serving_runtimes import selected_runtime
 from gpuscale.config import read_stack_values, stack_file_path
 from gpuscale.plan.model import Plan, PlannedResource
 
@@ -133,9 +134,11 @@ def test_each_model_is_served_by_a_runtime_the_kserve_chart_installs(stack_plans
     runtimes = upstream_facts("kserve")["clusterServingRuntimes"]
     for isvc in of_type(stack_plans[stack], ISVC):
         model = isvc["spec"]["predictor"]["model"]
-        served_by = [name for name, formats in runtimes.items() if model["modelFormat"]["name"] in formats]
+        served_by = [name for name, rt in runtimes.items() if model["modelFormat"]["name"] in rt["modelFormats"]]
         assert served_by, f"no runtime of KServe {CHARTS['kserve'].version} serves {model['modelFormat']['name']}"
         assert model.get("runtime", served_by[0]) in served_by
+        # The one KServe picks is known, and so is its image (what GPU headroom pre-pulls).
+        assert selected_runtime(model["modelFormat"]["name"], model.get("runtime")) in served_by
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -7,7 +7,7 @@ import re
 import subprocess
 import sys
 
-from plan_support import ROOT, diff_with_changed
+from plan_support import ROOT, diff_with_changed, gpuscale, project_copy
 
 from gpuscale.plan.model import PlannedResource
 from gpuscale.plan.diff import replacement_facts, replacement_reasons
@@ -81,6 +81,31 @@ def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp
     assert summary is not None, out
     assert summary.group(3) == "1" and int(summary.group(2)) >= 1 and summary.group(1) == summary.group(4) == "0"
     assert replacement_facts()["commit"][:12] in out, "the replacement rules' source is named"
+
+
+def test_diff_shows_a_changed_headroom_priority_as_a_replacement_deleted_first(tmp_path):
+    """dev with one warm l4-spot node, then its headroom's priority changed: the PriorityClass is replaced (its value
+    is immutable; pulumi-kubernetes's own facts would call it an update), deleted first (its name is fixed), and the
+    placeholders are updated to roll onto it."""
+    def with_headroom(priority):
+        def change(config):
+            config["gpuscale:headroom"] = [{"nodeGroup": "l4-spot", "nodes": 1, "priority": priority}]
+        return change
+
+    base = project_copy(tmp_path / "base", "dev", with_headroom(-10))
+    base_plan = tmp_path / "base.json"
+    planned = gpuscale("plan", "--stack", "dev", "--project-dir", str(base), "--json", str(base_plan), "--quiet")
+    assert planned.returncode == 0, planned.stderr
+    out = diff_with_changed(tmp_path / "new", base_plan, "dev", with_headroom(-5)).stdout
+    pc = "kubernetes:scheduling.k8s.io/v1:PriorityClass"
+    assert re.search(rf"^\+- {re.escape(pc)}  \S+-priority  \(replace, delete first\)$", out, re.M), out
+    assert "inputs.value: -10 => -5" in out
+    assert "replaced because inputs.value: replaceOnChanges in the program" in out
+    assert re.search(r"^~ kubernetes:apps/v1:Deployment  \S+-placeholder$", out, re.M), out
+    assert "gpuscale.io/priority: -10 => -5" in out
+    assert re.search(r"^0 to add, 1 to change, 1 to replace, 0 to delete$", out, re.M), out
+    # The same change without the program's marks is what pulumi-kubernetes's own facts say: an update in place.
+    assert "value" not in str(replacement_facts()["kubernetes"]["resources"][pc]["replacedOnChange"])
 
 
 def test_the_facts_script_reads_force_new_from_a_provider_clone(tmp_path):

@@ -1,9 +1,10 @@
 """prod with issue 15's headroom on chat's group: the stack the issue's goal is measured on.
 
 The shipped prod keeps no warm node (issue 14's cost targets on the shipped stacks: a warm node is cost the ideal
-never pays); this copy adds what turning the lever on takes: one warm l4-ondemand node pre-pulling KServe's Hugging
-Face runtime image (charts/kserve-resources/values.yaml at v0.16.0), room for it (maxSize 11), and chat's scale-up
-window at 0 with a 10 s GPU metric period (the 270 s window waits for cold nodes that a warm one replaces).
+never pays); this copy adds what turning the lever on takes: one warm l4-ondemand node (pre-pulling chat's image by
+default, KServe's Hugging Face runtime: the pinned chart's runtime images are among the stack's facts), room for it
+(maxSize 11), and chat's scale-up window at 0 with a 10 s GPU metric period (the 270 s window waits for cold nodes
+that a warm one replaces).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from gpuscale.config.services import PRESETS
 from gpuscale.instance_types import RecordedInstanceTypes
 
 ROOT = Path(__file__).resolve().parents[2]
-RUNTIME_IMAGE = "kserve/huggingfaceserver:v0.16.0"
 
 
 def prod_with_chat_headroom() -> StackConfig:
@@ -33,7 +33,7 @@ def chat_headroom_values() -> dict:
     keda = chat["scaling"]["keda"]
     keda["gpuUtilization"]["periodSeconds"] = 10
     keda["behavior"]["scaleUp"]["stabilizationWindowSeconds"] = 0
-    values["gpuscale:headroom"] = [{"nodeGroup": "l4-ondemand", "nodes": 1, "images": [RUNTIME_IMAGE]}]
+    values["gpuscale:headroom"] = [{"nodeGroup": "l4-ondemand", "nodes": 1}]
     return values
 
 

@@ -147,6 +147,21 @@ def test_cli_suggest_headroom_needs_a_service():
     assert out.exit_code == 0 and "no headroom the group's maxSize allows meets the target" in out.output
 
 
+def test_suggested_headroom_pre_pulls_as_the_entry_it_prints_would():
+    """The suggestion prints `{nodeGroup, nodes}`; read as config, that entry pre-pulls chat's runtime image (known
+    from the KServe chart's facts), so the trials pre-pull it too."""
+    from gpuscale.sim.serving import suggest_headroom
+
+    config, svc = chat(window=0)
+    config = replace(config, headroom=())
+    s = suggest_headroom(svc, config, burst(), target_p95=235)
+    entry = HeadroomConfig("l4-ondemand", 1, prepull_images=(svc.model.image,))
+    assert svc.model.image == "kserve/huggingfaceserver:v0.16.0"
+    _, pulled = run(replace(config, headroom=(entry,)), svc)
+    _, bare = run(replace(config, headroom=(HeadroomConfig("l4-ondemand", 1),)), svc)
+    assert s.tried[1][1] == pulled["stack"].latency_p95 < bare["stack"].latency_p95
+
+
 def test_the_knative_chat_stack_plans_both_modes_side_by_side(tmp_path):
     """The stack the goal is met on is one the program deploys: planned offline from a copy of the project whose
     prod stack file is that config, it installs Knative Serving beside KEDA, annotates each InferenceService with
