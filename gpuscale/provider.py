@@ -26,6 +26,7 @@ COMPONENT_MODULES = (
     "nvidia_device_plugin", "agent_image", "agent_daemonset", "signal_queue", "gpu_headroom",
     "vertical_pod_autoscaler",
     "cert_manager", "knative_serving", "kserve", "keda", "model_service", "model_bucket",
+    "efs_model_cache",
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module)."""
 
