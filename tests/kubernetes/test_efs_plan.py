@@ -153,3 +153,32 @@ def test_a_copy_without_an_s3_role_is_found(efs_prod):
 def test_the_shipped_stacks_create_no_efs(stack):
     config = load_stack_file(ROOT, stack)
     assert all(s.model_cache is None or s.model_cache.kind != "efs" for s in config.services)
+
+
+def test_on_an_existing_cluster_the_listed_subnets_get_the_mount_targets():
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "components"))
+    from components_harness import Harness, stack_values
+
+    from gpuscale.plan.mocks import cluster_security_group_id
+
+    values = copy.deepcopy(stack_values("dev"))
+    subnets = ["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"]
+    values["gpuscale:cluster"] = {"mode": "existing", "name": "shared", "kubernetesVersion": "1.33",
+                                  "subnetIds": subnets}
+    values.pop("gpuscale:policy", None)  # its accepted findings name the dev cluster's own endpoint
+    values["gpuscale:services"][0]["modelCache"] = {"kind": "efs", "modelSize": "8Gi"}
+    harness = Harness()
+    harness.run_program("dev", values)
+    targets = harness.of_type("aws:efs/mountTarget:MountTarget")
+    assert sorted(t.inputs["subnetId"] for t in targets) == subnets
+    (nfs,) = [r for r in harness.of_type("aws:ec2/securityGroup:SecurityGroup") if r.name == "model-cache-efs-nfs"]
+    # The looked-up cluster's security group: what its managed node groups' nodes get.
+    assert nfs.inputs["ingress"][0]["securityGroups"] == [cluster_security_group_id("shared")]
+    (isvc,) = harness.of_type("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+    assert isvc.inputs["spec"]["predictor"]["model"]["storageUri"] == (
+        "pvc://model-cache-efs-models/gpuscale-dev-models/chat-8b-awq")
+    copy_job = harness.one("kubernetes:batch/v1:Job")
+    assert "nodeSelector" not in copy_job.inputs["spec"]["template"]["spec"], "an existing cluster's nodes are unknown"
+    # A dependency on a component is recorded as one on its children: the copy Job among them.
+    assert copy_job.urn in isvc.dependencies, "the service waits for its model's copy"
