@@ -27,15 +27,15 @@ import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
-from ..config.caches import QUANTITY, QUANTITY_RULE, cacheable_uri_refusal, efs_model_path, quantity_bytes
+from ..config.caches import QUANTITY, QUANTITY_RULE, efs_model_path, quantity_bytes
 from ..config.reader import Section, is_deferred
-from ..config.services import STORAGE_URI_PATTERN
 from ._docs import documented
 from ._iam import attach_managed_policies
 from ._options import depends_on_of
 from .charts import CHARTS
 from .irsa_role import IrsaRole, web_identity_trust
 from .kube_values import DNS_LABEL_PATTERN
+from .local_model_cache import read_cached_model
 from .model_service import IRSA_ROLE_ARN, S3_REGION, s3_statements
 
 CSI_DRIVER = "efs.csi.aws.com"
@@ -126,15 +126,8 @@ def check_args(s: Section) -> None:
     names: set[str] = set()
     paths: dict[str, tuple[str, str]] = {}
     for m in s.sections("models", min_items=1):
-        name = m.str("name", pattern=DNS_LABEL_PATTERN, describe="a DNS-1123 label")
-        if name in names:
-            m.report("name", name, "each model name once")
-        names.add(name)
-        uri = m.str("storage_uri", pattern=STORAGE_URI_PATTERN, describe="an s3:// URI")
-        refusal = cacheable_uri_refusal(uri)
-        if refusal is not None:
-            m.report("storage_uri", uri, refusal)
-        else:
+        name, uri = read_cached_model(m, names)
+        if uri is not None:
             path = efs_model_path(uri)
             clash = next((held for p, held in paths.items()
                           if p == path or p.startswith(path + "/") or path.startswith(p + "/")), None)

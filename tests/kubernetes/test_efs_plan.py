@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from crd_support import validate_custom_resource
-from kube_support import validate_object
+from kube_support import project_with_stack_lines, validate_object
 
 from gpuscale.config import load_stack_file
 from gpuscale.plan.checks import Finding, run_checks
@@ -27,16 +27,9 @@ CHAT_URI = "pvc://model-cache-efs-models/gpuscale-prod-models/chat-8b-fp16"
 @pytest.fixture(scope="module")
 def efs_prod(tmp_path_factory):
     """prod with chat's model cached on EFS (a copy of the project whose stack file adds `modelCache` to chat)."""
-    project = tmp_path_factory.mktemp("project")
-    for entry in ROOT.iterdir():
-        if entry.name not in ("stacks", ".git"):
-            (project / entry.name).symlink_to(entry)
-    (project / "stacks").mkdir()
-    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
-    marker = "    - name: chat\n      nodeGroup: l4-ondemand\n"
-    assert marker in text
-    (project / "stacks" / "Pulumi.prod.yaml").write_text(text.replace(
-        marker, marker + "      modelCache: {kind: efs, modelSize: 16Gi}\n"))
+    project = project_with_stack_lines(tmp_path_factory.mktemp("project"), ROOT, "prod",
+                                       "    - name: chat\n      nodeGroup: l4-ondemand\n",
+                                       "      modelCache: {kind: efs, modelSize: 16Gi}\n")
     return project, plan_in_subprocess(project, "prod")
 
 
