@@ -29,8 +29,13 @@ DEPLOYMENT_MODES = {"knative": "Knative", "standard": "Standard"}
 
 class KServeArgs(TypedDict):
     mode: str
-    """``knative`` (predictors are Knative services: KPA, activator, scale to zero that queues) or ``standard``
-    (plain Deployments, scaled by an HPA or KEDA)."""
+    """KServe's default deploymentMode, for InferenceServices that name none: ``knative`` (predictors are Knative
+    services: KPA, activator, scale to zero that queues) or ``standard`` (plain Deployments, scaled by an HPA or
+    KEDA). Each ModelService names its own (its serving_mode), so one cluster may run both."""
+    knative: NotRequired[bool]
+    """Knative Serving (with Kourier) is installed for some services although the default mode is standard: KServe
+    then writes no Istio VirtualService for them (Kourier routes Knative services). Default false; implied by mode
+    knative."""
     node_selector: NotRequired[Mapping[str, str]]
     """Labels of the nodes KServe's controller runs on (the system node group). Default none."""
     local_model_nodes: NotRequired[Sequence[Mapping[str, str]]]
@@ -50,22 +55,26 @@ def check_args(s: Section) -> None:
         read_node_selector(Section({"node_selector": entry.data}, entry.path, where=entry.where),
                            default=REQUIRED, requires=GPU_CLASS_LABEL)
     s.bool("ingress", False)
+    s.bool("knative", False)
 
 
 def kserve_values(args: KServeArgs) -> dict[str, Any]:
     """The controller chart's values (every key exists in the pinned chart's values.yaml, or a map it renders
     whole)."""
     knative = args["mode"] == "knative"
+    with_knative = knative or args.get("knative", False)
     gateway: dict[str, Any] = {
         # Knative mode routes through Kourier, not Istio: no VirtualService for the top-level host.
-        "disableIstioVirtualHost": knative,
-        # Standard mode: no Ingress object (no ingress controller is installed; clients reach the predictor's
-        # Service in the cluster, or through an ingress the platform team adds), unless a service is woken by the
-        # gateway's request count: then an Ingress of the class the default wake query counts (istio, spelled out
-        # rather than left to the chart's default) routes through the platform's Istio ingress gateway.
-        "disableIngressCreation": not (knative or args.get("ingress", False)),
+        "disableIstioVirtualHost": with_knative,
+        # Standard-mode services: no Ingress object (no ingress controller is installed; clients reach the
+        # predictor's Service in the cluster, or through an ingress the platform team adds), unless a service is
+        # woken by the gateway's request count: then an Ingress of the class the default wake query counts (istio,
+        # spelled out rather than left to the chart's default) routes through the platform's Istio ingress gateway.
+        # Only Standard InferenceServices read this key (kube_ingress_reconciler.go, httproute_reconciler.go at
+        # v0.16.0); Knative ones are routed by Knative whatever it says.
+        "disableIngressCreation": not args.get("ingress", False),
     }
-    if not knative and args.get("ingress", False):
+    if args.get("ingress", False):
         gateway["ingressGateway"] = {"className": GATEWAY_INGRESS_CLASS, "enableGatewayApi": False}
     return {"kserve": {"controller": {
         "deploymentMode": DEPLOYMENT_MODES[args["mode"]],

@@ -14,8 +14,8 @@ from ..config.args import validate_args, with_absent_nones
 from ..config.reader import REQUIRED, Section
 from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
 from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
-from ..config.services import (SCALING_MODES, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODES, read_model,
-                               read_service_pods)
+from ..config.services import (SCALING_MODES, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODE_OF, SERVING_MODES,
+                               read_model, read_service_pods)
 from ..config.vertical import KNATIVE_REFUSAL, read_vertical_scaling
 from ._docs import documented
 from ._options import depends_on_of
@@ -134,7 +134,7 @@ def check_args(s: Section) -> None:
     s.str("name", pattern=SERVICE_NAME_PATTERN, describe=SERVICE_NAME_RULE)
     s.str("namespace", pattern=DNS_LABEL_PATTERN, describe="a Kubernetes namespace name")
     mode = s.str("serving_mode", choices=SERVING_MODES)
-    allowed = {"knative": ("kpa",), "standard": ("hpa", "keda")}[mode]
+    allowed = tuple(m for m in SCALING_MODES if SERVING_MODE_OF[m] == mode)
     scaling_mode = s.str("scaling_mode", choices=allowed)
     read_model(s.section("model"))
     _, cpu, memory, lo, _, _, _ = read_service_pods(s, mode)

@@ -24,7 +24,7 @@ from ..config.args import validate_args
 from ..config.caches import quantity_bytes
 from ..config.kubernetes import asg_option_tags, expander_order
 from ..config.reader import Section
-from ..config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric
+from ..config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric, knative_installed
 from ._docs import documented
 from ._kubeconfig import eks_kubeconfig
 from .agent_bundle import AgentBundle
@@ -312,7 +312,10 @@ class GpuPlatform(pulumi.ComponentResource):
         on_system = self._child(self._in_cluster, depends_on=self._after_cluster)
         platform: list[pulumi.Resource] = [
             CertManager("cert-manager", {"node_selector": self._system_nodes}, opts=on_system)]
-        if serving.mode == "knative":
+        # Knative Serving where any service needs it: KServe's default mode, or a service scaled by the KPA in a
+        # stack whose default is Standard (its InferenceService is annotated with Knative mode).
+        knative = knative_installed(serving, config.services)
+        if knative:
             platform.append(KnativeServing("knative-serving", {
                 "autoscaler": asdict(serving.knative),  # the config's fields are the component's argument names
                 "max_revision_timeout_seconds": max((s.request_timeout_seconds for s in config.services),
@@ -338,7 +341,7 @@ class GpuPlatform(pulumi.ComponentResource):
         wakes_on_requests = any(isinstance(s.scaling, KedaScaling) and s.scaling.wake is not None
                                 and s.scaling.wake.kind == "requests" for s in config.services)
         kserve = KServe("kserve", {"mode": serving.mode, "node_selector": self._system_nodes,
-                                   "ingress": wakes_on_requests,
+                                   "ingress": wakes_on_requests, "knative": knative,
                                    **({"local_model_nodes": [_group_node_selector(groups[n]) for n in cache_groups]}
                                       if cached else {})},
                         opts=self._child(self._in_cluster, depends_on=platform))
@@ -356,7 +359,7 @@ class GpuPlatform(pulumi.ComponentResource):
             # An efs-cached model is read from the file system's claim; its copy Job runs first (depends_on below).
             uri = pvc_storage_uri(EFS_CACHE, str(m.storage_uri)) if s in on_efs else m.storage_uri
             service: ModelServiceArgs = {
-                "name": s.name, "namespace": SERVICES_NAMESPACE, "serving_mode": serving.mode,
+                "name": s.name, "namespace": SERVICES_NAMESPACE, "serving_mode": s.serving_mode,
                 "model": {"storage_uri": uri, "format": m.format, "runtime": m.runtime,
                           "container": asdict(m.container) if m.container else None},
                 "gpus": s.gpus, "cpu": s.cpu, "memory": s.memory, "min_replicas": s.min_replicas,

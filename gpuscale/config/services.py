@@ -21,6 +21,7 @@ register.go). KEDA's are v2.17's (see gpuscale/sim/keda.py), the HPA's Kubernete
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -136,14 +137,20 @@ KNATIVE_KEYS = {
 class ServingConfig:
     mode: str
     """``knative``: KServe on Knative Serving (KPA, the activator, scale to zero that queues); ``standard``: KServe's
-    raw Deployments scaled by an HPA or KEDA (with cert-manager for KServe's webhooks)."""
+    raw Deployments scaled by an HPA or KEDA (with cert-manager for KServe's webhooks). KServe's default
+    deploymentMode: each service runs in the mode of its own pod autoscaler (its InferenceService's
+    `serving.kserve.io/deploymentMode` annotation: `kpa` in Knative mode, `hpa` and `keda` in Standard mode), so one
+    stack may hold both (knative_installed)."""
     metrics_source: str
     """Where pod autoscalers read the agent's GPU metrics: ``cloudwatch`` (the agent's series, read by KEDA's
     aws-cloudwatch scaler: no extra infrastructure) or ``prometheus`` (a Prometheus server scraping the agent)."""
     prometheus_url: str | None
     """With ``prometheus``: the server's query URL (in-cluster, or Amazon Managed Service for Prometheus)."""
     knative: KnativeAutoscalerConfig
-    """Knative mode: the cluster-wide autoscaler settings (upstream's defaults where not set)."""
+    """Knative Serving's cluster-wide autoscaler settings (upstream's defaults where not set)."""
+    knative_given: tuple[str, tuple[tuple[str, Any], ...]] | None = None
+    """The `knative` section's config key and entries when the stack sets one (read_services refuses it where no
+    Knative Serving is installed); None: not set."""
 
 
 def read_serving(s: Section | None) -> ServingConfig | None:
@@ -159,12 +166,10 @@ def read_serving(s: Section | None) -> ServingConfig | None:
     if source == "cloudwatch" and url is not None:
         raise s.fail("prometheusUrl", url, "prometheusUrl only with metricsSource: prometheus")
     k = s.optional_section("knative")
-    if k is not None and mode != "knative":
-        raise s.fail("knative", s.data["knative"], "a knative section only with mode: knative (the standard mode "
-                                                   "installs no Knative autoscaler)")
     knative = read_knative_autoscaler(k) if k is not None else KnativeAutoscalerConfig()
     s.finish()
-    return ServingConfig(mode, source, url, knative)
+    given = (s.key("knative"), tuple(k.data.items())) if k is not None else None
+    return ServingConfig(mode, source, url, knative, knative_given=given)
 
 
 def read_knative_autoscaler(s: Section) -> KnativeAutoscalerConfig:
@@ -238,6 +243,14 @@ class GpuTrigger:
     would average five minutes), or a PromQL avg_over_time range."""
 
 
+GATEWAY_SCRAPE_INTERVAL_SECONDS = 15
+"""How often a Prometheus scrapes Istio's gateways and proxies, as Istio's own Prometheus Operator sample configures it
+(samples/addons/extras/prometheus-operator.yaml: PodMonitor envoy-stats-monitor, `interval: 15s`; its addon
+prometheus.yaml scrapes every 15 s too). Prometheus's own default would be 1 minute."""
+MAX_SCRAPE_INTERVAL_SECONDS = 300
+"""A bound of ours: a gateway scraped less often than every 5 minutes cannot drive a pod autoscaler."""
+
+
 @dataclass(frozen=True)
 class WakeTrigger:
     """A demand signal that exists while the service is at zero: it activates the service (0 -> 1), and KEDA feeds
@@ -261,6 +274,9 @@ class WakeTrigger:
     istio_requests_total towards the service's predictor (components.pod_autoscaling.gateway_requests_query)."""
     prometheus_url: str | None = None
     """requests: the Prometheus server holding the gateway's counter; None: the serving section's prometheusUrl."""
+    scrape_interval_seconds: int = GATEWAY_SCRAPE_INTERVAL_SECONDS
+    """requests: how often that server scrapes the gateway's counter. A burst is in the rate only after the next
+    scrape, so the simulator sees the rate this late; the rate()'s range must hold two scrapes."""
 
 
 @dataclass(frozen=True)
@@ -281,6 +297,23 @@ MODE_OF = {"kpa": KpaScaling, "hpa": HpaScaling, "keda": KedaScaling}
 SERVING_MODE_OF = {"kpa": "knative", "hpa": "standard", "keda": "standard"}
 """KServe's Knative mode scales with the KPA (its HPA class reads only CPU and memory; KEDA cannot scale a Knative
 revision's Deployment, which Knative owns); the Standard mode's Deployments are scaled by an HPA or KEDA."""
+
+
+def knative_installed(serving: ServingConfig, services: Sequence[ServiceConfig]) -> bool:
+    """Knative Serving (and its Kourier gateway) is installed when KServe's default mode is Knative or some service
+    is scaled by the KPA; otherwise the stack has no Knative at all."""
+    return serving.mode == "knative" or any(s.serving_mode == "knative" for s in services)
+
+
+def _declared_serving_mode(scaling: Section, default: str) -> str:
+    """The serving mode a service's `scaling:` section asks for (its preset's or its one pod autoscaler's), read
+    ahead of the section itself so that the pods' rules can follow it; `default` where the section names none
+    (_read_scaling then refuses it)."""
+    preset = PRESETS.get(scaling.data.get("preset")) if isinstance(scaling.data.get("preset"), str) else None
+    if preset is not None:
+        return SERVING_MODE_OF[preset.scaling.mode]
+    present = [m for m in SCALING_MODES if scaling.has(m)]
+    return SERVING_MODE_OF[present[0]] if len(present) == 1 else default
 
 
 @dataclass(frozen=True)
@@ -447,6 +480,11 @@ def read_services(top: Section, node_groups: tuple[NodeGroupConfig, ...],
             raise s.fail("name", service.name, f"a service name used once ({seen[service.name]} has it already)")
         seen[service.name] = s.key("name")
         services.append(service)
+    if serving is not None and serving.knative_given is not None and not knative_installed(serving, services):
+        key, entries = serving.knative_given
+        raise ConfigError(key, dict(entries), "a knative section only where Knative Serving is "
+                          "installed: mode knative, or a service scaled by kpa (this stack installs no Knative "
+                          "autoscaler to configure)")
     return tuple(services)
 
 
@@ -459,7 +497,9 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
                                               "stack has none")
     group = groups[group_name]
     model = read_model(s.section("model"))
-    gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, serving.mode)
+    # The service's own mode (its pod autoscaler's), not the stack's default, decides what its pods may be.
+    mode = _declared_serving_mode(s.section("scaling"), serving.mode)
+    gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, mode)
     if gpus > group.gpu.gpu_count:
         raise s.fail("gpus", gpus, f"at most {group.gpu.gpu_count}: node group {group.name}'s "
                                    f"{group.gpu.instance_type} has {group.gpu.gpu_count} GPU(s)")
@@ -467,7 +507,7 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
                                    group.image_volume_throughput_mibps)
-    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), serving.mode, cpu, memory,
+    vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), mode, cpu, memory,
                                              group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()
     return ServiceConfig(name, group.name, model, gpus, cpu, memory, lo, hi, timeout, deadline, scaling, preset,
@@ -541,11 +581,6 @@ def _read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key
     reader = {"kpa": _read_kpa, "hpa": _read_hpa, "keda": _read_keda}[mode]
     scaling = reader(section, base, serving)
     s.finish()
-    needed = SERVING_MODE_OF[mode]
-    if serving.mode != needed:
-        raise s.fail(mode if preset is None else "preset", preset_name or s.data.get(mode),
-                     f"a pod autoscaler of the stack's serving mode {serving.mode} (gpuscale:kubernetes.serving."
-                     f"mode): {_MODE_RULE[serving.mode]}")
     if preset is not None:
         for key, value in preset.knative:
             have = getattr(serving.knative, KNATIVE_KEYS[key][0])
@@ -560,10 +595,6 @@ def _read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key
                                       "there is no GPU to measure and the service never wakes (add a keda.wake "
                                       "demand signal to scale to zero)")
     return scaling, preset_name
-
-
-_MODE_RULE = {"knative": "kpa (KServe's Knative mode scales revisions with Knative's autoscaler)",
-              "standard": "hpa or keda (KServe's Standard mode runs plain Deployments; the KPA needs Knative)"}
 
 
 def _read_kpa(s: Section, base: KpaScaling, serving: ServingConfig) -> KpaScaling:
@@ -653,13 +684,20 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
     per = s.float("perReplica", same.per_replica if same is not None else None, min=0, max=1e6, min_exclusive=True)
     activation = s.float("activation", same.activation if same is not None else 0.0, min=0, max=1e6)
     period = same.period_seconds if same is not None else WakeTrigger.period_seconds
+    scrape = same.scrape_interval_seconds if same is not None else WakeTrigger.scrape_interval_seconds
     if kind == "requests":
         period = _read_period(s, period, serving)
-    elif s.has("periodSeconds"):
-        raise s.fail("periodSeconds", s.data["periodSeconds"], "periodSeconds only with kind: requests (KEDA reads "
-                                                                "an SQS queue's length live)")
+        scrape = s.int("scrapeIntervalSeconds", scrape, min=1, max=MAX_SCRAPE_INTERVAL_SECONDS)
+        refusal = rate_range_refusal(period, scrape)
+        if refusal is not None:
+            raise s.fail("periodSeconds", period, refusal)
+    else:
+        for key, why in (("periodSeconds", "KEDA reads an SQS queue's length live"),
+                         ("scrapeIntervalSeconds", "no Prometheus reads an SQS queue")):
+            if s.has(key):
+                raise s.fail(key, s.data[key], f"{key} only with kind: requests ({why})")
     s.finish()
-    return WakeTrigger(kind, queue, per, activation, period, query, server)
+    return WakeTrigger(kind, queue, per, activation, period, query, server, scrape)
 
 
 PROMQL_RULE = "a PromQL expression giving the service's requests per second at the gateway"
@@ -677,6 +715,17 @@ def _read_gateway(s: Section, kind: str, same: WakeTrigger | None) -> tuple[str 
     server = s.str("prometheusUrl", same.prometheus_url if same else None, pattern=URL_PATTERN,
                    describe=PROMETHEUS_URL_RULE)
     return query, server
+
+
+def rate_range_refusal(range_seconds: int, scrape_interval_seconds: int) -> str | None:
+    """What a rate()'s range may be for a counter scraped every `scrape_interval_seconds`, when `range_seconds` is
+    not allowed, else None. rate() needs two samples inside its range: a shorter range returns nothing at some or
+    all evaluations, and KEDA's prometheus scaler reads no result as 0 (ignoreNullValues defaults to true), so the
+    service never wakes and the HPA sees no load."""
+    if range_seconds < 2 * scrape_interval_seconds:
+        return (f"at least {2 * scrape_interval_seconds} s: two scrapes of the gateway's counter "
+                f"(scrapeIntervalSeconds {scrape_interval_seconds}) in every rate() range")
+    return None
 
 
 def _read_period(s: Section, default: int, serving: ServingConfig) -> int:

@@ -38,7 +38,8 @@ INPLACE_RESIZE_MIN_KUBERNETES = "1.33"
 off unless a cluster's control plane and kubelets enable it, which EKS does not let a user do)."""
 GPU_REFUSAL = ("cpu and/or memory: GPUs (nvidia.com/gpu) cannot be resized in place (Kubernetes resizes only a "
                "running container's cpu and memory; a different GPU count is a new pod: set gpus instead)")
-KNATIVE_REFUSAL = ("verticalScaling only with KServe's standard serving mode: in knative mode the predictor's "
+KNATIVE_REFUSAL = ("verticalScaling only with KServe's standard serving mode (a service scaled by hpa or keda): in "
+                   "knative mode (kpa) the predictor's "
                    "Deployment belongs to a revision and is renamed by each new one (a VerticalPodAutoscaler "
                    "aimed at it stops applying), and Knative refuses a container resizePolicy")
 

@@ -42,8 +42,12 @@ def _explain_secrets(project: Path, stack: str) -> None:
 @click.option("--prices", type=click.Choice(["file", "api"]), default="file", show_default=True,
               help="Price the stack from the dated price list in the package, or ask the AWS Pricing API "
                    "(needs AWS credentials).")
+@click.option("--config-namespace", "namespace", metavar="NAMESPACE",
+              help="The config namespace the program reads the platform's settings from (what it passes to "
+                   "load_program_config), where it is not the project's name. Default: the project's name if the "
+                   f"stack file holds settings there, else {PROJECT}.")
 def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: bool, quiet: bool,
-         prices: str) -> None:
+         prices: str, namespace: str | None) -> None:
     """Show what `pulumi up` would create for STACK, offline: the real program under Pulumi's mock engine.
 
     Then run the pre-apply checks and the policy rules, and price the stack's month. Exit 0 when the plan holds and no check found an error,
@@ -59,11 +63,11 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
         project = (project_dir or find_project_dir(Path.cwd())).resolve()
         _in_project_environment(project, ["--stack", stack, *(["--json", str(json_path.resolve())] if json_path else
                                           []), *(["--details"] if details else []), *(["--quiet"] if quiet else []),
-                                          "--prices", prices])
+                                          "--prices", prices, *(["--config-namespace", namespace] if namespace else [])])
         if (unread := read_project(project).unread) is not None:
             click.echo(f"warning: {unread}", err=True)
         result = run_plan(project, stack)
-        platform, findings, cost = checks_and_cost(project, stack, result, prices)
+        platform, findings, cost = checks_and_cost(project, stack, result, prices, namespace)
     except ProjectError as exc:
         _fail(str(exc), EXIT_INVALID)
     except (PlanConfigError, ConfigError) as exc:

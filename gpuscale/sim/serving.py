@@ -169,7 +169,9 @@ def wake_trigger(wake: Any, svc: ServiceModel) -> Any:
         per = wake.per_replica if wake.per_replica is not None else svc.concurrency
         return QueueTrigger(queue_length=per, activation_queue_length=wake.activation)
     per = wake.per_replica if wake.per_replica is not None else svc.concurrency / svc.mean_service_seconds
-    return RequestRateTrigger(per, period=wake.period_seconds, activation=wake.activation)
+    # The rate moves only when Prometheus next scrapes the gateway: seen up to a scrape interval late.
+    return RequestRateTrigger(per, period=wake.period_seconds, delay=wake.scrape_interval_seconds,
+                              activation=wake.activation)
 
 
 class HpaTriggerScaler:

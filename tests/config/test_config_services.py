@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_config_validation import CATALOG, _set, assert_rejected, base
 
-from gpuscale.config import load_stack_config, load_stack_file
+from gpuscale.config import ConfigError, load_stack_config, load_stack_file
 from gpuscale.config.services import (PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
                                       at_zero_behaviour, scales_to_zero_on_gpu_only)
 from gpuscale.config.hpa_behavior import ScalingPolicy
@@ -85,8 +85,9 @@ BAD = [
      "query URL"),
     ("url-with-cloudwatch", _set(serving, "prometheusUrl", "http://prom:9090"), f"{K}.prometheusUrl",
      "only with metricsSource: prometheus"),
-    ("knative-in-standard", _mutations(_standard, _set(serving, "knative", {"stableWindowSeconds": 60})),
-     f"{K}.knative", "only with mode: knative"),
+    ("knative-without-knative", _mutations(_standard, _set(serving, "knative", {"stableWindowSeconds": 60}),
+                                           _replace(scaling, {"hpa": {"target": 70}}), _set(svc, "minReplicas", 1)),
+     f"{K}.knative", "only where Knative Serving is installed"),
     ("knative-stable-window", _set(serving, "knative", {"stableWindowSeconds": 5}),
      f"{K}.knative.stableWindowSeconds", "[6, 3600]"),
     ("knative-panic-threshold", _set(serving, "knative", {"panicThresholdPercentage": 100}),
@@ -118,8 +119,6 @@ BAD = [
      f"{S}.scaling.hpa", "only kpa: keys"),
     ("preset-needs-cluster-values", _replace(scaling, {"preset": "coreweave-kpa"}),
      f"{K}.knative.maxScaleUpRate", "1.5: preset coreweave-kpa needs it cluster-wide"),
-    ("kpa-in-standard", _standard, f"{S}.scaling.kpa", "hpa or keda"),
-    ("hpa-in-knative", _replace(scaling, {"hpa": {"target": 70}}), f"{S}.scaling.hpa", "kpa (KServe's Knative"),
     ("kpa-rps-without-target", _set(scaling, "kpa", {"metric": "rps"}), f"{S}.scaling.kpa.target",
      "requests per second per pod"),
     ("kpa-utilization", _set(scaling, "kpa", {"targetUtilizationPercentage": 0}),
@@ -195,6 +194,30 @@ def test_a_valid_service_reaches_the_typed_config():
     assert chat.workload.at_zero_capacity == "queue", "the activator holds requests at zero"
     assert chat.workload.cold_start.image_pull_seconds == 90 and chat.workload.cold_start.model_load_seconds == 75
     assert chat.workload.replicas_per_instance == 1 and chat.workload.readiness_deadline_seconds == 600
+
+
+def test_one_stack_mixes_knative_and_standard_services_each_by_its_pod_autoscaler():
+    """KServe's mode is a default that each InferenceService's deploymentMode annotation overrides: a kpa service in
+    a standard stack runs in Knative mode (Knative Serving is then installed), an hpa one beside it in Standard mode;
+    the pods' rules follow the service's own mode (Standard mode fixes the progress deadline, Knative's is free)."""
+    from gpuscale.config.services import knative_installed
+
+    cfg = with_service("standard", knative={"stableWindowSeconds": 90})
+    svc(cfg)["progressDeadlineSeconds"] = 900  # allowed in Knative mode only
+    steady = copy.deepcopy(service())
+    steady.update(name="steady", minReplicas=1, scaling={"hpa": {"target": 70}})
+    cfg["gpuscale:services"].append(steady)
+    config = load_stack_config(cfg, "test", CATALOG)
+    chat, other = config.services
+    assert (chat.serving_mode, other.serving_mode) == ("knative", "standard")
+    assert chat.progress_deadline_seconds == 900 and config.kubernetes.serving.knative.stable_window_seconds == 90
+    assert knative_installed(config.kubernetes.serving, config.services)
+    assert not knative_installed(config.kubernetes.serving, config.services[1:])
+    # The same deadline on the Standard service is refused by the Standard mode's rule.
+    steady["progressDeadlineSeconds"] = 900
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(cfg, "test", CATALOG)
+    assert err.value.key == "gpuscale:services[1].progressDeadlineSeconds"
 
 
 def test_node_stages_and_price_come_from_the_node_group_workload():

@@ -266,9 +266,14 @@ def test_keda_without_aws_triggers_gets_no_role():
 
 
 def test_kserve_mode_picks_the_routing_and_a_bad_mode_is_refused():
+    # Kourier routes Knative services (no Istio VirtualService); the Ingress key is read by Standard services only.
     assert kserve_values({"mode": "knative"})["kserve"]["controller"]["gateway"] == {
-        "disableIstioVirtualHost": True, "disableIngressCreation": False}
+        "disableIstioVirtualHost": True, "disableIngressCreation": True}
     assert kserve_values({"mode": "standard"})["kserve"]["controller"]["deploymentMode"] == "Standard"
+    assert kserve_values({"mode": "standard"})["kserve"]["controller"]["gateway"]["disableIstioVirtualHost"] is False
+    # Standard by default with Knative installed beside it for some services: Kourier routes those.
+    mixed = kserve_values({"mode": "standard", "knative": True})["kserve"]["controller"]
+    assert mixed["deploymentMode"] == "Standard" and mixed["gateway"]["disableIstioVirtualHost"] is True
     with pytest.raises(ValueError, match="^mode \\(KServe \"kserve\"\\): 'raw' is not allowed; allowed: one of knative, "
                                          "standard"):
         Harness().run(lambda: KServe("kserve", {"mode": "raw"}))

@@ -224,3 +224,28 @@ def test_the_whole_platform_under_the_programs_own_namespace_gets_every_check(tm
         dev_doc["checks"]
     assert all(not s.startswith("gpuscale:") for c in doc["checks"] for s in c["settings"]), doc["checks"]
     assert doc["cost"] == dev_doc["cost"]
+
+
+def test_a_namespace_other_than_the_project_name_is_named_on_the_command_line(tmp_path):
+    """A program that reads `load_program_config("platform")` in project fleet: detection looks for `fleet:`
+    settings and finds none, so only the policy rules run; `--config-namespace platform` reads the platform's
+    settings there, and every check runs. A namespace without settings is refused, naming the ones the file has."""
+    root = Path(__file__).resolve().parents[2]
+    project = user_project(tmp_path / "fleet")
+    (project / "infra" / "__main__.py").write_text(PLATFORM_PROGRAM.replace('"fleet"', '"platform"'))
+    dev = (root / "stacks" / "Pulumi.dev.yaml").read_text()
+    (project / "env" / "Pulumi.dev.yaml").write_text(dev.replace("\n  gpuscale:", "\n  platform:"))
+    guessed = gpuscale_plan(project, "--stack", "dev")
+    assert "Pre-apply checks (the policy rules only" in guessed.stdout
+    # Unread, dev's own policy settings (platform:policy accepts its public API) do not apply either.
+    assert guessed.returncode == 3 and "the API endpoint is public to 0.0.0.0/0" in guessed.stderr
+    out = tmp_path / "named.json"
+    named = gpuscale_plan(project, "--stack", "dev", "--config-namespace", "platform", "--json", str(out), "--quiet")
+    assert named.returncode == 0, named.stderr
+    checks = json.loads(out.read_text())["checks"]
+    assert any(not c["check"].startswith("policy:") for c in checks), "the settings' checks ran"
+    assert all(s.startswith(("platform:", "aws:")) for c in checks for s in c["settings"]), checks
+    wrong = gpuscale_plan(project, "--stack", "dev", "--config-namespace", "fleet")
+    assert wrong.returncode == 2
+    assert "--config-namespace fleet: stack dev's file holds no fleet: settings" in wrong.stderr
+    assert "the namespaces it holds: aws, platform" in wrong.stderr

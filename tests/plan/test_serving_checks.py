@@ -205,6 +205,23 @@ def test_two_pod_autoscalers_on_one_service():
     assert findings(v, "prod", "two-autoscalers", one_each) == []
 
 
+def test_each_inferenceservice_gets_the_default_class_of_its_own_deployment_mode():
+    """In a stack whose default is Standard, an InferenceService annotated with Knative mode and no class is scaled
+    by the KPA (Knative mode's default class), not by Standard mode's HPA: a ScaledObject beside it is a second."""
+    v = values("prod")
+    knative = isvc("chat")
+    knative.inputs["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "Knative"
+    [f] = findings(v, "prod", "two-autoscalers", plan_of(knative, scaled_object("chat-predictor"),
+                                                           isvc("batch", "keda")))
+    assert "autoscalerClass: kpa" in f.message
+    # A Standard one (the annotation spelled out, or its deprecated name) keeps the HPA class.
+    legacy = isvc("chat")
+    legacy.inputs["metadata"]["annotations"]["serving.kserve.io/deploymentMode"] = "RawDeployment"
+    [f] = findings(v, "prod", "two-autoscalers", plan_of(legacy, scaled_object("chat-predictor"),
+                                                         isvc("batch", "keda")))
+    assert "autoscalerClass: hpa" in f.message
+
+
 def test_a_service_without_any_pod_autoscaler():
     v = values("prod")
     none = plan_of(isvc("chat", "external"), isvc("batch", "keda"))

@@ -12,6 +12,7 @@ import copy
 from pathlib import Path
 
 from gpuscale.config import StackConfig, load_stack_config, read_stack_values, stack_file_path
+from gpuscale.config.services import PRESETS
 from gpuscale.instance_types import RecordedInstanceTypes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -19,6 +20,11 @@ RUNTIME_IMAGE = "kserve/huggingfaceserver:v0.16.0"
 
 
 def prod_with_chat_headroom() -> StackConfig:
+    return load_stack_config(chat_headroom_values(), "prod", RecordedInstanceTypes())
+
+
+def chat_headroom_values() -> dict:
+    """prod's stack values with the lever on (this module's docstring)."""
     values = copy.deepcopy(read_stack_values(stack_file_path(ROOT, "prod")))
     for group in values["gpuscale:nodeGroups"]:
         if group["name"] == "l4-ondemand":
@@ -28,4 +34,20 @@ def prod_with_chat_headroom() -> StackConfig:
     keda["gpuUtilization"]["periodSeconds"] = 10
     keda["behavior"]["scaleUp"]["stabilizationWindowSeconds"] = 0
     values["gpuscale:headroom"] = [{"nodeGroup": "l4-ondemand", "nodes": 1, "images": [RUNTIME_IMAGE]}]
-    return load_stack_config(values, "prod", RecordedInstanceTypes())
+    return values
+
+
+def knative_chat_values() -> dict:
+    """The same, with chat in KServe's Knative mode, scaled by the KPA (preset coreweave-kpa, with the cluster-wide
+    values it needs), while batch stays in Standard mode on KEDA: the pod autoscaler that reacts within the goal's
+    10 s (Knative's 2 s tick on the activator's and queue-proxies' own request counts, against the HPA's 15 s sync
+    after the agent's flush and the metric's period)."""
+    values = chat_headroom_values()
+    chat = next(s for s in values["gpuscale:services"] if s["name"] == "chat")
+    chat["scaling"] = {"preset": "coreweave-kpa"}
+    values["gpuscale:kubernetes"]["serving"]["knative"] = dict(PRESETS["coreweave-kpa"].knative)
+    return values
+
+
+def prod_with_knative_chat() -> StackConfig:
+    return load_stack_config(knative_chat_values(), "prod", RecordedInstanceTypes())

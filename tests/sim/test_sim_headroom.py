@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from prod_headroom import prod_with_chat_headroom
+from prod_headroom import prod_with_chat_headroom, prod_with_knative_chat
 from gpuscale.config.headroom import HeadroomConfig
 from gpuscale.sim.serving import first_new_pod_seconds, simulate_service
 from gpuscale.sim.traces import burst
@@ -76,7 +76,7 @@ def test_prepulled_headroom_appears_in_compare():
     assert first["no headroom"] > first["no headroom pre-pull"]
 
 
-def test_goal_on_prods_chat_is_not_met_and_why():
+def test_goal_is_not_met_with_keda_and_why():
     """Issue 15's goal: first response after a burst within pod start + model load + 10 s, cost within 1.1x the
     ideal's. Measured on prod (one warm node pre-pulling the image, scale-up window 0, 10 s metric period): the
     image pull and the node are hidden, but the pod autoscaler's own reaction (the agent's sample and flush, the
@@ -94,6 +94,32 @@ def test_goal_on_prods_chat_is_not_met_and_why():
     # The old 270 s window (for cold nodes) would leave the burst to the warm pod and the warm node idle.
     held, held_results = run(*chat(prepull=True, window=270))
     assert first_new_pod_seconds(held) is None and held_results["stack"].cost_vs_ideal > 1.1
+
+
+def test_goal_time_is_met_with_chat_on_knatives_autoscaler_and_the_cost_is_not():
+    """The same warm node with chat in Knative mode on the KPA (preset coreweave-kpa; batch stays on KEDA in Standard
+    mode): the KPA reads the requests themselves every 2 s, so the first new pod is ready a model load after the
+    burst, within the goal. The cost stays above 1.1x the ideal: the warm node, and its refill after the burst
+    preempts it, are capacity the ideal never holds."""
+    config = prod_with_knative_chat()
+    svc = next(s for s in config.services if s.name == "chat")
+    assert svc.serving_mode == "knative" and next(s for s in config.services if s.name == "batch").serving_mode \
+        == "standard"
+    cs = svc.workload.cold_start
+    sim = simulate_service(svc, config, burst(), ["stack", "ideal"], lever_rows=True)
+    first = {name: first_new_pod_seconds(r) for name, r in sim.runs.items()}
+    results = {r.preset: r for r in sim.results}
+    assert first["stack"] <= cs.model_load_seconds + 10 < first["no headroom pre-pull"] < first["no headroom"]
+    assert first["no headroom"] - first["stack"] >= cs.node_provisioning_seconds + cs.image_pull_seconds
+    assert results["stack"].cost_vs_ideal > 1.1
+    # Why no autoscaler can meet the cost: the ideal serves this burst on the floor's one node alone (one instance
+    # through the whole window), so one warm node idle beside it is already 1x the ideal's cost on top (>= 2x).
+    assert results["ideal"].instance_seconds == sim.window
+    assert results["stack"].cost_vs_ideal >= 1 + sim.window / results["ideal"].instance_seconds
+    # The KEDA service on the same node misses the goal (test above): the pod autoscaler made the difference.
+    keda_config = prod_with_chat_headroom()
+    keda_run, _ = run(keda_config, next(s for s in keda_config.services if s.name == "chat"))
+    assert first_new_pod_seconds(keda_run) > cs.model_load_seconds + 10
 
 
 def test_suggested_headroom_is_the_smallest_that_meets_the_target():
@@ -119,3 +145,34 @@ def test_cli_suggest_headroom_needs_a_service():
     out = CliRunner().invoke(simulate, ["--stack", "prod", "--service", "chat", "--suggest-headroom",
                                         "--target-p95", "150", "--project-dir", str(ROOT)])
     assert out.exit_code == 0 and "no headroom the group's maxSize allows meets the target" in out.output
+
+
+def test_the_knative_chat_stack_plans_both_modes_side_by_side(tmp_path):
+    """The stack the goal is met on is one the program deploys: planned offline from a copy of the project whose
+    prod stack file is that config, it installs Knative Serving beside KEDA, annotates each InferenceService with
+    its own mode (chat Knative with the preset's KPA annotations, batch Standard), and passes the pre-apply checks."""
+    import yaml
+
+    from prod_headroom import ROOT, knative_chat_values
+    from gpuscale.config import load_stack_file
+    from gpuscale.plan.checks import ERROR, run_checks
+    from gpuscale.plan.engine import plan_in_subprocess
+
+    for entry in ROOT.iterdir():
+        if entry.name not in ("stacks", ".git"):
+            (tmp_path / entry.name).symlink_to(entry)
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.prod.yaml").write_text(yaml.safe_dump({"config": knative_chat_values()}))
+    plan = plan_in_subprocess(tmp_path, "prod")
+    types = {r.type for r in plan.resources}
+    assert {"gpuscale:index:KnativeServing", "gpuscale:index:Keda", "gpuscale:index:GpuHeadroom"} <= types
+    isvcs = {r.inputs["metadata"]["name"]: r.inputs["metadata"]["annotations"] for r in plan.resources
+             if r.type == "kubernetes:serving.kserve.io/v1beta1:InferenceService"}
+    assert isvcs["chat"]["serving.kserve.io/deploymentMode"] == "Knative"
+    assert isvcs["chat"]["autoscaling.knative.dev/target-utilization-percentage"] == "90"
+    assert isvcs["batch"]["serving.kserve.io/deploymentMode"] == "Standard"
+    scaled = [r.inputs["spec"]["scaleTargetRef"]["name"] for r in plan.resources
+              if r.type == "kubernetes:keda.sh/v1alpha1:ScaledObject"]
+    assert scaled == ["batch-predictor"]
+    config = load_stack_file(tmp_path, "prod")
+    assert [f for f in run_checks(config, plan) if f.severity == ERROR] == []

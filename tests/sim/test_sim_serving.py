@@ -98,13 +98,14 @@ def test_prod_chat_owes_its_cost_to_the_scale_up_window():
 
 def test_prod_batch_completes_at_the_eks_paths_floor():
     """One pod per message (every job on a pod of its own from the first poll) finishes no sooner than the stack's
-    one pod per eight: every job already starts in the first round, so hf-like's completion is the floor too."""
+    one pod per eight: every job already starts in the first round. hf-like finishes later: it wakes on the
+    gateway's request rate, which moves only once Prometheus has scraped the gateway after the burst."""
     cfg = stack("prod")
     batch = service_of(cfg, "batch")
     fastest = replace(batch.scaling, wake=replace(batch.scaling.wake, per_replica=1))
     r = compare("prod", "batch")
     floor = compare("prod", "batch", with_service(cfg, "batch", scaling=fastest), ("stack", "ideal"))["stack"]
-    assert r["stack"].completion == floor.completion == r["hf-like"].completion
+    assert r["stack"].completion == floor.completion < r["hf-like"].completion
 
 
 def test_prod_batch_cannot_undercut_hpa_example_within_the_completion_bound():
@@ -206,6 +207,31 @@ def test_keda_triggers_from_config():
     hf = build_scaler(PRESETS["hf-like"].scaling, svc, cluster, cfg.agent, KnativeAutoscalerConfig())
     requests = next(t for t in hf.triggers if isinstance(t, RequestRateTrigger))
     assert requests.metric.target == round(8 / 120 * 1000), "what one replica serves per second"
+    assert requests.delay == 15, "seen a scrape of the gateway late (Istio's sample PodMonitor: every 15 s)"
+
+
+def test_a_requests_wake_sees_the_burst_once_prometheus_has_scraped_the_gateway():
+    """The gateway's counter reaches Prometheus at its next scrape: a slower scrape wakes the service later, by
+    whole KEDA polls; a rate() range shorter than two scrapes is refused (it would read nothing, and KEDA reads no
+    result as 0)."""
+    from gpuscale.config import ConfigError
+    from gpuscale.sim.serving import first_new_pod_seconds
+
+    def woken(scrape: int) -> int:
+        wake = {"kind": "requests", "scrapeIntervalSeconds": scrape, "periodSeconds": 120}
+        cfg = load_stack_config(standard_values(wake), "dev", CATALOG)
+        run = simulate_service(cfg.services[0], cfg, burst(), ["stack"]).runs["stack"]
+        return first_new_pod_seconds(run)
+
+    fast, slow = woken(1), woken(60)
+    assert fast < slow <= fast + 60 + 30, "at most a scrape and a KEDA poll (30 s) later"
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(standard_values({"kind": "requests", "scrapeIntervalSeconds": 60}), "dev", CATALOG)
+    assert err.value.key.endswith("scaling.keda.wake.periodSeconds") and "at least 120 s" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(standard_values({"kind": "sqs", "queueName": "q", "scrapeIntervalSeconds": 15},
+                                          "cloudwatch"), "dev", CATALOG)
+    assert err.value.key.endswith("wake.scrapeIntervalSeconds")
 
 
 def test_kpa_target_resolves_as_knative_does():

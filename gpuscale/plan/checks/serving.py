@@ -18,6 +18,11 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
 HPA_TYPES = ("kubernetes:autoscaling/v2:HorizontalPodAutoscaler", "kubernetes:autoscaling/v1:HorizontalPodAutoscaler")
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
+DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+MODE_OF_DEPLOYMENT = {"Knative": "knative", "Serverless": "knative", "Standard": "standard",
+                      "RawDeployment": "standard"}
+"""An InferenceService's deploymentMode annotation -> its serving mode (KServe v0.16 names and the deprecated ones it
+still reads: utils.GetDeploymentMode); without the annotation, KServe's default (the stack's serving mode)."""
 CLASSES_THAT_SCALE = ("hpa", "keda", "kpa")
 """KServe autoscaler classes (v0.16) under which KServe creates the service's autoscaler itself; `external` and
 `none` leave it to objects declared beside the InferenceService."""
@@ -241,7 +246,8 @@ def _autoscalers_per_service(config: StackConfig, plan: Any, finding: type) -> l
         if not isvc:
             continue
         annotations = ((isvc[0].inputs.get("metadata") or {}).get("annotations") or {})
-        kserve_class = annotations.get(AUTOSCALER_CLASS, DEFAULT_CLASS[mode])
+        own_mode = MODE_OF_DEPLOYMENT.get(annotations.get(DEPLOYMENT_MODE, ""), mode)
+        kserve_class = annotations.get(AUTOSCALER_CLASS, DEFAULT_CLASS[own_mode])
         scalers = [f"KServe's {kserve_class} (InferenceService {service.name}, {AUTOSCALER_CLASS}: {kserve_class})"] \
             if kserve_class in CLASSES_THAT_SCALE else []
         for r in resources:
