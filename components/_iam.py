@@ -21,12 +21,13 @@ def attach_managed_policies(name: str, role: aws.iam.Role, policies: Sequence[st
                             parent: pulumi.Resource) -> list[aws.iam.RolePolicyAttachment]:
     """Attach AWS managed policies (by name) to a role, with ARNs in the partition the provider deploys to.
 
-    Child names are `<name>-<policy name>`, so adding or removing one policy leaves the others untouched.
+    Child names are `<name>-<policy name>`, so adding or removing one policy leaves the others untouched. A policy
+    under a path (`service-role/AmazonEFSCSIDriverPolicy`) is named by its last part.
     """
     partition = aws.get_partition_output(opts=pulumi.InvokeOutputOptions(parent=parent)).partition
     return [
         aws.iam.RolePolicyAttachment(
-            f"{name}-{policy}", role=role.name,
+            f"{name}-{policy.rsplit('/', 1)[-1]}", role=role.name,
             policy_arn=pulumi.Output.concat("arn:", partition, ":iam::aws:policy/", policy),
             opts=pulumi.ResourceOptions(parent=parent))
         for policy in policies

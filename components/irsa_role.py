@@ -34,8 +34,12 @@ class IrsaRoleArgs(TypedDict):
 
 
 def web_identity_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pulumi.Input[str], namespace: str,
-                       service_account: str) -> pulumi.Output[str]:
-    """Trust policy: tokens the cluster issued to `namespace/service_account`, for STS, and nothing else."""
+                       service_account: "str | Sequence[str]") -> pulumi.Output[str]:
+    """Trust policy: tokens the cluster issued to `namespace/service_account` (or to any of several service accounts
+    of the namespace: one add-on's controller and node), for STS, and nothing else."""
+    accounts = [service_account] if isinstance(service_account, str) else list(service_account)
+    subjects = [f"system:serviceaccount:{namespace}:{a}" for a in accounts]
+
     def document(args: list[str]) -> str:
         arn, url = args
         host = url.removeprefix("https://")
@@ -43,8 +47,9 @@ def web_identity_trust(oidc_provider_arn: pulumi.Input[str], oidc_issuer_url: pu
             "Version": "2012-10-17",
             "Statement": [{
                 "Effect": "Allow", "Principal": {"Federated": arn}, "Action": "sts:AssumeRoleWithWebIdentity",
-                # StringEquals on both: `sub` pins the one service account, `aud` the token's audience (STS).
-                "Condition": {"StringEquals": {f"{host}:sub": f"system:serviceaccount:{namespace}:{service_account}",
+                # StringEquals on both: `sub` pins the service account (a list: any one of them), `aud` the token's
+                # audience (STS).
+                "Condition": {"StringEquals": {f"{host}:sub": subjects[0] if len(subjects) == 1 else subjects,
                                                f"{host}:aud": "sts.amazonaws.com"}}}]})
     return pulumi.Output.all(oidc_provider_arn, oidc_issuer_url).apply(document)
 

@@ -81,6 +81,21 @@ def read_cache_node_group(s: Section) -> tuple[str, dict[str, str], str]:
     return name, selector, limit
 
 
+def read_cached_model(m: Section, seen: set[str]) -> tuple[str, str | None]:
+    """A model cache component's model entry (this one's and EfsModelCache's): its name, a DNS-1123 label used once
+    (added to `seen`), and its s3:// storage_uri, returned only when it can be cached (else reported)."""
+    name = m.str("name", pattern=DNS_LABEL_PATTERN, describe="a DNS-1123 label")
+    if name in seen:
+        m.report("name", name, "each model name once")
+    seen.add(name)
+    uri = m.str("storage_uri", pattern=STORAGE_URI_PATTERN, describe="an s3:// URI")
+    refusal = cacheable_uri_refusal(uri)
+    if refusal is not None:
+        m.report("storage_uri", uri, refusal)
+        return name, None
+    return name, uri
+
+
 def check_args(s: Section) -> None:
     """The rules of LocalModelCacheArgs: node groups and models as the stack config's `modelCache:` reads them, each
     model on groups listed here, each name once."""
@@ -91,19 +106,13 @@ def check_args(s: Section) -> None:
     seen: set[str] = set()
     uris: dict[str, str] = {}
     for i, m in enumerate(s.sections("models", min_items=1)):
-        name = m.str("name", pattern=DNS_LABEL_PATTERN, describe="a DNS-1123 label")
-        if name in seen:
-            m.report("name", name, "each model name once")
-        seen.add(name)
-        uri = m.str("storage_uri", pattern=STORAGE_URI_PATTERN, describe="an s3:// URI")
-        refusal = cacheable_uri_refusal(uri)
-        if refusal is not None:
-            m.report("storage_uri", uri, refusal)
-        elif uri in uris:
+        name, uri = read_cached_model(m, seen)
+        if uri is not None and uri in uris:
             # KServe's LocalModelCache webhook (validateUniqueStorageURI) refuses a second cache of the same URI.
             m.report("storage_uri", uri, f"each storage_uri once ({uris[uri]} caches it already): list every node "
                                          "group of the model in that entry's node_groups")
-        uris.setdefault(uri, name)
+        if uri is not None:
+            uris.setdefault(uri, name)
         m.str("model_size", pattern=QUANTITY, describe=QUANTITY_RULE)
         on = m.str_list("node_groups", min_items=1)
         for group in on if isinstance(on, (list, tuple)) else ():

@@ -46,6 +46,7 @@ from .keda import Keda
 from .knative_serving import KnativeServing
 from .kserve import SERVICES_NAMESPACE, KServe
 from .local_model_cache import LocalModelCache
+from .efs_model_cache import EfsModelCache, pvc_storage_uri
 from .labels import SYSTEM_NODE_LABEL
 from .model_service import ModelService, ModelServiceArgs
 from .vertical_pod_autoscaler import VerticalPodAutoscaler
@@ -53,6 +54,10 @@ from .nvidia_device_plugin import NvidiaDevicePlugin
 from .signal_queue import SignalQueue
 from .bucket_rules import bucket_of
 from .model_bucket import ModelBucket
+
+
+EFS_CACHE = "model-cache-efs"
+"""The EfsModelCache's name: its claim, `model-cache-efs-models`, is in the services' pvc:// storageUri."""
 
 
 class GpuPlatformArgs(TypedDict):
@@ -329,8 +334,9 @@ class GpuPlatform(pulumi.ComponentResource):
                 "tags": tags}, opts=on_system))
         groups = {g.name: g for g in config.node_groups}
         # KServe's local model cache (issue 15, docs/cold-starts.md): its agent on the cached services' groups.
-        cached = [s for s in config.services if s.model_cache is not None]
+        cached = [s for s in config.services if s.model_cache is not None and s.model_cache.kind == "local"]
         cache_groups = sorted({s.node_group for s in cached})
+        on_efs = [s for s in config.services if s.model_cache is not None and s.model_cache.kind == "efs"]
         # A service woken by the gateway's request count needs its Ingress through the gateway that counts it.
         wakes_on_requests = any(isinstance(s.scaling, KedaScaling) and s.scaling.wake is not None
                                 and s.scaling.wake.kind == "requests" for s in config.services)
@@ -347,11 +353,14 @@ class GpuPlatform(pulumi.ComponentResource):
                 "node_selector": self._system_nodes}, opts=on_system))
         if cached:
             platform.append(self._declare_model_cache(cached, groups, kserve))
+        efs = self._declare_efs_model_cache(on_efs, kserve) if on_efs else None
         for s in config.services:
             m = s.model
+            # An efs-cached model is read from the file system's claim; its copy Job runs first (depends_on below).
+            uri = pvc_storage_uri(EFS_CACHE, str(m.storage_uri)) if s in on_efs else m.storage_uri
             service: ModelServiceArgs = {
                 "name": s.name, "namespace": SERVICES_NAMESPACE, "serving_mode": s.serving_mode,
-                "model": {"storage_uri": m.storage_uri, "format": m.format, "runtime": m.runtime,
+                "model": {"storage_uri": uri, "format": m.format, "runtime": m.runtime,
                           "container": asdict(m.container) if m.container else None},
                 "gpus": s.gpus, "cpu": s.cpu, "memory": s.memory, "min_replicas": s.min_replicas,
                 "max_replicas": s.max_replicas, "request_timeout_seconds": s.request_timeout_seconds,
@@ -368,7 +377,8 @@ class GpuPlatform(pulumi.ComponentResource):
             bucket = self._model_buckets.get(bucket_of(m.storage_uri) or "")  # the model's, when the stack makes it
             ModelService(s.name, service, opts=self._child(
                 self._in_cluster,
-                depends_on=[kserve, *platform, node_groups[s.node_group], *([bucket] if bucket else [])]))
+                depends_on=[kserve, *platform, node_groups[s.node_group], *([bucket] if bucket else []),
+                            *([efs] if efs is not None and s in on_efs else [])]))
 
     def _declare_model_cache(self, cached: list[ServiceConfig], groups: dict[str, Any],
                              kserve: KServe) -> LocalModelCache:
@@ -390,6 +400,30 @@ class GpuPlatform(pulumi.ComponentResource):
                         "node_groups": sorted({s.node_group for s in same})} for uri, same in by_uri.items()],
             "oidc_provider_arn": self._cluster.oidc_provider_arn, "oidc_issuer_url": self._cluster.oidc_issuer_url,
             "tags": self._tags}, opts=self._child(self._in_cluster, depends_on=[kserve]))
+
+    def _declare_efs_model_cache(self, on_efs: list[ServiceConfig], kserve: KServe) -> EfsModelCache:
+        """One EFS file system for every efs-cached service, one copy per model URI (services of one model share
+        it), mounted from every private subnet of the nodes."""
+        cluster, c = self._cluster, self._config.cluster
+        # One mount target per subnet, so their number must be known now: create mode makes one per zone; an existing
+        # cluster's are listed in the config (gpuscale.config.caches.efs_subnets_refusal).
+        count = c.availability_zone_count if c.mode == "create" else len(c.subnet_ids)
+        subnets = [cluster.private_subnet_ids.apply(lambda ids, i=i: ids[i]) for i in range(count)]
+        by_uri: dict[str, ServiceConfig] = {}
+        for s in on_efs:
+            by_uri.setdefault(str(s.model.storage_uri), s)
+        return EfsModelCache(EFS_CACHE, {
+            "vpc_id": cluster.vpc_id, "subnet_ids": subnets,
+            # Managed node groups without security groups of their own (ours) get EKS's cluster security group.
+            "node_security_group_id": cluster.cluster_security_group_id, "cluster_name": cluster.cluster_name,
+            "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
+            "region": self._config.region, "namespace": SERVICES_NAMESPACE,
+            "models": [{"name": s.name, "storage_uri": uri,
+                        "model_size": max((o.model_cache.model_size for o in on_efs  # type: ignore[union-attr]
+                                           if str(o.model.storage_uri) == uri), key=quantity_bytes)}
+                       for uri, s in by_uri.items()],
+            "node_selector": self._system_nodes, "tags": self._tags},
+            opts=self._child(self._in_cluster, depends_on=[kserve]))
 
     def _scaling_args(self, s: ServiceConfig) -> dict[str, object]:
         """The service's scaling as ModelService's arguments: the config's field names, with the metric resolved for

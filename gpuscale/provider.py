@@ -27,6 +27,7 @@ COMPONENT_MODULES = (
     "vertical_pod_autoscaler",
     "local_model_cache",
     "cert_manager", "knative_serving", "kserve", "keda", "model_service", "model_bucket",
+    "efs_model_cache",
 )
 """Modules of gpuscale.components whose component the package exposes (one component per module): every one but
 PYTHON_ONLY's. Their Args keep to what the host can describe: TypedDicts, no unions (ModelService's scaling is one

@@ -54,8 +54,12 @@ PULUMI_TO_TERRAFORM = {
     "aws:ec2/subnet:Subnet": "aws_subnet",
     "aws:ec2/vpc:Vpc": "aws_vpc",
     "aws:ecr/repository:Repository": "aws_ecr_repository",
+    "aws:efs/accessPoint:AccessPoint": "aws_efs_access_point",
+    "aws:efs/fileSystem:FileSystem": "aws_efs_file_system",
+    "aws:efs/mountTarget:MountTarget": "aws_efs_mount_target",
     "aws:eks/accessEntry:AccessEntry": "aws_eks_access_entry",
     "aws:eks/accessPolicyAssociation:AccessPolicyAssociation": "aws_eks_access_policy_association",
+    "aws:eks/addon:Addon": "aws_eks_addon",
     "aws:eks/cluster:Cluster": "aws_eks_cluster",
     "aws:eks/nodeGroup:NodeGroup": "aws_eks_node_group",
     "aws:iam/instanceProfile:InstanceProfile": "aws_iam_instance_profile",
@@ -332,7 +336,9 @@ KUBERNETES_KINDS = ("apps/v1:DaemonSet", "apps/v1:Deployment", "core/v1:Namespac
                     "serving.kserve.io/v1alpha1:LocalModelCache", "serving.kserve.io/v1alpha1:LocalModelNodeGroup",
                     "core/v1:ServiceAccountPatch",
                     # GPU headroom's placeholders (GpuHeadroom).
-                    "scheduling.k8s.io/v1:PriorityClass")
+                    "scheduling.k8s.io/v1:PriorityClass",
+                    # The EFS model cache's static volumes and claims (EfsModelCache).
+                    "core/v1:PersistentVolume", "core/v1:PersistentVolumeClaim")
 """The kinds gpuscale declares and their near neighbours, as group/version:Kind. Not ConfigMaps and Secrets: whether
 their data replaces them depends on the provider's enableConfigMapMutable / enableSecretMutable settings."""
 

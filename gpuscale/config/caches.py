@@ -10,6 +10,13 @@ pkg/apis/serving/v1beta1/inference_service_defaults.go at v0.16.0) and its pod m
 downloading from S3 (`InjectStorageInitializer`, pkg/webhook/admission/pod/storage_initializer_injector.go). The model
 load then reads the model from the node's disk: model size / the disk's read throughput.
 
+Model cache, kind `efs`: one encrypted EFS file system (Elastic throughput) the stack creates, with a mount target in
+each private subnet of the cluster and the aws-efs-csi-driver add-on (components/efs_model_cache.py). A Job copies
+each cached model from S3 into it once; the InferenceService's storageUri becomes `pvc://<claim>/<path>`, which KServe
+mounts read-only at /mnt/models instead of downloading (`CommonStorageInitialization`,
+pkg/webhook/admission/pod/storage_initializer_injector.go at v0.16.0). The model load then reads the model over NFS:
+model size / one client's read throughput.
+
 Image cache: Bottlerocket keeps container images on its data volume (/dev/xvdb); a data volume restored from an EBS
 snapshot that already holds the serving image needs no pull (AWS's "Reduce container startup time on Amazon EKS with
 Bottlerocket data volume", 2023-10-19, and aws-samples/bottlerocket-images-cache, whose snapshot.sh makes the
@@ -21,11 +28,19 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
-from .reader import REQUIRED, Section
+from .reader import REQUIRED, ConfigError, Section
 
-MODEL_CACHE_KINDS = ("local",)
-"""`local`: KServe's local model cache on the GPU nodes' own disk. (`efs`: not yet, see docs/cold-starts.md.)"""
+MODEL_CACHE_KINDS = ("local", "efs")
+"""`local`: KServe's local model cache on the GPU nodes' own disk; `efs`: a shared EFS file system the stack creates,
+mounted as a claim (docs/cold-starts.md)."""
+EFS_ELASTIC_CLIENT_MIB_PER_SECOND = 1500.0
+"""What one client (one node) reads from an EFS file system in Elastic throughput: AWS's "Amazon EFS performance
+specifications" (docs.aws.amazon.com/efs/latest/ug/performance.html), table "Performance specifications for file
+systems using General Purpose performance mode", row Regional / Elastic: per-client read/write 1,500 MiBps (its
+footnote 4), per-file-system read 20-60 GiBps. The node's own network bandwidth caps it too (a g6.xlarge: "up to"
+10 Gbit/s, about 1,190 MiB/s, in bursts): set readMibPerSecond lower for small instances."""
 LOCAL_MODEL_HOST_PATH = "/mnt/models"
 """Where KServe's node agent keeps models on each node: the chart's `kserve.localmodel.agent.hostPath` default at
 v0.16.0, which the agent mounts; the PersistentVolume KServe creates from the node group's spec must name the same
@@ -56,14 +71,16 @@ def quantity_bytes(quantity: str) -> float:
 @dataclass(frozen=True)
 class ModelCacheConfig:
     kind: str
-    """`local` (MODEL_CACHE_KINDS)."""
+    """`local` or `efs` (MODEL_CACHE_KINDS)."""
     model_size: str
-    """The model's size on disk (LocalModelCache.spec.modelSize), a storage quantity."""
+    """The model's size on disk (LocalModelCache.spec.modelSize; the efs claim's capacity), a storage quantity."""
     storage_limit: str
-    """Disk per node the group's cache may fill (LocalModelNodeGroup.spec.storageLimit), at least model_size."""
+    """local: disk per node the group's cache may fill (LocalModelNodeGroup.spec.storageLimit), at least model_size;
+    efs: model_size (the file system is shared, no node keeps a copy)."""
     read_mib_per_second: float
-    """How fast a pod reads the cached model from the node's disk, MiB/s (default: the node group's
-    imageVolumeThroughputMibps, else GP3_BASELINE_MIB_PER_SECOND)."""
+    """How fast a pod reads the cached model, MiB/s. local: from the node's disk (default: the node group's
+    imageVolumeThroughputMibps, else GP3_BASELINE_MIB_PER_SECOND); efs: over NFS (default
+    EFS_ELASTIC_CLIENT_MIB_PER_SECOND)."""
 
     @property
     def read_seconds(self) -> float:
@@ -94,6 +111,13 @@ def read_model_cache_settings(s: Section,
     component's Args (one home for each rule)."""
     kind = s.str("kind", choices=MODEL_CACHE_KINDS)
     size = s.str("modelSize", pattern=QUANTITY, describe=QUANTITY_RULE)
+    if kind == "efs":
+        if s.has("storageLimit"):
+            s.report("storageLimit", s.raw("storageLimit"), "storageLimit only with kind local (an efs file system "
+                                                            "is shared and grows with what it holds)")
+        s.input("storageLimit", None)  # marked read: the refusal above is its only error
+        rate = s.float("readMibPerSecond", EFS_ELASTIC_CLIENT_MIB_PER_SECOND, min=1, max=MAX_CACHE_MIB_PER_SECOND)
+        return kind, size, size, rate
     limit = s.str("storageLimit", size, pattern=QUANTITY, describe=QUANTITY_RULE)
     if re.fullmatch(QUANTITY, size) and re.fullmatch(QUANTITY, limit) and quantity_bytes(limit) < quantity_bytes(size):
         s.report("storageLimit", limit, f"at least modelSize ({size}): the node's cache must hold the model")
@@ -102,13 +126,39 @@ def read_model_cache_settings(s: Section,
 
 
 def cacheable_uri_refusal(storage_uri: str | None) -> str | None:
-    """Why a model's storageUri cannot be cached locally (None when it can): KServe's node agent downloads from a
-    remote store; a pvc:// model is already a volume, and a container carries its own model."""
+    """Why a model's storageUri cannot be cached (None when it can): KServe's node agent and the efs copy Job download
+    from S3; a pvc:// model is already a volume, and a container carries its own model."""
     if storage_uri is None:
         return "a model with a storageUri (a container that carries its model has nothing to cache)"
     if not storage_uri.startswith("s3://"):
-        return "an s3:// storageUri (a pvc:// model is already on a volume; KServe's node agent downloads from S3)"
+        return ("an s3:// storageUri (a pvc:// model is already on a volume; KServe's node agent and the efs copy Job "
+                "download from S3)")
     return None
+
+
+def efs_subnets_refusal(cluster_mode: str, subnet_ids: tuple[str, ...]) -> str | None:
+    """Why an efs cache cannot be placed (None when it can): the stack declares one mount target per subnet of the
+    cluster's nodes, so it must know how many there are before anything exists; an existing cluster's own subnets are
+    only known once it is looked up."""
+    if cluster_mode == "existing" and not subnet_ids:
+        return ("kind efs on an existing cluster only with gpuscale:cluster.subnetIds: the subnets of the GPU nodes, "
+                "one per availability zone, each of which gets an EFS mount target")
+    return None
+
+
+def check_efs_caches(services: Any, cluster_mode: str, subnet_ids: tuple[str, ...], services_key: str) -> None:
+    """Across sections: every efs cache of the stack can get its mount targets (efs_subnets_refusal)."""
+    for i, service in enumerate(services):
+        cache = service.model_cache
+        refusal = efs_subnets_refusal(cluster_mode, subnet_ids) if cache and cache.kind == "efs" else None
+        if refusal is not None:
+            raise ConfigError(f"{services_key}[{i}].modelCache.kind", "efs", f"{refusal} (service {service.name})")
+
+
+def efs_model_path(storage_uri: str) -> str:
+    """Where the copy Job puts an s3:// model on the file system, and the path of its pvc:// URI: bucket and prefix,
+    so services of one model share one copy ("s3://models/chat-8b/" -> "models/chat-8b")."""
+    return storage_uri.removeprefix("s3://").strip("/")
 
 
 def read_model_cache(s: Section | None, storage_uri: str | None, uri_key: str,

@@ -31,7 +31,7 @@ from .scaling import AlertsConfig, ScalingConfig, read_alerts, read_scaling, rej
 from .kubernetes import (GroupAutoscalerOptions, KubernetesConfig, check_kubernetes,
                          read_group_autoscaler_options, read_kubernetes)
 from .workload import WorkloadConfig, read_workload
-from .caches import ImageCacheConfig, read_image_cache, read_image_volume_throughput
+from .caches import ImageCacheConfig, check_efs_caches, read_image_cache, read_image_volume_throughput
 from .headroom import HeadroomConfig, read_headroom
 from .services import ServiceConfig, read_services
 from .vertical import check_vertical_scaling
@@ -380,6 +380,8 @@ def _read_stack(values: Mapping[str, Any], stack: str, instance_types: InstanceT
     if services and cluster is not None:  # in-place resize needs a cluster minor that has it (issue 15)
         errors.guard(check_vertical_scaling, services, cluster.kubernetes_version,
                      f"{PROJECT}:cluster.kubernetesVersion")
+    if services and cluster is not None:  # an efs model cache's mount targets need the nodes' subnets (issue 15)
+        errors.guard(check_efs_caches, services, cluster.mode, cluster.subnet_ids, f"{PROJECT}:services")
     headroom_sections = errors.guard(Section({"headroom": values.get(f"{PROJECT}:headroom")}, f"{PROJECT}:").sections,
                                      "headroom", default=[])
     headroom = errors.guard(read_headroom, headroom_sections or [], node_groups, services or ()) \

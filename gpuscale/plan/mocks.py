@@ -41,6 +41,9 @@ _IDS: dict[str, tuple[str, str | None]] = {
     "aws:s3/bucket:Bucket": ("", "s3:::{name}"),
     "aws:ecr/repository:Repository": ("", "ecr:{region}:{account}:repository/{name}"),
     "aws:sqs/queue:Queue": ("", "sqs:{region}:{account}:{name}"),
+    "aws:efs/fileSystem:FileSystem": ("fs-", "elasticfilesystem:{region}:{account}:file-system/{id}"),
+    "aws:efs/accessPoint:AccessPoint": ("fsap-", "elasticfilesystem:{region}:{account}:access-point/{id}"),
+    "aws:efs/mountTarget:MountTarget": ("fsmt-", None),
 }
 
 # Properties that Pulumi auto-names when the program leaves them out, per type token.
@@ -70,6 +73,20 @@ class InvokeFailure(Exception):
 def stable_hex(*parts: str, length: int = 17) -> str:
     """A hex digest of the parts: the same input always gives the same id."""
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:length]
+
+
+def planned_id(typ: str, name: str) -> str:
+    """The id the mocks give a resource of a type whose ids AWS prefixes (sg-, lt-, fs-): what other resources' inputs
+    hold where they reference it, so the checks can follow a reference in a plan."""
+    prefix, _ = _IDS[typ]
+    assert prefix, f"{typ} ids are its name, not a prefixed hash"
+    return prefix + stable_hex(typ, name)
+
+
+def cluster_security_group_id(cluster_name: str) -> str:
+    """The security group EKS creates for a cluster (vpcConfig.clusterSecurityGroupId), as the mocks answer it for a
+    created cluster and for a looked-up one alike: the managed nodes' group unless a launch template sets others."""
+    return "sg-" + stable_hex("eks-cluster-sg", cluster_name)
 
 
 def stable_uuid(*parts: str) -> str:
@@ -211,7 +228,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
     def _cluster(self, name: str, state: dict[str, Any]) -> None:
         state.update(self._cluster_computed(state["name"]))
         vpc_config = dict(state.get("vpcConfig") or {})
-        vpc_config.setdefault("clusterSecurityGroupId", "sg-" + stable_hex("eks-cluster-sg", state["name"]))
+        vpc_config.setdefault("clusterSecurityGroupId", cluster_security_group_id(state["name"]))
         vpc_config.setdefault("vpcId", "vpc-" + stable_hex("eks-vpc", state["name"]))
         state["vpcConfig"] = vpc_config
 
@@ -381,7 +398,7 @@ class GpuScaleMocks(pulumi.runtime.Mocks):
             "roleArn": self.arn(f"iam::{ACCOUNT_ID}:role/{name}-cluster"),
             "certificateAuthorities": [self._cluster_computed(name)["certificateAuthority"]],
             **{k: v for k, v in self._cluster_computed(name).items() if k != "certificateAuthority"},
-            "vpcConfig": {"clusterSecurityGroupId": "sg-" + stable_hex("eks-cluster-sg", name),
+            "vpcConfig": {"clusterSecurityGroupId": cluster_security_group_id(name),
                           "endpointPrivateAccess": True, "endpointPublicAccess": True, "publicAccessCidrs":
                           ["0.0.0.0/0"], "securityGroupIds": [], "subnetIds": subnets,
                           "vpcId": "vpc-" + stable_hex("eks-vpc", name)},

@@ -291,8 +291,17 @@ def service_notes(service: ServiceConfig, svc: ServiceModel, levers: tuple[str, 
             f" + image {cs.image_pull_seconds} s + model {cs.model_load_seconds} s (after cluster-autoscaler's 30 s "
             f"wait for GPU pods and its scan); at zero: {front}",
             *([f"levers on: {', '.join(levers)} (each `no ...` row is the service without that one)"
-               + ("; the model cache's load assumes the node already holds the model (a node added by the burst "
-                  "fetches it first: docs/cold-starts.md)" if MODEL_CACHE in levers else "")] if levers else []))
+               + (model_cache_note(service) if MODEL_CACHE in levers else "")] if levers else []))
+
+
+def model_cache_note(service: ServiceConfig) -> str:
+    """What the model cache's load assumes, per kind (docs/cold-starts.md)."""
+    cache = service.model_cache
+    if cache is not None and cache.kind == "efs":
+        return (f"; the efs cache's load is {cache.model_size} at one node's {cache.read_mib_per_second:g} MiB/s over "
+                "NFS (the copy from S3 ran once, at deploy)")
+    return ("; the model cache's load assumes the node already holds the model (a node added by the burst fetches it "
+            "first: docs/cold-starts.md)")
 
 
 def peak_rps(service: ServiceConfig, svc: ServiceModel) -> float:

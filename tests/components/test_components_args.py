@@ -35,6 +35,7 @@ from gpuscale.components.keda import Keda
 from gpuscale.components.knative_serving import KnativeServing
 from gpuscale.components.kserve import KServe
 from gpuscale.components.local_model_cache import LocalModelCache
+from gpuscale.components.efs_model_cache import EfsModelCache
 from gpuscale.components.model_bucket import ModelBucket
 from gpuscale.components.model_service import ModelService
 from gpuscale.components.platform import GpuPlatform
@@ -97,6 +98,10 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
         "node_groups": [{"name": "l4", "node_selector": {"gpuscale.io/gpu-class": "l4"}, "storage_limit": "100Gi"}],
         "models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi", "node_groups": ["l4"]}],
         "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER},
+    EfsModelCache: lambda: {
+        "vpc_id": "vpc-1", "subnet_ids": ["subnet-1"], "node_security_group_id": "sg-1", "cluster_name": "c",
+        "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER, "region": "us-west-2", "namespace": "serving",
+        "models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi"}]},
     ModelService: lambda: {
         "name": "chat", "namespace": "serving", "serving_mode": "knative",
         "model": {"storage_uri": "s3://models/chat", "format": "huggingface", "runtime": None, "container": None},

@@ -10,7 +10,7 @@ from test_config_services import assert_service_rejected, svc, with_service
 from test_config_validation import CATALOG, assert_rejected, ng
 
 from gpuscale.config import load_stack_config
-from gpuscale.config.caches import GP3_BASELINE_MIB_PER_SECOND, quantity_bytes
+from gpuscale.config.caches import EFS_ELASTIC_CLIENT_MIB_PER_SECOND, GP3_BASELINE_MIB_PER_SECOND, quantity_bytes
 
 S, N = "gpuscale:services[0]", "gpuscale:nodeGroups[0]"
 CACHE = {"kind": "local", "modelSize": "16Gi", "storageLimit": "100Gi"}
@@ -56,7 +56,7 @@ def test_no_model_cache_by_default_and_storage_limit_defaults_to_the_model():
 
 
 @pytest.mark.parametrize("mutate,key,allowed", [
-    (_cache(kind="efs"), f"{S}.modelCache.kind", "one of local"),
+    (_cache(kind="nfs"), f"{S}.modelCache.kind", "one of local, efs"),
     (_cache(modelSize="16GB"), f"{S}.modelCache.modelSize", "a Kubernetes storage quantity"),
     (_cache(modelSize=16), f"{S}.modelCache.modelSize", "a Kubernetes storage quantity"),
     (_cache(storageLimit="8Gi"), f"{S}.modelCache.storageLimit", "at least modelSize (16Gi)"),
@@ -111,3 +111,60 @@ def test_the_cache_reads_at_the_groups_provisioned_volume_throughput():
     ng(cfg)["imageVolumeThroughputMibps"] = 1001
     with pytest.raises(Exception, match=r"imageVolumeThroughputMibps.*\[125, 1000\]"):
         load_stack_config(cfg, "test", CATALOG)
+
+
+EFS = {"kind": "efs", "modelSize": "16Gi"}
+
+
+def _efs(**changes):
+    def mutate(cfg):
+        svc(cfg)["modelCache"] = {**EFS, **changes}
+    return mutate
+
+
+def test_an_efs_model_cache_reads_at_one_clients_elastic_throughput():
+    cfg = with_service()
+    ng(cfg)["imageVolumeThroughputMibps"] = 500  # the node's disk is not where an efs cache is read from
+    _efs()(cfg)
+    (service,) = load_stack_config(cfg, "test", CATALOG).services
+    cache = service.model_cache
+    assert (cache.kind, cache.model_size, cache.storage_limit) == ("efs", "16Gi", "16Gi")
+    assert cache.read_mib_per_second == EFS_ELASTIC_CLIENT_MIB_PER_SECOND == 1500.0
+    assert cache.read_seconds == pytest.approx(16 * 1024 / 1500)
+    _efs(readMibPerSecond=400)(cfg)
+    (service,) = load_stack_config(cfg, "test", CATALOG).services
+    assert service.model_cache.read_seconds == pytest.approx(16 * 1024 / 400)
+
+
+def _existing_cluster(subnets):
+    def mutate(cfg):
+        _efs()(cfg)
+        cfg["gpuscale:cluster"] = {"mode": "existing", "name": "c1", "kubernetesVersion": "1.33",
+                                   **({"subnetIds": subnets} if subnets else {})}
+    return mutate
+
+
+def _no_node_groups(cfg):
+    _efs()(cfg)
+    cfg.pop("gpuscale:nodeGroups")
+
+
+@pytest.mark.parametrize("mutate,key,allowed", [
+    (_efs(modelSize="16GB"), f"{S}.modelCache.modelSize", "a Kubernetes storage quantity"),
+    (_efs(storageLimit="40Gi"), f"{S}.modelCache.storageLimit", "storageLimit only with kind local"),
+    (_efs(readMibPerSecond=0), f"{S}.modelCache.readMibPerSecond", "a number in [1, 100000.0]"),
+    (_efs(throughput=100), f"{S}.modelCache.throughput", "known keys here are"),
+    (lambda c: (_efs()(c), svc(c)["model"].update(storageUri="pvc://models/chat")), f"{S}.modelCache.kind",
+     "an s3:// storageUri"),
+    (_existing_cluster(None), f"{S}.modelCache.kind", "only with gpuscale:cluster.subnetIds"),
+    (_no_node_groups, f"{S}.nodeGroup", "services run on EKS"),
+], ids=["size-unit", "storage-limit", "rate-zero", "misspelt", "pvc-model", "existing-cluster-subnets", "no-eks"])
+def test_bad_efs_model_cache_is_refused(mutate, key, allowed):
+    assert_service_rejected(mutate, key, allowed)
+
+
+def test_an_efs_cache_on_an_existing_cluster_with_its_subnets_is_read():
+    cfg = with_service()
+    _existing_cluster(["subnet-0123456789abcdef0", "subnet-0123456789abcdef1"])(cfg)
+    (service,) = load_stack_config(cfg, "test", CATALOG).services
+    assert service.model_cache.kind == "efs"

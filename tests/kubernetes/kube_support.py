@@ -5,6 +5,7 @@ recorded value paths (components/upstream/*.json, from scripts/upstream_facts.py
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
@@ -73,3 +74,16 @@ def unknown_chart_values(values: dict[str, Any], facts_name: str, chart: str | N
     known, free = set(facts["valuePaths"]), facts["freeFormValues"]
     return [p for p in value_paths(values)
             if p not in known and not any(p.startswith(f + ".") for f in free)]
+
+
+def project_with_stack_lines(project: Path, root: Path, stack: str, marker: str, added: str) -> Path:
+    """A copy of the project at `root` in `project` (every entry linked but the stacks) whose stack file has `added`
+    after `marker`: the program itself, planned offline with one setting more."""
+    for entry in root.iterdir():
+        if entry.name not in ("stacks", ".git"):
+            (project / entry.name).symlink_to(entry)
+    (project / "stacks").mkdir()
+    text = (root / "stacks" / f"Pulumi.{stack}.yaml").read_text()
+    assert marker in text, f"{marker!r} is not in the {stack} stack file"
+    (project / "stacks" / f"Pulumi.{stack}.yaml").write_text(text.replace(marker, marker + added))
+    return project

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from crd_support import validate_custom_resource
+from kube_support import project_with_stack_lines
 
 from gpuscale.plan.checks import Finding, run_checks
 from gpuscale.plan.checks.caches import cache_findings
@@ -107,16 +108,9 @@ def test_downloads_without_a_role_are_reported():
 def cached_prod(tmp_path_factory):
     """prod with chat's model cache on (the program itself, planned offline in a copy of the project whose stack
     file adds `modelCache` to chat)."""
-    project = tmp_path_factory.mktemp("project")
-    for entry in ROOT.iterdir():
-        if entry.name not in ("stacks", ".git"):
-            (project / entry.name).symlink_to(entry)
-    (project / "stacks").mkdir()
-    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
-    marker = "    - name: chat\n      nodeGroup: l4-ondemand\n"
-    assert marker in text
-    (project / "stacks" / "Pulumi.prod.yaml").write_text(text.replace(
-        marker, marker + "      modelCache: {kind: local, modelSize: 16Gi, storageLimit: 20Gi}\n"))
+    project = project_with_stack_lines(tmp_path_factory.mktemp("project"), ROOT, "prod",
+                                       "    - name: chat\n      nodeGroup: l4-ondemand\n",
+                                       "      modelCache: {kind: local, modelSize: 16Gi, storageLimit: 20Gi}\n")
     return project, plan_in_subprocess(project, "prod")
 
 

@@ -82,3 +82,34 @@ def test_the_cli_compare_prints_the_lever_rows(tmp_path):
                                        "--project-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert "no model cache" in result.output and "1st pod s" in result.output
+
+
+def test_an_efs_cache_is_the_models_size_at_one_clients_throughput_and_compares_like_the_local_one():
+    efs = ModelCacheConfig("efs", "16Gi", "16Gi", 1500.0)
+    config, svc = batch_at_zero(model_cache=efs, image_cache=None)
+    group = next(g for g in config.node_groups if g.name == svc.node_group)
+    assert lever_workload(svc, group, levers_of(svc, config)).cold_start.model_load_seconds == pytest.approx(
+        16 * 1024 / 1500)
+    sim = simulate_service(svc, config, burst(), ["stack", "ideal"], lever_rows=True)
+    rows = {r.preset: r for r in sim.results}
+    assert list(rows) == ["stack", "ideal", "no model cache"]
+    assert rows["no model cache"].first_new_pod - rows["stack"].first_new_pod == pytest.approx(
+        svc.workload.cold_start.model_load_seconds - efs.read_seconds, abs=2)
+    notes = "\n".join(sim.notes)
+    assert "the efs cache's load is 16Gi at one node's 1500 MiB/s" in notes and "already holds" not in notes
+
+
+def test_the_cli_compare_prints_the_efs_lever_row(tmp_path):
+    from gpuscale.sim.cli import simulate
+
+    text = (ROOT / "stacks" / "Pulumi.prod.yaml").read_text()
+    marker = "    - name: batch\n      nodeGroup: l4-spot\n"
+    for name in ("Pulumi.yaml", "__main__.py"):
+        (tmp_path / name).write_text((ROOT / name).read_text())
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "Pulumi.prod.yaml").write_text(text.replace(
+        marker, marker + "      modelCache: {kind: efs, modelSize: 16Gi}\n"))
+    result = CliRunner().invoke(simulate, ["--stack", "prod", "--service", "batch", "--compare",
+                                       "--project-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "no model cache" in result.output and "efs cache" in result.output

@@ -7,7 +7,11 @@ From the plan (what the program declares, whichever program it is): a LocalModel
 no InferenceService's storageUri (KServe never uses it), an InferenceService whose cached copy sits on a
 LocalModelNodeGroup whose nodes its nodeSelector does not land on (the claim's volume is bound to other nodes: the pod
 stays Pending), KServe's chart without `kserve.localmodel.enabled` (no agent downloads anything), and no role on the
-download Jobs' service account (the downloads cannot read S3).
+download Jobs' service account (the downloads cannot read S3). For an EFS cache (an InferenceService whose pvc://
+claim is bound to a PersistentVolume of the EFS CSI driver): a subnet of the service's node group without a mount
+target of that file system (its nodes cannot mount it), no security group on the mount targets that lets NFS in from
+the nodes' security group (the mounts time out), no aws-efs-csi-driver add-on (nothing mounts the volume), and a copy
+Job whose service account has no IAM role (the copy cannot read S3).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from ...config import PROJECT, StackConfig
 from ...config.caches import quantity_bytes
+from ..mocks import cluster_security_group_id, planned_id
 
 LOCAL_MODEL_CACHE = "kubernetes:serving.kserve.io/v1alpha1:LocalModelCache"
 LOCAL_MODEL_NODE_GROUP = "kubernetes:serving.kserve.io/v1alpha1:LocalModelNodeGroup"
@@ -23,6 +28,13 @@ ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 RELEASE = "kubernetes:helm.sh/v3:Release"
 SA_PATCH = "kubernetes:core/v1:ServiceAccountPatch"
 NODE_GROUP_ANNOTATION = "serving.kserve.io/nodegroup"
+PV, PVC, JOB, SA = ("kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim",
+                    "kubernetes:batch/v1:Job", "kubernetes:core/v1:ServiceAccount")
+EKS_NODE_GROUP, LAUNCH_TEMPLATE = "aws:eks/nodeGroup:NodeGroup", "aws:ec2/launchTemplate:LaunchTemplate"
+SECURITY_GROUP, MOUNT_TARGET = "aws:ec2/securityGroup:SecurityGroup", "aws:efs/mountTarget:MountTarget"
+ADDON = "aws:eks/addon:Addon"
+EFS_CSI_DRIVER, EFS_ADDON, NFS_PORT = "efs.csi.aws.com", "aws-efs-csi-driver", 2049
+IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
 
 
 def cache_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
@@ -46,7 +58,8 @@ def _cache_room(config: StackConfig, finding: type) -> list[Any]:
     found = []
     services = getattr(config, "services", ())
     for i, g in enumerate(getattr(config, "node_groups", ())):
-        cached = [(j, s) for j, s in enumerate(services) if s.node_group == g.name and s.model_cache]
+        cached = [(j, s) for j, s in enumerate(services)
+                  if s.node_group == g.name and s.model_cache and s.model_cache.kind == "local"]  # on the node's disk
         need = sum(quantity_bytes(s.model_cache.storage_limit) for _, s in cached)
         if cached and need > g.root_volume_gib * 2**30:
             found.append(finding(
@@ -99,6 +112,104 @@ def _lands_on(node_selector: dict[str, str], group: Any) -> bool:
 
 
 def _plan_reachability(resources: tuple[Any, ...], finding: type) -> list[Any]:
+    return _local_reachability(resources, finding) + _efs_reachability(resources, finding)
+
+
+def _efs_file_system(isvc: Any, resources: tuple[Any, ...]) -> str | None:
+    """The EFS file system id behind an InferenceService's pvc:// storageUri (its claim's PersistentVolume of the EFS
+    CSI driver: volumeHandle `fs-id`, `fs-id:/path` or `fs-id::fsap-id`); None for any other model."""
+    uri = _storage_uri(isvc) or ""
+    if not uri.startswith("pvc://"):
+        return None
+    claim = uri.removeprefix("pvc://").split("/", 1)[0]
+    namespace = (isvc.inputs.get("metadata") or {}).get("namespace")
+    volume = next((_spec(c).get("volumeName") for c in resources if c.type == PVC and _name(c) == claim
+                   and (c.inputs.get("metadata") or {}).get("namespace") == namespace), None)
+    pv = next((v for v in resources if v.type == PV and _name(v) == volume), None)
+    csi = _spec(pv).get("csi") or {} if pv is not None else {}
+    if csi.get("driver") != EFS_CSI_DRIVER:
+        return None
+    return str(csi.get("volumeHandle") or "").split(":", 1)[0]
+
+
+def _node_security_groups(group: Any, resources: tuple[Any, ...]) -> list[str]:
+    """The security groups of a managed node group's nodes: its launch template's, else EKS's cluster group."""
+    template_id = (group.inputs.get("launchTemplate") or {}).get("id")
+    template = next((t for t in resources if t.type == LAUNCH_TEMPLATE
+                     and planned_id(LAUNCH_TEMPLATE, t.name) == template_id), None)
+    own = list((template.inputs.get("vpcSecurityGroupIds") or []) if template is not None else [])
+    return own or [cluster_security_group_id(group.inputs.get("clusterName", ""))]
+
+
+def _lets_nfs_in(security_group: Any, sources: list[str]) -> bool:
+    """Whether a security group's inline rules let TCP 2049 in from one of `sources` (security group ids), or from
+    addresses (a CIDR rule: the nodes' addresses are not known before apply, so a range is taken as meant for them)."""
+    for rule in security_group.inputs.get("ingress") or []:
+        protocol = str(rule.get("protocol"))
+        ports = protocol == "-1" or (protocol in ("tcp", "6") and
+                                     (rule.get("fromPort") or 0) <= NFS_PORT <= (rule.get("toPort") or 0))
+        if ports and (set(rule.get("securityGroups") or []) & set(sources) or rule.get("cidrBlocks")):
+            return True
+    return False
+
+
+def _efs_reachability(resources: tuple[Any, ...], finding: type) -> list[Any]:
+    users = [(isvc, fs) for isvc in resources if isvc.type == ISVC
+             for fs in [_efs_file_system(isvc, resources)] if fs is not None]
+    if not users:
+        return []
+    found = []
+    groups = [g for g in resources if g.type == EKS_NODE_GROUP]
+    security_groups = {planned_id(SECURITY_GROUP, g.name): g for g in resources if g.type == SECURITY_GROUP}
+    for isvc, fs in users:
+        targets = [m for m in resources if m.type == MOUNT_TARGET and m.inputs.get("fileSystemId") == fs]
+        covered = {m.inputs.get("subnetId") for m in targets}
+        target_groups = [security_groups[s] for m in targets for s in m.inputs.get("securityGroups") or []
+                         if s in security_groups]
+        selector = (_spec(isvc).get("predictor") or {}).get("nodeSelector") or {}
+        for group in groups:
+            labels = group.inputs.get("labels") or {}
+            if not selector or any(labels.get(k) != v for k, v in selector.items()):
+                continue  # not a group the service's pods land on
+            missing = [s for s in group.inputs.get("subnetIds") or [] if s not in covered]
+            if missing:
+                found.append(finding(
+                    "warning", "model-cache-unreachable", (f"InferenceService {_name(isvc)} storageUri",
+                                                           f"node group {group.name} subnetIds"),
+                    f"InferenceService {_name(isvc)} reads its model from EFS file system {fs}, which has no mount "
+                    f"target in subnet(s) {', '.join(missing)} of node group {group.name}: its pods there cannot "
+                    "mount the volume; add a mount target per subnet (one per availability zone)"))
+            nodes = _node_security_groups(group, resources)
+            if not any(_lets_nfs_in(g, nodes) for g in target_groups):
+                found.append(finding(
+                    "warning", "model-cache-unreachable", (f"InferenceService {_name(isvc)} storageUri",
+                                                           f"EFS {fs} mount target security groups"),
+                    f"InferenceService {_name(isvc)} reads its model from EFS file system {fs}, but no security "
+                    f"group of its mount targets lets NFS (TCP {NFS_PORT}) in from node group {group.name}'s "
+                    f"security group ({', '.join(nodes)}): the mounts time out and its pods stay in "
+                    "ContainerCreating"))
+    if not any(r.type == ADDON and r.inputs.get("addonName") == EFS_ADDON for r in resources):
+        found.append(finding("warning", "model-cache-unreachable", (f"EKS add-on {EFS_ADDON}",),
+                             f"InferenceService(s) {', '.join(sorted({str(_name(i)) for i, _ in users}))} read their "
+                             f"model from an EFS volume, but no {EFS_ADDON} add-on is planned: nothing on the nodes "
+                             "mounts it (install the add-on, or the driver's chart)"))
+    accounts = {((a.inputs.get("metadata") or {}).get("namespace"), _name(a)): a for a in resources if a.type == SA}
+    for job in resources:
+        pod = ((_spec(job).get("template") or {}).get("spec") or {}) if job.type == JOB else {}
+        if not any((v.get("persistentVolumeClaim") or {}) for v in pod.get("volumes") or []):
+            continue
+        key = ((job.inputs.get("metadata") or {}).get("namespace"), pod.get("serviceAccountName"))
+        account = accounts.get(key)
+        annotations = ((account.inputs.get("metadata") or {}).get("annotations") or {}) if account else {}
+        if any(str(a).startswith("s3://") for c in pod.get("containers") or [] for a in c.get("args") or []) \
+                and not annotations.get(IRSA_ROLE_ARN):
+            found.append(finding("warning", "model-cache-permissions", (f"Job {_name(job)} serviceAccountName",),
+                                 f"Job {_name(job)} copies a model from S3 onto a volume, but its service account "
+                                 f"{key[1]} has no IAM role ({IRSA_ROLE_ARN}): the copy cannot read S3"))
+    return found
+
+
+def _local_reachability(resources: tuple[Any, ...], finding: type) -> list[Any]:
     caches = [r for r in resources if r.type == LOCAL_MODEL_CACHE]
     if not caches:
         return []
