@@ -17,7 +17,7 @@ COLUMNS = (
     ("p95 s", 6, lambda r, g: _num(r.latency_p95)),
     ("p99 s", 6, lambda r, g: _num(r.latency_p99)),
     ("to cap s", 8, lambda r, g: _num(r.time_to_capacity)),
-    ("1st pod s", 9, lambda r, g: _num(r.first_new_pod)),
+    (FIRST_POD := "1st pod s", 9, lambda r, g: _num(r.first_new_pod)),
     ("done s", 7, lambda r, g: _num(r.completion)),
     ("queued", 7, lambda r, g: f"{r.queued:.0f}"),
     ("502", 6, lambda r, g: f"{r.refused:.0f}"),
@@ -40,8 +40,10 @@ def render_table(sim: GroupSimulation) -> str:
     head = (f"{sim.kind} {sim.group}: trace {sim.trace.name} ({sim.trace.description}); cost in {sim.currency} over "
             f"{sim.window} s; P = one replica for one {sim.step_seconds:g} s step; times in seconds from the first "
             f"request")
-    rows = [[name for name, _, _ in COLUMNS]] + [[show(r, sim) for _, _, show in COLUMNS] for r in sim.results]
-    widths = [max(w, *(len(row[i]) for row in rows)) for i, (_, w, _) in enumerate(COLUMNS)]
+    # A pod's start is a model service's figure; an instance group's runs have no pods to count.
+    columns = [c for c in COLUMNS if sim.kind == "service" or c[0] != FIRST_POD]
+    rows = [[name for name, _, _ in columns]] + [[show(r, sim) for _, _, show in columns] for r in sim.results]
+    widths = [max(w, *(len(row[i]) for row in rows)) for i, (_, w, _) in enumerate(columns)]
     lines = [head, *sim.notes, ""]
     for n, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
