@@ -91,9 +91,13 @@ def placeholder_deployment(args: GpuHeadroomArgs) -> dict[str, Any]:
                          # would otherwise hold `pulumi up` until they are ready, and fail it after ten minutes.
                          "annotations": {"pulumi.com/skipAwait": "true"}},
             "spec": {"replicas": args["nodes"], "selector": {"matchLabels": labels},
-                     # A placeholder holds a whole node: a rolling update's surge pod would wait for one more node
-                     # (minutes, billed); recreated, the new placeholders take the nodes the old ones leave.
-                     "strategy": {"type": "Recreate"}, "template": {
+                     # A placeholder holds a whole node: a surge pod would wait for one more node (minutes,
+                     # billed), so the old placeholders go first and the new ones take the nodes they leave. A
+                     # rolling update without surge rather than Recreate: Deployments created before carry the
+                     # defaulted rollingUpdate block, and an apply changing the type to Recreate is refused
+                     # (spec.strategy.rollingUpdate: Forbidden; pulumi/pulumi-kubernetes#2843).
+                     "strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}, "template": {
                 # A pod's priority is resolved from its class when it is admitted, never after: the value in the
                 # template makes a changed priority (its PriorityClass replaced) roll the placeholders onto it.
                 "metadata": {"labels": labels, "annotations": {PRIORITY_ANNOTATION: str(args["priority"])}},

@@ -233,5 +233,6 @@ def test_a_changed_priority_rolls_the_placeholders_onto_the_new_class():
     low, high = (placeholder_deployment(headroom_args(priority=p))["spec"] for p in (-10, -3))
     assert low["template"]["metadata"]["annotations"] != high["template"]["metadata"]["annotations"]
     assert high["template"]["metadata"]["annotations"]["gpuscale.io/priority"] == "-3"
-    # Recreated, not rolled: a surge placeholder would need one more whole node.
-    assert low["strategy"] == {"type": "Recreate"}
+    # No surge placeholder (it would need one more whole node): all old ones go, the new ones take their nodes; a
+    # rolling update, not Recreate, so that stacks deployed before can apply it.
+    assert low["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}
