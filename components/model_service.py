@@ -28,6 +28,8 @@ from .pod_autoscaling import (BehaviorArgs, KedaScalingArgs, KpaArgs, MetricsSou
 from .vertical_pod_autoscaler import VerticalScalingArgs, resize_policy, vertical_pod_autoscaler_spec
 
 DEPLOYMENT_MODE = "serving.kserve.io/deploymentMode"
+DEPLOYMENT_MODE_PATH = f'metadata.annotations["{DEPLOYMENT_MODE}"]'
+"""The annotation as a Pulumi property path (its key holds dots, so it is quoted)."""
 AUTOSCALER_CLASS = "serving.kserve.io/autoscalerClass"
 NODE_GROUP = "serving.kserve.io/nodegroup"
 """KServe's NodeGroupAnnotationKey (pkg/constants at v0.16.0): which LocalModelNodeGroup's copy of a cached model the
@@ -285,7 +287,13 @@ class ModelService(pulumi.ComponentResource):
         isvc = k8s.apiextensions.CustomResource(
             f"{name}-isvc", api_version="serving.kserve.io/v1beta1", kind="InferenceService",
             metadata={"name": service, "namespace": namespace, "annotations": body["annotations"]},
-            spec=body["spec"], opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, account]))
+            spec=body["spec"], opts=pulumi.ResourceOptions(
+                parent=self, depends_on=[*after, account],
+                # KServe's webhook refuses a new deploymentMode once the status records one
+                # (validateDeploymentMode, pkg/apis/serving/v1beta1/inference_service_validation.go at v0.16.0): a
+                # service moved between kpa and hpa/keda is a new InferenceService, the old one gone first (its
+                # name is fixed). The service serves nothing in between.
+                replace_on_changes=[DEPLOYMENT_MODE_PATH], delete_before_replace=True))
         if scaler is not None:
             if auth_name is not None:
                 k8s.apiextensions.CustomResource(

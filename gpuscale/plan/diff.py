@@ -107,7 +107,9 @@ def replacement_facts() -> dict[str, Any]:
 
 
 def _segments(path: str) -> tuple[str, ...]:
-    """A property path's names without indices, lower case (`instanceTypes[0]` -> `instancetypes`)."""
+    """A property path's names without indices, lower case (`instanceTypes[0]` -> `instancetypes`); a quoted key
+    (Pulumi's `annotations["a.b/c"]`) split at its dots as the plan's flattened paths are (`annotations.a.b/c`)."""
+    path = re.sub(r'\["([^"]*)"\]', r".\1", path)
     return tuple(n for n in (re.sub(r"\[\d+\]", "", s).lower() for s in path.split(".")) if n)
 
 
@@ -198,8 +200,19 @@ def change_lines(d: PlanDiff, width: int) -> list[str]:
 
 
 def _replace_mark(c: ResourceChange) -> str:
-    """How a replacement goes: the engine creates the new resource before it deletes the old one, unless the program
-    marks it `deleteBeforeReplace` (a fixed name the two cannot share), which leaves a moment without either."""
+    """How a replacement goes: the engine creates the new resource before it deletes the old one, unless the two
+    cannot exist at once, which leaves a moment without either: the program marks it `deleteBeforeReplace`, or it is
+    a Kubernetes object whose fixed name stays (pulumi-kubernetes's Diff then deletes first itself)."""
     if not c.replaces:
         return ""
-    return "  (replace, delete first)" if c.resource.options.get("deleteBeforeReplace") else "  (replace)"
+    return "  (replace, delete first)" if _deleted_first(c) else "  (replace)"
+
+
+def _deleted_first(c: ResourceChange) -> bool:
+    r = c.resource
+    if r.options.get("deleteBeforeReplace"):
+        return True
+    named = (r.inputs.get("metadata") or {}).get("name") if isinstance(r.inputs.get("metadata"), dict) else None
+    renamed = any(path in ("inputs.metadata.name", "inputs.metadata.namespace") for path, _, _ in c.changes)
+    return (r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm.sh/")
+            and isinstance(named, str) and not renamed)

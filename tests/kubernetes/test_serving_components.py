@@ -252,6 +252,10 @@ def test_a_standard_service_declares_its_role_account_isvc_auth_and_scaler():
                      "kubernetes:keda.sh/v1alpha1:TriggerAuthentication",
                      "kubernetes:serving.kserve.io/v1beta1:InferenceService"]
     assert len(harness.of_type("gpuscale:index:IrsaRole")) == 1
+    # KServe refuses a changed deploymentMode once recorded: a service moved between modes is replaced, old first.
+    isvc = harness.one("kubernetes:serving.kserve.io/v1beta1:InferenceService")
+    assert isvc.replace_on_changes == ('metadata.annotations["serving.kserve.io/deploymentMode"]',)
+    assert isvc.delete_before_replace
 
 
 def test_keda_without_aws_triggers_gets_no_role():

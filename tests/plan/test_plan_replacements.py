@@ -66,6 +66,36 @@ def test_the_programs_replace_on_changes_marks_a_replacement_too():
     assert replacement_reasons(res, ["inputs.spec.endpoints[0].port"]) == []
 
 
+def test_a_quoted_annotation_key_in_replace_on_changes_matches_the_plans_flattened_path():
+    """ModelService marks its deploymentMode annotation (a key with dots, quoted in Pulumi's property path): the
+    plan flattens the key at its dots, and the trigger matches it there, not a neighbouring annotation."""
+    from gpuscale.components.model_service import DEPLOYMENT_MODE_PATH
+
+    isvc = _resource("kubernetes:serving.kserve.io/v1beta1:InferenceService",
+                     {"replaceOnChanges": [DEPLOYMENT_MODE_PATH]})
+    path = "inputs.metadata.annotations.serving.kserve.io/deploymentMode"
+    assert replacement_reasons(isvc, [path]) == [f"{path}: replaceOnChanges in the program"]
+    assert replacement_reasons(isvc, ["inputs.metadata.annotations.serving.kserve.io/autoscalerClass"]) == []
+
+
+def test_a_kubernetes_object_keeping_its_fixed_name_is_replaced_delete_first():
+    """pulumi-kubernetes deletes first when the replacement keeps the object's name (the two cannot coexist); a
+    renamed one, or a resource of another provider, is created first."""
+    from gpuscale.plan.diff import ResourceChange, _replace_mark
+
+    def change(type_, inputs, changes):
+        r = PlannedResource("urn:x", type_, "x", None, True, inputs, {})
+        return _replace_mark(ResourceChange(r, changes, ["a reason"]))
+
+    job = "kubernetes:batch/v1:Job"
+    spec = [("inputs.spec.template.spec.containers[0].args[0]", "a", "b")]
+    assert change(job, {"metadata": {"name": "copy"}}, spec) == "  (replace, delete first)"
+    assert change(job, {"metadata": {"name": "copy-2"}}, [*spec, ("inputs.metadata.name", "copy", "copy-2")]) \
+        == "  (replace)"
+    assert change(job, {"metadata": {}}, spec) == "  (replace)", "auto-named"
+    assert change("aws:eks/nodeGroup:NodeGroup", {"nodeGroupName": "x"}, spec) == "  (replace)"
+
+
 def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp_path):
     def change(config):
         config["gpuscale:nodeGroups"][0]["instanceTypes"] = ["g6.2xlarge"]  # same L4 GPU, a larger host
@@ -240,3 +270,24 @@ func labelSelectorForceNewProperties(prefix string) properties {
     assert kinds["kubernetes:core/v1:Service"] == ["metadata.name", "metadata.namespace", "spec.clusterIP"]
     assert kinds["kubernetes:core/v1:Namespace"] == ["metadata.name", "metadata.namespace"]
     assert kinds["kubernetes:helm.sh/v3:Release"] == ["name", "namespace"]
+
+
+def test_moving_a_service_to_knatives_autoscaler_replaces_its_inferenceservice_deleted_first(plans, tmp_path):
+    """prod's chat from KEDA (Standard mode) to the KPA (Knative mode): KServe refuses the changed deploymentMode
+    on the existing InferenceService, so the diff shows it replaced, the old one deleted first, and the ScaledObject
+    that scaled it deleted; Knative Serving is added beside KEDA."""
+    from gpuscale.config.services import PRESETS
+
+    def to_kpa(config):
+        chat = next(s for s in config["gpuscale:services"] if s["name"] == "chat")
+        chat["scaling"] = {"preset": "coreweave-kpa"}
+        config["gpuscale:kubernetes"]["serving"]["knative"] = dict(PRESETS["coreweave-kpa"].knative)
+
+    out = diff_with_changed(tmp_path, plans["prod"]["path"], "prod", to_kpa).stdout
+    isvc = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
+    assert re.search(rf"^\+- {re.escape(isvc)}  chat-isvc  \(replace, delete first\)$", out, re.M), out
+    assert "serving.kserve.io/deploymentMode: Standard => Knative" in out
+    assert "replaced because inputs.metadata.annotations.serving.kserve.io/deploymentMode: replaceOnChanges in " \
+           "the program" in out
+    assert re.search(r"^- kubernetes:keda.sh/v1alpha1:ScaledObject  chat-scaler$", out, re.M), out
+    assert re.search(r"^\+ gpuscale:index:KnativeServing  knative-serving$", out, re.M), out
