@@ -21,6 +21,7 @@ register.go). KEDA's are v2.17's (see gpuscale/sim/keda.py), the HPA's Kubernete
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -489,9 +490,11 @@ def read_services(top: Section, node_groups: tuple[NodeGroupConfig, ...],
             raise s.fail("name", service.name, f"a service name used once ({seen[service.name]} has it already)")
         seen[service.name] = s.key("name")
         services.append(service)
-    if serving is not None and serving.knative_given is not None and not knative_installed(serving, services):
-        key, entries = serving.knative_given
-        raise ConfigError(key, dict(entries), "a knative section only where Knative Serving is "
+    # Only when every entry was read: a kpa service refused for another mistake would make this a second error.
+    if serving is not None and serving.knative_given is not None and len(services) == len(entries) \
+            and not knative_installed(serving, services):
+        key, given = serving.knative_given
+        raise ConfigError(key, dict(given), "a knative section only where Knative Serving is "
                           "installed: mode knative, or a service scaled by kpa (this stack installs no Knative "
                           "autoscaler to configure)")
     return tuple(services)
@@ -695,11 +698,19 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
     period = same.period_seconds if same is not None else WakeTrigger.period_seconds
     scrape = same.scrape_interval_seconds if same is not None else WakeTrigger.scrape_interval_seconds
     if kind == "requests":
-        period = _read_period(s, period, serving)
         scrape = s.int("scrapeIntervalSeconds", scrape, min=1, max=MAX_SCRAPE_INTERVAL_SECONDS)
-        refusal = rate_range_refusal(period, scrape)
+        ranges = promql_ranges(query) if query is not None else []
+        if ranges:
+            # The query names its own range: that is the window (the simulator's too), checked as the default's.
+            if s.has("periodSeconds") and s.data["periodSeconds"] != min(ranges):
+                raise s.fail("periodSeconds", s.data["periodSeconds"], f"{min(ranges)}, the query's own range (or "
+                             "leave it out): it is the window the simulator averages the rate over")
+            period, key = min(ranges), "query"
+        else:  # the default query's range; or a query without one (a recording rule): the window as configured
+            period, key = _read_period(s, period, serving), "periodSeconds"
+        refusal = rate_range_refusal(period, scrape) if query is None or ranges else None
         if refusal is not None:
-            raise s.fail("periodSeconds", period, refusal)
+            raise s.fail(key, s.data.get(key, period), refusal)
     else:
         for key, why in (("periodSeconds", "KEDA reads an SQS queue's length live"),
                          ("scrapeIntervalSeconds", "no Prometheus reads an SQS queue")):
@@ -710,6 +721,19 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
 
 
 PROMQL_RULE = "a PromQL expression giving the service's requests per second at the gateway"
+_PROMQL_DURATION = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_PROMQL_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+def promql_ranges(query: str) -> list[int]:
+    """The range selectors' durations in a PromQL query, in whole seconds (`rate(x[5m])` -> [300]; a subquery's
+    `[30m:1m]` gives its range, 1800); none for a query without one."""
+    found = []
+    for selector in re.findall(r"\[\s*([0-9a-z]+)\s*(?::[^\]]*)?\]", query):
+        parts = _PROMQL_DURATION.findall(selector)
+        if parts and "".join(n + u for n, u in parts) == selector:
+            found.append(int(sum(int(n) * _PROMQL_SECONDS[u] for n, u in parts)))
+    return found
 
 
 def _read_gateway(s: Section, kind: str, same: WakeTrigger | None) -> tuple[str | None, str | None]:

@@ -303,3 +303,39 @@ def test_hf_like_loads_with_a_prometheus_server_from_the_serving_section_or_the_
     assert chat.scaling.wake.query == "sum(rate(nginx_requests_total[1m]))"
     assert chat.scaling.gpu_utilization == PRESETS["hf-like"].scaling.gpu_utilization
     assert chat.workload.at_zero_capacity == "refuse", "no activator in Standard mode: the gateway answers 502/503"
+
+
+def test_a_custom_wake_query_is_checked_on_its_own_range():
+    """The rate() range that must hold two scrapes is the query's own where it names one (`[5m]`), which is then
+    the simulator's window too; a query without one (a recording rule) keeps periodSeconds, unchecked."""
+    from gpuscale.config.services import promql_ranges
+
+    assert promql_ranges('sum(rate(x{a="b"}[5m]))') == [300] and promql_ranges("rate(x[1h30m]) + y") == [5400]
+    assert promql_ranges("max_over_time(rate(x[1m])[30m:1m])") == [60, 1800] and promql_ranges("service:rps") == []
+
+    def wake_config(**wake):
+        cfg = with_service("standard", metricsSource="prometheus", prometheusUrl="http://prom:9090")
+        svc(cfg).update(minReplicas=0, scaling={"keda": {"wake": {"kind": "requests", **wake}}})
+        return cfg
+
+    five_minutes = load_stack_config(wake_config(query="sum(rate(requests_total[5m]))", scrapeIntervalSeconds=60),
+                                     "test", CATALOG)
+    assert five_minutes.services[0].scaling.wake.period_seconds == 300
+    rule = load_stack_config(wake_config(query="service:requests:rate1m", periodSeconds=30, scrapeIntervalSeconds=60),
+                             "test", CATALOG)
+    assert rule.services[0].scaling.wake.period_seconds == 30
+    for wake, key, allowed in (
+            ({"query": "sum(rate(requests_total[10s]))"}, "query", "at least 30 s"),
+            ({"query": "sum(rate(requests_total[5m]))", "periodSeconds": 60}, "periodSeconds", "300, the query's"),
+            ({"periodSeconds": 20}, "periodSeconds", "at least 30 s")):
+        with pytest.raises(ConfigError) as err:
+            load_stack_config(wake_config(**wake), "test", CATALOG)
+        assert err.value.key == f"{S}.scaling.keda.wake.{key}" and allowed in err.value.allowed, err.value
+
+
+def test_a_kpa_service_refused_for_another_mistake_does_not_also_refuse_the_knative_section():
+    cfg = with_service("standard", knative={"stableWindowSeconds": 90})
+    svc(cfg)["gpus"] = 4
+    with pytest.raises(ConfigError) as err:
+        load_stack_config(cfg, "test", CATALOG)
+    assert [e.key for e in getattr(err.value, "errors", [err.value])] == [f"{S}.gpus"]
