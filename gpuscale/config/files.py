@@ -9,10 +9,11 @@ from typing import Any
 import yaml
 
 from ..instance_types import InstanceTypeCatalog, RecordedInstanceTypes
-from .namespace import PROJECT
+from .namespace import PROJECT, check_namespace
+from .policy import KEY as POLICY_KEY
 from .project import YamlSyntaxError, read_project
-from .reader import OFFLINE_SECRET, ConfigError
-from .stack import StackConfig, load_stack_config
+from .reader import OFFLINE_SECRET, ConfigError, ConfigErrors
+from .stack import TOP_LEVEL_KEYS, StackConfig, load_stack_config
 
 # libyaml's safe loader where PyYAML was built with it (ten times faster); the pure-Python one otherwise.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -77,3 +78,37 @@ def load_stack_file(project_dir: Path, stack: str, instance_types: InstanceTypeC
     keys in `namespace` (a program's own, `fleet:nodeGroups`, or this project's)."""
     values = read_stack_values(stack_file_path(project_dir, stack))
     return load_stack_config(values, stack, instance_types or RecordedInstanceTypes(), namespace=namespace)
+
+
+NAMESPACE_OPTION = "--config-namespace"
+
+
+def settings_namespace(project_dir: Path, stack: str, given: str | None = None) -> str | None:
+    """The config namespace holding the platform's settings in a stack's file, for the offline tools (plan,
+    simulate) to read them where the program does: `given` (what the program passes to `load_program_config`, named
+    on the command line), which must hold a section of them; else the project's name where it holds one
+    (`fleet:nodeGroups` in project fleet); else this project's where the file has `gpuscale:` keys besides
+    `gpuscale:policy`; None where none does (a program that declares the components from settings of its own)."""
+    values = read_stack_values(stack_file_path(project_dir, stack))
+    sections = set(TOP_LEVEL_KEYS) - {"policy"}
+
+    def holds(namespace: str) -> bool:
+        return any(key.partition(":")[0] == namespace and key.partition(":")[2] in sections for key in values)
+
+    if given is not None:
+        try:
+            check_namespace(given)
+        except ConfigErrors as exc:
+            raise ConfigError(NAMESPACE_OPTION, given, exc.allowed) from None
+        if not holds(given):
+            spaces = sorted({key.partition(":")[0] for key in values if ":" in key})
+            raise ConfigError(NAMESPACE_OPTION, given, f"a namespace holding the platform's settings in stack "
+                              f"{stack}'s file ({given}:nodeGroups, {given}:cluster, ...); the namespaces it holds: "
+                              f"{', '.join(spaces) or 'none'}")
+        return given
+    name = read_project(project_dir).name
+    if name != PROJECT and holds(name):
+        return name
+    if any(key.partition(":")[0] == PROJECT and key != POLICY_KEY for key in values):
+        return PROJECT
+    return None

@@ -54,6 +54,7 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
     2 when the config is invalid, 3 when a check found an error.
     """
     from ..cost import render_cost
+    from ..config.files import settings_namespace
     from .assessment import checks_and_cost
     from .checks import ERROR
     from .engine import run_plan
@@ -66,8 +67,10 @@ def plan(stack: str, project_dir: Path | None, json_path: Path | None, details: 
                                           "--prices", prices, *(["--config-namespace", namespace] if namespace else [])])
         if (unread := read_project(project).unread) is not None:
             click.echo(f"warning: {unread}", err=True)
+        # Where the settings are, before the program runs: a namespace named wrong stops here.
+        settings = settings_namespace(project, stack, namespace)
         result = run_plan(project, stack)
-        platform, findings, cost = checks_and_cost(project, stack, result, prices, namespace)
+        platform, findings, cost = checks_and_cost(project, stack, result, prices, settings)
     except ProjectError as exc:
         _fail(str(exc), EXIT_INVALID)
     except (PlanConfigError, ConfigError) as exc:

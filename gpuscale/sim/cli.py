@@ -9,7 +9,10 @@ from pathlib import Path
 
 import click
 
-from ..config import ConfigError, load_stack_file
+from ..config import PROJECT, ConfigError, StackConfig, load_stack_file
+from ..config.files import NAMESPACE_OPTION, settings_namespace
+from ..config.project import read_project
+from ..config.reader import REQUIRED
 from .presets import PRESETS
 from .report import render_table
 from .results import GroupSimulation, SimulationError, group_service, peak_rps, simulate_group
@@ -69,19 +72,23 @@ def parse_duration(text: str) -> int:
               help="Write every figure as JSON to this file.")
 @click.option("--project-dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               help="Directory holding Pulumi.yaml (default: the nearest one at or above the current directory).")
+@click.option("--config-namespace", "namespace", metavar="NAMESPACE",
+              help="The config namespace the program reads the platform's settings from (what it passes to "
+                   "load_program_config), where it is not the project's name. Default: the project's name if the "
+                   "stack file holds settings there, else gpuscale.")
 def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tuple[str, ...],
              presets: tuple[str, ...], compare: bool, suggest_headroom: bool, target_p95: float,
              duration: str | None, step_seconds: float | None,
              static_replicas: int | None, png_path: Path | None, json_path: Path | None,
-             project_dir: Path | None) -> None:
+             project_dir: Path | None, namespace: str | None) -> None:
     """Predict cost and latency of STACK's scaling under a request trace, before `pulumi up`."""
     seconds = parse_duration(duration) if duration is not None else None
     chosen = list(PRESETS) if compare else list(dict.fromkeys(presets or DEFAULT_PRESETS))
     if suggest_headroom:
-        _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir)
+        _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir, namespace)
         return
     try:
-        config = load_stack_file(_project(project_dir), stack)
+        config = _config(project_dir, stack, namespace)
         sims = []
         if groups or not services:
             group_presets = [p for p in chosen if p in PRESETS]
@@ -114,6 +121,17 @@ def simulate(stack: str, trace_name: str, groups: tuple[str, ...], services: tup
             except ChartError as exc:
                 _fail(str(exc))
             click.echo(f"Chart written to {path}")
+
+
+def _config(project_dir: Path | None, stack: str, namespace: str | None) -> StackConfig:
+    """The stack's settings where the program reads them (settings_namespace, shared with `gpuscale plan`)."""
+    project = _project(project_dir)
+    found = settings_namespace(project, stack, namespace)
+    if found is None:
+        raise ConfigError(f"{PROJECT}:nodeGroups", REQUIRED, "the platform's settings, which the simulator runs: "
+                          f"none in this project's namespace or the project's own ({read_project(project).name}:); "
+                          f"name the program's with {NAMESPACE_OPTION}")
+    return load_stack_file(project, stack, namespace=found)
 
 
 def _project(project_dir: Path | None) -> Path:
@@ -157,13 +175,13 @@ def _services(config, names: tuple[str, ...]) -> list:
     return [by_name[n] for n in dict.fromkeys(names)]
 
 
-def _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir) -> None:
+def _suggest_headroom(stack, services, trace_name, target_p95, seconds, project_dir, namespace) -> None:
     from .serving import render_suggestion, suggest_headroom
 
     if not services:
         _fail("--suggest-headroom: name the service with --service")
     try:
-        config = load_stack_file(_project(project_dir), stack)
+        config = _config(project_dir, stack, namespace)
         for service in _services(config, services):
             trace = load(trace_name, service_peak_rps(service, service_model(service.workload)), seconds)
             click.echo(render_suggestion(service, suggest_headroom(service, config, trace, target_p95)))

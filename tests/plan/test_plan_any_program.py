@@ -246,6 +246,15 @@ def test_a_namespace_other_than_the_project_name_is_named_on_the_command_line(tm
     assert any(not c["check"].startswith("policy:") for c in checks), "the settings' checks ran"
     assert all(s.startswith(("platform:", "aws:")) for c in checks for s in c["settings"]), checks
     wrong = gpuscale_plan(project, "--stack", "dev", "--config-namespace", "fleet")
-    assert wrong.returncode == 2
-    assert "--config-namespace fleet: stack dev's file holds no fleet: settings" in wrong.stderr
+    assert wrong.returncode == 2 and "Plan of stack" not in wrong.stdout, "refused before the program runs"
+    assert "--config-namespace: 'fleet' is not allowed; allowed: a namespace holding the platform's settings in " \
+           "stack dev's file" in wrong.stderr
     assert "the namespaces it holds: aws, platform" in wrong.stderr
+    # The simulator reads the same namespace, found the same way.
+    sim = subprocess.run([sys.executable, "-m", "gpuscale", "simulate", "--project-dir", str(project), "--stack",
+                          "dev", "--config-namespace", "platform", "--group", "infer"],
+                         capture_output=True, text=True, timeout=300)
+    assert sim.returncode == 0 and sim.stdout.startswith("group infer: trace burst"), sim.stderr
+    unnamed = subprocess.run([sys.executable, "-m", "gpuscale", "simulate", "--project-dir", str(project),
+                              "--stack", "dev"], capture_output=True, text=True, timeout=300)
+    assert unnamed.returncode != 0 and "name the program's with --config-namespace" in unnamed.stderr
