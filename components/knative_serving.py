@@ -9,7 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
 from ..config.reader import Section
-from ..config.services import KNATIVE_KEYS, read_knative_autoscaler
+from ..config.serving import KNATIVE_KEYS, read_knative_autoscaler
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, KNATIVE_SERVING_VERSION
@@ -27,7 +27,7 @@ DEFAULT_MAX_REVISION_TIMEOUT_SECONDS = 600
 
 
 class KnativeAutoscalerArgs(TypedDict):
-    """config-autoscaler, cluster-wide; field names are the stack config's (gpuscale/config/services.py)."""
+    """config-autoscaler, cluster-wide; field names are the stack config's (gpuscale/config/serving.py)."""
 
     stable_window_seconds: int
     """stable-window: the window the autoscaler averages over, 6-3600 s."""

@@ -11,7 +11,7 @@ from typing_extensions import NotRequired, TypedDict
 from ..config.args import validate_args
 from ..config.caches import LOCAL_MODEL_HOST_PATH
 from ..config.reader import REQUIRED, Section
-from ..config.services import SERVING_MODES
+from ..config.serving import SERVING_MODES
 from ._docs import documented
 from ._options import depends_on_of
 from .charts import CHARTS, Chart

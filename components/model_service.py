@@ -14,8 +14,9 @@ from ..config.args import validate_args, with_absent_nones
 from ..config.reader import REQUIRED, Section
 from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
 from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
-from ..config.services import (SCALING_MODES, SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, SERVING_MODE_OF, SERVING_MODES,
-                               read_model, read_service_pods)
+from ..config.pod_autoscalers import SCALING_MODES, SERVING_MODE_OF
+from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, read_model, read_service_pods
+from ..config.serving import SERVING_MODES
 from ..config.vertical import KNATIVE_REFUSAL, read_vertical_scaling
 from ._docs import documented
 from ._options import depends_on_of
@@ -64,7 +65,7 @@ class ModelArgs(TypedDict):
 
 
 class HpaArgs(TypedDict):
-    """An HPA on the agent's GPU metric; field names as gpuscale.config.services.HpaScaling."""
+    """An HPA on the agent's GPU metric; field names as gpuscale.config.pod_autoscalers.HpaScaling."""
 
     metric: str
     """The agent's GPU metric the HPA (through KEDA) scales on, e.g. gpu_utilization."""

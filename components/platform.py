@@ -24,7 +24,8 @@ from ..config.args import validate_args
 from ..config.caches import quantity_bytes
 from ..config.kubernetes import asg_option_tags, expander_order
 from ..config.reader import Section
-from ..config.services import HpaScaling, KedaScaling, ServiceConfig, gpu_metric, knative_installed
+from ..config.pod_autoscalers import HpaScaling, KedaScaling, gpu_metric
+from ..config.services import ServiceConfig, knative_installed
 from ._docs import documented
 from ._kubeconfig import eks_kubeconfig
 from .agent_bundle import AgentBundle

@@ -47,7 +47,7 @@ class BehaviorArgs(TypedDict):
 
 
 class KpaArgs(TypedDict):
-    """Knative's pod autoscaler; field names as gpuscale.config.services.KpaScaling. None keeps the cluster-wide
+    """Knative's pod autoscaler; field names as gpuscale.config.pod_autoscalers.KpaScaling. None keeps the cluster-wide
     value (config-autoscaler)."""
 
     metric: str
@@ -105,7 +105,7 @@ class WakeArgs(TypedDict):
 
 
 class KedaScalingArgs(TypedDict):
-    """KEDA's triggers and timing; field names as gpuscale.config.services.KedaScaling."""
+    """KEDA's triggers and timing; field names as gpuscale.config.pod_autoscalers.KedaScaling."""
 
     gpu_utilization: GpuTriggerArgs | None
     """1 -> N on the service's own GPU utilisation; None: the wake signal alone sizes the service."""

@@ -1,5 +1,5 @@
 """The HorizontalPodAutoscaler's `behavior` (autoscaling/v2): one shape for the stack config (a service's `hpa` or
-`keda` scaling, gpuscale/config/services.py), the components that render it, and the simulator's HPA
+`keda` scaling, gpuscale/config/pod_autoscalers.py), the components that render it, and the simulator's HPA
 (gpuscale/sim/hpa.py). Defaults are the API's (Kubernetes v1.33, pkg/apis/autoscaling/v2/defaults.go)."""
 
 from __future__ import annotations

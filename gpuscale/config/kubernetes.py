@@ -16,7 +16,7 @@ from ..components.charts import (DEVICE_PLUGIN_MIG_STRATEGIES, SLICING_WITH_MIXE
                                  NoAutoscalerRelease, autoscaler_image_tag, slicing_conflicts)
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image
 from .reader import REQUIRED, ConfigError, Section
-from .services import ServingConfig, read_serving
+from .serving import ServingConfig, read_serving
 
 if TYPE_CHECKING:
     from .stack import NodeGroupConfig
@@ -101,7 +101,7 @@ class KubernetesConfig:
     device_plugin: DevicePluginConfig
     agent: AgentDaemonSetConfig
     serving: ServingConfig | None = None
-    """KServe and what scales its services (gpuscale/config/services.py); None: no serving layer installed."""
+    """KServe and what scales its services (gpuscale/config/serving.py); None: no serving layer installed."""
 
 
 def read_kubernetes(s: Section) -> KubernetesConfig:

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.services import KnativeAutoscalerConfig
+from ..config.serving import KnativeAutoscalerConfig
 
 TICK = 2
 """multiscaler.go tickInterval."""
@@ -77,7 +77,7 @@ def kpa_target(kpa: Any, knative: Any, concurrency: int) -> tuple[float, float]:
 
 
 def kpa_config(kpa: Any, knative: Any, progress_deadline: int = PROGRESS_DEADLINE) -> KpaConfig:
-    """The revision's effective autoscaler settings: its annotations (gpuscale.config.services.KpaScaling) over the
+    """The revision's effective autoscaler settings: its annotations (gpuscale.config.pod_autoscalers.KpaScaling) over the
     cluster-wide config-autoscaler (KnativeAutoscalerConfig)."""
     def pick(value: Any, default: Any) -> Any:
         return default if value is None else value

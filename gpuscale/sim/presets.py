@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.services import PRESETS as SERVICE_PRESETS
+from ..config.pod_autoscalers import PRESETS as SERVICE_PRESETS
 from ..config.stack import NodeGroupConfig
 from .cluster_autoscaler import ca_settings
 from .ec2 import FixedScaler, IdealScaler, StackScaler, agent_delay, instance_fleet
@@ -46,7 +46,7 @@ HF_IDLE_TO_ZERO = 900
 HF_UTILIZATION_THRESHOLD = 80.0
 """Our assumption: the platform's page lists per-accelerator criteria that our copy does not include."""
 
-# The presets a model service can deploy (gpuscale/config/services.py PRESETS) are the one definition: a group runs
+# The presets a model service can deploy (gpuscale/config/pod_autoscalers.py PRESETS) are the one definition: a group runs
 # the same values. The GPU cloud's table also names a 15 s tick, which Knative cannot be configured with (its
 # multiscaler ticks every 2 s), so the preset runs Knative's.
 _COREWEAVE = SERVICE_PRESETS["coreweave-kpa"]

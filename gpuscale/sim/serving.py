@@ -9,7 +9,7 @@ refuses: Knative's activator holds requests, a KEDA service woken from an SQS qu
 and any other Standard-mode service has no endpoint, so the gateway answers 502/503 and clients retry.
 
 The autoscaler models are the upstream-faithful ones (knative.py, hpa.py, keda.py), built here from the service's
-config dataclasses (gpuscale/config/services.py); the presets are values of the same dataclasses, so a preset here
+config dataclasses (gpuscale/config/pod_autoscalers.py); the presets are values of the same dataclasses, so a preset here
 is exactly what the service would deploy with `scaling: {preset: NAME}`. Each stage of a cold start is its own
 number (ServiceModel.cold_start), so levers that shorten one (a model cache, an image cache, GPU headroom) change
 that number only.
@@ -31,8 +31,9 @@ from dataclasses import dataclass, replace
 from types import SimpleNamespace
 from typing import Any
 
-from ..config.services import (KNATIVE_KEYS, PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
-                               Scaling, ServiceConfig, at_zero_behaviour)
+from ..config.pod_autoscalers import HpaScaling, KedaScaling, KpaScaling, PRESETS, Scaling, at_zero_behaviour
+from ..config.services import ServiceConfig
+from ..config.serving import KNATIVE_KEYS, KnativeAutoscalerConfig
 import numpy as np
 
 from .cluster_autoscaler import ca_settings

@@ -40,7 +40,7 @@ from gpuscale.components.model_bucket import ModelBucket
 from gpuscale.components.model_service import ModelService
 from gpuscale.components.platform import GpuPlatform
 from gpuscale.components.vertical_pod_autoscaler import VerticalPodAutoscaler
-from gpuscale.config.services import KnativeAutoscalerConfig
+from gpuscale.config.serving import KnativeAutoscalerConfig
 from gpuscale.config.reader import ConfigErrors
 from test_components_platform import minimal_config
 

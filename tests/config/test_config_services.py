@@ -10,8 +10,9 @@ import pytest
 from test_config_validation import CATALOG, _set, assert_rejected, base
 
 from gpuscale.config import ConfigError, load_stack_config, load_stack_file
-from gpuscale.config.services import (PRESETS, HpaScaling, KedaScaling, KnativeAutoscalerConfig, KpaScaling,
-                                      at_zero_behaviour, scales_to_zero_on_gpu_only)
+from gpuscale.config.pod_autoscalers import (HpaScaling, KedaScaling, KpaScaling, PRESETS, at_zero_behaviour,
+                                             scales_to_zero_on_gpu_only)
+from gpuscale.config.serving import KnativeAutoscalerConfig
 from gpuscale.config.hpa_behavior import ScalingPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -308,7 +309,7 @@ def test_hf_like_loads_with_a_prometheus_server_from_the_serving_section_or_the_
 def test_a_custom_wake_query_is_checked_on_its_own_range():
     """The rate() range that must hold two scrapes is the query's own where it names one (`[5m]`), which is then
     the simulator's window too; a query without one (a recording rule) keeps periodSeconds, unchecked."""
-    from gpuscale.config.services import promql_ranges
+    from gpuscale.config.pod_autoscalers import promql_ranges
 
     assert promql_ranges('sum(rate(x{a="b"}[5m]))') == [300] and promql_ranges("rate(x[1h30m]) + y") == [5400]
     assert promql_ranges("max_over_time(rate(x[1m])[30m:1m])") == [60, 1800] and promql_ranges("service:rps") == []

@@ -21,7 +21,7 @@ from gpuscale.components.knative_serving import (KnativeServing, KnativeServingA
 from gpuscale.components.kserve import KServe, kserve_values
 from gpuscale.components.model_service import ModelService, ModelServiceArgs, inference_service, keda_args
 from gpuscale.components.pod_autoscaling import scaled_object_spec, trigger_authentication_spec
-from gpuscale.config.services import KnativeAutoscalerConfig
+from gpuscale.config.serving import KnativeAutoscalerConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "components"))

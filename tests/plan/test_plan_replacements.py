@@ -276,7 +276,7 @@ def test_moving_a_service_to_knatives_autoscaler_replaces_its_inferenceservice_d
     """prod's chat from KEDA (Standard mode) to the KPA (Knative mode): KServe refuses the changed deploymentMode
     on the existing InferenceService, so the diff shows it replaced, the old one deleted first, and the ScaledObject
     that scaled it deleted; Knative Serving is added beside KEDA."""
-    from gpuscale.config.services import PRESETS
+    from gpuscale.config.pod_autoscalers import PRESETS
 
     def to_kpa(config):
         chat = next(s for s in config["gpuscale:services"] if s["name"] == "chat")

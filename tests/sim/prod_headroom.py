@@ -13,7 +13,7 @@ import copy
 from pathlib import Path
 
 from gpuscale.config import StackConfig, load_stack_config, read_stack_values, stack_file_path
-from gpuscale.config.services import PRESETS
+from gpuscale.config.pod_autoscalers import PRESETS
 from gpuscale.instance_types import RecordedInstanceTypes
 
 ROOT = Path(__file__).resolve().parents[2]

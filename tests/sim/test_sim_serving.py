@@ -12,7 +12,8 @@ import pytest
 from sim_support import CATALOG, REPO, stack
 
 from gpuscale.config import load_stack_config, read_stack_values, stack_file_path
-from gpuscale.config.services import PRESETS, KnativeAutoscalerConfig, KpaScaling
+from gpuscale.config.pod_autoscalers import KpaScaling, PRESETS
+from gpuscale.config.serving import KnativeAutoscalerConfig
 from gpuscale.sim.keda import GpuUtilizationTrigger, KedaScaler, QueueTrigger, RequestRateTrigger
 from gpuscale.sim.knative import KpaScaler, kpa_config, kpa_target
 from gpuscale.sim.serving import SERVICE_PRESETS, service_plans, simulate_service

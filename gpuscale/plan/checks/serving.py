@@ -8,8 +8,9 @@ from typing import Any
 
 from ...config import PROJECT, StackConfig
 from ...config.workload import UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS
-from ...config.services import (DEFAULT_GPU_METRIC, HPA_SYNC_PERIOD_SECONDS, HpaScaling, KedaScaling, KpaScaling,
-                              ServiceConfig, agent_metric, gpu_metric)
+from ...config.pod_autoscalers import (DEFAULT_GPU_METRIC, HPA_SYNC_PERIOD_SECONDS, HpaScaling, KedaScaling, KpaScaling,
+                                       agent_metric, gpu_metric)
+from ...config.services import ServiceConfig
 from ...sim.knative import ACTIVATION_TIMEOUT_BUFFER
 
 ERROR, WARNING, INFO = "error", "warning", "info"
