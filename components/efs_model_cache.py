@@ -12,10 +12,11 @@ AmazonEFSCSIDriverPolicy; service accounts `efs-csi-controller-sa` and `efs-csi-
 Kubernetes side (static provisioning, no StorageClass: nothing is provisioned dynamically): two PersistentVolumes of
 the one file system and their claims in the services' namespace, `<name>-models` ReadOnlyMany for the predictors
 (KServe mounts a pvc:// model read-only at /mnt/models unless the InferenceService opts out, `storage.kserve.io/
-readonly`; many pods on many nodes read it at once) and `<name>-loader` ReadWriteMany for the copy Jobs; and one Job
-per model that copies it from S3 into `<bucket>/<prefix>` on the file system once, with KServe's own storage
-initializer (the image and entrypoint KServe runs for an s3:// model, at the pinned KServe version, so the copy holds
-exactly what /mnt/models would) and an IRSA role that reads the models' S3 prefixes, nothing else.
+readonly`; many pods on many nodes read it at once) and `<name>-loader` ReadWriteMany for the copy Jobs, both of
+one nominal capacity (NOMINAL_CAPACITY); and one Job per model that copies it from S3 into `<bucket>/<prefix>` on the
+file system once, with KServe's own storage initializer (the image and entrypoint KServe runs for an s3:// model, at
+the pinned KServe version, so the copy holds exactly what /mnt/models would) and an IRSA role that reads the models' S3
+prefixes, nothing else.
 """
 
 from collections.abc import Mapping, Sequence
@@ -27,7 +28,7 @@ import pulumi_kubernetes as k8s
 from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args
-from ..config.caches import QUANTITY, QUANTITY_RULE, efs_model_path, quantity_bytes
+from ..config.caches import efs_model_path
 from ..config.reader import Section, is_deferred
 from ._docs import documented
 from ._iam import attach_managed_policies
@@ -55,6 +56,17 @@ and of its model servers: the access point makes every file on the file system t
 ROOT_DIRECTORY = "/models"
 """The access point's root on the file system; KServe's claim path (pvc://<claim>/<bucket>/<prefix>) lies under it."""
 LOADER_MOUNT = "/mnt/efs"
+"""Where a copy Job mounts its model's directory (the loader claim with `subPath: <bucket>/<prefix>`), and the
+destination it passes KServe's storage initializer: a directory that exists when the container starts."""
+NOMINAL_CAPACITY = "5Gi"
+"""The capacity of the PersistentVolumes and the request of their claims, the same whatever the stack caches. EFS
+ignores it (the file system grows with what it holds; the EFS CSI driver never reads the capacity, which Kubernetes
+only uses to bind a claim to a volume); Kubernetes requires one, and the aws-efs-csi-driver's static provisioning
+example (examples/kubernetes/static_provisioning) writes 5Gi. It must never change with the models: a statically
+bound claim (storageClassName "") cannot grow (the PersistentVolumeClaimResize admission plugin: "only dynamically
+provisioned pvc can be resized") nor shrink (validation forbids a request below the bound capacity), so a size derived
+from the models would fail `pulumi up` as soon as a model is added or resized. The models' sizes stay the
+simulator's (modelCache.modelSize)."""
 COPY_TIMEOUT = "60m"
 """How long `pulumi up` waits for a copy Job (pulumi-kubernetes awaits a Job until it succeeds, 10 minutes unless
 told otherwise): 100 GiB at a conservative 50 MiB/s from S3 is about 35 minutes."""
@@ -81,8 +93,6 @@ class EfsCachedModelArgs(TypedDict):
     """The model's name (a DNS-1123 label; the service's name): its copy Job is `efs-copy-<name>`."""
     storage_uri: str
     """The model's s3:// URI, copied to `<bucket>/<prefix>` on the file system."""
-    model_size: str
-    """The model's size, a storage quantity (the claims' capacity is the sum)."""
 
 
 class EfsModelCacheArgs(TypedDict):
@@ -135,16 +145,9 @@ def check_args(s: Section) -> None:
                 m.report("storage_uri", uri, f"each storage_uri once and none under another's ({clash[0]} has "
                                              f"{clash[1]}): one copy serves every service of a model")
             paths.setdefault(path, (name, uri))
-        m.str("model_size", pattern=QUANTITY, describe=QUANTITY_RULE)
         m.finish()
     s.input("node_selector", {})
     s.input("tags", {})
-
-
-def total_size(models: Sequence[EfsCachedModelArgs]) -> str:
-    """The claims' capacity: the models' sizes summed, in Mi (EFS does not enforce it; Kubernetes requires one)."""
-    total = sum(quantity_bytes(m["model_size"]) for m in models)
-    return f"{-(-int(total) // 2**20)}Mi"
 
 
 def persistent_volume(name: str, namespace: str, volume_handle: Any, access_mode: str, size: str) -> dict[str, Any]:
@@ -170,19 +173,24 @@ def persistent_volume_claim(name: str, namespace: str, access_mode: str, size: s
 
 def copy_job(name: str, namespace: str, model: EfsCachedModelArgs, claim: str, service_account: str,
              region: str, node_selector: Mapping[str, str]) -> dict[str, Any]:
-    """The Job that copies one model from S3 onto the file system (checked against Kubernetes' schema in tests)."""
-    target = f"{LOADER_MOUNT}/{efs_model_path(model['storage_uri'])}"
+    """The Job that copies one model from S3 onto the file system (checked against Kubernetes' schema in tests).
+
+    The model's directory is the mount's subPath and the mount path the destination: KServe's Storage.download
+    (python/storage/kserve_storage/kserve_storage.py at v0.16.0) only `os.mkdir`s a missing destination, one level,
+    so `<bucket>/<prefix>` below a fresh file system's root would fail; the kubelet creates a missing subPath with
+    its parents, and through the access point it is owned by the access point's user (MODEL_UID)."""
     pod: dict[str, Any] = {
         "serviceAccountName": service_account, "restartPolicy": "Never",
         "securityContext": {"runAsNonRoot": True, "runAsUser": MODEL_UID, "runAsGroup": MODEL_UID},
         "containers": [{
             "name": "copy", "image": storage_initializer_image(),
             # The image's entrypoint: initializer-entrypoint SRC_URI DEST_PATH (what KServe runs for /mnt/models).
-            "args": [model["storage_uri"], target],
+            "args": [model["storage_uri"], LOADER_MOUNT],
             "env": [{"name": "AWS_DEFAULT_REGION", "value": region}],
             "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
             "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-            "volumeMounts": [{"name": "efs", "mountPath": LOADER_MOUNT}]}],
+            "volumeMounts": [{"name": "efs", "mountPath": LOADER_MOUNT,
+                              "subPath": efs_model_path(model["storage_uri"])}]}],
         "volumes": [{"name": "efs", "persistentVolumeClaim": {"claimName": claim}}]}
     if node_selector:
         pod["nodeSelector"] = dict(node_selector)
@@ -259,15 +267,14 @@ class EfsModelCache(pulumi.ComponentResource):
             automount_service_account_token=False, opts=pulumi.ResourceOptions(parent=self, depends_on=after))
 
         handle = pulumi.Output.concat(file_system.id, "::", access_point.id)
-        size = total_size(models)
         claims = {}
         for suffix, mode in (("models", "ReadOnlyMany"), ("loader", "ReadWriteMany")):
             volume_name = f"{name}-{suffix}"
-            pv = persistent_volume(volume_name, namespace, handle, mode, size)
+            pv = persistent_volume(volume_name, namespace, handle, mode, NOMINAL_CAPACITY)
             volume = k8s.core.v1.PersistentVolume(
                 f"{name}-{suffix}-pv", metadata=pv["metadata"], spec=pv["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, addon]))
-            pvc = persistent_volume_claim(volume_name, namespace, mode, size)
+            pvc = persistent_volume_claim(volume_name, namespace, mode, NOMINAL_CAPACITY)
             claims[suffix] = k8s.core.v1.PersistentVolumeClaim(
                 f"{name}-{suffix}-pvc", metadata=pvc["metadata"], spec=pvc["spec"],
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[*after, volume]))

@@ -413,18 +413,19 @@ class GpuPlatform(pulumi.ComponentResource):
         by_uri: dict[str, ServiceConfig] = {}
         for s in on_efs:
             by_uri.setdefault(str(s.model.storage_uri), s)
+        # The ModelBuckets the stack creates that hold the models (none for an existing bucket).
+        buckets = [self._model_buckets[b] for b in sorted({bucket_of(uri) or "" for uri in by_uri})
+                   if b in self._model_buckets]
         return EfsModelCache(EFS_CACHE, {
             "vpc_id": cluster.vpc_id, "subnet_ids": subnets,
             # Managed node groups without security groups of their own (ours) get EKS's cluster security group.
             "node_security_group_id": cluster.cluster_security_group_id, "cluster_name": cluster.cluster_name,
             "oidc_provider_arn": cluster.oidc_provider_arn, "oidc_issuer_url": cluster.oidc_issuer_url,
             "region": self._config.region, "namespace": SERVICES_NAMESPACE,
-            "models": [{"name": s.name, "storage_uri": uri,
-                        "model_size": max((o.model_cache.model_size for o in on_efs  # type: ignore[union-attr]
-                                           if str(o.model.storage_uri) == uri), key=quantity_bytes)}
-                       for uri, s in by_uri.items()],
+            "models": [{"name": s.name, "storage_uri": uri} for uri, s in by_uri.items()],
             "node_selector": self._system_nodes, "tags": self._tags},
-            opts=self._child(self._in_cluster, depends_on=[kserve]))
+            # A copy Job reads its model's bucket: one the stack creates must exist before the Job runs.
+            opts=self._child(self._in_cluster, depends_on=[kserve, *buckets]))
 
     def _scaling_args(self, s: ServiceConfig) -> dict[str, object]:
         """The service's scaling as ModelService's arguments: the config's field names, with the metric resolved for

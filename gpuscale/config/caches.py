@@ -73,7 +73,8 @@ class ModelCacheConfig:
     kind: str
     """`local` or `efs` (MODEL_CACHE_KINDS)."""
     model_size: str
-    """The model's size on disk (LocalModelCache.spec.modelSize; the efs claim's capacity), a storage quantity."""
+    """The model's size on disk (LocalModelCache.spec.modelSize; for efs the simulator's alone: the claims have a
+    nominal capacity, components/efs_model_cache.py NOMINAL_CAPACITY), a storage quantity."""
     storage_limit: str
     """local: disk per node the group's cache may fill (LocalModelNodeGroup.spec.storageLimit), at least model_size;
     efs: model_size (the file system is shared, no node keeps a copy)."""

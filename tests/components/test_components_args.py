@@ -101,7 +101,7 @@ MINIMAL: dict[type, Callable[[], dict[str, Any]]] = {
     EfsModelCache: lambda: {
         "vpc_id": "vpc-1", "subnet_ids": ["subnet-1"], "node_security_group_id": "sg-1", "cluster_name": "c",
         "oidc_provider_arn": OIDC, "oidc_issuer_url": ISSUER, "region": "us-west-2", "namespace": "serving",
-        "models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi"}]},
+        "models": [{"name": "chat", "storage_uri": "s3://models/chat"}]},
     ModelService: lambda: {
         "name": "chat", "namespace": "serving", "serving_mode": "knative",
         "model": {"storage_uri": "s3://models/chat", "format": "huggingface", "runtime": None, "container": None},

@@ -15,9 +15,12 @@ import pytest
 from crd_support import validate_custom_resource
 from kube_support import validate_object
 
-from gpuscale.components.efs_model_cache import (ADDON_NAME, ADDON_SERVICE_ACCOUNTS, CSI_DRIVER, EfsModelCache,
-                                                 EfsModelCacheArgs, copy_job, persistent_volume,
+from gpuscale.components.efs_model_cache import (ADDON_NAME, ADDON_SERVICE_ACCOUNTS, CSI_DRIVER, NOMINAL_CAPACITY,
+                                                 EfsModelCache, EfsModelCacheArgs, copy_job, persistent_volume,
                                                  persistent_volume_claim, pvc_storage_uri)
+from gpuscale.plan.diff import replacement_reasons
+from gpuscale.plan.model import PlannedResource
+from gpuscale.plan.render import flatten
 from gpuscale.config.reader import ConfigErrors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,7 +37,7 @@ def efs_args(**overrides) -> EfsModelCacheArgs:
         "vpc_id": "vpc-0123456789abcdef0", "subnet_ids": SUBNETS, "node_security_group_id": NODE_SG,
         "cluster_name": "c1", "oidc_provider_arn": OIDC_ARN, "oidc_issuer_url": ISSUER, "region": "us-west-2",
         "namespace": "gpuscale-serving",
-        "models": [{"name": "chat", "storage_uri": "s3://models/chat-8b", "model_size": "16Gi"}],
+        "models": [{"name": "chat", "storage_uri": "s3://models/chat-8b"}],
         "node_selector": {"gpuscale.io/node-role": "system"}}
     args.update(overrides)  # type: ignore[typeddict-item]
     return args
@@ -90,12 +93,12 @@ def test_the_kubernetes_objects_are_valid_and_the_predictors_claim_is_read_only_
     assert models["accessModes"] == ["ReadOnlyMany"] and models["csi"]["readOnly"] is True
     assert claims["model-cache-efs-models"]["spec"]["accessModes"] == ["ReadOnlyMany"]
     assert volumes["model-cache-efs-loader"]["spec"]["accessModes"] == ["ReadWriteMany"]
-    assert models["capacity"]["storage"] == "16384Mi"
+    assert models["capacity"]["storage"] == NOMINAL_CAPACITY
 
 
 def test_a_copy_job_per_model_runs_kserves_storage_initializer_with_the_read_role():
-    harness = declared(models=[{"name": "chat", "storage_uri": "s3://models/chat-8b", "model_size": "16Gi"},
-                               {"name": "code", "storage_uri": "s3://models/code-7b/", "model_size": "14Gi"}])
+    harness = declared(models=[{"name": "chat", "storage_uri": "s3://models/chat-8b"},
+                               {"name": "code", "storage_uri": "s3://models/code-7b/"}])
     jobs = {r.inputs["metadata"]["name"]: r for r in harness.of_type("kubernetes:batch/v1:Job")}
     assert set(jobs) == {"efs-copy-chat", "efs-copy-code"}
     job = jobs["efs-copy-code"].inputs
@@ -103,7 +106,9 @@ def test_a_copy_job_per_model_runs_kserves_storage_initializer_with_the_read_rol
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == "kserve/storage-initializer:v0.16.0"
-    assert container["args"] == ["s3://models/code-7b/", "/mnt/efs/models/code-7b"]
+    # The model's directory is the mount's subPath (the kubelet makes it) and the mount itself the destination.
+    assert container["args"] == ["s3://models/code-7b/", "/mnt/efs"]
+    assert container["volumeMounts"] == [{"name": "efs", "mountPath": "/mnt/efs", "subPath": "models/code-7b"}]
     assert pod["volumes"][0]["persistentVolumeClaim"]["claimName"] == "model-cache-efs-loader"
     assert pod["nodeSelector"] == {"gpuscale.io/node-role": "system"}
     account = harness.one("kubernetes:core/v1:ServiceAccount").inputs["metadata"]
@@ -120,10 +125,13 @@ def test_the_service_reads_the_copy_as_a_pvc_uri_kserve_parses():
                                      "container": None}))
     validate_custom_resource(obj)
     assert obj["spec"]["predictor"]["model"]["storageUri"] == uri
-    # The copy Job writes exactly where that URI points, below the access point's root.
-    job = copy_job("j", "n", {"name": "chat", "storage_uri": "s3://models/chat-8b/", "model_size": "1Gi"},
+    # The copy Job writes exactly where that URI points, below the access point's root: its mount's subPath is
+    # the subPath KServe mounts for the predictor.
+    job = copy_job("j", "n", {"name": "chat", "storage_uri": "s3://models/chat-8b/"},
                    "c", "sa", "us-west-2", {})
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"][1] == "/mnt/efs/models/chat-8b"
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    assert container["volumeMounts"][0]["subPath"] == uri.removeprefix("pvc://model-cache-efs-models/")
+    assert container["args"][1] == container["volumeMounts"][0]["mountPath"]
 
 
 def test_helpers_build_schema_valid_objects_and_the_check_refuses_a_misspelt_field():
@@ -136,17 +144,17 @@ def test_helpers_build_schema_valid_objects_and_the_check_refuses_a_misspelt_fie
 
 
 @pytest.mark.parametrize("overrides, key, allowed", [
-    ({"models": [{"name": "chat", "storage_uri": "pvc://models/chat", "model_size": "16Gi"}]},
+    ({"models": [{"name": "chat", "storage_uri": "pvc://models/chat"}]},
      "models[0].storage_uri", "an s3:// storageUri"),
-    ({"models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16GB"}]},
-     "models[0].model_size", "a Kubernetes storage quantity"),
-    ({"models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi"},
-                 {"name": "chat2", "storage_uri": "s3://models/chat/v2", "model_size": "16Gi"}]},
+    ({"models": [{"name": "chat", "storage_uri": "s3://models/chat", "model_size": "16Gi"}]},
+     "models[0].model_size", "known keys here are name, storage_uri"),
+    ({"models": [{"name": "chat", "storage_uri": "s3://models/chat"},
+                 {"name": "chat2", "storage_uri": "s3://models/chat/v2"}]},
      "models[1].storage_uri", "none under another's (chat has s3://models/chat)"),
     ({"models": []}, "models", "a list of at least 1"),
     ({"subnet_ids": []}, "subnet_ids", "a list of at least 1 subnet id"),
     ({"region": "us-west2"}, "region", "an AWS region"),
-], ids=["pvc", "size", "nested", "no-models", "no-subnets", "region"])
+], ids=["pvc", "no-size", "nested", "no-models", "no-subnets", "region"])
 def test_bad_arguments_are_refused_by_name_before_anything_is_declared(overrides, key, allowed):
     harness = Harness()
     with pytest.raises((ValueError, ConfigErrors)) as caught:
@@ -168,3 +176,62 @@ def test_kubernetes_children_wait_for_what_the_component_waits_for():
     for r in harness.resources:
         if r.type.startswith("kubernetes:"):
             assert kserve in r.dependencies, f"{r.name} does not wait for KServe"
+
+
+def _kubelet_and_storage_initializer(root: Path, job: dict) -> Path:
+    """What a copy Job's pod does on a fresh file system (`root`, the access point's root, empty): the kubelet creates a
+    missing subPath with its parents (kubelet's subpath handling, `MkdirAll`) and bind-mounts it at the mount path;
+    then KServe's Storage.download (python/storage/kserve_storage/kserve_storage.py at v0.16.0) does
+    `if not os.path.exists(out_dir): os.mkdir(out_dir)` on its destination (one level, no parents) and writes the
+    model there. Returns the directory on the file system the model's files land in."""
+    (container,) = job["spec"]["template"]["spec"]["containers"]
+    (mount,) = container["volumeMounts"]
+    source = root / mount.get("subPath", "")
+    source.mkdir(parents=True, exist_ok=True)
+    destination = container["args"][1]
+    relative = Path(destination).relative_to(mount["mountPath"])  # ValueError: written outside the volume
+    out_dir = source / relative
+    if not out_dir.exists():
+        out_dir.mkdir()  # os.mkdir: FileNotFoundError when its parent does not exist
+    (out_dir / "config.json").write_text("{}")
+    return out_dir
+
+
+def test_the_copy_lands_where_the_predictor_reads_on_a_fresh_file_system(tmp_path):
+    uri = "s3://models/chat-8b/"
+    job = copy_job("j", "n", {"name": "chat", "storage_uri": uri}, "c", "sa", "us-west-2", {})
+    landed = _kubelet_and_storage_initializer(tmp_path, job)
+    # KServe mounts the predictor's pvc://<claim>/<path> with <path> as the subPath: the same directory.
+    assert landed == tmp_path / pvc_storage_uri("model-cache-efs", uri).split("/", 3)[3]
+    assert (tmp_path / "models" / "chat-8b" / "config.json").is_file()
+
+
+def test_the_claims_keep_their_size_whatever_the_models():
+    """A statically bound claim can neither grow (PersistentVolumeClaimResize: only dynamically provisioned claims)
+    nor shrink: adding a model must not change the volumes or the claims."""
+    def storage_objects(models):
+        harness = declared(models=models)
+        return {r.name: r.inputs for r in harness.resources
+                if r.type in ("kubernetes:core/v1:PersistentVolume", "kubernetes:core/v1:PersistentVolumeClaim")}
+    one = storage_objects([{"name": "chat", "storage_uri": "s3://models/chat-8b"}])
+    two = storage_objects([{"name": "chat", "storage_uri": "s3://models/chat-8b"},
+                           {"name": "code", "storage_uri": "s3://models/code-7b"}])
+    assert one == two and len(one) == 4
+    claim = one["model-cache-efs-models-pvc"]["spec"]["resources"]["requests"]["storage"]
+    assert claim == one["model-cache-efs-models-pv"]["spec"]["capacity"]["storage"] == NOMINAL_CAPACITY
+
+
+def test_a_new_storage_uri_replaces_the_copy_job():
+    """A copy runs once per storageUri: a new model version under a new URI (a versioned prefix) gets its copy by a
+    replaced Job, whose template pulumi-kubernetes cannot update in place."""
+    def job(uri):
+        harness = declared(models=[{"name": "chat", "storage_uri": uri}])
+        (r,) = harness.of_type("kubernetes:batch/v1:Job")
+        return r
+    old, new = job("s3://models/chat-8b/v1"), job("s3://models/chat-8b/v2")
+    assert old.urn == new.urn, "the same Job resource, changed"
+    before, after = dict(flatten({"inputs": old.inputs})), dict(flatten({"inputs": new.inputs}))
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert changed and all(".spec.template." in path for path in changed), changed
+    planned = PlannedResource(new.urn, new.type, new.name, None, True, new.inputs, {})
+    assert replacement_reasons(planned, changed), f"{changed} would update the Job in place"

@@ -38,8 +38,10 @@ def _of(plan, token):
 
 
 def _findings(project, resources):
+    """The cache findings of the plan's `resources` (the config's own, the created bucket's, left out)."""
     config = load_stack_file(project, "prod")
-    return [(f.check, f.message) for f in cache_findings(config, SimpleNamespace(resources=resources), Finding)]
+    return [(f.check, f.message) for f in cache_findings(config, SimpleNamespace(resources=resources), Finding)
+            if f.check != "model-cache-source"]
 
 
 def _copy(plan):
@@ -64,8 +66,16 @@ def test_the_file_system_and_its_wiring_are_planned_and_valid(efs_prod):
             api = "batch/v1" if kind == "Job" else "v1"
             validate_object({"apiVersion": api, "kind": kind, **r.inputs}, "1.33")
     (job,) = _of(plan, "kubernetes:batch/v1:Job")
-    assert job.inputs["spec"]["template"]["spec"]["containers"][0]["args"] == [
-        "s3://gpuscale-prod-models/chat-8b-fp16", "/mnt/efs/gpuscale-prod-models/chat-8b-fp16"]
+    (container,) = job.inputs["spec"]["template"]["spec"]["containers"]
+    assert container["args"] == ["s3://gpuscale-prod-models/chat-8b-fp16", "/mnt/efs"]
+    assert container["volumeMounts"][0]["subPath"] == CHAT_URI.split("/", 3)[3]
+
+
+def test_the_copy_waits_for_the_bucket_the_stack_creates(efs_prod):
+    _, plan = efs_prod
+    (job,) = _of(plan, "kubernetes:batch/v1:Job")
+    (bucket,) = [r for r in _of(plan, "aws:s3/bucket:Bucket") if r.name == "gpuscale-prod-models"]
+    assert bucket.urn in job.options.get("dependsOn", []), "the copy Job may run before its model's bucket exists"
 
 
 def test_chat_reads_the_claim_and_batch_still_downloads(efs_prod):
@@ -88,11 +98,23 @@ def test_every_new_aws_type_has_replacement_facts(efs_prod):
     assert declared <= set(replacement_facts()["resources"])
 
 
-def test_a_wired_efs_cache_has_no_finding(efs_prod):
+def test_a_wired_efs_cache_has_no_finding_but_its_empty_bucket(efs_prod):
     project, plan = efs_prod
     config = load_stack_file(project, "prod")
     assert config.services[0].model_cache.kind == "efs"
-    assert [f for f in run_checks(config, plan) if f.check.startswith(("model-cache", "image-cache"))] == []
+    found = [f for f in run_checks(config, plan) if f.check.startswith(("model-cache", "image-cache"))]
+    # prod creates gpuscale-prod-models: empty on the first `pulumi up`, so the copy would fail there.
+    assert [(f.severity, f.check, f.settings, f.group) for f in found] == [
+        ("warning", "model-cache-source", ("gpuscale:services[0].modelCache.kind", "gpuscale:modelBuckets[0]"), "chat")]
+    assert "gpuscale-prod-models" in found[0].message and "upload the model" in found[0].message
+
+
+def test_an_existing_bucket_needs_no_upload_warning(efs_prod):
+    project, _ = efs_prod
+    config = load_stack_file(project, "prod")
+    existing = replace(config, model_buckets=tuple(replace(b, existing=True) for b in config.model_buckets))
+    assert [f.check for f in cache_findings(existing, None, Finding)] == []
+    assert [f.check for f in cache_findings(config, None, Finding)] == ["model-cache-source"]
 
 
 def test_a_subnet_without_a_mount_target_is_found(efs_prod):

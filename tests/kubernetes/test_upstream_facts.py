@@ -206,7 +206,11 @@ def test_kserve_picks_a_runtime_by_format_protocol_and_priority():
     assert selected_runtime("tensorflow") == "kserve-tensorflow-serving"
     # onnx: only Triton declares it, and Triton speaks no v1: no runtime, no image.
     assert selected_runtime("onnx") is None and runtime_image("onnx") is None
-    assert selected_runtime("triton") is selected_runtime("tensorrt") is selected_runtime("mlflow") is None
+    # triton: KServe's defaulter (setPredictorModelDefaults) gives the format protocol v2, which Triton speaks.
+    assert selected_runtime("triton") == "kserve-tritonserver"
+    assert runtime_image("triton") == "nvcr.io/nvidia/tritonserver:23.05-py3"
+    # tensorrt and mlflow keep v1: no runtime serving them speaks it.
+    assert selected_runtime("tensorrt") is selected_runtime("mlflow") is None
     assert runtime_image("pytorch") == "pytorch/torchserve-kfs:0.9.0"
     assert selected_runtime("no-such-format") is None
     # A named runtime: the chart's, declaring the format (even without autoSelect), or unknown.

@@ -2,7 +2,9 @@
 pods cannot reach it, or it serves nobody. `run_checks` (gpuscale/plan/checks/) calls `cache_findings`.
 
 From the stack config: an image-cache snapshot on a node group no service runs on (it costs a snapshot and a restored
-volume on every node for nothing); a node group whose image volume is smaller than the model caches on it.
+volume on every node for nothing); a node group whose image volume is smaller than the model caches on it; an efs cache
+whose model's bucket the stack creates (empty on the first `pulumi up`, so the copy Job, which `pulumi up` awaits,
+fails).
 From the plan (what the program declares, whichever program it is): a LocalModelCache whose sourceModelUri matches
 no InferenceService's storageUri (KServe never uses it), an InferenceService whose cached copy sits on a
 LocalModelNodeGroup whose nodes its nodeSelector does not land on (the claim's volume is bound to other nodes: the pod
@@ -19,6 +21,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...config import PROJECT, StackConfig
+from ...components.bucket_rules import bucket_of
 from ...config.caches import quantity_bytes
 from ..mocks import cluster_security_group_id, planned_id
 
@@ -38,7 +41,7 @@ IRSA_ROLE_ARN = "eks.amazonaws.com/role-arn"
 
 
 def cache_findings(config: StackConfig, plan: Any | None, finding: type) -> list[Any]:
-    found = _unused_image_caches(config, finding) + _cache_room(config, finding)
+    found = _unused_image_caches(config, finding) + _cache_room(config, finding) + _model_cache_source(config, finding)
     if plan is not None:
         found += _plan_reachability(tuple(plan.resources), finding)
     return found
@@ -69,6 +72,21 @@ def _cache_room(config: StackConfig, finding: type) -> list[Any]:
                 f"the model caches on node group {g.name} may fill {need / 2**30:.0f} GiB per node, more than its "
                 f"{g.root_volume_gib} GiB image volume that also "
                 f"holds the container images: downloads fail or the kubelet evicts pods for disk pressure", g.name))
+    return found
+
+
+def _model_cache_source(config: StackConfig, finding: type) -> list[Any]:
+    created = {b.name: b.entry_key for b in getattr(config, "model_buckets", ()) if not b.existing}
+    found = []
+    for j, s in enumerate(getattr(config, "services", ())):
+        bucket = bucket_of(s.model.storage_uri) if s.model_cache and s.model_cache.kind == "efs" else None
+        if bucket in created:
+            found.append(finding(
+                "warning", "model-cache-source", (f"{PROJECT}:services[{j}].modelCache.kind", created[bucket]),
+                f"service {s.name} copies {s.model.storage_uri} onto the EFS cache, but this stack creates its bucket "
+                f"{bucket} (gpuscale:modelBuckets without existing: true), which is empty on the first `pulumi up`: "
+                "the copy Job fails and `pulumi up` with it; upload the model to the bucket before turning the "
+                "cache on", s.name))
     return found
 
 
