@@ -375,11 +375,16 @@ class GpuPlatform(pulumi.ComponentResource):
                 "tags": tags, "vertical_scaling": asdict(s.vertical_scaling) if s.vertical_scaling else None,
                 # Model cache: every service names its own group, so KServe never mounts a copy on other nodes.
                 **({"local_model_node_group": s.node_group} if cached else {})}
-            bucket = self._model_buckets.get(bucket_of(m.storage_uri) or "")  # the model's, when the stack makes it
             ModelService(s.name, service, opts=self._child(
                 self._in_cluster,
-                depends_on=[kserve, *platform, node_groups[s.node_group], *([bucket] if bucket else []),
+                depends_on=[kserve, *platform, node_groups[s.node_group], *self._buckets_holding([m.storage_uri]),
                             *([efs] if efs is not None and s in on_efs else [])]))
+
+    def _buckets_holding(self, uris: Any) -> list[ModelBucket]:
+        """The ModelBuckets the stack creates that hold these model URIs (none for an existing bucket, or a pvc://
+        model), for what reads the models to wait for."""
+        return [self._model_buckets[b] for b in sorted({bucket_of(str(uri)) or "" for uri in uris})
+                if b in self._model_buckets]
 
     def _declare_model_cache(self, cached: list[ServiceConfig], groups: dict[str, Any],
                              kserve: KServe) -> LocalModelCache:
@@ -413,9 +418,7 @@ class GpuPlatform(pulumi.ComponentResource):
         by_uri: dict[str, ServiceConfig] = {}
         for s in on_efs:
             by_uri.setdefault(str(s.model.storage_uri), s)
-        # The ModelBuckets the stack creates that hold the models (none for an existing bucket).
-        buckets = [self._model_buckets[b] for b in sorted({bucket_of(uri) or "" for uri in by_uri})
-                   if b in self._model_buckets]
+        buckets = self._buckets_holding(by_uri)
         return EfsModelCache(EFS_CACHE, {
             "vpc_id": cluster.vpc_id, "subnet_ids": subnets,
             # Managed node groups without security groups of their own (ours) get EKS's cluster security group.
