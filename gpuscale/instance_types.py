@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -48,6 +49,9 @@ class InstanceTypeInfo:
     """CPU architectures as EC2 names them: ``x86_64``, ``arm64``."""
     hibernation_supported: bool
     """Whether an on-demand instance of the type can hibernate (a warm pool's ``Hibernated`` state needs it)."""
+    network_gbps: float | None = None
+    """The instance's network bandwidth in Gbit/s as EC2 states it (`NetworkPerformance`: "Up to 10 Gigabit" -> 10,
+    the burst figure; "100 Gigabit" -> 100); None where EC2 gives only a word ("High") or nothing."""
 
 
 class InstanceTypeCatalog(Protocol):
@@ -69,7 +73,16 @@ def from_describe_record(record: dict[str, Any]) -> InstanceTypeInfo:
         memory_mib=int(record["MemoryInfo"]["SizeInMiB"]),
         architectures=tuple(record["ProcessorInfo"]["SupportedArchitectures"]),
         hibernation_supported=bool(record.get("HibernationSupported", False)),
+        network_gbps=network_gbps((record.get("NetworkInfo") or {}).get("NetworkPerformance")),
     )
+
+
+def network_gbps(performance: str | None) -> float | None:
+    """Gbit/s of EC2's `NetworkPerformance` ("Up to 12.5 Gigabit", "4x 100 Gigabit"); None for a word or none."""
+    match = re.fullmatch(r"(?:Up to )?(?:(\d+)x )?(\d+(?:\.\d+)?) Gigabit", (performance or "").strip())
+    if match is None:
+        return None
+    return float(match.group(2)) * int(match.group(1) or 1)
 
 
 def trim_record(record: dict[str, Any], fields: dict[str, Any] = RECORD_FIELDS) -> dict[str, Any]:
@@ -145,4 +158,5 @@ class PulumiInstanceTypes:
             memory_mib=result.memory_size,
             architectures=tuple(result.supported_architectures or ()),
             hibernation_supported=bool(result.hibernation_supported),
+            network_gbps=network_gbps(result.network_performance),
         )

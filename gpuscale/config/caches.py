@@ -39,8 +39,8 @@ EFS_ELASTIC_CLIENT_MIB_PER_SECOND = 1500.0
 """What one client (one node) reads from an EFS file system in Elastic throughput: AWS's "Amazon EFS performance
 specifications" (docs.aws.amazon.com/efs/latest/ug/performance.html), table "Performance specifications for file
 systems using General Purpose performance mode", row Regional / Elastic: per-client read/write 1,500 MiBps (its
-footnote 4), per-file-system read 20-60 GiBps. The node's own network bandwidth caps it too (a g6.xlarge: "up to"
-10 Gbit/s, about 1,190 MiB/s, in bursts): set readMibPerSecond lower for small instances."""
+footnote 4), per-file-system read 20-60 GiBps. The node's own network bandwidth caps it too (efs_client_mib_per_second):
+a g6.xlarge's "up to" 10 Gbit/s is about 1,192 MiB/s, in bursts."""
 LOCAL_MODEL_HOST_PATH = "/mnt/models"
 """Where KServe's node agent keeps models on each node: the chart's `kserve.localmodel.agent.hostPath` default at
 v0.16.0, which the agent mounts; the PersistentVolume KServe creates from the node group's spec must name the same
@@ -81,7 +81,7 @@ class ModelCacheConfig:
     read_mib_per_second: float
     """How fast a pod reads the cached model, MiB/s. local: from the node's disk (default: the node group's
     imageVolumeThroughputMibps, else GP3_BASELINE_MIB_PER_SECOND); efs: over NFS (default
-    EFS_ELASTIC_CLIENT_MIB_PER_SECOND)."""
+    efs_client_mib_per_second: EFS's per-client limit, or the node's network bandwidth where lower)."""
 
     @property
     def read_seconds(self) -> float:
@@ -106,8 +106,16 @@ def read_image_volume_throughput(s: Section) -> int | None:
                  max=GP3_MAX_LAUNCH_TEMPLATE_MIB_PER_SECOND)
 
 
-def read_model_cache_settings(s: Section,
-                              default_rate: float = GP3_BASELINE_MIB_PER_SECOND) -> tuple[str, str, str, float]:
+def efs_client_mib_per_second(network_gbps: float | None) -> float:
+    """What one node reads from EFS: EFS Elastic's per-client limit, or the node's network bandwidth (EC2's stated,
+    "up to", figure) where that is lower; the limit alone where EC2 states none."""
+    if network_gbps is None:
+        return EFS_ELASTIC_CLIENT_MIB_PER_SECOND
+    return min(EFS_ELASTIC_CLIENT_MIB_PER_SECOND, round(network_gbps * 1e9 / 8 / 2**20, 1))
+
+
+def read_model_cache_settings(s: Section, default_rate: float = GP3_BASELINE_MIB_PER_SECOND,
+                              network_gbps: float | None = None) -> tuple[str, str, str, float]:
     """kind, modelSize, storageLimit, readMibPerSecond: the rules of a service's `modelCache:` and of the model cache
     component's Args (one home for each rule)."""
     kind = s.str("kind", choices=MODEL_CACHE_KINDS)
@@ -117,7 +125,8 @@ def read_model_cache_settings(s: Section,
             s.report("storageLimit", s.raw("storageLimit"), "storageLimit only with kind local (an efs file system "
                                                             "is shared and grows with what it holds)")
         s.input("storageLimit", None)  # marked read: the refusal above is its only error
-        rate = s.float("readMibPerSecond", EFS_ELASTIC_CLIENT_MIB_PER_SECOND, min=1, max=MAX_CACHE_MIB_PER_SECOND)
+        rate = s.float("readMibPerSecond", efs_client_mib_per_second(network_gbps), min=1,
+                       max=MAX_CACHE_MIB_PER_SECOND)
         return kind, size, size, rate
     limit = s.str("storageLimit", size, pattern=QUANTITY, describe=QUANTITY_RULE)
     if re.fullmatch(QUANTITY, size) and re.fullmatch(QUANTITY, limit) and quantity_bytes(limit) < quantity_bytes(size):
@@ -163,12 +172,14 @@ def efs_model_path(storage_uri: str) -> str:
 
 
 def read_model_cache(s: Section | None, storage_uri: str | None, uri_key: str,
-                     volume_mib_per_second: int | None = None) -> ModelCacheConfig | None:
-    """A service's `modelCache:` (None without one); read at its node group's image volume throughput unless
-    `readMibPerSecond` says otherwise."""
+                     volume_mib_per_second: int | None = None,
+                     network_gbps: float | None = None) -> ModelCacheConfig | None:
+    """A service's `modelCache:` (None without one); read at its node group's image volume throughput (local) or
+    at EFS's per-client rate within the node's network bandwidth (efs) unless `readMibPerSecond` says otherwise."""
     if s is None:
         return None
-    kind, size, limit, rate = read_model_cache_settings(s, volume_mib_per_second or GP3_BASELINE_MIB_PER_SECOND)
+    kind, size, limit, rate = read_model_cache_settings(s, volume_mib_per_second or GP3_BASELINE_MIB_PER_SECOND,
+                                                        network_gbps)
     refusal = cacheable_uri_refusal(storage_uri)
     if refusal is not None:
         s.report("kind", kind, f"a cache only for {refusal}; {uri_key} is {storage_uri!r}")

@@ -134,3 +134,13 @@ def test_the_api_source_pages_through_describe_instance_types(tmp_path, monkeypa
     assert written["source"]["generated"] == "2026-12-05"
     # What boto3 parsed from EC2's XML is what the moto-sourced file holds for the same type.
     assert written["instanceTypes"]["g6.xlarge"] == CATALOG.record("g6.xlarge")
+
+
+def test_network_bandwidth_is_read_from_ec2s_stated_performance():
+    from gpuscale.instance_types import RecordedInstanceTypes, network_gbps
+
+    assert network_gbps("Up to 10 Gigabit") == 10.0 and network_gbps("Up to 12.5 Gigabit") == 12.5
+    assert network_gbps("4x 100 Gigabit") == 400.0 and network_gbps("3200 Gigabit") == 3200.0
+    assert network_gbps("High") is None and network_gbps(None) is None
+    types = RecordedInstanceTypes()
+    assert types.describe("g6.xlarge").network_gbps == 10.0 and types.describe("g6e.12xlarge").network_gbps == 100.0
