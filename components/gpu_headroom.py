@@ -95,7 +95,9 @@ def placeholder_deployment(args: GpuHeadroomArgs) -> dict[str, Any]:
                      # billed), so the old placeholders go first and the new ones take the nodes they leave. A
                      # rolling update without surge rather than Recreate: Deployments created before carry the
                      # defaulted rollingUpdate block, and an apply changing the type to Recreate is refused
-                     # (spec.strategy.rollingUpdate: Forbidden; pulumi/pulumi-kubernetes#2843).
+                     # (spec.strategy.rollingUpdate: Forbidden; pulumi/pulumi-kubernetes#2843). Unlike Recreate,
+                     # the new placeholders are created while the old ones still terminate (seconds: no grace
+                     # period), so a cluster-autoscaler scan in that moment may add a node it later removes.
                      "strategy": {"type": "RollingUpdate",
                                   "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}, "template": {
                 # A pod's priority is resolved from its class when it is admitted, never after: the value in the

@@ -388,9 +388,10 @@ def _read_wake(s: Section, base: WakeTrigger | None, serving: ServingConfig) -> 
         ranges = promql_ranges(query) if query is not None else []
         if ranges:
             # The query names its own range: that is the window (the simulator's too), checked as the default's.
-            if s.has("periodSeconds") and s.data["periodSeconds"] != min(ranges):
-                raise s.fail("periodSeconds", s.data["periodSeconds"], f"{min(ranges)}, the query's own range (or "
-                             "leave it out): it is the window the simulator averages the rate over")
+            given = s.int("periodSeconds", min(ranges), min=1, max=3600)
+            if given != min(ranges):
+                raise s.fail("periodSeconds", given, f"{min(ranges)}, the query's own range (or leave it out): it "
+                             "is the window the simulator averages the rate over")
             period, key = min(ranges), "query"
         else:  # the default query's range; or a query without one (a recording rule): the window as configured
             period, key = _read_period(s, period, serving), "periodSeconds"

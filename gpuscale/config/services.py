@@ -159,7 +159,7 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
     scaling, preset = read_scaling(s.section("scaling"), serving, lo, s.key("minReplicas"))
     workload = _read_service_workload(s.section("workload"), group, gpus, timeout, deadline, at_zero_behaviour(scaling))
     model_cache = read_model_cache(s.optional_section("modelCache"), model.storage_uri, s.key("model") + ".storageUri",
-                                   group.image_volume_throughput_mibps, group.gpu.network_gbps)
+                                   group.image_volume_throughput_mibps, group.network_gbps)
     vertical = read_service_vertical_scaling(s.optional_section("verticalScaling"), mode, cpu, memory,
                                              group.gpu.vcpus, group.gpu.memory_mib)
     s.finish()

@@ -211,10 +211,13 @@ class NodeGroupConfig:
     workload: WorkloadConfig | None = None
     """The served workload's model, for the simulator and the pre-apply checks."""
     image_cache: ImageCacheConfig | None = None
-    image_volume_throughput_mibps: int | None = None
-    """`imageVolumeThroughputMibps`: the gp3 image volume's provisioned throughput (None: gp3's 125 MiB/s)."""
     """`imageCache:`: the Bottlerocket data volume restored from a snapshot holding the serving images
     (gpuscale/config/caches.py); None: images pulled on every new node."""
+    image_volume_throughput_mibps: int | None = None
+    """`imageVolumeThroughputMibps`: the gp3 image volume's provisioned throughput (None: gp3's 125 MiB/s)."""
+    network_gbps: float | None = None
+    """The slowest network of the group's instance types, Gbit/s as EC2 states it (any of them may be the node a
+    pod lands on); None where EC2 states none of them in figures."""
 
     @property
     def gpus(self) -> tuple[InstanceTypeInfo, ...]:
@@ -527,7 +530,8 @@ def _read_node_group(s: Section, catalog: InstanceTypeCatalog) -> NodeGroupConfi
                             first, autoscaler)
     group = replace(group, workload=read_workload(s.optional_section("workload"), group, node_group=True),
                     image_cache=read_image_cache(s.optional_section("imageCache"), s.key("amiType"), ami_type),
-                    image_volume_throughput_mibps=read_image_volume_throughput(s))
+                    image_volume_throughput_mibps=read_image_volume_throughput(s),
+                    network_gbps=min((g.network_gbps for g in gpus if g.network_gbps is not None), default=None))
     s.finish()
     return group
 

@@ -113,6 +113,13 @@ def _segments(path: str) -> tuple[str, ...]:
     return tuple(n for n in (re.sub(r"\[\d+\]", "", s).lower() for s in path.split(".")) if n)
 
 
+def _quoted(path: str) -> bool:
+    """Whether a trigger ends in a quoted key (`labels["app"]`): the plan's flattened paths split keys at their dots,
+    so such a trigger names exactly one leaf, never what lies "under" it (`labels.app.kubernetes.io/name` is another
+    key)."""
+    return path.rstrip().endswith('"]')
+
+
 def _plural(name: str) -> str:
     """English plural, as the Pulumi bridge names a Terraform list block (`tag` -> `tags`, `policy` -> `policies`)."""
     if name.endswith("y") and name[-2:-1] not in "aeiou":
@@ -120,10 +127,15 @@ def _plural(name: str) -> str:
     return name + ("es" if name.endswith(("s", "x", "ch", "sh")) else "s")
 
 
-def _triggered(changed: tuple[str, ...], trigger: tuple[str, ...]) -> bool:
+def _triggered(changed: tuple[str, ...], trigger: tuple[str, ...], exact: bool = False) -> bool:
     """Whether a changed path lies at or under a trigger, each name as written or in the plural the bridge gives
-    list blocks."""
+    list blocks; `exact`: the changed path is the trigger itself (a quoted key)."""
+    if exact:
+        return changed == trigger
     return len(changed) >= len(trigger) and all(c in (t, _plural(t)) for c, t in zip(changed, trigger))
+
+
+PROGRAM_TRIGGER = "replaceOnChanges in the program"
 
 
 def replacement_reasons(resource: PlannedResource, paths: list[str]) -> list[str]:
@@ -136,15 +148,14 @@ def replacement_reasons(resource: PlannedResource, paths: list[str]) -> list[str
     else:
         entry = facts.get("kubernetes", {}).get("resources", {}).get(resource.type)
         why = f"replaced on change by pulumi-kubernetes {facts['kubernetes']['ref']}" if entry else ""
-    triggers = [(_segments(t), why) for t in (entry or {}).get("replacedOnChange", [])]
-    triggers += [(_segments(t), "replaceOnChanges in the program")
-                 for t in resource.options.get("replaceOnChanges", [])]
+    triggers = [(_segments(t), why, False) for t in (entry or {}).get("replacedOnChange", [])]
+    triggers += [(_segments(t), PROGRAM_TRIGGER, _quoted(t)) for t in resource.options.get("replaceOnChanges", [])]
     reasons = []
     for path in paths:
         if not path.startswith("inputs."):
             continue
         changed = _segments(path[len("inputs."):])
-        why = next((w for t, w in triggers if _triggered(changed, t)), None)
+        why = next((w for t, w, exact in triggers if _triggered(changed, t, exact)), None)
         if why is not None:
             reasons.append(f"{path}: {why}")
     return reasons
@@ -212,6 +223,10 @@ def _deleted_first(c: ResourceChange) -> bool:
     r = c.resource
     if r.options.get("deleteBeforeReplace"):
         return True
+    # pulumi-kubernetes deletes first only for a replacement its own Diff finds; one the program's replaceOnChanges
+    # alone asks for is created first (and, under the same name, collides with the old object).
+    if all(why.endswith(PROGRAM_TRIGGER) for why in c.replaced_by):
+        return False
     named = (r.inputs.get("metadata") or {}).get("name") if isinstance(r.inputs.get("metadata"), dict) else None
     renamed = any(path in ("inputs.metadata.name", "inputs.metadata.namespace") for path, _, _ in c.changes)
     return (r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm.sh/")

@@ -67,9 +67,14 @@ def review_stack(head: Path, base: Path | None, stack: str, base_python: str) ->
         base_cost = cost_of_plan_json(base_doc)
         if base_cost is None and base is not None:  # a base from before cost estimates: price it with this code
             from ..config import load_stack_file
+            from ..config.files import settings_namespace
 
             try:
-                base_cost = estimate(load_stack_file(base, stack), base_plan)
+                # The base's settings where its program reads them, found as `gpuscale plan` finds them.
+                namespace = settings_namespace(base, stack)
+                base_cost = estimate(load_stack_file(base, stack, namespace=namespace), base_plan) \
+                    if namespace is not None else StackCost("", error="the base's stack file holds no platform "
+                                                            "settings to price")
             except ConfigError as exc:
                 base_cost = StackCost("", error=f"the base's config does not validate under this gpuscale: {exc}")
     diff = diff_plans(base_plan, head_plan)

@@ -322,6 +322,8 @@ def test_a_custom_wake_query_is_checked_on_its_own_range():
     five_minutes = load_stack_config(wake_config(query="sum(rate(requests_total[5m]))", scrapeIntervalSeconds=60),
                                      "test", CATALOG)
     assert five_minutes.services[0].scaling.wake.period_seconds == 300
+    said = load_stack_config(wake_config(query="sum(rate(requests_total[5m]))", periodSeconds=300), "test", CATALOG)
+    assert said.services[0].scaling.wake.period_seconds == 300, "the query's own range, spelt out, is accepted"
     rule = load_stack_config(wake_config(query="service:requests:rate1m", periodSeconds=30, scrapeIntervalSeconds=60),
                              "test", CATALOG)
     assert rule.services[0].scaling.wake.period_seconds == 30

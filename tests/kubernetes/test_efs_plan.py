@@ -105,11 +105,11 @@ def test_a_wired_efs_cache_has_no_finding_but_its_empty_bucket(efs_prod):
     found = [f for f in run_checks(config, plan) if f.check.startswith(("model-cache", "image-cache"))]
     # prod creates gpuscale-prod-models: empty on the first `pulumi up`, so the copy would fail there.
     assert [(f.severity, f.check, f.settings, f.group) for f in found] == [
-        ("warning", "model-cache-source", ("gpuscale:services[0].modelCache.kind", "gpuscale:modelBuckets[0]"), "chat")]
+        ("info", "model-cache-source", ("gpuscale:services[0].modelCache.kind", "gpuscale:modelBuckets[0]"), "chat")]
     assert "gpuscale-prod-models" in found[0].message and "upload the model" in found[0].message
 
 
-def test_an_existing_bucket_needs_no_upload_warning(efs_prod):
+def test_an_existing_bucket_needs_no_upload_note(efs_prod):
     project, _ = efs_prod
     config = load_stack_file(project, "prod")
     existing = replace(config, model_buckets=tuple(replace(b, existing=True) for b in config.model_buckets))

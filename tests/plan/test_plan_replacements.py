@@ -76,6 +76,10 @@ def test_a_quoted_annotation_key_in_replace_on_changes_matches_the_plans_flatten
     path = "inputs.metadata.annotations.serving.kserve.io/deploymentMode"
     assert replacement_reasons(isvc, [path]) == [f"{path}: replaceOnChanges in the program"]
     assert replacement_reasons(isvc, ["inputs.metadata.annotations.serving.kserve.io/autoscalerClass"]) == []
+    # A quoted key names that key alone: `labels["app"]` is not a prefix of the key app.kubernetes.io/name.
+    labelled = _resource("kubernetes:core/v1:ConfigMap", {"replaceOnChanges": ['metadata.labels["app"]']})
+    assert replacement_reasons(labelled, ["inputs.metadata.labels.app.kubernetes.io/name"]) == []
+    assert replacement_reasons(labelled, ["inputs.metadata.labels.app"]) != []
 
 
 def test_a_kubernetes_object_keeping_its_fixed_name_is_replaced_delete_first():
@@ -94,6 +98,12 @@ def test_a_kubernetes_object_keeping_its_fixed_name_is_replaced_delete_first():
         == "  (replace)"
     assert change(job, {"metadata": {}}, spec) == "  (replace)", "auto-named"
     assert change("aws:eks/nodeGroup:NodeGroup", {"nodeGroupName": "x"}, spec) == "  (replace)"
+    # Only pulumi-kubernetes's own replacements are deleted first; the program's replaceOnChanges alone is created
+    # first unless the program also marks deleteBeforeReplace.
+    program_only = PlannedResource("urn:x", "kubernetes:core/v1:ConfigMap", "x", None, True,
+                                   {"metadata": {"name": "settings"}}, {})
+    only = ResourceChange(program_only, [("inputs.data.a", "1", "2")], ["inputs.data.a: replaceOnChanges in the program"])
+    assert _replace_mark(only) == "  (replace)"
 
 
 def test_diff_marks_a_replacement_apart_from_updates_and_sums_them_up(plans, tmp_path):

@@ -81,12 +81,13 @@ def _model_cache_source(config: StackConfig, finding: type) -> list[Any]:
     for j, s in enumerate(getattr(config, "services", ())):
         bucket = bucket_of(s.model.storage_uri) if s.model_cache and s.model_cache.kind == "efs" else None
         if bucket in created:
+            # A note, not a warning: the plan cannot see the bucket's contents, so it would stay after the upload.
             found.append(finding(
-                "warning", "model-cache-source", (f"{PROJECT}:services[{j}].modelCache.kind", created[bucket]),
-                f"service {s.name} copies {s.model.storage_uri} onto the EFS cache, but this stack creates its bucket "
+                "info", "model-cache-source", (f"{PROJECT}:services[{j}].modelCache.kind", created[bucket]),
+                f"service {s.name} copies {s.model.storage_uri} onto the EFS cache, and this stack creates its bucket "
                 f"{bucket} (gpuscale:modelBuckets without existing: true), which is empty on the first `pulumi up`: "
-                "the copy Job fails and `pulumi up` with it; upload the model to the bucket before turning the "
-                "cache on", s.name))
+                "upload the model to the bucket before the `pulumi up` that turns the cache on, or the copy Job "
+                "fails and `pulumi up` with it", s.name))
     return found
 
 
