@@ -248,3 +248,18 @@ def test_services_asking_for_more_gpus_than_their_node_group_has():
     assert f.severity == WARNING
     assert f.settings == ("gpuscale:services[0].maxReplicas", "gpuscale:nodeGroups[0].maxSize")
     assert "2 GPUs at maxSize 2 hold fewer than the 3" in f.message
+
+
+def test_a_wake_range_that_one_failed_scrape_empties():
+    """prod's batch woken by the gateway's request rate over 30 s scraped every 15 s: two samples, what rate() needs;
+    one failed scrape leaves one, and KEDA reads nothing as 0. Three scrapes ride one out."""
+    v = values("prod")
+    v["gpuscale:kubernetes"]["serving"].update(metricsSource="prometheus", prometheusUrl="http://prom:9090")
+    service(v, "batch")["scaling"]["keda"]["wake"] = {"kind": "requests", "periodSeconds": 30}
+    v["gpuscale:queues"] = [q for q in v["gpuscale:queues"] if q["name"] != "gpuscale-prod-batch-generate"]
+    [f] = [f for f in findings(v, "prod", "serving-timing") if "scrape" in f.message]
+    assert f.severity == WARNING and f.settings == ("gpuscale:services[1].scaling.keda.wake.periodSeconds",
+                                                    "gpuscale:services[1].scaling.keda.wake.scrapeIntervalSeconds")
+    assert "covers 30 s, 2 scrapes of 15 s" in f.message
+    service(v, "batch")["scaling"]["keda"]["wake"]["periodSeconds"] = 45
+    assert not [f for f in findings(v, "prod", "serving-timing") if "scrape" in f.message]

@@ -14,6 +14,9 @@ from ...config.services import ServiceConfig
 from ...sim.knative import ACTIVATION_TIMEOUT_BUFFER
 
 ERROR, WARNING, INFO = "error", "warning", "info"
+MISSED_SCRAPE_MARGIN = 3
+"""Scrapes a requests wake's rate() range should hold: two samples are what rate() needs, one more survives a failed
+scrape."""
 SERVING_KEY = f"{PROJECT}:kubernetes.serving"
 ISVC = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 SCALED_OBJECT = "kubernetes:keda.sh/v1alpha1:ScaledObject"
@@ -89,6 +92,17 @@ def _timings(key: str, service: ServiceConfig, config: StackConfig, finding: typ
             found.append(finding(INFO, "serving-timing", (period_key,),
                                  f"service {service.name}'s GPU metric is averaged over {period} s, and its HPA reads "
                                  f"it every {HPA_SYNC_PERIOD_SECONDS} s: samples between two syncs are never seen"))
+    wake = scaling.wake if isinstance(scaling, KedaScaling) else None
+    if wake is not None and wake.kind == "requests" and \
+            wake.period_seconds < MISSED_SCRAPE_MARGIN * wake.scrape_interval_seconds:
+        # The config refuses fewer than two scrapes per range; with two, one failed scrape leaves a range with one.
+        found.append(finding(WARNING, "serving-timing", (f"{key}.scaling.keda.wake.periodSeconds",
+                                                         f"{key}.scaling.keda.wake.scrapeIntervalSeconds"),
+                             f"service {service.name}'s wake rate() covers {wake.period_seconds} s, "
+                             f"{wake.period_seconds / wake.scrape_interval_seconds:g} scrapes of "
+                             f"{wake.scrape_interval_seconds} s: one failed scrape leaves a range with one sample, "
+                             "rate() returns nothing and KEDA reads 0 (the service stays asleep or shrinks); a range "
+                             f"of {MISSED_SCRAPE_MARGIN} scrapes or more rides one out"))
     if isinstance(scaling, KedaScaling) and scaling.cooldown_period_seconds < scaling.polling_interval_seconds:
         found.append(finding(WARNING, "serving-timing", (f"{key}.scaling.keda.cooldownPeriodSeconds",
                                                          f"{key}.scaling.keda.pollingIntervalSeconds"),
