@@ -13,7 +13,8 @@ from gpu_metrics_agent import catalogue
 from gpuscale.config.args import validate_args
 from gpuscale.config.kubernetes import read_agent_image, read_resources
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import read_agent_settings, read_region
+from gpuscale.config.agent import read_agent_settings
+from gpuscale.config.cluster import read_region
 
 from ._docs import documented
 from ._options import depends_on_of

@@ -13,7 +13,7 @@ from gpuscale.config.args import validate_args
 from gpuscale.config.kubernetes import (check_autoscaler_release, read_autoscaler_resources,
                                         read_autoscaler_settings)
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import read_region
+from gpuscale.config.cluster import read_region
 
 from ._docs import documented
 from .charts import CHARTS, autoscaler_image_tag

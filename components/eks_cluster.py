@@ -8,7 +8,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section, is_deferred
-from gpuscale.config.stack import read_cluster_name, read_kubernetes_version, read_system_nodes, read_vpc
+from gpuscale.config.cluster import read_cluster_name, read_kubernetes_version, read_system_nodes, read_vpc
 
 from ._docs import documented
 from ._cluster_outputs import ClusterOutputs

@@ -9,7 +9,7 @@ from typing_extensions import NotRequired, TypedDict
 
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import read_cluster_name, read_subnet_ids
+from gpuscale.config.cluster import read_cluster_name, read_subnet_ids
 
 from ._docs import documented
 from ._cluster_outputs import ClusterOutputs

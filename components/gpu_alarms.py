@@ -14,7 +14,8 @@ from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
 from gpuscale.config.scaling import (SCALING_ARGS_ALIASES, read_demand_target, read_target_utilization,
                                      read_throttle_alarm)
-from gpuscale.config.stack import read_health_check_grace, read_sample_interval
+from gpuscale.config.agent import read_sample_interval
+from gpuscale.config.groups import read_health_check_grace
 
 from ._docs import documented
 from .fleet_metrics import (AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, Expr, Query, agent_group_stat,

@@ -13,9 +13,10 @@ from gpu_metrics_agent.catalogue import NAMESPACE
 from gpu_metrics_agent.config import DEFAULT_PROMETHEUS_PORT
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import (CIDR_PATTERN, DEFAULT_AMI_PARAMETER, ami_parameter_architecture,
-                                   check_warm_pool_allowed, read_asg_settings, read_gpu_instance_types,
-                                   read_group_sizes, read_instance_type_names, read_region, read_warm_pool)
+from gpuscale.config.cluster import CIDR_PATTERN, read_region
+from gpuscale.config.groups import (DEFAULT_AMI_PARAMETER, ami_parameter_architecture, check_warm_pool_allowed,
+                                    read_asg_settings, read_gpu_instance_types, read_group_sizes,
+                                    read_instance_type_names, read_warm_pool)
 from gpuscale.instance_types import PulumiInstanceTypes
 
 from ._docs import documented

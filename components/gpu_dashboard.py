@@ -14,7 +14,7 @@ from gpu_metrics_agent.catalogue import (DIM_ASG, GPU_DIMENSIONS, GPU_POWER, GPU
 from gpuscale.config.args import validate_args
 from gpuscale.config.reader import Section
 from gpuscale.config.scaling import SCALING_ARGS_ALIASES, read_target_utilization
-from gpuscale.config.stack import read_region
+from gpuscale.config.cluster import read_region
 
 from ._docs import documented
 from .fleet_metrics import (ASG_NAMESPACE, AWS_PERIOD, GROUP_DESIRED, GROUP_IN_SERVICE, GROUP_MAX, GROUP_PENDING,

@@ -17,8 +17,8 @@ from typing_extensions import NotRequired, TypedDict
 from ..config.args import validate_args
 from ..config.headroom import PAUSE_IMAGE, PREPULL_COMMAND, read_headroom_settings, read_image_list
 from ..config.reader import REQUIRED, Section
-from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
-from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
+from ..config.groups import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
+from ..config.groups import NAME_RULE as NODE_GROUP_NAME_RULE
 from ._docs import documented
 from .kube_values import DNS_LABEL_PATTERN, read_node_selector
 from .labels import GPU_CLASS_LABEL, GPU_RESOURCE, GPU_TAINT_VALUE

@@ -10,7 +10,7 @@ from typing_extensions import NotRequired, TypedDict
 from gpuscale.config.args import validate_args
 from gpuscale.config.caches import read_image_cache_settings, read_image_volume_throughput
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
+from gpuscale.config.groups import AMI_TYPES, DEFAULT_AMI_TYPE, read_gpu_instance_types, read_node_group_settings
 from gpuscale.instance_types import PulumiInstanceTypes
 
 from ._docs import documented

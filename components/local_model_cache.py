@@ -20,8 +20,8 @@ from ..config.args import validate_args
 from ..config.caches import LOCAL_MODEL_HOST_PATH, QUANTITY, QUANTITY_RULE, cacheable_uri_refusal
 from ..config.reader import REQUIRED, Section
 from ..config.services import STORAGE_URI_PATTERN
-from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
-from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
+from ..config.groups import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
+from ..config.groups import NAME_RULE as NODE_GROUP_NAME_RULE
 from ._docs import documented
 from ._options import depends_on_of
 from .irsa_role import IrsaRole

@@ -12,8 +12,8 @@ from typing_extensions import NotRequired, TypedDict
 
 from ..config.args import validate_args, with_absent_nones
 from ..config.reader import REQUIRED, Section
-from ..config.stack import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
-from ..config.stack import NAME_RULE as NODE_GROUP_NAME_RULE
+from ..config.groups import NAME_PATTERN as NODE_GROUP_NAME_PATTERN
+from ..config.groups import NAME_RULE as NODE_GROUP_NAME_RULE
 from ..config.pod_autoscalers import SCALING_MODES, SERVING_MODE_OF
 from ..config.services import SERVICE_NAME_PATTERN, SERVICE_NAME_RULE, read_model, read_service_pods
 from ..config.serving import SERVING_MODES

@@ -10,7 +10,7 @@ from ._docs import documented
 
 from gpuscale.config.args import args_style, validate_args
 from gpuscale.config.reader import Section
-from gpuscale.config.stack import read_cluster_name, read_vpc
+from gpuscale.config.cluster import read_cluster_name, read_vpc
 
 ALIASES = {"vpcCidr": "cidr_block"}
 """The stack config's VPC key and NetworkArgs' name for it."""

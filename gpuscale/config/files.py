@@ -13,7 +13,7 @@ from .namespace import PROJECT, check_namespace
 from .policy import KEY as POLICY_KEY
 from .project import YamlSyntaxError, read_project
 from .reader import OFFLINE_SECRET, ConfigError, ConfigErrors
-from .stack import TOP_LEVEL_KEYS, StackConfig, load_stack_config
+from .stack import StackConfig, TOP_LEVEL_KEYS, load_stack_config
 
 # libyaml's safe loader where PyYAML was built with it (ten times faster); the pure-Python one otherwise.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)

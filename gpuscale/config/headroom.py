@@ -23,7 +23,7 @@ from .reader import Section, guarded
 
 if TYPE_CHECKING:
     from .services import ServiceConfig
-    from .stack import NodeGroupConfig
+    from .groups import NodeGroupConfig
 
 PAUSE_IMAGE = "registry.k8s.io/pause:3.10"
 """The pause image Kubernetes 1.31+ runs as the sandbox (kubeadm's constants.PauseVersion 3.10): holds a node's GPUs,

@@ -19,7 +19,7 @@ from .reader import REQUIRED, ConfigError, Section
 from .serving import ServingConfig, read_serving
 
 if TYPE_CHECKING:
-    from .stack import NodeGroupConfig
+    from .groups import NodeGroupConfig
 
 @dataclass(frozen=True)
 class ResourceRequests:

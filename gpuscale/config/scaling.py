@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 from .reader import REQUIRED, ConfigError, Section
 
 if TYPE_CHECKING:
-    from .stack import AgentConfig, AutoScalingGroupConfig
+    from .agent import AgentConfig
+    from .groups import AutoScalingGroupConfig
 
 TARGET_TRACKING_PERIODS = (10, 30, 60)
 """Periods target tracking accepts for its metric (TargetTrackingMetricStat.Period, EC2 Auto Scaling API)."""
@@ -30,7 +31,7 @@ TARGET_GROUP_PATTERN = r"targetgroup/[A-Za-z0-9-]{1,32}/[0-9a-f]{16}"
 SNS_TOPIC_PATTERN = r"[A-Za-z0-9_-]{1,256}"
 EMAIL_PATTERN = r"[^@\s]+@[^@\s]+\.[^@\s]+"
 MAX_WAKE_CAPACITY = 1000
-"""An Auto Scaling group's largest max size here (gpuscale.config.stack.MAX_GROUP_SIZE)."""
+"""An Auto Scaling group's largest max size here (gpuscale.config.groups.MAX_GROUP_SIZE)."""
 
 
 def is_alarm_period(seconds: int) -> bool:

@@ -20,7 +20,7 @@ from .vertical import VerticalScalingConfig, read_service_vertical_scaling
 from .workload import CURRENCY_PATTERN, ColdStartConfig, WorkloadConfig, _read_service_time
 
 if TYPE_CHECKING:
-    from .stack import NodeGroupConfig
+    from .groups import NodeGroupConfig
 
 SERVICE_NAME_PATTERN = r"[a-z]([-a-z0-9]{0,45}[a-z0-9])?"
 SERVICE_NAME_RULE = ("a DNS-1123 label of 1 to 47 lowercase letters, digits or hyphens, starting with a letter and "

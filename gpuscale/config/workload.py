@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from .reader import REQUIRED, Section
 
 if TYPE_CHECKING:
-    from .stack import AutoScalingGroupConfig, NodeGroupConfig
+    from .groups import AutoScalingGroupConfig, NodeGroupConfig
 
 UNSCHEDULABLE_GPU_POD_BUFFER_SECONDS = 30
 """cluster-autoscaler helps unschedulable pods requesting GPUs only once the oldest is this old

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config.pod_autoscalers import PRESETS as SERVICE_PRESETS
-from ..config.stack import NodeGroupConfig
+from ..config.groups import NodeGroupConfig
 from .cluster_autoscaler import ca_settings
 from .ec2 import FixedScaler, IdealScaler, StackScaler, agent_delay, instance_fleet
 from .engine import Engine, Scaler

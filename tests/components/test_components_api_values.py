@@ -20,7 +20,7 @@ import pytest
 from pulumi import _types
 
 from gpuscale.components.gpu_asg import GROUP_METRICS
-from gpuscale.config.stack import AMI_TYPES, CAPACITY_TYPES, SPOT_ALLOCATION_STRATEGIES, WARM_POOL_STATES
+from gpuscale.config.groups import AMI_TYPES, CAPACITY_TYPES, SPOT_ALLOCATION_STRATEGIES, WARM_POOL_STATES
 
 
 @cache

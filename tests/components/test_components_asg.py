@@ -10,7 +10,7 @@ import pytest
 from gpu_metrics_agent.catalogue import NAMESPACE
 from gpuscale.components.agent_user_data import DRAIN_HOOK, LIFECYCLE_HOOK, AgentSettings
 from gpuscale.components.gpu_asg import GpuAutoScalingGroup, GpuAutoScalingGroupArgs
-from gpuscale.config.stack import DEFAULT_AMI_PARAMETER
+from gpuscale.config.groups import DEFAULT_AMI_PARAMETER
 
 ASG = "aws:autoscaling/group:Group"
 LT = "aws:ec2/launchTemplate:LaunchTemplate"

@@ -11,7 +11,7 @@ from test_config_validation import CATALOG, base
 from gpuscale.config import ConfigError, load_stack_config, read_stack_values, secret_paths
 from gpuscale.config.project import YamlSyntaxError
 from gpuscale.config.reader import OFFLINE_SECRET
-from gpuscale.config.stack import aws_regions
+from gpuscale.config.cluster import aws_regions
 
 
 def load(cfg: dict):
