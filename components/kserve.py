@@ -61,11 +61,9 @@ def check_args(s: Section) -> None:
 def kserve_values(args: KServeArgs) -> dict[str, Any]:
     """The controller chart's values (every key exists in the pinned chart's values.yaml, or a map it renders
     whole)."""
-    knative = args["mode"] == "knative"
-    with_knative = knative or args.get("knative", False)
     gateway: dict[str, Any] = {
-        # Knative mode routes through Kourier, not Istio: no VirtualService for the top-level host.
-        "disableIstioVirtualHost": with_knative,
+        # Knative services route through Kourier, not Istio: no VirtualService for the top-level host.
+        "disableIstioVirtualHost": args["mode"] == "knative" or args.get("knative", False),
         # Standard-mode services: no Ingress object (no ingress controller is installed; clients reach the
         # predictor's Service in the cluster, or through an ingress the platform team adds), unless a service is
         # woken by the gateway's request count: then an Ingress of the class the default wake query counts (istio,

@@ -258,6 +258,17 @@ def agent_metric(name: str, source: str) -> catalogue.MetricSpec | None:
     return None
 
 
+def declared_mode(s: Section) -> str | None:
+    """The pod autoscaler a `scaling:` section declares: its preset's, or its one mode section's; None where it
+    declares none or several (read_scaling refuses those). Read without marking keys, so that a service's other
+    rules can follow its mode before the section itself is read."""
+    name = s.data.get("preset")
+    if isinstance(name, str) and name in PRESETS:
+        return PRESETS[name].scaling.mode
+    present = [m for m in SCALING_MODES if s.has(m)]
+    return present[0] if len(present) == 1 else None
+
+
 def read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key: str) -> tuple[Scaling, str | None]:
     preset_name = s.str("preset", None, choices=tuple(PRESETS))
     preset = PRESETS[preset_name] if preset_name is not None else None
@@ -267,13 +278,11 @@ def read_scaling(s: Section, serving: ServingConfig, min_replicas: int, min_key:
         if others:
             raise s.fail(others[0], s.data[others[0]], f"only {preset.scaling.mode}: keys to override preset "
                                                        f"{preset_name}, a {preset.scaling.mode} preset")
-        mode = preset.scaling.mode
-    else:
-        if len(present) != 1:
-            raise s.fail("preset" if not present else present[1], s.data.get(present[1]) if len(present) > 1
-                         else REQUIRED, "one pod autoscaler per service: a preset (" + ", ".join(PRESETS)
-                         + ") or exactly one of kpa, hpa, keda")
-        mode = present[0]
+    elif len(present) != 1:
+        raise s.fail("preset" if not present else present[1], s.data.get(present[1]) if len(present) > 1
+                     else REQUIRED, "one pod autoscaler per service: a preset (" + ", ".join(PRESETS)
+                     + ") or exactly one of kpa, hpa, keda")
+    mode = preset.scaling.mode if preset is not None else present[0]
     base = preset.scaling if preset is not None else MODE_OF[mode]()
     section = s.section(mode, Section({}, s.key(mode)))
     reader = {"kpa": _read_kpa, "hpa": _read_hpa, "keda": _read_keda}[mode]

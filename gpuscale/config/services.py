@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..components.kube_values import IMAGE_PATTERN, QUANTITY_PATTERN, is_pinned_image, progress_deadline_refusal
 from ..components.serving_runtimes import runtime_image
 from .caches import ModelCacheConfig, read_model_cache
-from .pod_autoscalers import PRESETS, SCALING_MODES, SERVING_MODE_OF, Scaling, at_zero_behaviour, read_scaling
+from .pod_autoscalers import SERVING_MODE_OF, Scaling, at_zero_behaviour, declared_mode, read_scaling
 from .reader import REQUIRED, ConfigError, Section, guarded
 from .serving import ServingConfig
 from .vertical import VerticalScalingConfig, read_service_vertical_scaling
@@ -34,17 +34,6 @@ def knative_installed(serving: ServingConfig, services: Sequence[ServiceConfig])
     """Knative Serving (and its Kourier gateway) is installed when KServe's default mode is Knative or some service
     is scaled by the KPA; otherwise the stack has no Knative at all."""
     return serving.mode == "knative" or any(s.serving_mode == "knative" for s in services)
-
-
-def _declared_serving_mode(scaling: Section, default: str) -> str:
-    """The serving mode a service's `scaling:` section asks for (its preset's or its one pod autoscaler's), read
-    ahead of the section itself so that the pods' rules can follow it; `default` where the section names none
-    (read_scaling then refuses it)."""
-    preset = PRESETS.get(scaling.data.get("preset")) if isinstance(scaling.data.get("preset"), str) else None
-    if preset is not None:
-        return SERVING_MODE_OF[preset.scaling.mode]
-    present = [m for m in SCALING_MODES if scaling.has(m)]
-    return SERVING_MODE_OF[present[0]] if len(present) == 1 else default
 
 
 # --- a service ------------------------------------------------------------------------------------------------------
@@ -151,7 +140,8 @@ def _read_service(s: Section, node_groups: tuple[NodeGroupConfig, ...], serving:
     group = groups[group_name]
     model = read_model(s.section("model"))
     # The service's own mode (its pod autoscaler's), not the stack's default, decides what its pods may be.
-    mode = _declared_serving_mode(s.section("scaling"), serving.mode)
+    declared = declared_mode(s.section("scaling"))
+    mode = SERVING_MODE_OF[declared] if declared is not None else serving.mode
     gpus, cpu, memory, lo, hi, timeout, deadline = read_service_pods(s, mode)
     if gpus > group.gpu.gpu_count:
         raise s.fail("gpus", gpus, f"at most {group.gpu.gpu_count}: node group {group.name}'s "

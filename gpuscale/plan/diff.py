@@ -227,7 +227,8 @@ def _deleted_first(c: ResourceChange) -> bool:
     # alone asks for is created first (and, under the same name, collides with the old object).
     if all(why.endswith(PROGRAM_TRIGGER) for why in c.replaced_by):
         return False
-    named = (r.inputs.get("metadata") or {}).get("name") if isinstance(r.inputs.get("metadata"), dict) else None
+    metadata = r.inputs.get("metadata")
+    named = metadata.get("name") if isinstance(metadata, dict) else None
     renamed = any(path in ("inputs.metadata.name", "inputs.metadata.namespace") for path, _, _ in c.changes)
     return (r.type.startswith("kubernetes:") and not r.type.startswith("kubernetes:helm.sh/")
             and isinstance(named, str) and not renamed)
